@@ -1,0 +1,108 @@
+/// Bytes owned by a tensor that a pass created. Immutable once made, with a stable address,
+/// so the writer can hand the pointer to the encoder without copying.
+public final class TensorBytes: @unchecked Sendable {
+    /// Invariant: allocated by `init` with `count` bytes, freed only in `deinit`.
+    private let base: UnsafeMutableRawPointer
+    public let count: Int
+
+    /// Copies `bytes`.
+    public init(copying bytes: UnsafeRawBufferPointer) {
+        count = bytes.count
+        base = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 64)
+        if count > 0, let source = bytes.baseAddress { base.copyMemory(from: source, byteCount: count) }
+    }
+
+    /// Little-endian float32 values (every platform we build for is little-endian).
+    public convenience init(floats: [Float]) {
+        self.init(copying: floats.withUnsafeBytes { $0 })
+    }
+
+    public convenience init(int64s: [Int64]) {
+        self.init(copying: int64s.withUnsafeBytes { $0 })
+    }
+
+    public convenience init(bytes: [UInt8]) {
+        self.init(copying: bytes.withUnsafeBytes { $0 })
+    }
+
+    deinit { base.deallocate() }
+
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: base, count: count))
+    }
+}
+
+/// Where a tensor's values are.
+public enum TensorStorage {
+    /// In the decoded model file (`raw_data` or a typed field such as `float_data`);
+    /// read only when a caller asks.
+    case wire
+    /// A region of an external data file, memory-mapped on first use.
+    case external(ExternalDataLocation)
+    /// Bytes a pass made (little-endian, ONNX `raw_data` layout).
+    case bytes(TensorBytes)
+}
+
+/// An ONNX tensor: name, type, dims and where its values are.
+///
+/// Fields this type does not model (segments, metadata, typed data fields) are kept from
+/// the decoded file and written back unchanged.
+public final class Tensor {
+    public var name: String?
+    public var dims: [Int64]
+    /// Raw `TensorProto.DataType` number; see `elementType` for the typed view.
+    public var dataType: Int32?
+    public var docString: String?
+    public var storage: TensorStorage
+    /// The decoded message this tensor came from, if any (owned by Serialization).
+    var wireOrigin: WireOrigin?
+
+    public init(name: String?, elementType: ElementType, dims: [Int64], storage: TensorStorage) {
+        self.name = name
+        self.dataType = elementType.rawValue
+        self.dims = dims
+        self.storage = storage
+        self.docString = nil
+        self.wireOrigin = nil
+    }
+
+    init(name: String?, dataType: Int32?, dims: [Int64], docString: String?, storage: TensorStorage, wireOrigin: WireOrigin?) {
+        self.name = name
+        self.dataType = dataType
+        self.dims = dims
+        self.docString = docString
+        self.storage = storage
+        self.wireOrigin = wireOrigin
+    }
+
+    public var elementType: ElementType? { dataType.flatMap(ElementType.init(rawValue:)) }
+
+    /// Number of elements (product of dims; 1 for a scalar); nil when a dim is negative or
+    /// the product overflows, which only a malformed file can make.
+    public var elementCount: Int? { Tensor.elementCount(dims) }
+
+    /// Bytes the values take in `raw_data` layout, when the element type has a fixed width.
+    public var byteCount: Int? { elementCount.flatMap { elementType?.byteCount(elements: $0) } }
+
+    static func elementCount(_ dims: [Int64]) -> Int? {
+        var count = 1
+        for dim in dims {
+            guard dim >= 0 else { return nil }
+            let (product, overflow) = count.multipliedReportingOverflow(by: Int(dim))
+            guard !overflow, product <= Int(Int32.max) * 64 else { return nil }
+            count = product
+        }
+        return count
+    }
+
+    /// True when the values live in an external data file.
+    public var isExternal: Bool {
+        if case .external = storage { return true }
+        return false
+    }
+
+    /// Convenience for new float32 tensors made by passes.
+    public convenience init(name: String, dims: [Int64], floats: [Float]) {
+        self.init(name: name, elementType: .float, dims: dims, storage: .bytes(TensorBytes(floats: floats)))
+    }
+}

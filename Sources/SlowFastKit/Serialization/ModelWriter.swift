@@ -1,0 +1,166 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CProtobufC
+import ONNXProto
+
+/// Where the writer puts the external weights of the input model.
+public enum WeightsMode: String, CaseIterable, Sendable {
+    /// `link` when the output folder is on the same filesystem as the data, else `copy`.
+    case auto
+    /// Hard-link each data file next to the output: nothing is copied.
+    case link
+    /// Copy each data file (a reflink where the filesystem has one).
+    case copy
+    /// Put every tensor inside the `.onnx` file (only while it stays under 2 GiB).
+    case inline
+}
+
+/// Options of `ModelWriter.write`.
+public struct WriteOptions: Sendable {
+    public var weights: WeightsMode
+    /// New tensors of at least this many bytes go to `<output>.data` when the model keeps
+    /// its weights externally; smaller ones, and all in inline mode, go inside the model.
+    public var externalThreshold: Int
+
+    public init(weights: WeightsMode = .auto, externalThreshold: Int = 1024) {
+        self.weights = weights
+        self.externalThreshold = externalThreshold
+    }
+}
+
+/// What the writer did with one file.
+public struct WrittenFile: Equatable, Sendable {
+    public enum Action: String, Sendable { case written, linked, copied, alreadyInPlace }
+    public let path: String
+    public let action: Action
+    public let bytes: Int
+}
+
+/// The files a write produced, model last.
+public struct WriteReport: Sendable {
+    public let files: [WrittenFile]
+    public let weights: WeightsMode
+}
+
+/// Writes the IR as a binary `.onnx` file plus its external data, atomically.
+public enum ModelWriter {
+    /// The protobuf size limit: one message cannot exceed 2 GiB.
+    static let protobufLimit = Int(Int32.max)
+
+    /// Writes `model` to `path`. The input model's files are never modified; on error nothing
+    /// is left at `path` or beside it.
+    @discardableResult
+    public static func write(_ model: Model, to path: String, options: WriteOptions = WriteOptions()) throws -> WriteReport {
+        let outputFolder = Path.directory(of: path)
+        var folderInfo = stat()
+        guard stat(outputFolder, &folderInfo) == 0, (folderInfo.st_mode & S_IFMT) == S_IFDIR else {
+            throw ModelWriteError.outputNotWritable(path: path, reason: "folder '\(outputFolder)' does not exist")
+        }
+        if let source = model.sourcePath, isSameFile(source, path) {
+            throw ModelWriteError.outputIsInput(path: path)
+        }
+
+        // The external files the model reads, by the location it names them with.
+        let tensors = model.allTensors
+        var sources: [String: MappedFile] = [:]
+        var locationOrder: [String] = []
+        for tensor in tensors {
+            if case .external(let location) = tensor.storage, sources[location.location] == nil {
+                sources[location.location] = location.file
+                locationOrder.append(location.location)
+            }
+        }
+        var mode = options.weights
+        if mode == .auto {
+            mode = sources.values.allSatisfy { $0.device == UInt64(folderInfo.st_dev) } ? .link : .copy
+        }
+        for location in locationOrder where mode != .inline && isSameFile(outputFolder + "/" + location, path) {
+            throw ModelWriteError.dataFileConflict(path: path, dataFile: location)
+        }
+
+        // New tensors go beside the output when the model already keeps weights outside.
+        let newDataName = freshDataName(for: Path.fileName(of: path), taken: Set(locationOrder))
+        let useNewDataFile = mode != .inline && !sources.isEmpty
+        var newData: [UInt8] = []
+        let placement: (Tensor) throws -> TensorPlacement = { tensor in
+            switch tensor.storage {
+            case .wire:
+                return .asRead
+            case .external(let location):
+                if mode == .inline { return .inline(UnsafeRawBufferPointer(rebasing: try location.file.bytes()[location.offset ..< location.offset + location.length])) }
+                if tensor.wireOrigin != nil { return .asRead }
+                return .external(location: location.location, offset: location.offset, length: location.length, others: location.otherEntries)
+            case .bytes(let bytes):
+                if useNewDataFile && bytes.count >= options.externalThreshold {
+                    let offset = (newData.count + 63) / 64 * 64
+                    newData.append(contentsOf: repeatElement(0, count: offset - newData.count))
+                    bytes.withUnsafeBytes { newData.append(contentsOf: $0) }
+                    return .external(location: newDataName, offset: offset, length: bytes.count, others: [])
+                }
+                return bytes.withUnsafeBytes { .inline($0) }
+            }
+        }
+
+        let encoder = WireEncoder(place: placement)
+        let message = try encoder.model(model)
+        let size = withUnsafeMutablePointer(to: &message.pointee.base) { protobuf_c_message_get_packed_size($0) }
+        if size > protobufLimit {
+            if mode == .inline { throw ModelWriteError.inlineTooLarge(path: path, bytes: size) }
+            throw ModelWriteError.encodeFailed(path: path, reason: "the graph alone is \(size) bytes, over the 2 GiB protobuf limit")
+        }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 16)
+        defer { buffer.deallocate() }
+        let packed = withUnsafeMutablePointer(to: &message.pointee.base) {
+            protobuf_c_message_pack($0, buffer.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
+        guard packed == size else {
+            throw ModelWriteError.encodeFailed(path: path, reason: "packed \(packed) of \(size) bytes")
+        }
+
+        let transaction = OutputTransaction()
+        var files: [WrittenFile] = []
+        if mode != .inline {
+            for location in locationOrder {
+                guard let source = sources[location] else { continue }
+                let destination = outputFolder + "/" + location
+                if isSameFile(destination, source.path) {
+                    files.append(WrittenFile(path: destination, action: .alreadyInPlace, bytes: source.size))
+                } else if mode == .link {
+                    try transaction.stageLink(source: source, path: destination)
+                    files.append(WrittenFile(path: destination, action: .linked, bytes: source.size))
+                } else {
+                    try transaction.stageCopy(source: source, path: destination)
+                    files.append(WrittenFile(path: destination, action: .copied, bytes: source.size))
+                }
+            }
+        }
+        if !newData.isEmpty {
+            let destination = outputFolder + "/" + newDataName
+            try newData.withUnsafeBytes { try transaction.stage(path: destination, bytes: $0) }
+            files.append(WrittenFile(path: destination, action: .written, bytes: newData.count))
+        }
+        try transaction.stage(path: path, bytes: UnsafeRawBufferPointer(rebasing: buffer[0 ..< size]))
+        files.append(WrittenFile(path: path, action: .written, bytes: size))
+        try transaction.commit()
+        return WriteReport(files: files, weights: mode)
+    }
+
+    /// `<model file name>.data`, or a variant no input location uses.
+    static func freshDataName(for modelName: String, taken: Set<String>) -> String {
+        var candidate = modelName + ".data"
+        var counter = 1
+        while taken.contains(candidate) {
+            candidate = "\(modelName).\(counter).data"
+            counter += 1
+        }
+        return candidate
+    }
+
+    /// True when both paths exist and are the same file (same device and inode).
+    static func isSameFile(_ first: String, _ second: String) -> Bool {
+        var a = stat(), b = stat()
+        guard stat(first, &a) == 0, stat(second, &b) == 0 else { return false }
+        return a.st_dev == b.st_dev && a.st_ino == b.st_ino
+    }
+}
