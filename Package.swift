@@ -31,6 +31,8 @@ let package = Package(
             name: "slowfast",
             dependencies: ["SlowFastKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // The README's library example, compiled so it cannot go stale.
+        .executableTarget(name: "LibraryExample", dependencies: ["SlowFastKit"], path: "Examples/LibraryExample"),
         .testTarget(name: "SlowFastKitTests", dependencies: ["SlowFastKit"]),
     ],
     swiftLanguageModes: [.v5]
