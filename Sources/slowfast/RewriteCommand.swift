@@ -4,22 +4,34 @@ import SlowFastKit
 struct RewriteCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rewrite",
-        abstract: "Read a model, apply the chosen passes, and write it atomically.",
+        abstract: "Read a model, apply the chosen passes, and write it atomically with its weight map.",
         discussion: """
         With no pass options the model is re-emitted unchanged. External weights are \
         hard-linked beside the output by default, so nothing is copied.
 
-        Example:
-          slowfast rewrite qwen2/model.onnx -o out/model.onnx --weights link
+        Examples:
+          slowfast rewrite qwen2/model.onnx -o out/model.onnx --every 8
+          slowfast rewrite qwen2/model.onnx -o out/model.onnx --hybrid-layers 0,2,4 --mode insert
         """
     )
 
     @OptionGroup var io: ModelIOOptions
+    @OptionGroup(title: "Hybrid layers") var hybrid: HybridOptions
+
+    @Option(name: .customLong("weight-map"), help: "Where to write the weight map (default: beside the output, <name>.weight-map.json).")
+    var weightMap: String?
 
     func run() throws {
         try reportingErrors {
             let model = try ModelReader.read(path: io.input)
-            try ModelWriter.write(model, to: io.output, options: WriteOptions(weights: io.weights))
+            let outcome = try runPasses(on: model, hybrid: hybrid)
+            var options = WriteOptions(weights: io.weights)
+            if weightMap != nil || !outcome.results.isEmpty {
+                let path = weightMap ?? WeightMap.defaultPath(forOutput: io.output)
+                options.sidecars.append((path, try outcome.weightMap.jsonData()))
+            }
+            let report = try ModelWriter.write(model, to: io.output, options: options)
+            for file in report.files { print("\(file.action.rawValue): \(file.path) (\(file.bytes) bytes)") }
         }
     }
 }

@@ -17,15 +17,19 @@ public enum WeightsMode: String, CaseIterable, Sendable {
 }
 
 /// Options of `ModelWriter.write`.
-public struct WriteOptions: Sendable {
+public struct WriteOptions {
     public var weights: WeightsMode
     /// New tensors of at least this many bytes go to `<output>.data` when the model keeps
     /// its weights externally; smaller ones, and all in inline mode, go inside the model.
     public var externalThreshold: Int
 
-    public init(weights: WeightsMode = .auto, externalThreshold: Int = 1024) {
+    /// Other files written in the same transaction (e.g. the weight map), path -> bytes.
+    public var sidecars: [(path: String, bytes: [UInt8])]
+
+    public init(weights: WeightsMode = .auto, externalThreshold: Int = 1024, sidecars: [(path: String, bytes: [UInt8])] = []) {
         self.weights = weights
         self.externalThreshold = externalThreshold
+        self.sidecars = sidecars
     }
 }
 
@@ -139,6 +143,13 @@ public enum ModelWriter {
             let destination = outputFolder + "/" + newDataName
             try newData.withUnsafeBytes { try transaction.stage(path: destination, bytes: $0) }
             files.append(WrittenFile(path: destination, action: .written, bytes: newData.count))
+        }
+        for sidecar in options.sidecars {
+            if let source = model.sourcePath, isSameFile(source, sidecar.path) {
+                throw ModelWriteError.outputIsInput(path: sidecar.path)
+            }
+            try sidecar.bytes.withUnsafeBytes { try transaction.stage(path: sidecar.path, bytes: $0) }
+            files.append(WrittenFile(path: sidecar.path, action: .written, bytes: sidecar.bytes.count))
         }
         try transaction.stage(path: path, bytes: UnsafeRawBufferPointer(rebasing: buffer[0 ..< size]))
         files.append(WrittenFile(path: path, action: .written, bytes: size))

@@ -1,0 +1,240 @@
+/// Which layers to convert, and how.
+public struct HybridLayerOptions: Sendable {
+    public enum Mode: String, CaseIterable, Sendable {
+        /// The paper's hybrid decoder layer: the layer itself cross-attends (DESIGN §1).
+        case inPlace = "in-place"
+        /// A separate gated cross-attention block before the layer (Flamingo / Llama 3.2 Vision).
+        case insert
+    }
+
+    public var layers: [Int]
+    public var mode: Mode
+    /// Width of the slow tokens the caller will feed; must equal the hidden size.
+    public var slowTokenWidth: Int?
+    /// Std of the normal init of new projections that have nothing to copy (gate, insert mode).
+    public var initStd: Double
+    public var seed: UInt64
+
+    public init(layers: [Int], mode: Mode = .inPlace, slowTokenWidth: Int? = nil, initStd: Double = 0.02, seed: UInt64 = 0) {
+        self.layers = layers
+        self.mode = mode
+        self.slowTokenWidth = slowTokenWidth
+        self.initStd = initStd
+        self.seed = seed
+    }
+
+    /// `range(minDepth, maxDepth, every)` as the release selects layers (every 8 from 0).
+    public static func every(_ step: Int, minDepth: Int = 0, maxDepth: Int) -> [Int] {
+        guard step > 0, minDepth < maxDepth else { return [] }
+        return Array(stride(from: minDepth, to: maxDepth, by: step))
+    }
+}
+
+/// Turns chosen decoder layers into slow-fast hybrid layers, in place (DESIGN §1):
+///
+///     Ŝ = RMSNorm_in(S);  [K_x | V_x] = W_kv Ŝ + b_kv   (no RoPE; GQA-repeated)
+///     A_x = softmax(Q K_xᵀ / sqrt(hd) + mask) V_x        (Q = the layer's query after RoPE)
+///     g = tanh(w_g · A_sa + b_g) · tanh(α)
+///     o_proj input: A_sa  ->  A_sa + m ⊙ g ⊙ A_x
+///
+/// W_kv starts as concat(k_proj, v_proj) of the layer and α as 0, so until α is trained the
+/// model computes exactly what it did.
+public struct HybridLayerPass: ModelPass {
+    public let name = "hybrid-layers"
+    public let layout: ModelLayout
+    public let options: HybridLayerOptions
+
+    public init(layout: ModelLayout, options: HybridLayerOptions) {
+        self.layout = layout
+        self.options = options
+    }
+
+    public func checkPreconditions(_ model: Model) throws {
+        if options.layers.isEmpty { throw HybridLayerError.noLayersChosen }
+        for layer in options.layers where !layout.layers.indices.contains(layer) {
+            throw HybridLayerError.layerOutOfRange(layer: layer, layerCount: layout.layers.count)
+        }
+        guard layout.floatType == ElementType.float.rawValue else {
+            throw HybridLayerError.unsupportedFloatType(ElementType.name(of: layout.floatType))
+        }
+        if let width = options.slowTokenWidth, width != layout.dimensions.hiddenSize {
+            throw HybridLayerError.slowTokenWidthMismatch(slowWidth: width, hiddenSize: layout.dimensions.hiddenSize)
+        }
+    }
+
+    public func run(_ model: Model) throws -> PassResult {
+        let graph = model.graph
+        let dims = layout.dimensions
+        var builder = GraphBuilder(names: NameAllocator(model: model), scope: "/slowfast", opset: model.opsetVersion("") ?? 1)
+        let inputs = try SlowTokenInputs(model: model, hiddenSize: dims.hiddenSize, builder: &builder)
+        let layers = Array(Set(options.layers)).sorted()
+        let nodesByName = Dictionary(graph.nodes.compactMap { node in node.name.map { ($0, node) } }, uniquingKeysWith: { first, _ in first })
+        guard let firstNode = nodesByName[layout.layers[layers[0]].o.node] else {
+            throw HybridLayerError.missingNode(layer: layers[0], role: "o_proj", name: layout.layers[layers[0]].o.node)
+        }
+        builder.insert(into: graph, before: firstNode)
+
+        var parameters = [SlowTokenInputs.slowTokensMask, SlowTokenInputs.queryMask].map {
+            ParameterRecord(onnxName: $0, canonicalName: $0, kind: .new, initRule: "ones [1, 1]: the default of the optional input")
+        }
+        var notes = ["new inputs: \(SlowTokenInputs.slowTokens) [batch, num_slow_tokens, \(dims.hiddenSize)] float32, "
+            + "\(SlowTokenInputs.slowTokensMask) [batch, num_slow_tokens] (optional, 1 = real token), "
+            + "\(SlowTokenInputs.queryMask) [batch, sequence] (optional, 1 = may query)"]
+        for layer in layers {
+            let description = layout.layers[layer]
+            guard let oNode = nodesByName[description.o.node] else {
+                throw HybridLayerError.missingNode(layer: layer, role: "o_proj", name: description.o.node)
+            }
+            builder.scope = "/slowfast/layers.\(layer)/cross_attn"
+            let result: (output: String, records: [ParameterRecord])
+            switch options.mode {
+            case .inPlace:
+                result = try inPlace(layer: description, inputs: inputs, graph: graph, builder: &builder)
+                guard let slot = oNode.inputs.firstIndex(of: description.attentionOutput) else {
+                    throw HybridLayerError.missingNode(layer: layer, role: "o_proj reading the attention output", name: description.o.node)
+                }
+                builder.insert(into: graph, before: oNode)
+                oNode.inputs[slot] = result.output
+                notes.append("layer \(layer): hybrid (cross-attends to slow tokens before o_proj '\(description.o.node)')")
+            case .insert:
+                result = try insertBlock(layer: description, inputs: inputs, builder: &builder)
+                let residual = description.residualInput
+                let firstUse = graph.index().consumers(of: residual).first
+                // Every existing reader of the layer's input now reads the block's output.
+                for node in graph.nodes {
+                    for slot in node.inputs.indices where node.inputs[slot] == residual { node.inputs[slot] = result.output }
+                }
+                builder.insert(into: graph, before: firstUse)
+                notes.append("layer \(layer): gated cross-attention block inserted before it")
+            }
+            parameters += result.records
+        }
+        try graph.sortTopologically()
+        return PassResult(changed: true, parameters: parameters, notes: notes)
+    }
+
+    /// The query after RoPE as [batch, heads, seq, head_dim].
+    private func queryAfterRoPE(_ layer: LayerDescription, builder: inout GraphBuilder) throws -> String {
+        switch layer.query {
+        case .tensor(let name):
+            return name
+        case .fused(let rotary):
+            return try RotaryReproduction.query(rotary, dims: layout.dimensions, builder: &builder)
+        }
+    }
+
+    private func inPlace(layer: LayerDescription, inputs: SlowTokenInputs, graph: Graph,
+                         builder: inout GraphBuilder) throws -> (output: String, records: [ParameterRecord]) {
+        let dims = layout.dimensions
+        let prefix = "model.layers.\(layer.index).self_attn"
+        let key = try CanonicalProjection(layer.k, in: graph, layer: layer.index, role: "k_proj")
+        let value = try CanonicalProjection(layer.v, in: graph, layer: layer.index, role: "v_proj")
+        guard key.outFeatures == dims.kvWidth, value.outFeatures == dims.kvWidth, key.inFeatures == dims.hiddenSize else {
+            throw HybridLayerError.badWeightShape(layer: layer.index, role: "k_proj", name: layer.k.weight,
+                                                  shape: [Int64(key.outFeatures), Int64(key.inFeatures)],
+                                                  expected: "[\(dims.kvWidth), \(dims.hiddenSize)] in PyTorch layout")
+        }
+        let canonical = canonicalNames()
+        let kName = canonical[layer.k.weight] ?? layer.k.weight, vName = canonical[layer.v.weight] ?? layer.v.weight
+
+        let query = try queryAfterRoPE(layer, builder: &builder)
+        let normalised = builder.rmsNorm(inputs.slowTokens, weight: layer.inputNorm.weight, epsilon: layer.inputNorm.epsilon, "slow_norm")
+        let hasBias = key.bias != nil || value.bias != nil
+        let kvBias = hasBias ? (key.bias ?? [Float](repeating: 0, count: dims.kvWidth)) + (value.bias ?? [Float](repeating: 0, count: dims.kvWidth))
+                             : [Float](repeating: 0, count: 2 * dims.kvWidth)
+        let kv = builder.linear(normalised, canonicalWeight: key.weight + value.weight, outFeatures: 2 * dims.kvWidth,
+                                inFeatures: dims.hiddenSize, bias: kvBias, weightName: "\(prefix).cross_attn_kv_proj.weight",
+                                biasName: "\(prefix).cross_attn_kv_proj.bias", "kv_proj")
+        let keys = builder.slice(kv.output, axis: -1, start: 0, end: Int64(dims.kvWidth), "k")
+        let values = builder.slice(kv.output, axis: -1, start: Int64(dims.kvWidth), end: Int64(2 * dims.kvWidth), "v")
+        let attended = builder.slowCrossAttention(query: query, keys: keys, values: values, maskBias: inputs.maskBias,
+                                                  heads: dims.numHeads, kvHeads: dims.numKVHeads, headDim: dims.headDim)
+
+        // g = tanh(w_g · A_sa + b_g) · tanh(α), one scalar per token.
+        let attentionWidth = dims.numHeads * dims.headDim
+        var random = SeededRandom(seed: options.seed &+ UInt64(layer.index))
+        let gateWeight = random.normal(count: attentionWidth, std: options.initStd)
+        let gate = builder.linear(layer.attentionOutput, canonicalWeight: gateWeight, outFeatures: 1, inFeatures: attentionWidth,
+                                  bias: [0], weightName: "\(prefix).cross_attn_gate_proj.0.weight",
+                                  biasName: "\(prefix).cross_attn_gate_proj.0.bias", "gate_proj")
+        let alpha = builder.parameter(Tensor(name: "", dims: [1], floats: [0]), name: "\(prefix).cross_attn_warm_up_gate")
+        let gateValue = builder.op("Mul", [builder.op("Tanh", [gate.output], "gate/tanh"), builder.op("Tanh", [alpha], "warm_up/tanh")], "gate")
+        let scaled = builder.op("Mul", [attended, gateValue], "gated")
+        let masked = builder.op("Mul", [scaled, inputs.queryMask], "query_masked")
+        let output = builder.op("Add", [layer.attentionOutput, masked], "attention_plus_slow")
+
+        let kvRule = "concat(\(kName), \(vName))"
+        let records = [
+            ParameterRecord(onnxName: kv.weight, canonicalName: "\(prefix).cross_attn_kv_proj.weight", kind: .derived,
+                            transform: "transpose", initRule: kvRule),
+            ParameterRecord(onnxName: kv.bias!, canonicalName: "\(prefix).cross_attn_kv_proj.bias", kind: hasBias ? .derived : .new,
+                            initRule: hasBias ? "concat(bias of \(kName), bias of \(vName))" : "zeros (k_proj and v_proj have no bias)"),
+            ParameterRecord(onnxName: gate.weight, canonicalName: "\(prefix).cross_attn_gate_proj.0.weight", kind: .new,
+                            transform: "transpose", initRule: "normal(0, \(options.initStd), seed \(options.seed &+ UInt64(layer.index)))"),
+            ParameterRecord(onnxName: gate.bias!, canonicalName: "\(prefix).cross_attn_gate_proj.0.bias", kind: .new, initRule: "zeros"),
+            ParameterRecord(onnxName: alpha, canonicalName: "\(prefix).cross_attn_warm_up_gate", kind: .new, initRule: "zeros"),
+        ]
+        return (output, records)
+    }
+
+    /// Insert mode: x <- x + tanh(a_attn)·m·XAttn(RMSNorm(x), S); x <- x + tanh(a_ff)·m·FFN(RMSNorm(x)).
+    /// Own projections (normal init), norms of ones, gates at 0; no RoPE (DESIGN §1).
+    private func insertBlock(layer: LayerDescription, inputs: SlowTokenInputs,
+                             builder: inout GraphBuilder) throws -> (output: String, records: [ParameterRecord]) {
+        let dims = layout.dimensions
+        let d = dims.hiddenSize, width = dims.numHeads * dims.headDim
+        let ffn = dims.intermediateSize ?? 4 * d
+        let prefix = "model.layers.\(layer.index).cross_attn_block"
+        var random = SeededRandom(seed: options.seed &+ 1000 &+ UInt64(layer.index))
+        var records: [ParameterRecord] = []
+        let std = options.initStd
+        let normalRule = "normal(0, \(std), seed \(options.seed &+ 1000 &+ UInt64(layer.index)))"
+
+        func norm(_ input: String, _ name: String, _ label: String, builder: inout GraphBuilder) -> String {
+            let weight = builder.parameter(Tensor(name: "", dims: [Int64(d)], floats: [Float](repeating: 1, count: d)), name: "\(prefix).\(name).weight")
+            records.append(ParameterRecord(onnxName: weight, canonicalName: "\(prefix).\(name).weight", kind: .new, initRule: "ones"))
+            return builder.rmsNorm(input, weight: weight, epsilon: layer.inputNorm.epsilon, label)
+        }
+        func project(_ input: String, _ name: String, out: Int, in inFeatures: Int, builder: inout GraphBuilder) -> String {
+            let weights = random.normal(count: out * inFeatures, std: std)
+            let result = builder.linear(input, canonicalWeight: weights, outFeatures: out, inFeatures: inFeatures, bias: nil,
+                                        weightName: "\(prefix).\(name).weight", biasName: nil, name)
+            records.append(ParameterRecord(onnxName: result.weight, canonicalName: "\(prefix).\(name).weight", kind: .new,
+                                           transform: "transpose", initRule: normalRule))
+            return result.output
+        }
+        func gate(_ name: String, builder: inout GraphBuilder) -> String {
+            let value = builder.parameter(Tensor(name: "", dims: [1], floats: [0]), name: "\(prefix).\(name)")
+            records.append(ParameterRecord(onnxName: value, canonicalName: "\(prefix).\(name)", kind: .new, initRule: "zeros"))
+            return builder.op("Tanh", [value], "\(name)/tanh")
+        }
+
+        let x = layer.residualInput
+        let attnInput = norm(x, "input_layernorm", "input_norm", builder: &builder)
+        let q = project(attnInput, "cross_attn.q_proj", out: width, in: d, builder: &builder)
+        let qHeads = builder.transpose(builder.reshape(q, to: [0, 0, Int64(dims.numHeads), Int64(dims.headDim)], "q/heads"),
+                                       perm: [0, 2, 1, 3], "q/to_bhld")
+        let k = project(inputs.slowTokens, "cross_attn.k_proj", out: dims.kvWidth, in: d, builder: &builder)
+        let v = project(inputs.slowTokens, "cross_attn.v_proj", out: dims.kvWidth, in: d, builder: &builder)
+        let attended = builder.slowCrossAttention(query: qHeads, keys: k, values: v, maskBias: inputs.maskBias,
+                                                  heads: dims.numHeads, kvHeads: dims.numKVHeads, headDim: dims.headDim)
+        let o = project(attended, "cross_attn.o_proj", out: d, in: width, builder: &builder)
+        let attnGate = gate("cross_attn_attn_gate", builder: &builder)
+        let attnDelta = builder.op("Mul", [builder.op("Mul", [o, attnGate], "attn/gated"), inputs.queryMask], "attn/masked")
+        let afterAttention = builder.op("Add", [x, attnDelta], "attn/residual")
+
+        let mlpInput = norm(afterAttention, "post_attention_layernorm", "mlp_norm", builder: &builder)
+        let gateProj = project(mlpInput, "mlp.gate_proj", out: ffn, in: d, builder: &builder)
+        let upProj = project(mlpInput, "mlp.up_proj", out: ffn, in: d, builder: &builder)
+        let silu = builder.op("Mul", [gateProj, builder.op("Sigmoid", [gateProj], "mlp/sigmoid")], "mlp/silu")
+        let down = project(builder.op("Mul", [silu, upProj], "mlp/product"), "mlp.down_proj", out: d, in: ffn, builder: &builder)
+        let mlpGate = gate("cross_attn_mlp_gate", builder: &builder)
+        let mlpDelta = builder.op("Mul", [builder.op("Mul", [down, mlpGate], "mlp/gated"), inputs.queryMask], "mlp/masked")
+        let output = builder.op("Add", [afterAttention, mlpDelta], "mlp/residual")
+        return (output, records)
+    }
+
+    private func canonicalNames() -> [String: String] {
+        Dictionary(layout.parameters.map { ($0.onnxName, $0.canonicalName) }, uniquingKeysWith: { first, _ in first })
+    }
+}

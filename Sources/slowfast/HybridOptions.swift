@@ -1,0 +1,87 @@
+import ArgumentParser
+import Foundation
+import SlowFastKit
+
+extension HybridLayerOptions.Mode: ExpressibleByArgument {}
+
+/// Options that choose and shape hybrid layers; shared by `rewrite` and `plan`.
+struct HybridOptions: ParsableArguments {
+    @Option(name: .customLong("hybrid-layers"), help: "Decoder layers to make hybrid, e.g. 0,8,16,24.")
+    var layerList: String?
+
+    @Option(help: "Make every N-th layer hybrid (the release: 8), from --min-depth to --max-depth.")
+    var every: Int?
+
+    @Option(name: .customLong("min-depth"), help: "First layer for --every (default 0).")
+    var minDepth: Int = 0
+
+    @Option(name: .customLong("max-depth"), help: "Layer bound for --every, exclusive (default: the layer count).")
+    var maxDepth: Int?
+
+    @Option(help: "in-place (the paper's hybrid layer, default) or insert (a gated cross-attention block before each layer).")
+    var mode: HybridLayerOptions.Mode = .inPlace
+
+    @Option(name: .customLong("slow-token-width"), help: "Width of the slow tokens you will feed; must equal the hidden size.")
+    var slowTokenWidth: Int?
+
+    @Option(name: .customLong("init-std"), help: "Std of the normal init of new projections that copy nothing (default 0.02).")
+    var initStd: Double = 0.02
+
+    @Option(help: "Seed of that init (default 0).")
+    var seed: UInt64 = 0
+
+    @Option(help: "Layer discovery: auto, an adapter name from Adapters/, or a path to an adapter file.")
+    var adapter: String = "auto"
+
+    @Option(help: "Use this layer description (the JSON of `slowfast inspect --layers --json`) instead of discovery.")
+    var layout: String?
+
+    var isRequested: Bool { layerList != nil || every != nil }
+
+    func validate() throws {
+        if layerList != nil && every != nil {
+            throw ValidationError("give either --hybrid-layers or --every, not both")
+        }
+        if let every, every <= 0 { throw ValidationError("--every takes a positive number of layers") }
+        if !isRequested && (maxDepth != nil || minDepth != 0) {
+            throw ValidationError("--min-depth/--max-depth go with --every")
+        }
+        if let layerList {
+            for part in layerList.split(separator: ",") where Int(part.trimmingCharacters(in: .whitespaces)) == nil {
+                throw ValidationError("--hybrid-layers takes layer numbers separated by commas, e.g. 0,8,16; '\(part)' is not one")
+            }
+        }
+    }
+
+    /// The chosen layers, once the layer count is known.
+    func layers(count: Int) -> [Int] {
+        if let layerList {
+            return layerList.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        }
+        return HybridLayerOptions.every(every ?? 1, minDepth: minDepth, maxDepth: maxDepth ?? count)
+    }
+
+    /// The pass, and the layout it works from.
+    func pass(for model: Model, layout: ModelLayout) -> HybridLayerPass {
+        HybridLayerPass(layout: layout, options: HybridLayerOptions(
+            layers: layers(count: layout.layers.count), mode: mode, slowTokenWidth: slowTokenWidth, initStd: initStd, seed: seed))
+    }
+
+    /// The layer description: from --layout, else from discovery.
+    func describe(_ model: Model) throws -> ModelLayout {
+        if let layout {
+            do {
+                return try JSONDecoder().decode(ModelLayout.self, from: Data(contentsOf: URL(fileURLWithPath: layout)))
+            } catch {
+                throw CommandError("\(layout): not a layer description (\(error))")
+            }
+        }
+        return try discoverLayers(model, adapter: adapter)
+    }
+}
+
+/// A CLI-level error whose text already names the file.
+struct CommandError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

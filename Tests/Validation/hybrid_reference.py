@@ -1,0 +1,43 @@
+"""NumPy reference of the slow-fast hybrid layer's cross-attention (DESIGN.md section 1).
+
+Written from the equations, independently of the Swift pass, so tests can compare the
+rewritten graph's numbers with it:
+
+    S_hat = RMSNorm_in(S)                       (the layer's input-norm weight and eps)
+    [K_x | V_x] = S_hat W_kv^T + b_kv           (no RoPE; GQA repeat to all query heads)
+    A_x = softmax(Q K_x^T / sqrt(hd) + mask) V_x
+    g = tanh(A_sa w_g^T + b_g) * tanh(alpha)
+    o_proj input = A_sa + m * g * A_x
+"""
+import numpy as np
+
+
+def rms_norm(x, weight, eps):
+    x = x.astype(np.float64)
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * weight
+
+
+def hybrid_attention_input(a_sa, q, slow, norm_weight, eps, kv_weight, kv_bias, gate_weight, gate_bias, alpha,
+                           heads, kv_heads, head_dim, slow_mask=None, query_mask=None):
+    """a_sa [B, L, H*hd]; q [B, H, L, hd] (after RoPE); slow [B, N, d];
+    kv_weight [2*kv*hd, d] (PyTorch layout); gate_weight [1, H*hd]. Returns [B, L, H*hd]."""
+    batch, length, _ = a_sa.shape
+    n = slow.shape[1]
+    kv_width = kv_heads * head_dim
+    s_hat = rms_norm(slow, norm_weight, eps)
+    kv = s_hat @ kv_weight.T.astype(np.float64) + kv_bias
+    k = kv[..., :kv_width].reshape(batch, n, kv_heads, head_dim).transpose(0, 2, 1, 3)
+    v = kv[..., kv_width:].reshape(batch, n, kv_heads, head_dim).transpose(0, 2, 1, 3)
+    repeat = heads // kv_heads
+    k = np.repeat(k, repeat, axis=1)  # query head h uses kv head h // repeat, as HF repeat_kv
+    v = np.repeat(v, repeat, axis=1)
+    scores = q.astype(np.float64) @ k.transpose(0, 1, 3, 2) / np.sqrt(head_dim)
+    if slow_mask is not None:
+        scores = scores + (slow_mask[:, None, None, :] - 1.0) * 1e9
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    weights = np.exp(scores)
+    weights = weights / weights.sum(axis=-1, keepdims=True)
+    a_x = (weights @ v).transpose(0, 2, 1, 3).reshape(batch, length, heads * head_dim)
+    gate = np.tanh(a_sa.astype(np.float64) @ gate_weight.T + gate_bias) * np.tanh(alpha)
+    m = np.ones((batch, length, 1)) if query_mask is None else query_mask[:, :, None]
+    return a_sa + m * gate * a_x
