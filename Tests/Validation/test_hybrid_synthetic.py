@@ -195,3 +195,12 @@ def test_rewrite_is_deterministic(tmp_path):
         assert slowfast("rewrite", source, "-o", out, "--hybrid-layers", "0", "--layout", tmp_path / "layout.json").returncode == 0
         outputs.append((out.read_bytes(), out.with_name("m.weight-map.json").read_bytes()))
     assert outputs[0] == outputs[1]
+
+
+def test_weight_map_validates_against_its_schema(rewritten):
+    import jsonschema
+    _, out = rewritten
+    schema = json.loads((REPO / "Schemas/weight-map.schema.json").read_text())
+    document = json.loads(out.with_name("model.weight-map.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(document)
+    assert document["summary"]["initializers"] == len(document["entries"])
