@@ -32,6 +32,10 @@ struct RewriteCommand: ParsableCommand {
             }
             let report = try ModelWriter.write(model, to: io.output, options: options)
             for file in report.files { print("\(file.action.rawValue): \(file.path) (\(file.bytes) bytes)") }
+            if report.files.contains(where: { $0.action == .linked }) {
+                print("note: data files are hard-linked; onnx.load (onnx >= 1.18) refuses data files with several links, "
+                    + "onnxruntime does not mind. Use --weights copy for tools that load weights with onnx.")
+            }
         }
     }
 }

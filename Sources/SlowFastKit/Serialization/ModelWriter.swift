@@ -6,7 +6,8 @@ import ONNXProto
 
 /// Where the writer puts the external weights of the input model.
 public enum WeightsMode: String, CaseIterable, Sendable {
-    /// `link` when the output folder is on the same filesystem as the data, else `copy`.
+    /// A reflink (copy-on-write clone) where the filesystem has them, else `link` when the
+    /// output is on the same filesystem as the data, else `copy`.
     case auto
     /// Hard-link each data file next to the output: nothing is copied.
     case link
@@ -35,7 +36,7 @@ public struct WriteOptions {
 
 /// What the writer did with one file.
 public struct WrittenFile: Equatable, Sendable {
-    public enum Action: String, Sendable { case written, linked, copied, alreadyInPlace }
+    public enum Action: String, Sendable { case written, linked, cloned, copied, alreadyInPlace }
     public let path: String
     public let action: Action
     public let bytes: Int
@@ -75,10 +76,8 @@ public enum ModelWriter {
                 locationOrder.append(location.location)
             }
         }
-        var mode = options.weights
-        if mode == .auto {
-            mode = sources.values.allSatisfy { $0.device == UInt64(folderInfo.st_dev) } ? .link : .copy
-        }
+        let mode = options.weights
+        let sameDevice = sources.values.allSatisfy { $0.device == UInt64(folderInfo.st_dev) }
         for location in locationOrder where mode != .inline && isSameFile(outputFolder + "/" + location, path) {
             throw ModelWriteError.dataFileConflict(path: path, dataFile: location)
         }
@@ -130,7 +129,9 @@ public enum ModelWriter {
                 let destination = outputFolder + "/" + location
                 if isSameFile(destination, source.path) {
                     files.append(WrittenFile(path: destination, action: .alreadyInPlace, bytes: source.size))
-                } else if mode == .link {
+                } else if mode == .auto, try transaction.stageClone(source: source, path: destination) {
+                    files.append(WrittenFile(path: destination, action: .cloned, bytes: source.size))
+                } else if mode == .link || (mode == .auto && sameDevice) {
                     try transaction.stageLink(source: source, path: destination)
                     files.append(WrittenFile(path: destination, action: .linked, bytes: source.size))
                 } else {

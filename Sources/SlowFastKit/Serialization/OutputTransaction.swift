@@ -13,6 +13,8 @@ final class OutputTransaction {
     private struct Staged {
         let temporary: String
         let final: String
+        /// Whether something was at `final` before; a failed commit removes only what it added.
+        let replaces: Bool
     }
 
     private var staged: [Staged] = []
@@ -45,13 +47,29 @@ final class OutputTransaction {
     /// Hard-links `source` under a temporary name for `path`.
     func stageLink(source: MappedFile, path: String) throws {
         try makeFolders(for: path)
+        try refuseFolder(at: path)
         let temporary = temporaryName(for: path)
         unlink(temporary)
         guard link(source.path, temporary) == 0 else {
             if errno == EXDEV { throw ModelWriteError.crossDeviceLink(path: path, dataFile: source.path) }
             throw ModelWriteError.outputNotWritable(path: path, reason: "cannot link '\(source.path)': \(SystemError.lastErrorText)")
         }
-        staged.append(Staged(temporary: temporary, final: path))
+        staged.append(Staged(temporary: temporary, final: path, replaces: Path.exists(path)))
+    }
+
+    /// Clones `source` (a copy-on-write reflink: instant, its own inode) under a temporary name
+    /// for `path`; false, with nothing left behind, where the filesystem cannot.
+    func stageClone(source: MappedFile, path: String) throws -> Bool {
+        let input = open(source.path, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else { return false }
+        defer { close(input) }
+        let temporary = temporaryName(for: path)
+        let output = try create(temporary, finalPath: path)
+        defer { close(output) }
+        if sfk_clone_file(input, output) == 0 { return true }
+        staged.removeLast()
+        unlink(temporary)
+        return false
     }
 
     /// Copies `source` under a temporary name for `path`: a reflink where the filesystem
@@ -71,11 +89,17 @@ final class OutputTransaction {
         }
     }
 
-    /// Renames every staged file into place, data before the model (staged last).
+    /// Renames every staged file into place, data before the model (staged last). If a rename
+    /// fails, the files this commit added are removed again.
     func commit() throws {
-        for file in staged {
+        for (position, file) in staged.enumerated() {
             guard rename(file.temporary, file.final) == 0 else {
-                throw ModelWriteError.ioFailure(path: file.final, reason: "rename failed: \(SystemError.lastErrorText)")
+                let reason = SystemError.lastErrorText
+                for done in staged[..<position] where !done.replaces { unlink(done.final) }
+                for pending in staged[position...] { unlink(pending.temporary) }
+                staged.removeAll()
+                committed = true
+                throw ModelWriteError.ioFailure(path: file.final, reason: "rename failed: \(reason)")
             }
         }
         committed = true
@@ -90,12 +114,21 @@ final class OutputTransaction {
 
     private func create(_ temporary: String, finalPath: String) throws -> Int32 {
         try makeFolders(for: finalPath)
+        try refuseFolder(at: finalPath)
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
             throw ModelWriteError.outputNotWritable(path: finalPath, reason: SystemError.lastErrorText)
         }
-        staged.append(Staged(temporary: temporary, final: finalPath))
+        staged.append(Staged(temporary: temporary, final: finalPath, replaces: Path.exists(finalPath)))
         return descriptor
+    }
+
+    /// A folder where a file should go cannot be replaced by rename: refuse before writing.
+    private func refuseFolder(at path: String) throws {
+        var info = stat()
+        if lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
+            throw ModelWriteError.outputNotWritable(path: path, reason: "it is a folder")
+        }
     }
 
     /// Creates the missing folders above `path` (for data locations with sub-folders).

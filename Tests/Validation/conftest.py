@@ -1,0 +1,37 @@
+"""Shared helpers for the validation suite: where the CLI is, how to run it quietly."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def binary():
+    path = Path(os.environ.get("SLOWFAST_BIN", REPO / ".build/debug/slowfast"))
+    if not path.exists():
+        pytest.fail(f"slowfast binary not found at {path}: run `swift build` (or `make test`) first", pytrace=False)
+    return path
+
+
+def run(*args, **kwargs):
+    """Runs the CLI; returns the CompletedProcess (text mode)."""
+    return subprocess.run([str(binary()), *map(str, args)], capture_output=True, text=True, **kwargs)
+
+
+def ort_session(model):
+    import onnx
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(data, options)
+
+
+def backend_models():
+    import onnx
+    root = Path(onnx.__file__).parent / "backend/test/data"
+    return sorted(root.rglob("*.onnx"))
