@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Builds the real third-party exports our tests read (issue 3), and their references.
+
+Tiny random Qwen2 and LLaMA decoders (6 layers, hidden 64, 4 query heads, 2 KV heads,
+head_dim 16), exported three ways each:
+
+    torchscript  torch.onnx.export(dynamo=False), weights inline, no KV cache
+    dynamo       torch.onnx.export(dynamo=True), external data, no KV cache
+    genai        onnxruntime-genai's model builder (fp32, cpu): fused qkv,
+                 GroupQueryAttention with RoPE inside, SkipSimplifiedLayerNormalization, KV cache
+
+into Tests/Fixtures/<family>-<exporter>/ with config.json, meta.json and reference.npz:
+the inputs fed, `logits` (onnxruntime on the export) and `logits_torch`, and per layer i
+`q_rope_{i}` [batch, heads, seq, head_dim] (query after RoPE, recorded by wrapping the
+model's apply_rotary_pos_emb) and `attn_out_{i}` [batch, seq, heads*head_dim] (the input of
+o_proj, recorded by a forward pre-hook).
+
+Needs torch + transformers (+ onnxruntime-genai): Scripts/requirements-fixtures.txt. Only
+fixture generation needs them; no test or demo does.
+
+    make-fixtures.py [--only qwen2-dynamo,...] [--examples]
+"""
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import transformers
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "Tests/Fixtures"
+TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=6, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=16, vocab_size=256, max_position_embeddings=128,
+            rms_norm_eps=1e-6, rope_theta=10000.0, tie_word_embeddings=False)
+TOKENS = [[3, 17, 42, 99, 128, 7, 201]]
+
+
+def make_model(family, seed, **dims):
+    config_class = {"qwen2": transformers.Qwen2Config, "llama": transformers.LlamaConfig}[family]
+    model_class = {"qwen2": transformers.Qwen2ForCausalLM, "llama": transformers.LlamaForCausalLM}[family]
+    config = config_class(**{**TINY, **dims})
+    config._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    model = model_class(config).eval()
+    # Non-degenerate random weights: no zero biases and no all-ones norms, so no two tensors
+    # are equal and exporters cannot merge them.
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            noise = torch.randn(parameter.shape, generator=generator)
+            if "norm" in name:
+                parameter.copy_(1 + 0.1 * noise)
+            elif name.endswith("bias"):
+                parameter.copy_(0.02 * noise)
+            else:
+                parameter.copy_(0.08 * noise)
+    return model
+
+
+class LogitsOnly(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+
+def torch_reference(model, family):
+    """Runs PyTorch on TOKENS, recording the query after RoPE and o_proj's input per layer."""
+    module = sys.modules[type(model.model.layers[0].self_attn).__module__]
+    queries, outputs = [], []
+    original_rope = module.apply_rotary_pos_emb
+
+    def recording_rope(q, k, *args, **kwargs):
+        q_embed, k_embed = original_rope(q, k, *args, **kwargs)
+        queries.append(q_embed.detach().numpy().copy())
+        return q_embed, k_embed
+
+    hooks = [layer.self_attn.o_proj.register_forward_pre_hook(lambda _m, args: outputs.append(args[0].detach().numpy().copy()))
+             for layer in model.model.layers]
+    module.apply_rotary_pos_emb = recording_rope
+    try:
+        ids = torch.tensor(TOKENS)
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits.numpy()
+    finally:
+        module.apply_rotary_pos_emb = original_rope
+        for hook in hooks:
+            hook.remove()
+    assert len(queries) == len(outputs) == model.config.num_hidden_layers
+    reference = {"logits_torch": logits}
+    for i, (q, a) in enumerate(zip(queries, outputs)):
+        reference[f"q_rope_{i}"] = q
+        reference[f"attn_out_{i}"] = a
+    return reference
+
+
+def export_torch(model, folder, dynamo):
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = torch.tensor(TOKENS)
+    mask = torch.ones_like(ids)
+    path = folder / "model.onnx"
+    wrapper = LogitsOnly(model)
+    if dynamo:
+        batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+        program = torch.onnx.export(wrapper, (ids, mask), dynamo=True, input_names=["input_ids", "attention_mask"],
+                                    output_names=["logits"],
+                                    dynamic_shapes={"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}})
+        program.save(str(path), external_data=True)
+    else:
+        torch.onnx.export(wrapper, (ids, mask), str(path), dynamo=False, opset_version=17,
+                          input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                          dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+                                        "logits": {0: "batch", 1: "sequence"}})
+    return path
+
+
+def export_genai(model, family, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        hf = Path(scratch) / "hf"
+        model.save_pretrained(hf)
+        save_tiny_tokenizer(hf, model.config.vocab_size)
+        out = Path(scratch) / "out"
+        command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(out),
+                   "-p", "fp32", "-e", "cpu", "-c", str(Path(scratch) / "cache")]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError("onnxruntime-genai builder failed:\n" + result.stdout[-3000:] + result.stderr[-3000:])
+        for file in out.iterdir():
+            if file.name in ("model.onnx", "model.onnx.data", "genai_config.json"):
+                shutil.copy(file, folder / file.name)
+    return folder / "model.onnx"
+
+
+def save_tiny_tokenizer(folder, vocab_size):
+    """The genai builder copies a tokenizer; a word-level one over numbered tokens will do."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    vocab = {f"t{i}": i for i in range(vocab_size)}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="t0", eos_token="t1", bos_token="t2")
+    fast.save_pretrained(folder)
+
+
+def onnx_feeds(path, config):
+    """The inputs onnxruntime needs for TOKENS (genai: empty KV cache, as a first prompt)."""
+    session = ort.InferenceSession(str(path))
+    ids = np.array(TOKENS, np.int64)
+    feeds = {}
+    for value in session.get_inputs():
+        if value.name == "input_ids":
+            feeds[value.name] = ids
+        elif value.name == "attention_mask":
+            feeds[value.name] = np.ones_like(ids)
+        elif value.name == "position_ids":
+            feeds[value.name] = np.arange(ids.shape[1], dtype=np.int64)[None]
+        elif value.name.startswith("past_key_values"):
+            kv_heads = config.num_key_value_heads
+            feeds[value.name] = np.zeros((1, kv_heads, 0, config.head_dim), np.float32)
+        else:
+            raise RuntimeError(f"{path}: unexpected input {value.name}")
+    return session, feeds
+
+
+def describe(path):
+    model = onnx.load(str(path), load_external_data=False)
+    def info(v):
+        t = v.type.tensor_type
+        return {"name": v.name, "elemType": t.elem_type,
+                "shape": [d.dim_param or d.dim_value for d in t.shape.dim]}
+    return {"inputs": [info(v) for v in model.graph.input], "outputs": [info(v) for v in model.graph.output],
+            "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+            "producer": f"{model.producer_name} {model.producer_version}", "nodes": len(model.graph.node)}
+
+
+def build(family, exporter, folder, seed):
+    model = make_model(family, seed)
+    reference = torch_reference(model, family)
+    if folder.exists():
+        shutil.rmtree(folder)
+    if exporter == "genai":
+        path = export_genai(model, family, folder)
+    else:
+        path = export_torch(model, folder, dynamo=exporter == "dynamo")
+    session, feeds = onnx_feeds(path, model.config)
+    logits = session.run(["logits"], feeds)[0]
+    diff = float(np.abs(logits - reference["logits_torch"]).max())
+    if diff > 1e-4:
+        raise RuntimeError(f"{path}: onnxruntime logits differ from torch by {diff}")
+    np.savez(folder / "reference.npz", **feeds, logits=logits, **reference)
+    model.config.to_json_file(folder / "config.json")
+    meta = {"family": family, "exporter": exporter, "seed": seed, "torch": torch.__version__,
+            "transformers": transformers.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__,
+            "fed": sorted(feeds), "maxAbsDiffLogits": diff, **describe(path)}
+    if exporter == "genai":
+        import onnxruntime_genai
+        meta["onnxruntime_genai"] = onnxruntime_genai.__version__
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    print(f"{folder.relative_to(REPO)}: logits max abs diff vs torch {diff:.2e}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", help="comma-separated fixture names, e.g. qwen2-dynamo")
+    parser.add_argument("--examples", action="store_true", help="also build Examples/qwen2-tiny")
+    args = parser.parse_args()
+    wanted = set(args.only.split(",")) if args.only else None
+    for seed, family in enumerate(("qwen2", "llama")):
+        for exporter in ("torchscript", "dynamo", "genai"):
+            name = f"{family}-{exporter}"
+            if wanted is None or name in wanted:
+                build(family, exporter, FIXTURES / name, seed=10 + seed)
+    if args.examples or wanted is None:
+        build("qwen2", "dynamo", REPO / "Examples/qwen2-tiny", seed=99)
+
+
+if __name__ == "__main__":
+    main()
