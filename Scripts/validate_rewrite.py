@@ -29,6 +29,12 @@ def checker_verdict(path):
 
 def feeds_for(session, reference, rng, dims):
     feeds = {}
+    # Symbolic dims take the sizes the fed inputs give them (batch, sequence, ...).
+    for value in session.get_inputs():
+        if value.name in reference:
+            for dim, size in zip(value.shape, np.shape(reference[value.name])):
+                if isinstance(dim, str):
+                    dims.setdefault(dim, size)
     for value in session.get_inputs():
         if value.name in reference:
             feeds[value.name] = reference[value.name]

@@ -15,11 +15,18 @@ struct InspectCommand: ParsableCommand {
     @Argument(help: "The ONNX model to inspect.")
     var model: String
 
-    @Flag(help: "Print JSON (Schemas/inspect.schema.json) instead of text.")
+    @Flag(help: "Print JSON (Schemas/inspect.schema.json; with --layers the layer description) instead of text.")
     var json = false
+
+    @Flag(help: "Find the decoder layers and print what each one is made of.")
+    var layers = false
+
+    @Option(help: "With --layers: auto, an adapter name from Adapters/, or a path to an adapter file.")
+    var adapter: String = "auto"
 
     func run() throws {
         try reportingErrors {
+            if layers { return try printLayers() }
             let summary = ModelSummary(model: try ModelReader.read(path: model), file: model)
             if json {
                 let encoder = JSONEncoder()
@@ -29,6 +36,47 @@ struct InspectCommand: ParsableCommand {
                 print(render(summary))
             }
         }
+    }
+
+    /// The layer table, or the ModelLayout JSON with read and discovery times.
+    func printLayers() throws {
+        let clock = ContinuousClock()
+        let readStart = clock.now
+        let loaded = try ModelReader.read(path: model)
+        let readTime = clock.now - readStart
+        let discoverStart = clock.now
+        let layout = try discoverLayers(loaded, adapter: adapter)
+        let discoverTime = clock.now - discoverStart
+        func seconds(_ duration: Duration) -> Double {
+            Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
+        }
+        if json {
+            struct Report: Encodable {
+                let layout: ModelLayout
+                let timings: [String: Double]
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            let report = Report(layout: layout, timings: ["readSeconds": seconds(readTime), "discoverSeconds": seconds(discoverTime)])
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            return
+        }
+        let dims = layout.dimensions
+        print("adapter: \(layout.adapter)")
+        print("dims: \(dims.numLayers) layers, hidden \(dims.hiddenSize), heads \(dims.numHeads), kv heads \(dims.numKVHeads), head dim \(dims.headDim)"
+            + (dims.intermediateSize.map { ", intermediate \($0)" } ?? "") + (dims.vocabSize.map { ", vocab \($0)" } ?? ""))
+        for layer in layout.layers {
+            let query: String
+            switch layer.query {
+            case .tensor(let name): query = name
+            case .fused(let rotary): query = "RoPE inside '\(rotary.attentionNode)' (reproduced from \(rotary.cosCache))"
+            }
+            print("layer \(layer.index): norm eps \(layer.inputNorm.epsilon) weight \(layer.inputNorm.weight)")
+            print("  q/k/v: \(layer.q.weight) | \(layer.k.weight) | \(layer.v.weight)")
+            print("  query after RoPE: \(query)")
+            print("  attention output: \(layer.attentionOutput) -> o_proj \(layer.o.node)")
+        }
+        print(String(format: "read %.1f ms, discovery %.1f ms", seconds(readTime) * 1000, seconds(discoverTime) * 1000))
     }
 
     func render(_ summary: ModelSummary) -> String {

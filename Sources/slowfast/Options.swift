@@ -11,6 +11,6 @@ struct ModelIOOptions: ParsableArguments {
     @Option(name: [.short, .customLong("output")], help: "Where to write the new model.")
     var output: String
 
-    @Option(help: "Where the output's external weights go: auto (reflink where the filesystem can, else hard link on the same filesystem, else copy), link, copy, inline.")
+    @Option(help: "Where the output's external weights go: auto (reflink where the filesystem can, else copy), link (hard link: instant, but onnx.load refuses multiply-linked data), copy, inline")
     var weights: WeightsMode = .auto
 }

@@ -10,6 +10,7 @@ public enum HybridLayerError: Error, CustomStringConvertible, Equatable {
     case badWeightShape(layer: Int, role: String, name: String, shape: [Int64], expected: String)
     case missingNode(layer: Int, role: String, name: String)
     case unsupportedQuery(layer: Int, reason: String)
+    case insertNeedsResidualValue(layer: Int)
 
     public var description: String {
         switch self {
@@ -29,6 +30,9 @@ public enum HybridLayerError: Error, CustomStringConvertible, Equatable {
             return "layer \(layer): \(role) weight '\(name)' has shape \(shape), expected \(expected)"
         case .missingNode(let layer, let role, let name):
             return "layer \(layer): \(role) node '\(name)' is not in the graph"
+        case .insertNeedsResidualValue(let layer):
+            return "layer \(layer): --mode insert needs the residual stream as a value before the layer's norm, "
+                + "but this export sums it inside a fused skip-norm; use --mode in-place"
         case .unsupportedQuery(let layer, let reason):
             return "layer \(layer): cannot find the query after RoPE: \(reason)"
         }

@@ -57,6 +57,17 @@ public struct HybridLayerPass: ModelPass {
         guard layout.floatType == ElementType.float.rawValue else {
             throw HybridLayerError.unsupportedFloatType(ElementType.name(of: layout.floatType))
         }
+        if options.mode == .insert {
+            // The block's output must reach the layer's norm; a fused skip-norm that adds the
+            // residual itself (onnxruntime-genai) has no value to redirect.
+            let producers = model.graph.index()
+            for layer in options.layers {
+                let description = layout.layers[layer]
+                if let fused = producers.producer(of: description.residualInput), fused.outputs.contains(description.inputNorm.output) {
+                    throw HybridLayerError.insertNeedsResidualValue(layer: layer)
+                }
+            }
+        }
         if let width = options.slowTokenWidth, width != layout.dimensions.hiddenSize {
             throw HybridLayerError.slowTokenWidthMismatch(slowWidth: width, hiddenSize: layout.dimensions.hiddenSize)
         }

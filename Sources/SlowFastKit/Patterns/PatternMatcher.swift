@@ -39,7 +39,8 @@ public struct PatternMatcher {
     private func match(_ pattern: Pattern, _ name: String, _ match: inout Match, path: String) -> MatchFailure? {
         switch pattern {
         case .any(let capture):
-            if name.isEmpty { return MatchFailure(path: path, reason: "input is absent") }
+            // An uncaptured `any` also accepts an omitted optional input ("").
+            if name.isEmpty { return capture == nil ? nil : MatchFailure(path: path, reason: "input is absent") }
             if let capture, !match.bind(capture, value: name) {
                 return MatchFailure(path: path, reason: "'\(capture)' must be '\(match[capture] ?? "")', is '\(name)'")
             }

@@ -6,8 +6,9 @@ import ONNXProto
 
 /// Where the writer puts the external weights of the input model.
 public enum WeightsMode: String, CaseIterable, Sendable {
-    /// A reflink (copy-on-write clone) where the filesystem has them, else `link` when the
-    /// output is on the same filesystem as the data, else `copy`.
+    /// A reflink (copy-on-write clone: instant, its own inode) where the filesystem has them,
+    /// else `copy`. Not `link`: onnx (>= 1.18) refuses to load data files with several hard
+    /// links, so a hard link would break onnx.load and onnx.checker on the input and the output.
     case auto
     /// Hard-link each data file next to the output: nothing is copied.
     case link
@@ -77,7 +78,6 @@ public enum ModelWriter {
             }
         }
         let mode = options.weights
-        let sameDevice = sources.values.allSatisfy { $0.device == UInt64(folderInfo.st_dev) }
         for location in locationOrder where mode != .inline && isSameFile(outputFolder + "/" + location, path) {
             throw ModelWriteError.dataFileConflict(path: path, dataFile: location)
         }
@@ -131,7 +131,7 @@ public enum ModelWriter {
                     files.append(WrittenFile(path: destination, action: .alreadyInPlace, bytes: source.size))
                 } else if mode == .auto, try transaction.stageClone(source: source, path: destination) {
                     files.append(WrittenFile(path: destination, action: .cloned, bytes: source.size))
-                } else if mode == .link || (mode == .auto && sameDevice) {
+                } else if mode == .link {
                     try transaction.stageLink(source: source, path: destination)
                     files.append(WrittenFile(path: destination, action: .linked, bytes: source.size))
                 } else {
