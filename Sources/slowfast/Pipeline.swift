@@ -16,7 +16,12 @@ func runPasses(on model: Model, hybrid: HybridOptions) throws -> PipelineOutcome
         layout = described
         passes.append(hybrid.pass(for: model, layout: described))
     }
-    let results = try PassManager(passes).run(model)
+    let results: [(pass: String, result: PassResult)]
+    do {
+        results = try PassManager(passes).run(model)
+    } catch let error as PassError {
+        throw CommandError("\(model.sourcePath ?? "model"): \(error)")
+    }
     let parameters = results.flatMap { $0.result.parameters }
     return PipelineOutcome(results: results, layout: layout, weightMap: WeightMap(model: model, layout: layout, parameters: parameters))
 }

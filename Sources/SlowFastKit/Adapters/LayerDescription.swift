@@ -80,7 +80,7 @@ public enum QueryAnchor: Codable, Equatable, Sendable {
     /// RoPE happens inside a fused attention op (GroupQueryAttention with do_rotary): the
     /// query before RoPE, [batch, seq, heads*head_dim] (or a packed qkv value to slice), and
     /// what the op uses to rotate it.
-    case fused(FusedRotary)
+    case fused(rotary: FusedRotary)
 }
 
 /// What a fused attention op rotates the query with, so a pass can rotate it the same way.

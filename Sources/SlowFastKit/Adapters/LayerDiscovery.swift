@@ -168,7 +168,7 @@ public enum LayerDiscovery {
                 guard (fusedNode.intAttribute("do_rotary") ?? 0) != 0 else {
                     throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "fused attention without do_rotary: RoPE is elsewhere")
                 }
-                query = .fused(rotary)
+                query = .fused(rotary: rotary)
             } else {
                 throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "no query after RoPE")
             }

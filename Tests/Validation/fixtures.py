@@ -1,0 +1,59 @@
+"""The committed real exports (Scripts/make-fixtures.py) and helpers to run them."""
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from conftest import REPO, ort_session
+
+FIXTURES = sorted(p.parent for p in (REPO / "Tests/Fixtures").glob("*/model.onnx"))
+NAMES = [p.name for p in FIXTURES]
+
+
+def config(folder):
+    return json.loads((folder / "config.json").read_text())
+
+
+def reference(folder):
+    return dict(np.load(folder / "reference.npz"))
+
+
+def graph_inputs(folder, path=None):
+    """The reference feeds for the graph's inputs."""
+    model = onnx.load(str(path or folder / "model.onnx"), load_external_data=False)
+    ref = reference(folder)
+    return {i.name: ref[i.name] for i in model.graph.input if i.name in ref}
+
+
+def run_with_outputs(path, extra, feeds):
+    """Runs `path` in onnxruntime with `extra` values exposed as outputs; returns name -> array."""
+    model = onnx.load(str(path))
+    for name in extra:
+        model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    session = ort_session(model)
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds)))
+
+
+def rope_from_caches(q, cos_cache, sin_cache, positions, interleaved=False):
+    """NumPy RoPE as GroupQueryAttention applies it: q [B, L, H, hd] at `positions` [B, L]."""
+    cos = cos_cache[positions][:, :, None, :]
+    sin = sin_cache[positions][:, :, None, :]
+    half = q.shape[-1] // 2
+    if interleaved:
+        first, second = q[..., 0::2], q[..., 1::2]
+        out = np.empty_like(q)
+        out[..., 0::2] = first * cos - second * sin
+        out[..., 1::2] = second * cos + first * sin
+        return out
+    first, second = q[..., :half], q[..., half:]
+    return np.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
+
+
+def initializer(path, name):
+    model = onnx.load(str(path))
+    for tensor in model.graph.initializer:
+        if tensor.name == name:
+            return onnx.numpy_helper.to_array(tensor)
+    raise KeyError(name)

@@ -1,0 +1,239 @@
+"""Hybrid layers on the six real exports, judged by onnxruntime and onnx.checker:
+function preservation at default init (both modes), the DESIGN section 1 equations with the
+gates on, the masks, the weight map, and KV-cache decode steps on the genai exports."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import hybrid_reference
+from conftest import REPO, ort_session, run
+from fixtures import FIXTURES, NAMES, config, graph_inputs, rope_from_caches
+
+LAYERS = [0, 2, 4]
+GATED = 2
+N_SLOW = 10
+
+
+def checker_passes(path):
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+        return True
+    except Exception:
+        return False
+
+
+def rewrite(folder, tmp_path, mode="in-place", name="out"):
+    out = tmp_path / name / "model.onnx"
+    out.parent.mkdir(parents=True)
+    result = run("rewrite", folder / "model.onnx", "-o", out, "--hybrid-layers", ",".join(map(str, LAYERS)),
+                 "--mode", mode, "--weights", "copy")
+    return out, result
+
+
+def slow_tokens(cfg, batch=1, count=N_SLOW, seed=5):
+    return np.random.default_rng(seed).standard_normal((batch, count, cfg["hidden_size"])).astype(np.float32)
+
+
+def layout_of(folder):
+    return json.loads(run("inspect", folder / "model.onnx", "--layers", "--json").stdout)["layout"]
+
+
+@pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
+@pytest.mark.parametrize("mode", ["in-place", "insert"])
+def test_default_init_is_function_preserving(folder, mode, tmp_path):
+    out, result = rewrite(folder, tmp_path, mode)
+    if mode == "insert" and "genai" in folder.name:
+        assert result.returncode != 0 and "use --mode in-place" in result.stderr
+        assert not out.exists()
+        return
+    assert result.returncode == 0, result.stderr
+    assert checker_passes(folder / "model.onnx") == checker_passes(out)
+    feeds = graph_inputs(folder)
+    before = ort_session(folder / "model.onnx").run(["logits"], feeds)[0]
+    after = ort_session(out).run(["logits"], {**feeds, "slow_tokens": slow_tokens(config(folder))})[0]
+    assert np.abs(before - after).max() <= 1e-5
+
+
+def gates_on(model, layer, seed=7):
+    """alpha, w_g, b_g of `layer` set to random non-zero values; returns them."""
+    rng = np.random.default_rng(seed)
+    prefix = f"model.layers.{layer}.self_attn."
+    values = {}
+    for tensor in model.graph.initializer:
+        if tensor.name == prefix + "cross_attn_warm_up_gate":
+            values["alpha"] = np.array([0.9], np.float32)
+            tensor.CopyFrom(numpy_helper.from_array(values["alpha"], tensor.name))
+        elif tensor.name == prefix + "cross_attn_gate_proj.0.weight":
+            values["w"] = (rng.standard_normal(tuple(tensor.dims)) * 0.5).astype(np.float32)
+            tensor.CopyFrom(numpy_helper.from_array(values["w"], tensor.name))
+        elif tensor.name == prefix + "cross_attn_gate_proj.0.bias":
+            values["b"] = np.array([0.3], np.float32)
+            tensor.CopyFrom(numpy_helper.from_array(values["b"], tensor.name))
+    assert len(values) == 3
+    return values
+
+
+def o_proj_input(model, node_name):
+    return next(n for n in model.graph.node if n.name == node_name).input[0]
+
+
+def query_after_rope(values, layer, cfg, positions):
+    query = layer["query"]
+    if "tensor" in query:
+        return values[query["tensor"]["name"]]
+    fused = query["fused"]["rotary"]
+    packed = values[fused["queryBeforeRoPE"]][..., : fused["querySliceCount"]]
+    batch, length = packed.shape[:2]
+    model_path = values["__path__"]
+    caches = {t.name: numpy_helper.to_array(t) for t in onnx.load(model_path).graph.initializer
+              if t.name in (fused["cosCache"], fused["sinCache"])}
+    q = packed.reshape(batch, length, cfg["num_attention_heads"], cfg["head_dim"])
+    return rope_from_caches(q, caches[fused["cosCache"]], caches[fused["sinCache"]], positions, fused["interleaved"]).transpose(0, 2, 1, 3)
+
+
+def reference_mix(model, layer, values, gates, slow, cfg, positions, slow_mask=None, query_mask=None):
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    prefix = f"model.layers.{layer['index']}.self_attn."
+    return hybrid_reference.hybrid_attention_input(
+        values[layer["attentionOutput"]], query_after_rope(values, layer, cfg, positions), slow,
+        weights[layer["inputNorm"]["weight"]], layer["inputNorm"]["epsilon"],
+        weights[prefix + "cross_attn_kv_proj.weight"].T, weights[prefix + "cross_attn_kv_proj.bias"],
+        gates["w"].T, gates["b"], gates["alpha"], cfg["num_attention_heads"], cfg["num_key_value_heads"],
+        cfg["head_dim"], slow_mask, query_mask)
+
+
+def exposed_run(model, names, feeds, path):
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    for name in names:
+        model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    session = ort_session(model)
+    outputs = [o.name for o in session.get_outputs()]
+    values = dict(zip(outputs, session.run(outputs, feeds)))
+    values["__path__"] = str(path)
+    return values
+
+
+def anchors(layer):
+    query = layer["query"]
+    return [layer["attentionOutput"], query["tensor"]["name"] if "tensor" in query else query["fused"]["rotary"]["queryBeforeRoPE"]]
+
+
+@pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
+def test_gates_on_follow_the_equations(folder, tmp_path):
+    out, result = rewrite(folder, tmp_path)
+    assert result.returncode == 0, result.stderr
+    cfg = config(folder)
+    layer = layout_of(folder)["layers"][GATED]
+    model = onnx.load(out)
+    gates = gates_on(model, GATED)
+    mixed = o_proj_input(model, layer["o"]["node"])
+    feeds = graph_inputs(folder)
+    length = feeds["input_ids"].shape[1]
+    slow = slow_tokens(cfg)
+    slow_mask = np.ones((1, N_SLOW), np.float32)
+    slow_mask[0, 6:] = 0
+    query_mask = np.ones((1, length), np.float32)
+    query_mask[0, 1] = 0
+    values = exposed_run(model, anchors(layer) + [mixed],
+                         {**feeds, "slow_tokens": slow, "slow_tokens_mask": slow_mask, "slow_query_mask": query_mask}, out)
+    positions = np.arange(length)[None]
+    expected = reference_mix(model, layer, values, gates, slow, cfg, positions, slow_mask, query_mask)
+    assert np.abs(values[mixed] - expected).max() <= 1e-4
+    assert np.abs(values[mixed] - values[layer["attentionOutput"]]).max() > 1e-3  # the gate is really open
+
+
+@pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
+def test_query_mask_zero_and_slow_padding(folder, tmp_path):
+    out, result = rewrite(folder, tmp_path)
+    assert result.returncode == 0, result.stderr
+    cfg = config(folder)
+    model = onnx.load(out)
+    gates_on(model, GATED)
+    session = ort_session(model)
+    feeds = graph_inputs(folder)
+    length = feeds["input_ids"].shape[1]
+    slow = slow_tokens(cfg)
+    original = ort_session(folder / "model.onnx").run(["logits"], feeds)[0]
+    closed = session.run(["logits"], {**feeds, "slow_tokens": slow, "slow_query_mask": np.zeros((1, length), np.float32)})[0]
+    assert np.abs(closed - original).max() <= 1e-5
+    mask = np.ones((1, N_SLOW), np.float32)
+    mask[0, N_SLOW // 2:] = 0
+    masked = session.run(["logits"], {**feeds, "slow_tokens": slow, "slow_tokens_mask": mask})[0]
+    half = session.run(["logits"], {**feeds, "slow_tokens": slow[:, : N_SLOW // 2]})[0]
+    assert np.abs(masked - half).max() <= 1e-5
+    assert np.abs(masked - original).max() > 1e-4  # the slow tokens do change the output
+
+
+@pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
+def test_weight_map_accounts_for_every_initializer(folder, tmp_path):
+    import jsonschema
+    out, result = rewrite(folder, tmp_path)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(out.with_name("model.weight-map.json").read_text())
+    jsonschema.Draft202012Validator(json.loads((REPO / "Schemas/weight-map.schema.json").read_text())).validate(document)
+    names = [e["onnxName"] for e in document["entries"]]
+    assert len(names) == len(set(names))
+    assert set(names) == {t.name for t in onnx.load(out, load_external_data=False).graph.initializer}
+    original = {t.name for t in onnx.load(folder / "model.onnx", load_external_data=False).graph.initializer}
+    assert {e["onnxName"] for e in document["entries"] if e["kind"] == "kept"} == original
+    canonical = {e["canonicalName"]: e for e in document["entries"]}
+    for layer in LAYERS:
+        kv = canonical[f"model.layers.{layer}.self_attn.cross_attn_kv_proj.weight"]
+        assert kv["kind"] == "derived" and kv["initRule"].startswith("concat(")
+        assert canonical[f"model.layers.{layer}.self_attn.cross_attn_warm_up_gate"]["initRule"] == "zeros"
+    assert canonical["model.layers.0.self_attn.o_proj.weight"]["canonicalSource"] == "adapter"
+
+
+GENAI = [f for f in FIXTURES if "genai" in f.name]
+
+
+def decode(session, cfg, feeds_extra, steps=2, with_slow=None):
+    """Prefill on the reference prompt, then `steps` greedy decode steps feeding present K/V back."""
+    prompt = np.array([[3, 17, 42, 99, 128, 7, 201]], np.int64)
+    names = [i.name for i in session.get_inputs()]
+    past = {n: np.zeros((1, cfg["num_key_value_heads"], 0, cfg["head_dim"]), np.float32) for n in names if n.startswith("past_key_values")}
+    ids, total = prompt, prompt.shape[1]
+    all_logits = []
+    outputs = [o.name for o in session.get_outputs()]
+    for step in range(steps + 1):
+        feeds = {"input_ids": ids, "attention_mask": np.ones((1, total), np.int64), **past, **feeds_extra}
+        if with_slow is not None:
+            feeds["slow_tokens"] = with_slow
+        values = dict(zip(outputs, session.run(outputs, feeds)))
+        all_logits.append(values["logits"])
+        past = {n: values[n.replace("past_key_values", "present")] for n in past}
+        ids = values["logits"][:, -1:].argmax(-1).astype(np.int64)
+        total += 1
+    return all_logits, values
+
+
+@pytest.mark.parametrize("folder", GENAI, ids=[f.name for f in GENAI])
+def test_kv_cache_decode_steps(folder, tmp_path):
+    out, result = rewrite(folder, tmp_path)
+    assert result.returncode == 0, result.stderr
+    cfg = config(folder)
+    slow = slow_tokens(cfg)
+    original, _ = decode(ort_session(folder / "model.onnx"), cfg, {})
+    rewritten, _ = decode(ort_session(out), cfg, {}, with_slow=slow)
+    for a, b in zip(original, rewritten):
+        assert np.abs(a - b).max() <= 1e-5
+
+    # Gates on: in the last decode step, the new token's o_proj input follows the equations
+    # with its query rotated at its true position: the prompt fills 0...6, the two decoded
+    # tokens sit at 7 and 8.
+    layer = layout_of(folder)["layers"][GATED]
+    model = onnx.load(out)
+    gates = gates_on(model, GATED)
+    mixed = o_proj_input(model, layer["o"]["node"])
+    for name in anchors(layer) + [mixed]:
+        model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    session = ort_session(model)
+    logits, values = decode(session, cfg, {}, with_slow=slow)
+    values["__path__"] = str(out)
+    position = 8
+    expected = reference_mix(model, layer, values, gates, slow, cfg, np.array([[position]]))
+    assert np.abs(values[mixed] - expected).max() <= 1e-4
+    assert np.abs(logits[-1] - original[-1]).max() > 1e-4

@@ -1,0 +1,80 @@
+"""Layer discovery on real exports: every layer found, dims equal the HF config, and the
+anchors are the right tensors, proven against PyTorch's values."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import backend_models, run
+from fixtures import FIXTURES, NAMES, config, graph_inputs, initializer, reference, rope_from_caches, run_with_outputs
+
+
+def layout_of(folder):
+    result = run("inspect", folder / "model.onnx", "--layers", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["layout"]
+
+
+@pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
+def test_every_layer_found_with_the_config_dims(folder):
+    layout = layout_of(folder)
+    cfg = config(folder)
+    dims = layout["dimensions"]
+    assert [layer["index"] for layer in layout["layers"]] == list(range(cfg["num_hidden_layers"]))
+    assert dims == {**dims, "numLayers": cfg["num_hidden_layers"], "hiddenSize": cfg["hidden_size"],
+                    "numHeads": cfg["num_attention_heads"], "numKVHeads": cfg["num_key_value_heads"],
+                    "headDim": cfg["head_dim"], "vocabSize": cfg["vocab_size"]}
+    for layer in layout["layers"]:
+        assert layer["inputNorm"]["epsilon"] == pytest.approx(cfg["rms_norm_eps"], rel=1e-3)
+
+
+@pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
+def test_anchors_are_the_query_after_rope_and_the_attention_output(folder):
+    layout = layout_of(folder)
+    ref = reference(folder)
+    feeds = graph_inputs(folder)
+    exposed = []
+    for layer in layout["layers"]:
+        exposed.append(layer["attentionOutput"])
+        query = layer["query"]
+        exposed.append(query["tensor"]["name"] if "tensor" in query else query["fused"]["rotary"]["queryBeforeRoPE"])
+    values = run_with_outputs(folder / "model.onnx", sorted(set(exposed)), feeds)
+    cfg = config(folder)
+    heads, head_dim = cfg["num_attention_heads"], cfg["head_dim"]
+    for layer in layout["layers"]:
+        i = layer["index"]
+        attention = values[layer["attentionOutput"]]
+        assert np.abs(attention - ref[f"attn_out_{i}"]).max() <= 1e-4, f"layer {i} attention output"
+        query = layer["query"]
+        if "tensor" in query:
+            q = values[query["tensor"]["name"]]
+        else:
+            fused = query["fused"]["rotary"]
+            packed = values[fused["queryBeforeRoPE"]][..., : fused["querySliceCount"]]
+            batch, length = packed.shape[:2]
+            cos = initializer(folder / "model.onnx", fused["cosCache"])
+            sin = initializer(folder / "model.onnx", fused["sinCache"])
+            positions = np.broadcast_to(np.arange(length), (batch, length))
+            q = rope_from_caches(packed.reshape(batch, length, heads, head_dim), cos, sin, positions,
+                                 fused["interleaved"]).transpose(0, 2, 1, 3)
+        assert q.shape == ref[f"q_rope_{i}"].shape
+        assert np.abs(q - ref[f"q_rope_{i}"]).max() <= 1e-4, f"layer {i} query after RoPE"
+
+
+@pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
+def test_canonical_names_cover_the_projections(folder):
+    layout = layout_of(folder)
+    names = {p["canonicalName"] for p in layout["parameters"]}
+    for i in range(len(layout["layers"])):
+        assert f"model.layers.{i}.input_layernorm.weight" in names
+        assert f"model.layers.{i}.self_attn.o_proj.weight" in names
+    assert "model.embed_tokens.weight" in names
+
+
+def test_a_cnn_matches_no_adapter():
+    cnn = next(p for p in backend_models() if "resnet50" in str(p) or "squeezenet" in str(p))
+    result = run("inspect", cnn, "--layers")
+    assert result.returncode != 0
+    assert "no adapter matched" in result.stderr
+    assert "hf-torch-eager: 0 layers" in result.stderr and "ort-genai-gqa: 0 layers" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
