@@ -49,8 +49,20 @@ test-python: venv build
 demo: deps venv build
 	SLOWFAST_BIN=$(CURDIR)/$(BIN_DEBUG) PYTHON=$(CURDIR)/$(PYTHON) Examples/demo.sh
 
-bench: deps venv release
-	SLOWFAST_BIN=$(CURDIR)/$(BIN_RELEASE) $(PYTHON) Benchmarks/bench_io.py
+# The benchmark model needs torch (fixture tools only): the CPU wheel kept in /opt/wheels.
+FIXTURE_VENV := .venv-fixtures
+BENCH_MODEL  := Benchmarks/out/qwen2-0.5b
+$(FIXTURE_VENV)/.installed: Scripts/requirements-fixtures.txt
+	@test -x $(FIXTURE_VENV)/bin/python || python3 -m venv $(FIXTURE_VENV)
+	$(FIXTURE_VENV)/bin/pip install -q --disable-pip-version-check /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
+	$(FIXTURE_VENV)/bin/pip install -q --disable-pip-version-check -r Scripts/requirements-fixtures.txt
+	@touch $@
+
+$(BENCH_MODEL)/model.onnx: | $(FIXTURE_VENV)/.installed
+	$(FIXTURE_VENV)/bin/python Scripts/make-bench-model.py $(BENCH_MODEL)
+
+bench: deps venv release $(BENCH_MODEL)/model.onnx
+	SLOWFAST_BIN=$(CURDIR)/$(BIN_RELEASE) $(PYTHON) Benchmarks/bench.py $(BENCH_MODEL)
 
 clean:
 	rm -rf .build Examples/out Benchmarks/out

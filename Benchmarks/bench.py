@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""SlowFastKit beside its peers on one Qwen2-0.5B-shaped dynamo export (about 2 GB of
+external float32 weights; make it with Scripts/make-bench-model.py, or `make bench`).
+
+Times, in one run and on the same input, each as a separate process (wall time, best and
+median of --runs after one warm-up; peak RSS of the process from wait4):
+
+  io       slowfast rewrite --weights link / copy, onnx_ir load+save, cp of the data file
+           targets: link < 0.15 s and < 64 MB; copy within 1.3x of cp          (issue 2)
+  layers   layer discovery (timed inside slowfast) beside the model read time
+           target: discovery < 50 ms                                            (issue 3)
+  rewrite  slowfast rewrite --every 8 --weights link beside onnx_ir load+save
+           targets: < 0.25 s and < 96 MB                                        (issue 4)
+
+    bench.py MODEL_DIR [--runs 3] [--only io,layers,rewrite]
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = os.environ.get("SLOWFAST_BIN", str(REPO / ".build/release/slowfast"))
+PYTHON = os.environ.get("BENCH_PYTHON", sys.executable)
+
+ONNX_IR = """
+import sys, onnx_ir as ir
+model = ir.load(sys.argv[1])
+ir.save(model, sys.argv[2], external_data="model.onnx.data")
+"""
+
+
+def measure(command, prepare=None):
+    """(wall seconds, peak RSS MB, stdout) of one run of `command`."""
+    if prepare:
+        prepare()
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout = process.stdout.read()
+    stderr = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    if status != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {stderr.decode()[-2000:]}")
+    return wall, usage.ru_maxrss / 1024, stdout
+
+
+def series(name, command, runs, prepare=None):
+    measure(command, prepare)  # warm-up: page cache and binaries
+    results = [measure(command, prepare) for _ in range(runs)]
+    walls = [r[0] for r in results]
+    row = {"name": name, "best": min(walls), "median": statistics.median(walls), "rss": max(r[1] for r in results),
+           "stdout": results[-1][2]}
+    print(f"  {name:<34} best {row['best']:8.3f} s   median {row['median']:8.3f} s   peak RSS {row['rss']:8.1f} MB", flush=True)
+    return row
+
+
+def verdict(ok):
+    return "PASS" if ok else "MISS"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", default="io,layers,rewrite")
+    args = parser.parse_args()
+    model = Path(args.model_dir) / "model.onnx"
+    data = Path(args.model_dir) / "model.onnx.data"
+    if not model.exists() or not data.exists():
+        sys.exit(f"{model}: not found; make it with Scripts/make-bench-model.py {args.model_dir}")
+    sections = set(args.only.split(","))
+    scratch = Path(tempfile.mkdtemp(prefix="slowfast-bench-", dir=Path(args.model_dir).parent))
+    out = scratch / "out"
+
+    def fresh():
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+
+    print(f"model: {model} ({data.stat().st_size / 1e9:.2f} GB external data), binary {BIN}, {args.runs} runs after a warm-up")
+    try:
+        if "io" in sections:
+            print("\nio: load + save to a new folder")
+            link = series("slowfast rewrite --weights link", [BIN, "rewrite", str(model), "-o", str(out / "model.onnx"), "--weights", "link"], args.runs, fresh)
+            copy = series("slowfast rewrite --weights copy", [BIN, "rewrite", str(model), "-o", str(out / "model.onnx"), "--weights", "copy"], args.runs, fresh)
+            onnx_ir = series("onnx_ir load + save", [PYTHON, "-c", ONNX_IR, str(model), str(out / "model.onnx")], args.runs, fresh)
+            cp = series("cp of the data file", ["cp", str(data), str(out / "model.onnx.data")], args.runs, fresh)
+            print(f"  ratios: link / onnx_ir = {link['best'] / onnx_ir['best']:.3f} (time), {link['rss'] / onnx_ir['rss']:.2f} (memory); "
+                  f"copy / cp = {copy['best'] / cp['best']:.2f}")
+            print(f"  targets: link < 0.15 s {verdict(link['best'] < 0.15)}, link < 64 MB {verdict(link['rss'] < 64)}, "
+                  f"copy <= 1.3x cp {verdict(copy['best'] <= 1.3 * cp['best'])}")
+        if "layers" in sections:
+            print("\nlayers: discovery inside one `slowfast inspect --layers --json` run")
+            row = series("slowfast inspect --layers", [BIN, "inspect", str(model), "--layers", "--json"], args.runs)
+            timings = json.loads(row["stdout"])["timings"]
+            layout = json.loads(row["stdout"])["layout"]
+            print(f"  read {timings['readSeconds'] * 1000:.1f} ms, discovery {timings['discoverSeconds'] * 1000:.1f} ms, "
+                  f"{len(layout['layers'])} layers ({layout['adapter']})")
+            print(f"  target: discovery < 50 ms {verdict(timings['discoverSeconds'] < 0.05)}")
+        if "rewrite" in sections:
+            print("\nrewrite: hybrid layers every 8 (0, 8, 16), link mode")
+            hybrid = series("slowfast rewrite --every 8", [BIN, "rewrite", str(model), "-o", str(out / "model.onnx"), "--every", "8", "--weights", "link"], args.runs, fresh)
+            if "io" not in sections:
+                onnx_ir = series("onnx_ir load + save", [PYTHON, "-c", ONNX_IR, str(model), str(out / "model.onnx")], args.runs, fresh)
+            print(f"  ratio: slowfast hybrid rewrite / onnx_ir load+save = {hybrid['best'] / onnx_ir['best']:.3f}")
+            print(f"  targets: < 0.25 s {verdict(hybrid['best'] < 0.25)}, < 96 MB {verdict(hybrid['rss'] < 96)}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
