@@ -115,6 +115,17 @@ final class SerializationTests: XCTestCase {
     }
 }
 
+final class TensorBytesTests: XCTestCase {
+    /// A large array: its bytes must be copied while the array's buffer is pinned (a pointer
+    /// escaping `withUnsafeBytes` crashed the hybrid rewrite of a 0.5B model).
+    func testLargeFloatTensorsKeepTheirValues() throws {
+        let values = (0 ..< 2_000_000).map { Float($0) * 0.5 }
+        let tensor = Tensor(name: "big", dims: [2_000, 1_000], floats: values)
+        XCTAssertEqual(try tensor.floatValues(), values)
+        XCTAssertEqual(tensor.byteCount, 8_000_000)
+    }
+}
+
 final class GraphTests: XCTestCase {
     func testTopologicalSortIsStableAndOrdersProducersFirst() throws {
         let a = Node("Relu", name: "a", inputs: ["x"], outputs: ["a"])

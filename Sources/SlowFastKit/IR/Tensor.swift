@@ -12,18 +12,21 @@ public final class TensorBytes: @unchecked Sendable {
         if count > 0, let source = bytes.baseAddress { base.copyMemory(from: source, byteCount: count) }
     }
 
+    /// Copies the bytes of `values`; the pointer is used only inside `withUnsafeBytes`.
+    private init<T>(values: [T]) {
+        count = values.count * MemoryLayout<T>.stride
+        base = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 64)
+        values.withUnsafeBytes { source in
+            if let address = source.baseAddress, count > 0 { base.copyMemory(from: address, byteCount: count) }
+        }
+    }
+
     /// Little-endian float32 values (every platform we build for is little-endian).
-    public convenience init(floats: [Float]) {
-        self.init(copying: floats.withUnsafeBytes { $0 })
-    }
+    public convenience init(floats: [Float]) { self.init(values: floats) }
 
-    public convenience init(int64s: [Int64]) {
-        self.init(copying: int64s.withUnsafeBytes { $0 })
-    }
+    public convenience init(int64s: [Int64]) { self.init(values: int64s) }
 
-    public convenience init(bytes: [UInt8]) {
-        self.init(copying: bytes.withUnsafeBytes { $0 })
-    }
+    public convenience init(bytes: [UInt8]) { self.init(values: bytes) }
 
     deinit { base.deallocate() }
 
