@@ -237,3 +237,28 @@ def test_kv_cache_decode_steps(folder, tmp_path):
     expected = reference_mix(model, layer, values, gates, slow, cfg, np.array([[position]]))
     assert np.abs(values[mixed] - expected).max() <= 1e-4
     assert np.abs(logits[-1] - original[-1]).max() > 1e-4
+
+
+def test_layer_out_of_range_is_refused(tmp_path):
+    folder = next(f for f in FIXTURES if f.name == "qwen2-dynamo")
+    out = tmp_path / "m.onnx"
+    result = run("rewrite", folder / "model.onnx", "-o", out, "--hybrid-layers", "0,6")
+    assert result.returncode != 0 and "layer 6 does not exist: the model has 6 decoder layers" in result.stderr
+    assert result.stderr.startswith(f"error: {folder / 'model.onnx'}: ")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_layer_the_adapter_cannot_describe_is_named(tmp_path):
+    folder = next(f for f in FIXTURES if f.name == "qwen2-torchscript")
+    model = onnx.load(folder / "model.onnx")
+    # Break layer 3's attention: its Softmax becomes a Sigmoid.
+    softmax = next(n for n in model.graph.node if n.op_type == "Softmax" and "layers.3/" in n.name)
+    softmax.op_type = "Sigmoid"
+    del softmax.attribute[:]
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, broken)
+    (tmp_path / "out").mkdir()
+    result = run("rewrite", broken, "-o", tmp_path / "out/m.onnx", "--hybrid-layers", "0", "--adapter", "hf-torch-eager")
+    assert result.returncode != 0
+    assert "layer 3: its attention block does not match" in result.stderr and "Softmax" in result.stderr
+    assert list((tmp_path / "out").iterdir()) == []

@@ -53,11 +53,18 @@ public enum LayerDiscovery {
         let index = matcher.index
         var attentionMatches: [Match] = []
         var firstFailure: MatchFailure?
+        // Per layer number, the failure that got furthest into the pattern: what a user whose
+        // layer 3 does not match needs to see.
+        var closest: [Int: MatchFailure] = [:]
         for node in graph.nodes where node.op == "MatMul" || node.op == "Gemm" {
             guard let output = node.outputs.first else { continue }
             switch matcher.match(adapter.attention, at: output) {
             case .success(let match): attentionMatches.append(match)
-            case .failure(let failure): if firstFailure == nil, failure.path.contains(">") { firstFailure = failure }
+            case .failure(let failure):
+                guard failure.path.contains(">") else { continue }
+                if firstFailure == nil { firstFailure = failure }
+                if let number = layerNumber(node, adapter: adapter),
+                   failure.path.count > (closest[number]?.path.count ?? 0) { closest[number] = failure }
             }
         }
         guard !attentionMatches.isEmpty else {
@@ -71,6 +78,11 @@ public enum LayerDiscovery {
         }
         numbered.sort { $0.0 < $1.0 }
         let numbers = numbered.map(\.0)
+        if let missing = (0 ..< (numbers.last ?? 0)).first(where: { !numbers.contains($0) }) {
+            let why = closest[missing].map { "closest: \($0.description)" } ?? "no candidate o_proj"
+            throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: missing,
+                                                      missing: "its attention block does not match (\(why))")
+        }
         guard numbers == Array(0 ..< numbers.count) else {
             throw LayerDiscoveryError.inconsistent(file: file, adapter: adapter.name,
                                                    message: "layer numbers found are \(numbers), expected 0...\(numbers.count - 1) once each")
