@@ -8,7 +8,7 @@ struct PipelineOutcome {
 }
 
 /// Builds the passes the options ask for and runs them on `model`.
-func runPasses(on model: Model, hybrid: HybridOptions) throws -> PipelineOutcome {
+func runPasses(on model: Model, hybrid: HybridOptions, activation: ActivationOptions) throws -> PipelineOutcome {
     var passes: [ModelPass] = []
     var layout: ModelLayout?
     if hybrid.isRequested {
@@ -16,6 +16,7 @@ func runPasses(on model: Model, hybrid: HybridOptions) throws -> PipelineOutcome
         layout = described
         passes.append(hybrid.pass(for: model, layout: described))
     }
+    if let srelu = activation.pass() { passes.append(srelu) }
     let results: [(pass: String, result: PassResult)]
     do {
         results = try PassManager(passes).run(model)

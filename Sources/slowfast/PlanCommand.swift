@@ -17,12 +17,13 @@ struct PlanCommand: ParsableCommand {
     var input: String
 
     @OptionGroup(title: "Hybrid layers") var hybrid: HybridOptions
+    @OptionGroup(title: "Activations") var activation: ActivationOptions
 
     func run() throws {
         try reportingErrors {
             let model = try ModelReader.read(path: input)
             let inputsBefore = Set(model.graph.inputs.compactMap(\.name))
-            let outcome = try runPasses(on: model, hybrid: hybrid)
+            let outcome = try runPasses(on: model, hybrid: hybrid, activation: activation)
             print(renderPlan(outcome, model: model, inputsBefore: inputsBefore))
         }
     }

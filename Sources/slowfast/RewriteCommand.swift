@@ -17,6 +17,7 @@ struct RewriteCommand: ParsableCommand {
 
     @OptionGroup var io: ModelIOOptions
     @OptionGroup(title: "Hybrid layers") var hybrid: HybridOptions
+    @OptionGroup(title: "Activations") var activation: ActivationOptions
 
     @Option(name: .customLong("weight-map"), help: "Where to write the weight map (default: beside the output, <name>.weight-map.json).")
     var weightMap: String?
@@ -24,7 +25,7 @@ struct RewriteCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let model = try ModelReader.read(path: io.input)
-            let outcome = try runPasses(on: model, hybrid: hybrid)
+            let outcome = try runPasses(on: model, hybrid: hybrid, activation: activation)
             var options = WriteOptions(weights: io.weights)
             if weightMap != nil || !outcome.results.isEmpty {
                 let path = weightMap ?? WeightMap.defaultPath(forOutput: io.output)

@@ -88,6 +88,28 @@ public struct GraphBuilder {
         return op("Mul", [normalised, weight], "\(label)/scale")
     }
 
+    /// Adds a node built by the caller (e.g. a call of a model-local function).
+    public mutating func appendNode(_ node: Node) { nodes.append(node) }
+
+    /// Renames the output `from` of the last node added to `to` (so a replacement keeps the
+    /// name its consumers read).
+    public mutating func renameLastOutput(from: String, to: String) {
+        guard let last = nodes.last, let slot = last.outputs.firstIndex(of: from) else { return }
+        last.outputs[slot] = to
+    }
+
+    /// Hands over the nodes emitted so far.
+    public mutating func takeNodes() -> [Node] {
+        defer { nodes.removeAll() }
+        return nodes
+    }
+
+    /// Hands over the initializers emitted so far.
+    public mutating func takeInitializers() -> [Tensor] {
+        defer { initializers.removeAll() }
+        return initializers
+    }
+
     /// Moves the new nodes and initializers into `graph`, keeping its topological order:
     /// each new node goes right before the first existing node that reads one of its outputs
     /// (new nodes read only values that exist by then), others at the end.

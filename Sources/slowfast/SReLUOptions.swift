@@ -1,0 +1,75 @@
+import ArgumentParser
+import SlowFastKit
+
+extension SReLUOptions.Form: ExpressibleByArgument {}
+
+/// Options of the activation swap; shared by `rewrite` and `plan`.
+struct ActivationOptions: ParsableArguments {
+    @Option(help: "Swap activations for this one (only srelu).")
+    var activation: String?
+
+    @Option(name: .customLong("activation-targets"),
+            help: "Which activations to replace: relu,leaky_relu,prelu,gelu,silu,quick_gelu,hard_swish (default relu).")
+    var targets: String = "relu"
+
+    @Option(name: .customLong("activation-layers"), help: "Only in these decoder layers, e.g. 0-7 or 3.")
+    var layers: String?
+
+    @Option(name: .customLong("activation-scope"), help: "Only at nodes whose name matches this regular expression.")
+    var scope: String?
+
+    @Option(name: .customLong("srelu-form"), help: "function (one model-local SReLU function, default) or primitive (standard ops).")
+    var form: SReLUOptions.Form = .function
+
+    @Option(name: .customLong("srelu-channel-axis"), help: "Force the channel axis: 1 (NCHW) or -1 (last).")
+    var channelAxis: Int?
+
+    @Option(name: .customLong("srelu-channels"), help: "Force the channel count (with --srelu-channel-axis).")
+    var channels: Int?
+
+    @Option(name: .customLong("srelu-tr"), help: "t_r of the exact ReLU-family init (default: the largest float, above any input).")
+    var tRight: Float?
+
+    @Option(name: .customLong("srelu-fit-range"), help: "Input range of the least-squares fit for GELU/SiLU/QuickGELU/HardSwish (default -8,8; 4097 points).")
+    var fitRange: String = "-8,8"
+
+    @Flag(name: .customLong("allow-no-sites"), help: "Write the model even when no target activation is found.")
+    var allowNoSites = false
+
+    var isRequested: Bool { activation != nil }
+
+    func validate() throws {
+        if let activation, activation != "srelu" {
+            throw ValidationError("--activation takes srelu (the only replacement there is), not '\(activation)'")
+        }
+        for target in targets.split(separator: ",") where ActivationKind(rawValue: String(target)) == nil {
+            throw ValidationError("unknown activation target '\(target)'; choose from " + ActivationKind.allCases.map(\.rawValue).joined(separator: ","))
+        }
+        if layers != nil, layerRange == nil { throw ValidationError("--activation-layers takes A-B or one layer number, e.g. 0-7") }
+        if fitBounds == nil { throw ValidationError("--srelu-fit-range takes LOW,HIGH with LOW < 0 < HIGH, e.g. -8,8") }
+        if channels != nil && channelAxis == nil { throw ValidationError("--srelu-channels goes with --srelu-channel-axis") }
+        if let channelAxis, channelAxis != 1 && channelAxis != -1 { throw ValidationError("--srelu-channel-axis is 1 or -1") }
+    }
+
+    var layerRange: ClosedRange<Int>? {
+        guard let layers else { return nil }
+        let parts = layers.split(separator: "-").compactMap { Int($0) }
+        if parts.count == 1 { return parts[0] ... parts[0] }
+        if parts.count == 2, parts[0] <= parts[1] { return parts[0] ... parts[1] }
+        return nil
+    }
+
+    var fitBounds: ClosedRange<Double>? {
+        let parts = fitRange.split(separator: ",").compactMap { Double($0) }
+        guard parts.count == 2, parts[0] < 0, parts[1] > 0 else { return nil }
+        return parts[0] ... parts[1]
+    }
+
+    func pass() -> SReLUPass? {
+        guard isRequested, let bounds = fitBounds else { return nil }
+        return SReLUPass(options: SReLUOptions(
+            targets: targets.split(separator: ",").compactMap { ActivationKind(rawValue: String($0)) }, form: form,
+            layers: layerRange, scope: scope, channelAxis: channelAxis, channels: channels,
+            tRight: tRight ?? .greatestFiniteMagnitude, fitRange: bounds), allowNoSites: allowNoSites)
+    }
+}
