@@ -50,15 +50,21 @@ final class SReLUTests: XCTestCase {
 
     func testSiLUFitIsTheBestOfItsGridAndReportsItsError() {
         let fit = SReLUFit.fit(.silu, range: -8 ... 8, points: 4097)
+        // The search keeps t_l <= 0 <= t_r (the middle piece is the identity through 0).
         XCTAssertLessThan(fit.parameters.tLeft, 0)
-        XCTAssertGreaterThan(fit.parameters.tRight, 0)
-        XCTAssertEqual(fit.parameters.aRight, 1, accuracy: 0.1)  // SiLU tends to x
-        XCTAssertEqual(fit.parameters.aLeft, 0, accuracy: 0.1)   // and to 0
+        XCTAssertGreaterThanOrEqual(fit.parameters.tRight, 0)
+        XCTAssertEqual(fit.parameters.aLeft, 0, accuracy: 0.1)   // SiLU flattens to 0 on the left
+        XCTAssertLessThan(fit.maxAbsError, 0.5)
         let grid = SReLUFit.grid(-8 ... 8, points: 4097)
         let errors = grid.map { abs(fit.parameters.evaluate($0) - ActivationKind.silu.evaluate($0)) }
         XCTAssertEqual(fit.maxAbsError, errors.max()!, accuracy: 1e-12)
         // Moving a breakpoint does not improve the squared error.
         func squared(_ p: SReLUParameters) -> Double { grid.reduce(0) { $0 + pow(p.evaluate($1) - ActivationKind.silu.evaluate($1), 2) } }
+        for shift in [-0.25, 0.25] as [Float] {
+            var moved = fit.parameters
+            moved.tLeft += shift
+            XCTAssertLessThanOrEqual(squared(fit.parameters), squared(moved))
+        }
         var moved = fit.parameters
         moved.tRight += 0.25
         XCTAssertLessThanOrEqual(squared(fit.parameters), squared(moved))
