@@ -23,9 +23,12 @@ def test_every_layer_found_with_the_config_dims(folder):
     assert [layer["index"] for layer in layout["layers"]] == list(range(cfg["num_hidden_layers"]))
     assert dims == {**dims, "numLayers": cfg["num_hidden_layers"], "hiddenSize": cfg["hidden_size"],
                     "numHeads": cfg["num_attention_heads"], "numKVHeads": cfg["num_key_value_heads"],
-                    "headDim": cfg["head_dim"], "vocabSize": cfg["vocab_size"]}
+                    "headDim": cfg["head_dim"], "vocabSize": cfg["vocab_size"], "intermediateSize": cfg["intermediate_size"]}
     for layer in layout["layers"]:
         assert layer["inputNorm"]["epsilon"] == pytest.approx(cfg["rms_norm_eps"], rel=1e-3)
+        assert layer["postAttentionNorm"]["epsilon"] == pytest.approx(cfg["rms_norm_eps"], rel=1e-3)
+        assert sorted(layer["mlp"]) == ["down_proj", "gate_proj", "up_proj"]
+        assert len(layer["activationNodes"]) == 2  # SiLU as Sigmoid and Mul
 
 
 @pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)

@@ -200,11 +200,7 @@ public enum LayerDiscovery {
                 }
                 residualInput = add.inputs[0] == oOutput ? add.inputs[1] : add.inputs[0]
                 attentionResidual = add.outputs[0]
-                for consumer in index.consumers(of: attentionResidual) + index.consumers(of: attentionResidual).filter({ $0.op == "Cast" }).flatMap({ index.consumers(of: $0.outputs[0]) }) {
-                    for output in consumer.outputs where postNorm == nil {
-                        postNorm = try? norm(at: output, matcher: matcher, adapter: adapter, file: file, layer: number, role: "post-attention RMSNorm")
-                    }
-                }
+                postNorm = normDownstream(of: attentionResidual, matcher: matcher, adapter: adapter, file: file, layer: number)
             case .skipNorm:
                 guard let skip = index.consumers(of: oOutput).first(where: { $0.op.hasPrefix("Skip") }) else {
                     throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "no skip-norm joins o_proj to the residual stream")
@@ -247,6 +243,31 @@ public enum LayerDiscovery {
         }
         return ModelLayout(adapter: adapter.name, dimensions: dimensions, layers: layers, floatType: floatType,
                            parameters: canonicalParameters(layers, embedding: embedding?.inputs.first, index: index))
+    }
+
+    /// The RMSNorm that reads `value`: the norm pattern tried at the values a few nodes
+    /// downstream of it (a decomposed norm's result is 3-5 nodes away), nearest first.
+    static func normDownstream(of value: String, matcher: PatternMatcher, adapter: Adapter, file: String, layer: Int) -> RMSNormDescription? {
+        let index = matcher.index
+        var frontier = [value]
+        var seen: Set<String> = [value]
+        for _ in 0 ..< 6 {
+            var next: [String] = []
+            for current in frontier {
+                for consumer in index.consumers(of: current) {
+                    for output in consumer.outputs where !output.isEmpty && seen.insert(output).inserted {
+                        if let found = try? norm(at: output, matcher: matcher, adapter: adapter, file: file, layer: layer,
+                                                 role: "post-attention RMSNorm"),
+                           found.input == value || index.producer(of: found.input).map({ $0.op == "Cast" && $0.inputs.first == value }) == true {
+                            return found
+                        }
+                        next.append(output)
+                    }
+                }
+            }
+            frontier = next
+        }
+        return nil
     }
 
     static func norm(at value: String, matcher: PatternMatcher, adapter: Adapter, file: String, layer: Int, role: String) throws -> RMSNormDescription {
