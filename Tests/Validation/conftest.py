@@ -35,3 +35,13 @@ def backend_models():
     import onnx
     root = Path(onnx.__file__).parent / "backend/test/data"
     return sorted(root.rglob("*.onnx"))
+
+
+def checker_passes(path):
+    """onnx.checker's full-check verdict on the model at `path`."""
+    import onnx
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+        return True
+    except Exception:  # the checker raises several exception types
+        return False

@@ -9,20 +9,12 @@ import pytest
 from onnx import numpy_helper
 
 import hybrid_reference
-from conftest import REPO, ort_session, run
+from conftest import REPO, checker_passes, ort_session, run
 from fixtures import FIXTURES, NAMES, config, graph_inputs, rope_from_caches
 
 LAYERS = [0, 2, 4]
 GATED = 2
 N_SLOW = 10
-
-
-def checker_passes(path):
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-        return True
-    except Exception:
-        return False
 
 
 def rewrite(folder, tmp_path, mode="in-place", name="out"):
