@@ -85,9 +85,10 @@ public struct TemporalWindow: Codable, Equatable, Sendable {
 /// 1. Slow tokens: P x P average pooling (stride P, remainder rows/columns dropped) of every
 ///    frame: F x (H/P) x (W/P) tokens, frame-major then row-major.
 /// 2. Temporal sampling (only when s > 1): if F < M every frame is kept; otherwise
-///    n = max(floor(F / s), M) frames are kept, frame i being floor(i * F / n). The release
-///    computes `int(i * (F / n))` in floating point; the exact integer form is used here.
-///    When s = 1 all F frames are kept (n = F).
+///    n = max(floor(F / s), M) frames are kept, frame i being min(trunc(i * (F / n)), F - 1)
+///    computed in IEEE double exactly as the release does (`int(i * (total / sampled))`):
+///    the rounding of F / n matters, e.g. F = 30, n = 22, i = 11 gives frame 14, not the
+///    exact rational 15. When s = 1 all F frames are kept (n = F).
 /// 3. Temporal pooling (only when t > 1), over the n sampled frames:
 ///    - if floor(n / t) >= M: uniform pooling, output frame j is the mean of sampled frames
 ///      [j*t, j*t + t); the last n mod t frames are dropped (avg_pool3d, no padding);
@@ -162,7 +163,8 @@ public struct TokenPlan: Codable, Equatable, Sendable {
         if stride > 1 && frames >= minimum {
             let kept = max(frames / stride, minimum)
             if kept != frames / stride { fallback = true }
-            sampledFrames = (0..<kept).map { min($0 * frames / kept, frames - 1) }
+            let step = Double(frames) / Double(kept)
+            sampledFrames = (0..<kept).map { min(Int(Double($0) * step), frames - 1) }
         } else {
             if stride > 1 { fallback = true }
             sampledFrames = Array(0..<frames)
