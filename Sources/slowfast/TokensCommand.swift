@@ -53,8 +53,14 @@ struct TokensCommand: ParsableCommand {
         pooling with kernel t, optional spatial pooling, at least --min-fast-frames frames). \
         `slow_tokens` fits the input of the same name of a rewritten model.
 
-        Example:
+        With --into MODEL --after VALUE the same ops are added to MODEL after VALUE (e.g. the \
+        projector output of a vision graph, [frames, h, w, d] or [frames, h*w, d]) and the two \
+        token values become extra graph outputs.
+
+        Examples:
           slowfast tokens -o tokens.onnx --preset s2t4 --height 18 --width 18 --dim 3584
+          slowfast tokens --into vision.onnx --after projector_out -o vision_tokens.onnx \
+            --preset s1t4 --height 18 --width 18 --dim 3584
         """
     )
 
@@ -78,12 +84,24 @@ struct TokensCommand: ParsableCommand {
 
     @OptionGroup var fast: FastTokenOptions
 
+    @Option(help: "Add the token ops to this model instead of writing a standalone one.")
+    var into: String?
+
+    @Option(help: "With --into: the value (projector output) the token ops read.")
+    var after: String?
+
+    @Option(help: "With --into: where the output's external weights go (auto, link, copy, inline).")
+    var weights: WeightsMode = .auto
+
     @Flag(help: "Print the token plan as JSON instead of text.")
     var json = false
 
     func validate() throws {
         if frames == nil && fast.preset == nil {
             throw ValidationError("give --frames N (or a --preset, whose frame count is the default)")
+        }
+        if (into == nil) != (after == nil) {
+            throw ValidationError("--into MODEL and --after VALUE go together")
         }
     }
 
@@ -92,9 +110,15 @@ struct TokensCommand: ParsableCommand {
             let rule = try fast.config()
             let spec = TokenSpec(frames: frames ?? fast.preset?.frames ?? 0, height: height, width: width, dim: dim,
                                  slowPool: slowPool, fast: rule)
-            let model = try TokenBuilder.makeModel(spec)
-            try ModelWriter.write(model, to: output, options: WriteOptions(weights: .inline))
-            let plan = try TokenPlan(spec)
+            let plan: TokenPlan
+            if let into, let after {
+                let model = try ModelReader.read(path: into)
+                plan = try TokenBuilder.insert(into: model, after: after, spec: spec).plan
+                try ModelWriter.write(model, to: output, options: WriteOptions(weights: weights))
+            } else {
+                try ModelWriter.write(try TokenBuilder.makeModel(spec), to: output, options: WriteOptions(weights: .inline))
+                plan = try TokenPlan(spec)
+            }
             if json {
                 print(try encodeJSON(plan))
             } else {

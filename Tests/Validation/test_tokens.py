@@ -127,3 +127,50 @@ def test_bad_options_write_nothing(tmp_path):
     assert result.returncode != 0
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_insert_after_projector_output(tmp_path):
+    """`--into/--after` adds the same ops inside a vision-like graph whose projector output is
+    [frames, h*w, d]; the original output is untouched and the token outputs match."""
+    from onnx import TensorProto, helper, numpy_helper
+    frames, h, w, c, d = 24, 6, 6, 5, 8
+    rng = np.random.default_rng(7)
+    weight = rng.standard_normal((c, d)).astype(np.float32)
+    bias = rng.standard_normal(d).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["patches", "proj_w"], ["proj0"], name="projector/MatMul"),
+         helper.make_node("Add", ["proj0", "proj_b"], ["projector_out"], name="projector/Add")],
+        "vision",
+        [helper.make_tensor_value_info("patches", TensorProto.FLOAT, [frames, h * w, c])],
+        [helper.make_tensor_value_info("projector_out", TensorProto.FLOAT, [frames, h * w, d])],
+        [numpy_helper.from_array(weight, "proj_w"), numpy_helper.from_array(bias, "proj_b")])
+    vision = tmp_path / "vision.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), vision)
+    before = vision.read_bytes()
+
+    out = tmp_path / "vision_tokens.onnx"
+    result = slowfast("tokens", "--into", vision, "--after", "projector_out", "-o", out,
+                      "--preset", "s1t4", "--frames", frames, "--height", h, "--width", w, "--dim", d)
+    assert result.returncode == 0, result.stderr
+    assert vision.read_bytes() == before
+    model = onnx.load(out)
+    onnx.checker.check_model(model, full_check=True)
+    names = [o.name for o in model.graph.output]
+    assert names == ["projector_out", "projector_out_slow_tokens", "projector_out_fast_tokens"]
+
+    patches = rng.standard_normal((frames, h * w, c)).astype(np.float32)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    projected, slow, fast = ort.InferenceSession(str(out), options).run(names, {"patches": patches})
+    expected = patches @ weight + bias
+    assert np.abs(projected - expected).max() <= 1e-5
+    ref_slow, ref_fast = reference(projected.astype(np.float64).reshape(frames, h, w, d), 2, 1, 4, 1, 16)
+    assert fast.shape == (1, 16 * 9, d)  # 24 frames / 4 = 6 < 16: adaptive pooling to 16 frames
+    assert np.abs(slow - ref_slow).max() <= 1e-6
+    assert np.abs(fast - ref_fast).max() <= 1e-6
+
+    missing = slowfast("tokens", "--into", vision, "--after", "nope", "-o", tmp_path / "x.onnx",
+                       "--preset", "s1t4", "--frames", frames, "--height", h, "--width", w, "--dim", d)
+    assert missing.returncode != 0
+    assert "no value named 'nope'" in missing.stderr
+    assert not (tmp_path / "x.onnx").exists()

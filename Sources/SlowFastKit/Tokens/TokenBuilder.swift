@@ -42,11 +42,11 @@ public enum TokenBuilder {
     /// Inserts the token ops after `value` (e.g. a vision graph's projector output) in
     /// `model.graph`. The value must hold [frames, h, w, d] or [frames, h*w, d] features; a
     /// static shape recorded for it is checked. With `addGraphOutputs` the two token values
-    /// become graph outputs of the model's float type `elementType`.
-    /// Returns the new value names. On error the graph is unchanged.
+    /// become graph outputs of type `elementType` (default: the type recorded for `value`,
+    /// else float32). Returns the new value names. On error the graph is unchanged.
     @discardableResult
     public static func insert(into model: Model, after value: String, spec: TokenSpec,
-                              elementType: ElementType = .float, addGraphOutputs: Bool = true) throws -> TokenOutputs {
+                              elementType: ElementType? = nil, addGraphOutputs: Bool = true) throws -> TokenOutputs {
         let graph = model.graph
         let opset = model.opsetVersion(Domain.onnx) ?? 0
         guard opset >= minimumOpset else { throw TokenBuilderError.opsetTooOld(found: opset, needed: minimumOpset) }
@@ -74,6 +74,7 @@ public enum TokenBuilder {
         graph.nodes.append(contentsOf: scratch.nodes)
         graph.initializers.append(contentsOf: scratch.initializers)
         if addGraphOutputs {
+            let elementType = elementType ?? recordedElementType(of: value, in: graph) ?? .float
             let d = Int64(spec.dim)
             graph.outputs.append(ValueInfo(name: slowName, type: .tensor(elementType, [.value(1), .value(Int64(plan.numSlowTokens)), .value(d)])))
             graph.outputs.append(ValueInfo(name: fastName, type: .tensor(elementType, [.value(1), .value(Int64(plan.numFastTokens)), .value(d)])))
@@ -150,6 +151,14 @@ public enum TokenBuilder {
             if case .tensor(_, let shape?)? = info.type?.kind {
                 return shape.dims.map { if case .value(let n) = $0 { return n } else { return -1 } }
             }
+        }
+        return nil
+    }
+
+    static func recordedElementType(of value: String, in graph: Graph) -> ElementType? {
+        if let tensor = graph.initializer(named: value) { return tensor.elementType }
+        for info in graph.inputs + graph.valueInfo + graph.outputs where info.name == value {
+            if case .tensor(let type?, _)? = info.type?.kind { return ElementType(rawValue: type) }
         }
         return nil
     }
