@@ -7,7 +7,7 @@ struct SlowFast: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "slowfast",
         abstract: "Turn video multi-modal LLM exports (ONNX) into slow-fast models.",
-        subcommands: [RewriteCommand.self, PlanCommand.self, InspectCommand.self]
+        subcommands: [RewriteCommand.self, PlanCommand.self, InspectCommand.self, TokensCommand.self, CostCommand.self]
     )
 }
 

@@ -1,0 +1,207 @@
+import Foundation
+import ArgumentParser
+import SlowFastKit
+
+extension CrossAttentionQueries: ExpressibleByArgument {}
+
+struct CostCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cost",
+        abstract: "Prefill FLOPs and memory of the baseline and of the slow-fast model.",
+        discussion: """
+        The baseline puts frames x tokens-per-frame visual tokens in the sequence; the slow-fast \
+        model puts the fast tokens there (--preset-fast, default s2t4, at least 16 fast frames) \
+        and sends all frames' tokens as slow tokens through the hybrid layers (default every \
+        8th from 0). Ratios are against the baseline at --reference-frames.
+
+        Example:
+          slowfast cost --preset qwen2-7b --frames 16,64,128
+        """
+    )
+
+    @Argument(help: "An ONNX model to read the dims from (needs layer discovery; see --preset).")
+    var model: String?
+
+    @Option(help: "With MODEL: layer discovery adapter (auto, an adapter name, or a path to an adapter file).")
+    var adapter: String = "auto"
+
+    @Option(help: "Model dims preset: qwen2-7b.")
+    var preset: String?
+
+    @Option(help: "Decoder layers.") var layers: Int?
+    @Option(help: "Hidden size d.") var hidden: Int?
+    @Option(help: "Query heads.") var heads: Int?
+    @Option(name: .customLong("kv-heads"), help: "Key/value heads.") var kvHeads: Int?
+    @Option(name: .customLong("head-dim"), help: "Head dim.") var headDim: Int?
+    @Option(help: "MLP intermediate size.") var intermediate: Int?
+    @Option(help: "Vocabulary size.") var vocab: Int?
+    @Flag(name: .customLong("tied-embeddings"), help: "The LM head shares the embedding matrix.") var tiedEmbeddings = false
+    @Option(name: .customLong("bytes-per-element"), help: "Bytes per weight/activation element (2 = bf16/fp16).") var bytesPerElement: Int = 2
+
+    @Option(help: "Frame counts, comma separated.")
+    var frames: String = "16,64,128"
+
+    @Option(name: .customLong("reference-frames"), help: "The baseline frame count ratios are taken against.")
+    var referenceFrames: Int = 16
+
+    @Option(name: .customLong("tokens-per-frame"), help: "Visual tokens per frame after the 2x2 pool (release: 81).")
+    var tokensPerFrame: Int = 81
+
+    @Option(name: .customLong("text-tokens"), help: "Text tokens in the prompt (system + question).")
+    var textTokens: Int = 128
+
+    @Option(name: .customLong("preset-fast"), help: "Fast-token configuration: s1t4, s1t6, s2t4.")
+    var fastPreset: TokenPreset?
+
+    @Option(name: .customLong("stride"), help: "Temporal sampling stride s (instead of --preset-fast).")
+    var stride: Int?
+
+    @Option(name: .customLong("temporal-kernel"), help: "Temporal pooling kernel t (instead of --preset-fast).")
+    var temporalKernel: Int?
+
+    @Option(name: .customLong("spatial-pool"), help: "K x K spatial pooling of fast frames.")
+    var spatialPool: Int = 1
+
+    @Option(name: .customLong("min-fast-frames"), help: "At least this many fast frames.")
+    var minFastFrames: Int = 16
+
+    @Option(name: .customLong("hybrid-layers"), help: "Hybrid layer indices, comma separated (default: every 8 from 0).")
+    var hybridLayers: String?
+
+    @Option(help: "Make every N-th layer hybrid, from 0.")
+    var every: Int?
+
+    @Option(name: .customLong("cross-queries"), help: "Positions that query the slow tokens: text (release) or all.")
+    var crossQueries: CrossAttentionQueries = .text
+
+    @Flag(help: "Print the report as JSON (Schemas/cost.schema.json).")
+    var json = false
+
+    func validate() throws {
+        if hybridLayers != nil && every != nil { throw ValidationError("give --hybrid-layers or --every, not both") }
+        if fastPreset != nil && (stride != nil || temporalKernel != nil) {
+            throw ValidationError("give --preset-fast or --stride/--temporal-kernel, not both")
+        }
+        _ = try parseList(frames, "--frames")
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let (shape, source) = try resolveShape()
+            var fast = fastPreset?.fastTokens ?? TokenPreset.s2t4.fastTokens
+            if stride != nil || temporalKernel != nil {
+                fast = FastTokenConfig(temporalStride: stride ?? 1, temporalKernel: temporalKernel ?? 1)
+            }
+            fast.spatialPool = spatialPool
+            fast.minFastFrames = minFastFrames
+            let layerCount = shape.dimensions.numLayers
+            let hybrid: [Int]
+            if let hybridLayers {
+                hybrid = try parseList(hybridLayers, "--hybrid-layers")
+            } else {
+                let step = every ?? 8
+                guard step >= 1 else { throw ValidationError("--every must be at least 1") }
+                hybrid = Array(Swift.stride(from: 0, to: layerCount, by: step))
+            }
+            let setup = SlowFastSetup(fast: fast, hybridLayers: hybrid, queries: crossQueries)
+            let report = try CostReport(source: source, shape: shape, frames: try parseList(frames, "--frames"),
+                                        tokensPerFrame: tokensPerFrame, textTokens: textTokens,
+                                        referenceFrames: referenceFrames, setup: setup)
+            print(json ? try encodeJSON(report) : CostTable.render(report))
+        }
+    }
+
+    /// The decoder dims: from MODEL (layer discovery), a preset, or explicit options; explicit
+    /// options override single numbers of the other two.
+    func resolveShape() throws -> (DecoderShape, String) {
+        var dims: ModelDimensions?
+        var source = "explicit"
+        if let model {
+            // Intermediate size and vocabulary may be unknown to discovery; --intermediate and
+            // --vocab fill them in below.
+            dims = try discoverLayers(ModelReader.read(path: model), adapter: adapter).dimensions
+            source = model
+        }
+        if model != nil && preset != nil { throw ValidationError("give MODEL or --preset, not both") }
+        if let preset {
+            guard let known = DecoderShape.presets[preset] else { throw CostModelError.unknownPreset(preset) }
+            dims = known.dimensions
+            source = preset
+        }
+        guard var result = dims ?? explicitDims() else {
+            throw ValidationError("give MODEL, --preset qwen2-7b, or all of --layers --hidden --heads --kv-heads --head-dim --intermediate --vocab")
+        }
+        if let layers { result.numLayers = layers }
+        if let hidden { result.hiddenSize = hidden }
+        if let heads { result.numHeads = heads }
+        if let kvHeads { result.numKVHeads = kvHeads }
+        if let headDim { result.headDim = headDim }
+        if let intermediate { result.intermediateSize = intermediate }
+        if let vocab { result.vocabSize = vocab }
+        if dims != nil && [layers, hidden, heads, kvHeads, headDim, intermediate, vocab].contains(where: { $0 != nil }) {
+            source += " (overridden)"
+        }
+        return (try DecoderShape(result, tiedEmbeddings: tiedEmbeddings, bytesPerElement: bytesPerElement), source)
+    }
+
+    func explicitDims() -> ModelDimensions? {
+        guard let layers, let hidden, let heads, let kvHeads, let headDim else { return nil }
+        return ModelDimensions(numLayers: layers, hiddenSize: hidden, numHeads: heads, numKVHeads: kvHeads,
+                               headDim: headDim, intermediateSize: intermediate, vocabSize: vocab)
+    }
+}
+
+/// The text form of a cost report.
+enum CostTable {
+    static func render(_ report: CostReport) -> String {
+        let dims = report.model.dimensions
+        var lines: [String] = []
+        lines.append("model: \(report.source): \(dims.numLayers) layers, d \(dims.hiddenSize), \(dims.numHeads)/\(dims.numKVHeads) heads x \(dims.headDim), MLP \(report.model.intermediateSize), vocab \(report.model.vocabSize), \(format(report.parameters / 1e9, 2))B parameters")
+        let fast = report.setup.fast
+        lines.append("workload: \(report.tokensPerFrame) tokens/frame, \(report.textTokens) text tokens; fast s\(fast.temporalStride)t\(fast.temporalKernel) spatial \(fast.spatialPool) min \(fast.minFastFrames) frames; hybrid layers \(report.setup.hybridLayers.map(String.init).joined(separator: ",")); cross queries: \(report.setup.queries.rawValue)")
+        lines.append("")
+        let header = ["variant", "frames", "seq len", "slow tok", "TFLOPs", "vs base@\(report.referenceFrames)", "weights GB", "KV GB", "act GB"]
+        var table: [[String]] = [header]
+        for row in report.rows {
+            for (cost, ratio) in [(row.baseline, row.baselineOverReference), (row.slowFast, row.slowFastOverReference)] {
+                table.append([cost.variant.rawValue, String(cost.frames), String(cost.sequenceLength), String(cost.slowTokens),
+                              format(cost.flops.total / 1e12, 2), format(ratio, 3), format(cost.memory.weights / 1e9, 2),
+                              format((cost.memory.kvCache + cost.memory.slowKVCache) / 1e9, 3),
+                              format(cost.memory.activationsPeak / 1e9, 3)])
+            }
+        }
+        let widths = header.indices.map { column in table.map { $0[column].count }.max() ?? 0 }
+        for (index, row) in table.enumerated() {
+            lines.append(row.enumerated().map { column, cell in
+                String(repeating: " ", count: widths[column] - cell.count) + cell
+            }.joined(separator: "  "))
+            if index == 0 { lines.append(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")) }
+        }
+        lines.append("")
+        for row in report.rows {
+            lines.append("slow-fast@\(row.frames) / baseline@\(report.referenceFrames) = \(format(row.slowFastOverReference, 4))    baseline@\(row.frames) / baseline@\(report.referenceFrames) = \(format(row.baselineOverReference, 4))")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func format(_ value: Double, _ digits: Int) -> String {
+        String(format: "%.\(digits)f", value)
+    }
+}
+
+/// Parses "16,64,128".
+func parseList(_ text: String, _ option: String) throws -> [Int] {
+    let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+    let values = parts.map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else {
+        throw ValidationError("\(option) takes comma-separated integers, e.g. 16,64,128 (got '\(text)')")
+    }
+    return values.compactMap { $0 }
+}
+
+/// Pretty, key-sorted JSON (deterministic output).
+func encodeJSON<T: Encodable>(_ value: T) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}
