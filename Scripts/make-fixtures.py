@@ -13,7 +13,9 @@ into Tests/Fixtures/<family>-<exporter>/ with config.json, meta.json and referen
 the inputs fed, `logits` (onnxruntime on the export) and `logits_torch`, and per layer i
 `q_rope_{i}` [batch, heads, seq, head_dim] (query after RoPE, recorded by wrapping the
 model's apply_rotary_pos_emb) and `attn_out_{i}` [batch, seq, heads*head_dim] (the input of
-o_proj, recorded by a forward pre-hook).
+o_proj, recorded by a forward pre-hook). `hybrid_*`: a PyTorch implementation of the hybrid
+layer (DESIGN section 1) at layers 0, 2, 4 with gates on, its slow tokens and gate values,
+and its logits for the prompt and two KV-cache decode steps (tokens 5, 9).
 
 Needs torch + transformers (+ onnxruntime-genai): Scripts/requirements-fixtures.txt. Only
 fixture generation needs them; no test or demo does.
@@ -103,6 +105,76 @@ def torch_reference(model, family):
     return reference
 
 
+HYBRID_LAYERS = (0, 2, 4)
+HYBRID_SLOW = 10
+DECODE_TOKENS = (5, 9)
+
+
+def hybrid_reference(model, seed):
+    """PyTorch implementation of DESIGN.md section 1 (the in-place hybrid layer), written
+    here independently of the Swift pass, run on the reference prompt and two decode steps
+    (KV cache) with gates switched on; records the gate values and the logits of each step."""
+    module = sys.modules[type(model.model.layers[0].self_attn).__module__]
+    config = model.config
+    heads, kv_heads, head_dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
+    rng = np.random.default_rng(seed)
+    slow = torch.tensor(rng.standard_normal((1, HYBRID_SLOW, config.hidden_size)), dtype=torch.float32)
+    gates = {}
+    for i in HYBRID_LAYERS:
+        gates[i] = (torch.tensor(rng.standard_normal((1, heads * head_dim)) * 0.5, dtype=torch.float32),
+                    torch.tensor([0.1 * (i + 1)], dtype=torch.float32), torch.tensor([0.5 + 0.1 * i], dtype=torch.float32))
+    queries = []
+    original_rope = module.apply_rotary_pos_emb
+
+    def recording_rope(q, k, *args, **kwargs):
+        q_embed, k_embed = original_rope(q, k, *args, **kwargs)
+        queries.append(q_embed)
+        return q_embed, k_embed
+
+    def cross_attention_hook(layer_index, layer):
+        def hook(_module, args):
+            a_sa = args[0]                                   # [B, L, H*hd], before o_proj
+            q = queries[-1]                                  # [B, H, L, hd], this layer's, after RoPE
+            s_hat = layer.input_layernorm(slow)              # the layer's own input norm
+            k = layer.self_attn.k_proj(s_hat)                # [K_x | V_x] = concat(k_proj, v_proj)
+            v = layer.self_attn.v_proj(s_hat)
+            n = slow.shape[1]
+            k = k.view(1, n, kv_heads, head_dim).transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
+            v = v.view(1, n, kv_heads, head_dim).transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
+            weights = torch.softmax(q @ k.transpose(2, 3) / head_dim ** 0.5, dim=-1)  # no mask: all real
+            a_x = (weights @ v).transpose(1, 2).reshape(a_sa.shape)
+            w_g, b_g, alpha = gates[layer_index]
+            gate = torch.tanh(a_sa @ w_g.T + b_g) * torch.tanh(alpha)
+            return (a_sa + gate * a_x,)
+        return hook
+
+    hooks = [model.model.layers[i].self_attn.o_proj.register_forward_pre_hook(cross_attention_hook(i, model.model.layers[i]))
+             for i in HYBRID_LAYERS]
+    module.apply_rotary_pos_emb = recording_rope
+    result = {"hybrid_slow_tokens": slow.numpy()}
+    try:
+        with torch.no_grad():
+            ids = torch.tensor(TOKENS)
+            output = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
+            result["hybrid_logits_step0"] = output.logits.numpy()
+            past, length = output.past_key_values, ids.shape[1]
+            for step, token in enumerate(DECODE_TOKENS, start=1):
+                length += 1
+                output = model(input_ids=torch.tensor([[token]]), attention_mask=torch.ones((1, length), dtype=torch.long),
+                               past_key_values=past, use_cache=True)
+                result[f"hybrid_logits_step{step}"] = output.logits.numpy()
+                past = output.past_key_values
+    finally:
+        module.apply_rotary_pos_emb = original_rope
+        for hook in hooks:
+            hook.remove()
+    for i, (w_g, b_g, alpha) in gates.items():
+        result[f"hybrid_gate_w_{i}"] = w_g.numpy()
+        result[f"hybrid_gate_b_{i}"] = b_g.numpy()
+        result[f"hybrid_alpha_{i}"] = alpha.numpy()
+    return result
+
+
 def export_torch(model, folder, dynamo):
     folder.mkdir(parents=True, exist_ok=True)
     ids = torch.tensor(TOKENS)
@@ -185,6 +257,7 @@ def describe(path):
 def build(family, exporter, folder, seed):
     model = make_model(family, seed)
     reference = torch_reference(model, family)
+    reference.update(hybrid_reference(model, seed))
     if folder.exists():
         shutil.rmtree(folder)
     if exporter == "genai":

@@ -254,3 +254,57 @@ def test_a_layer_the_adapter_cannot_describe_is_named(tmp_path):
     assert result.returncode != 0
     assert "layer 3: its attention block does not match" in result.stderr and "Softmax" in result.stderr
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def set_reference_gates(model, ref):
+    """Copies the PyTorch reference's gate values into the rewritten model."""
+    values = {}
+    for layer in LAYERS:
+        prefix = f"model.layers.{layer}.self_attn."
+        values[prefix + "cross_attn_gate_proj.0.weight"] = ref[f"hybrid_gate_w_{layer}"].T  # stored [in, out]
+        values[prefix + "cross_attn_gate_proj.0.bias"] = ref[f"hybrid_gate_b_{layer}"]
+        values[prefix + "cross_attn_warm_up_gate"] = ref[f"hybrid_alpha_{layer}"]
+    found = 0
+    for tensor in model.graph.initializer:
+        if tensor.name in values:
+            tensor.CopyFrom(numpy_helper.from_array(values[tensor.name].astype(np.float32), tensor.name))
+            found += 1
+    assert found == len(values)
+
+
+@pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
+def test_gates_on_match_the_pytorch_hybrid_model(folder, tmp_path):
+    """Whole-model check: logits of the rewritten export with the reference's gates equal
+    those of a PyTorch implementation of DESIGN section 1 run at fixture time."""
+    out, result = rewrite(folder, tmp_path)
+    assert result.returncode == 0, result.stderr
+    ref = dict(np.load(folder / "reference.npz"))
+    model = onnx.load(out)
+    set_reference_gates(model, ref)
+    feeds = {**graph_inputs(folder), "slow_tokens": ref["hybrid_slow_tokens"]}
+    logits = ort_session(model).run(["logits"], feeds)[0]
+    assert np.abs(logits - ref["hybrid_logits_step0"]).max() <= 1e-4
+    assert np.abs(logits - ref["logits"]).max() > 1e-3  # the gates change the output
+
+
+@pytest.mark.parametrize("folder", GENAI, ids=[f.name for f in GENAI])
+def test_kv_cache_decode_steps_match_the_pytorch_hybrid_model(folder, tmp_path):
+    out, result = rewrite(folder, tmp_path)
+    assert result.returncode == 0, result.stderr
+    ref = dict(np.load(folder / "reference.npz"))
+    cfg = config(folder)
+    model = onnx.load(out)
+    set_reference_gates(model, ref)
+    session = ort_session(model)
+    outputs = [o.name for o in session.get_outputs()]
+    feeds = graph_inputs(folder)
+    past = {k: v for k, v in feeds.items() if k.startswith("past_key_values")}
+    ids, total = feeds["input_ids"], feeds["input_ids"].shape[1]
+    for step, token in enumerate([None, 5, 9]):
+        if token is not None:
+            ids, total = np.array([[token]], np.int64), total + 1
+        values = dict(zip(outputs, session.run(outputs, {"input_ids": ids, "attention_mask": np.ones((1, total), np.int64),
+                                                           **past, "slow_tokens": ref["hybrid_slow_tokens"]})))
+        assert np.abs(values["logits"] - ref[f"hybrid_logits_step{step}"]).max() <= 1e-4, f"step {step}"
+        past = {name: values[name.replace("past_key_values", "present")] for name in past}
+    assert cfg["num_hidden_layers"] == 6
