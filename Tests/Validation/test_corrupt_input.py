@@ -31,3 +31,17 @@ def test_truncations_and_flips_never_crash(tmp_path):
     print(f"\ncorrupt inputs: {outcomes}")
     assert not crashes, "\n".join(crashes)
     assert outcomes["refused"] >= 60  # every truncation is refused or read; most are refused
+
+
+def test_passes_on_models_they_do_not_fit_never_crash():
+    """Hybrid layers and SReLU on every backend model (CNNs, single ops): a plan or a clear
+    refusal, never a crash."""
+    from conftest import backend_models
+    crashes = []
+    for path in backend_models():
+        for args in (["--every", "1"], ["--activation", "srelu", "--activation-targets", ",".join(
+                ["relu", "leaky_relu", "prelu", "gelu", "silu", "quick_gelu", "hard_swish"]), "--allow-no-sites"]):
+            result = run("plan", path, *args)
+            if result.returncode not in (0, 1) or (result.returncode == 1 and not result.stderr.startswith("error: ")):
+                crashes.append(f"{path} {args[0]}: exit {result.returncode}: {result.stderr[-200:]}")
+    assert not crashes, "\n".join(crashes)
