@@ -81,3 +81,18 @@ def test_a_cnn_matches_no_adapter():
     assert "no adapter matched" in result.stderr
     assert "hf-torch-eager: 0 layers" in result.stderr and "ort-genai-gqa: 0 layers" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
+def test_every_weight_has_its_pytorch_name(folder):
+    """Every learned tensor (at least hidden_size values; RoPE caches are buffers) is named."""
+    import onnx
+    cfg = config(folder)
+    named = {p["onnxName"]: p["canonicalName"] for p in layout_of(folder)["parameters"]}
+    model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    weights = [t.name for t in model.graph.initializer
+               if int(np.prod(t.dims)) >= cfg["hidden_size"] and "cos_cache" not in t.name and "sin_cache" not in t.name]
+    assert [w for w in weights if w not in named] == []
+    # 9 tensors per layer (+3 biases for Qwen2; genai packs q, k, v), embeddings, final norm, lm_head.
+    canonical = set(named.values())
+    assert {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"} <= canonical

@@ -241,8 +241,9 @@ public enum LayerDiscovery {
         if let table = embedding.flatMap({ index.initializer($0.inputs[0]) }), Int(table.dims[1]) == dimensions.hiddenSize {
             dimensions.vocabSize = Int(table.dims[0])
         }
-        return ModelLayout(adapter: adapter.name, dimensions: dimensions, layers: layers, floatType: floatType,
-                           parameters: canonicalParameters(layers, embedding: embedding?.inputs.first, index: index))
+        var parameters = canonicalParameters(layers, embedding: embedding?.inputs.first, index: index)
+        parameters += headParameters(dimensions, matcher: matcher, adapter: adapter, file: file, known: Set(parameters.map(\.onnxName)))
+        return ModelLayout(adapter: adapter.name, dimensions: dimensions, layers: layers, floatType: floatType, parameters: parameters)
     }
 
     /// The RMSNorm that reads `value`: the norm pattern tried at the values a few nodes
@@ -305,6 +306,27 @@ public enum LayerDiscovery {
             }
         }
         return nil
+    }
+
+    /// The language-model head (a MatMul by a [hidden, vocab] constant) and the final norm
+    /// before it.
+    static func headParameters(_ dims: ModelDimensions, matcher: PatternMatcher, adapter: Adapter, file: String,
+                               known: Set<String>) -> [CanonicalParameter] {
+        guard let vocab = dims.vocabSize else { return [] }
+        let index = matcher.index
+        guard let head = index.graph.nodes.last(where: { node in
+            node.op == "MatMul" && node.inputs.count == 2
+                && index.initializer(node.inputs[1])?.dims == [Int64(dims.hiddenSize), Int64(vocab)]
+        }) else { return [] }
+        var result: [CanonicalParameter] = []
+        if !known.contains(head.inputs[1]) {
+            result.append(CanonicalParameter(onnxName: head.inputs[1], canonicalName: "lm_head.weight", transform: "transpose"))
+        }
+        if let norm = try? norm(at: head.inputs[0], matcher: matcher, adapter: adapter, file: file, layer: dims.numLayers, role: "final norm"),
+           index.initializer(norm.weight) != nil, !known.contains(norm.weight) {
+            result.append(CanonicalParameter(onnxName: norm.weight, canonicalName: "model.norm.weight", transform: "identity"))
+        }
+        return result
     }
 
     /// PyTorch names for the weights discovery identified.
