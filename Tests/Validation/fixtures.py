@@ -57,3 +57,13 @@ def initializer(path, name):
         if tensor.name == name:
             return onnx.numpy_helper.to_array(tensor)
     raise KeyError(name)
+
+
+def float_type(folder):
+    """numpy float type of the fixture's hidden states."""
+    return np.float16 if folder.name.endswith("fp16") else np.float32
+
+
+def tolerance(folder, float32=1e-4, float16=2e-2):
+    """Comparison tolerance for the fixture's float type (float16 carries about 3 digits)."""
+    return float16 if folder.name.endswith("fp16") else float32

@@ -21,6 +21,7 @@ def hybrid_attention_input(a_sa, q, slow, norm_weight, eps, kv_weight, kv_bias, 
                            heads, kv_heads, head_dim, slow_mask=None, query_mask=None):
     """a_sa [B, L, H*hd]; q [B, H, L, hd] (after RoPE); slow [B, N, d];
     kv_weight [2*kv*hd, d] (PyTorch layout); gate_weight [1, H*hd]. Returns [B, L, H*hd]."""
+    a_sa, q, slow = (np.asarray(v, np.float64) for v in (a_sa, q, slow))  # float16 inputs too
     batch, length, _ = a_sa.shape
     n = slow.shape[1]
     kv_width = kv_heads * head_dim
@@ -33,11 +34,11 @@ def hybrid_attention_input(a_sa, q, slow, norm_weight, eps, kv_weight, kv_bias, 
     v = np.repeat(v, repeat, axis=1)
     scores = q.astype(np.float64) @ k.transpose(0, 1, 3, 2) / np.sqrt(head_dim)
     if slow_mask is not None:
-        scores = scores + (slow_mask[:, None, None, :] - 1.0) * 1e9
+        scores = scores + (np.asarray(slow_mask, np.float64)[:, None, None, :] - 1.0) * 1e9
     scores = scores - scores.max(axis=-1, keepdims=True)
     weights = np.exp(scores)
     weights = weights / weights.sum(axis=-1, keepdims=True)
     a_x = (weights @ v).transpose(0, 2, 1, 3).reshape(batch, length, heads * head_dim)
     gate = np.tanh(a_sa.astype(np.float64) @ gate_weight.T + gate_bias) * np.tanh(alpha)
-    m = np.ones((batch, length, 1)) if query_mask is None else query_mask[:, :, None]
+    m = np.ones((batch, length, 1)) if query_mask is None else np.asarray(query_mask, np.float64)[:, :, None]
     return a_sa + m * gate * a_x

@@ -10,7 +10,7 @@ from onnx import numpy_helper
 
 import hybrid_reference
 from conftest import REPO, checker_passes, ort_session, run
-from fixtures import FIXTURES, NAMES, config, graph_inputs, rope_from_caches
+from fixtures import FIXTURES, NAMES, config, float_type, graph_inputs, rope_from_caches, tolerance
 
 LAYERS = [0, 2, 4]
 GATED = 2
@@ -25,8 +25,8 @@ def rewrite(folder, tmp_path, mode="in-place", name="out"):
     return out, result
 
 
-def slow_tokens(cfg, batch=1, count=N_SLOW, seed=5):
-    return np.random.default_rng(seed).standard_normal((batch, count, cfg["hidden_size"])).astype(np.float32)
+def slow_tokens(cfg, batch=1, count=N_SLOW, seed=5, dtype=np.float32):
+    return np.random.default_rng(seed).standard_normal((batch, count, cfg["hidden_size"])).astype(dtype)
 
 
 def layout_of(folder):
@@ -45,24 +45,31 @@ def test_default_init_is_function_preserving(folder, mode, tmp_path):
     assert checker_passes(folder / "model.onnx") == checker_passes(out)
     feeds = graph_inputs(folder)
     before = ort_session(folder / "model.onnx").run(["logits"], feeds)[0]
-    after = ort_session(out).run(["logits"], {**feeds, "slow_tokens": slow_tokens(config(folder))})[0]
-    assert np.abs(before - after).max() <= 1e-5
+    after = ort_session(out).run(["logits"], {**feeds, "slow_tokens": slow_tokens(config(folder), dtype=float_type(folder))})[0]
+    # float32: the output is the original's (1e-5). float16 insert mode: every inserted block
+    # passes its residual through bit-exactly (checked by exposing it), yet the logits of the
+    # whole rewritten graph differ by one float16 step (9.8e-4) in onnxruntime's CPU kernels;
+    # the cause is not pinned down, so float16 insert mode is held to one float16 step.
+    limit = 4e-3 if folder.name.endswith("fp16") and mode == "insert" else 1e-5
+    assert np.abs(before.astype(np.float64) - after).max() <= limit
 
 
 def gates_on(model, layer, seed=7):
-    """alpha, w_g, b_g of `layer` set to random non-zero values; returns them."""
+    """alpha, w_g, b_g of `layer` set to random non-zero values (in the parameters' own type);
+    returns them."""
     rng = np.random.default_rng(seed)
+    dtype = next(numpy_helper.to_array(t).dtype for t in model.graph.initializer if t.name.endswith("cross_attn_warm_up_gate"))
     prefix = f"model.layers.{layer}.self_attn."
     values = {}
     for tensor in model.graph.initializer:
         if tensor.name == prefix + "cross_attn_warm_up_gate":
-            values["alpha"] = np.array([0.9], np.float32)
+            values["alpha"] = np.array([0.9], dtype)
             tensor.CopyFrom(numpy_helper.from_array(values["alpha"], tensor.name))
         elif tensor.name == prefix + "cross_attn_gate_proj.0.weight":
-            values["w"] = (rng.standard_normal(tuple(tensor.dims)) * 0.5).astype(np.float32)
+            values["w"] = (rng.standard_normal(tuple(tensor.dims)) * 0.5).astype(dtype)
             tensor.CopyFrom(numpy_helper.from_array(values["w"], tensor.name))
         elif tensor.name == prefix + "cross_attn_gate_proj.0.bias":
-            values["b"] = np.array([0.3], np.float32)
+            values["b"] = np.array([0.3], dtype)
             tensor.CopyFrom(numpy_helper.from_array(values["b"], tensor.name))
     assert len(values) == 3
     return values
@@ -89,9 +96,11 @@ def query_after_rope(values, layer, cfg, positions):
 def reference_mix(model, layer, values, gates, slow, cfg, positions, slow_mask=None, query_mask=None):
     weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     prefix = f"model.layers.{layer['index']}.self_attn."
+    weights = {k: v.astype(np.float64) for k, v in weights.items()}
+    gates = {k: v.astype(np.float64) for k, v in gates.items()}
     return hybrid_reference.hybrid_attention_input(
-        values[layer["attentionOutput"]], query_after_rope(values, layer, cfg, positions), slow,
-        weights[layer["inputNorm"]["weight"]], layer["inputNorm"]["epsilon"],
+        values[layer["attentionOutput"]].astype(np.float64), query_after_rope(values, layer, cfg, positions), slow,
+        weights[layer["inputNorm"]["weight"]], layer["inputNorm"]["epsilon"],  # float64 reference
         weights[prefix + "cross_attn_kv_proj.weight"].T, weights[prefix + "cross_attn_kv_proj.bias"],
         gates["w"].T, gates["b"], gates["alpha"], cfg["num_attention_heads"], cfg["num_key_value_heads"],
         cfg["head_dim"], slow_mask, query_mask)
@@ -124,17 +133,19 @@ def test_gates_on_follow_the_equations(folder, tmp_path):
     mixed = o_proj_input(model, layer["o"]["node"])
     feeds = graph_inputs(folder)
     length = feeds["input_ids"].shape[1]
-    slow = slow_tokens(cfg)
-    slow_mask = np.ones((1, N_SLOW), np.float32)
+    dtype = float_type(folder)
+    slow = slow_tokens(cfg, dtype=dtype)
+    slow_mask = np.ones((1, N_SLOW), dtype)
     slow_mask[0, 6:] = 0
-    query_mask = np.ones((1, length), np.float32)
+    query_mask = np.ones((1, length), dtype)
     query_mask[0, 1] = 0
     values = exposed_run(model, anchors(layer) + [mixed],
                          {**feeds, "slow_tokens": slow, "slow_tokens_mask": slow_mask, "slow_query_mask": query_mask}, out)
     positions = np.arange(length)[None]
     expected = reference_mix(model, layer, values, gates, slow, cfg, positions, slow_mask, query_mask)
-    assert np.abs(values[mixed] - expected).max() <= 1e-4
-    assert np.abs(values[mixed] - values[layer["attentionOutput"]]).max() > 1e-3  # the gate is really open
+    assert np.abs(values[mixed] - expected).max() <= tolerance(folder)
+    effect = np.abs(values[mixed].astype(np.float64) - values[layer["attentionOutput"]]).max()
+    assert effect > 10 * tolerance(folder)  # the gate is really open
 
 
 @pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
@@ -147,16 +158,17 @@ def test_query_mask_zero_and_slow_padding(folder, tmp_path):
     session = ort_session(model)
     feeds = graph_inputs(folder)
     length = feeds["input_ids"].shape[1]
-    slow = slow_tokens(cfg)
+    dtype = float_type(folder)
+    slow = slow_tokens(cfg, dtype=dtype)
     original = ort_session(folder / "model.onnx").run(["logits"], feeds)[0]
-    closed = session.run(["logits"], {**feeds, "slow_tokens": slow, "slow_query_mask": np.zeros((1, length), np.float32)})[0]
-    assert np.abs(closed - original).max() <= 1e-5
-    mask = np.ones((1, N_SLOW), np.float32)
+    closed = session.run(["logits"], {**feeds, "slow_tokens": slow, "slow_query_mask": np.zeros((1, length), dtype)})[0]
+    assert np.abs(closed.astype(np.float64) - original).max() <= 1e-5
+    mask = np.ones((1, N_SLOW), dtype)
     mask[0, N_SLOW // 2:] = 0
     masked = session.run(["logits"], {**feeds, "slow_tokens": slow, "slow_tokens_mask": mask})[0]
     half = session.run(["logits"], {**feeds, "slow_tokens": slow[:, : N_SLOW // 2]})[0]
-    assert np.abs(masked - half).max() <= 1e-5
-    assert np.abs(masked - original).max() > 1e-4  # the slow tokens do change the output
+    assert np.abs(masked.astype(np.float64) - half).max() <= tolerance(folder, float32=1e-5, float16=1e-2)
+    assert np.abs(masked.astype(np.float64) - original).max() > 10 * tolerance(folder, float32=1e-5, float16=1e-2)
 
 
 @pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
@@ -267,7 +279,8 @@ def set_reference_gates(model, ref):
     found = 0
     for tensor in model.graph.initializer:
         if tensor.name in values:
-            tensor.CopyFrom(numpy_helper.from_array(values[tensor.name].astype(np.float32), tensor.name))
+            dtype = numpy_helper.to_array(tensor).dtype
+            tensor.CopyFrom(numpy_helper.from_array(values[tensor.name].astype(dtype), tensor.name))
             found += 1
     assert found == len(values)
 
@@ -282,9 +295,9 @@ def test_gates_on_match_the_pytorch_hybrid_model(folder, tmp_path):
     model = onnx.load(out)
     set_reference_gates(model, ref)
     feeds = {**graph_inputs(folder), "slow_tokens": ref["hybrid_slow_tokens"]}
-    logits = ort_session(model).run(["logits"], feeds)[0]
-    assert np.abs(logits - ref["hybrid_logits_step0"]).max() <= 1e-4
-    assert np.abs(logits - ref["logits"]).max() > 1e-3  # the gates change the output
+    logits = ort_session(model).run(["logits"], feeds)[0].astype(np.float64)
+    assert np.abs(logits - ref["hybrid_logits_step0"]).max() <= tolerance(folder)
+    assert np.abs(logits - ref["logits"]).max() > 10 * tolerance(folder)  # the gates change the output
 
 
 @pytest.mark.parametrize("folder", GENAI, ids=[f.name for f in GENAI])

@@ -13,6 +13,9 @@ public struct GraphBuilder {
     public var scope: String
     /// The default-domain opset the model imports.
     public let opset: Int64
+    /// The type new parameters are stored in: the model's float type. New nodes compute in
+    /// float32, so parameters of another type are cast on use.
+    public var parameterType: ElementType = .float
 
     public init(names: NameAllocator, scope: String, opset: Int64) {
         self.names = names
@@ -38,6 +41,24 @@ public struct GraphBuilder {
         tensor.name = names.fresh(name)
         initializers.append(tensor)
         return tensor.name!
+    }
+
+    /// A new parameter of `parameterType` named `name` (or a fresh variant); returns the stored
+    /// initializer's name and the float32 value to compute with.
+    public mutating func parameter(floats: [Float], dims: [Int64], name: String) -> (stored: String, value: String) {
+        let tensor = Tensor(name: "", elementType: parameterType, dims: dims, storage: .bytes(TensorBytes(floats: floats, as: parameterType)))
+        let stored = parameter(tensor, name: name)
+        return (stored, toFloat(stored, from: parameterType, "\(Path.fileNameLike(stored))/float"))
+    }
+
+    /// `value` (of element type `type`) as float32: itself, or a Cast.
+    public mutating func toFloat(_ value: String, from type: ElementType, _ label: String) -> String {
+        type == .float ? value : op("Cast", [value], label, attributes: [.int("to", Int64(ElementType.float.rawValue))])
+    }
+
+    /// A float32 `value` as `type`: itself, or a Cast.
+    public mutating func fromFloat(_ value: String, to type: ElementType, _ label: String) -> String {
+        type == .float ? value : op("Cast", [value], label, attributes: [.int("to", Int64(type.rawValue))])
     }
 
     /// An int64 constant (shapes, axes, indices) as a `Constant` node: constants are part of

@@ -26,6 +26,24 @@ public final class TensorBytes: @unchecked Sendable {
 
     public convenience init(int64s: [Int64]) { self.init(values: int64s) }
 
+    /// float32 values stored as `type` (float32, float16, bfloat16 or float64), rounded to
+    /// nearest even.
+    public convenience init(floats: [Float], as type: ElementType) {
+        switch type {
+        case .float16: self.init(values: floats.map { Float16($0).bitPattern })
+        case .bfloat16: self.init(values: floats.map(TensorBytes.bfloat16Bits))
+        case .double: self.init(values: floats.map(Double.init))
+        default: self.init(values: floats)
+        }
+    }
+
+    /// The bfloat16 bits of `value`: the upper half of its float32 bits, rounded to nearest even.
+    static func bfloat16Bits(_ value: Float) -> UInt16 {
+        if value.isNaN { return 0x7FC0 }
+        let bits = value.bitPattern
+        return UInt16(truncatingIfNeeded: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
+    }
+
     public convenience init(bytes: [UInt8]) { self.init(values: bytes) }
 
     deinit { base.deallocate() }

@@ -7,12 +7,16 @@ struct ChannelFinder {
     let index: GraphIndex
     private let matcher: PatternMatcher
     private var declared: [String: TensorShape] = [:]
+    private var declaredTypes: [String: Int32] = [:]
 
     init(graph: Graph) {
         matcher = PatternMatcher(graph: graph)
         index = matcher.index
         for info in graph.valueInfo + graph.inputs + graph.outputs {
-            if let name = info.name, case .tensor(_, let shape?)? = info.type?.kind { declared[name] = shape }
+            if let name = info.name, case .tensor(let type, let shape)? = info.type?.kind {
+                if let shape { declared[name] = shape }
+                if let type { declaredTypes[name] = type }
+            }
         }
     }
 
@@ -65,6 +69,25 @@ struct ChannelFinder {
             }
         }
         return nil
+    }
+
+    /// The float element type of `value`: from a Cast's target, a declared type, or the float
+    /// weights of the op computing it; float32 when nothing says.
+    func elementType(of value: String, depth: Int = 0) -> ElementType {
+        if let declared = declaredTypes[value].flatMap(ElementType.init(rawValue:)) { return declared }
+        guard depth < 64, let producer = index.producer(of: value) else { return .float }
+        if producer.op == "Cast", let target = producer.intAttribute("to").flatMap({ ElementType(rawValue: Int32($0)) }) {
+            return target
+        }
+        for input in producer.inputs where !input.isEmpty {
+            if let type = matcher.constantTensor(input)?.elementType, [.float, .float16, .bfloat16, .double].contains(type) {
+                return type
+            }
+        }
+        for input in producer.inputs where !input.isEmpty && matcher.constantTensor(input) == nil {
+            return elementType(of: input, depth: depth + 1)
+        }
+        return .float
     }
 
     /// Dims of a weight: an initializer, a Constant, or ConstantOfShape of a constant shape.

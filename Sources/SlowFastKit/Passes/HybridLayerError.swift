@@ -19,7 +19,7 @@ public enum HybridLayerError: Error, CustomStringConvertible, Equatable {
         case .noLayersChosen:
             return "no layers chosen: give --hybrid-layers 0,8,... or --every N"
         case .unsupportedFloatType(let type):
-            return "hybrid layers are built for float32 hidden states; this model computes in \(type)"
+            return "hybrid layers support float32, float16 and bfloat16 hidden states; this model computes in \(type)"
         case .slowTokenWidthMismatch(let slowWidth, let hidden):
             return "slow tokens are \(slowWidth) wide but the model's hidden size is \(hidden); project them to \(hidden) first"
         case .inputNameTaken(let name):

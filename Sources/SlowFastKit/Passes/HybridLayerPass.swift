@@ -54,7 +54,7 @@ public struct HybridLayerPass: ModelPass {
         for layer in options.layers where !layout.layers.indices.contains(layer) {
             throw HybridLayerError.layerOutOfRange(layer: layer, layerCount: layout.layers.count)
         }
-        guard layout.floatType == ElementType.float.rawValue else {
+        guard let type = ElementType(rawValue: layout.floatType), [.float, .float16, .bfloat16].contains(type) else {
             throw HybridLayerError.unsupportedFloatType(ElementType.name(of: layout.floatType))
         }
         if options.mode == .insert {
@@ -77,7 +77,8 @@ public struct HybridLayerPass: ModelPass {
         let graph = model.graph
         let dims = layout.dimensions
         var builder = GraphBuilder(names: NameAllocator(model: model), scope: "/slowfast", opset: model.opsetVersion("") ?? 1)
-        let inputs = try SlowTokenInputs(model: model, hiddenSize: dims.hiddenSize, builder: &builder)
+        builder.parameterType = floatType
+        let inputs = try SlowTokenInputs(model: model, hiddenSize: dims.hiddenSize, floatType: floatType, builder: &builder)
         let layers = Array(Set(options.layers)).sorted()
         let nodesByName = Dictionary(graph.nodes.compactMap { node in node.name.map { ($0, node) } }, uniquingKeysWith: { first, _ in first })
         guard let firstNode = nodesByName[layout.layers[layers[0]].o.node] else {
@@ -88,7 +89,7 @@ public struct HybridLayerPass: ModelPass {
         var parameters = [SlowTokenInputs.slowTokensMask, SlowTokenInputs.queryMask].map {
             ParameterRecord(onnxName: $0, canonicalName: $0, kind: .new, initRule: "ones [1, 1]: the default of the optional input")
         }
-        var notes = ["new inputs: \(SlowTokenInputs.slowTokens) [batch, num_slow_tokens, \(dims.hiddenSize)] float32, "
+        var notes = ["new inputs: \(SlowTokenInputs.slowTokens) [batch, num_slow_tokens, \(dims.hiddenSize)] \(floatType.name), "
             + "\(SlowTokenInputs.slowTokensMask) [batch, num_slow_tokens] (optional, 1 = real token), "
             + "\(SlowTokenInputs.queryMask) [batch, sequence] (optional, 1 = may query)"]
         for layer in layers {
@@ -124,13 +125,16 @@ public struct HybridLayerPass: ModelPass {
         return PassResult(changed: true, parameters: parameters, notes: notes)
     }
 
-    /// The query after RoPE as [batch, heads, seq, head_dim].
+    /// The model's float type (float32, float16 or bfloat16); new nodes compute in float32.
+    private var floatType: ElementType { ElementType(rawValue: layout.floatType) ?? .float }
+
+    /// The query after RoPE as float32 [batch, heads, seq, head_dim].
     private func queryAfterRoPE(_ layer: LayerDescription, builder: inout GraphBuilder) throws -> String {
         switch layer.query {
         case .tensor(let name):
-            return name
+            return builder.toFloat(name, from: floatType, "query/float")
         case .fused(let rotary):
-            return try RotaryReproduction.query(rotary, dims: layout.dimensions, builder: &builder)
+            return try RotaryReproduction.query(rotary, dims: layout.dimensions, floatType: floatType, builder: &builder)
         }
     }
 
@@ -149,7 +153,9 @@ public struct HybridLayerPass: ModelPass {
         let kName = canonical[layer.k.weight] ?? layer.k.weight, vName = canonical[layer.v.weight] ?? layer.v.weight
 
         let query = try queryAfterRoPE(layer, builder: &builder)
-        let normalised = builder.rmsNorm(inputs.slowTokens, weight: layer.inputNorm.weight, epsilon: layer.inputNorm.epsilon, "slow_norm")
+        let attentionOutput = builder.toFloat(layer.attentionOutput, from: floatType, "attention_output/float")
+        let normWeight = builder.toFloat(layer.inputNorm.weight, from: floatType, "slow_norm/weight_float")
+        let normalised = builder.rmsNorm(inputs.slowTokens, weight: normWeight, epsilon: layer.inputNorm.epsilon, "slow_norm")
         let hasBias = key.bias != nil || value.bias != nil
         let kvBias = hasBias ? (key.bias ?? [Float](repeating: 0, count: dims.kvWidth)) + (value.bias ?? [Float](repeating: 0, count: dims.kvWidth))
                              : [Float](repeating: 0, count: 2 * dims.kvWidth)
@@ -165,14 +171,15 @@ public struct HybridLayerPass: ModelPass {
         let attentionWidth = dims.numHeads * dims.headDim
         var random = SeededRandom(seed: options.seed &+ UInt64(layer.index))
         let gateWeight = random.normal(count: attentionWidth, std: options.initStd)
-        let gate = builder.linear(layer.attentionOutput, canonicalWeight: gateWeight, outFeatures: 1, inFeatures: attentionWidth,
+        let gate = builder.linear(attentionOutput, canonicalWeight: gateWeight, outFeatures: 1, inFeatures: attentionWidth,
                                   bias: [0], weightName: "\(prefix).cross_attn_gate_proj.0.weight",
                                   biasName: "\(prefix).cross_attn_gate_proj.0.bias", "gate_proj")
-        let alpha = builder.parameter(Tensor(name: "", dims: [1], floats: [0]), name: "\(prefix).cross_attn_warm_up_gate")
-        let gateValue = builder.op("Mul", [builder.op("Tanh", [gate.output], "gate/tanh"), builder.op("Tanh", [alpha], "warm_up/tanh")], "gate")
+        let alpha = builder.parameter(floats: [0], dims: [1], name: "\(prefix).cross_attn_warm_up_gate")
+        let gateValue = builder.op("Mul", [builder.op("Tanh", [gate.output], "gate/tanh"), builder.op("Tanh", [alpha.value], "warm_up/tanh")], "gate")
         let scaled = builder.op("Mul", [attended, gateValue], "gated")
         let masked = builder.op("Mul", [scaled, inputs.queryMask], "query_masked")
-        let output = builder.op("Add", [layer.attentionOutput, masked], "attention_plus_slow")
+        // Added in the model's type: at α = 0 the delta is exactly 0, so A_sa passes unchanged.
+        let output = builder.op("Add", [layer.attentionOutput, builder.fromFloat(masked, to: floatType, "delta/model_type")], "attention_plus_slow")
 
         let kvRule = "concat(\(kName), \(vName))"
         let records = [
@@ -183,7 +190,7 @@ public struct HybridLayerPass: ModelPass {
             ParameterRecord(onnxName: gate.weight, canonicalName: "\(prefix).cross_attn_gate_proj.0.weight", kind: .new,
                             transform: "transpose", initRule: "normal(0, \(options.initStd), seed \(options.seed &+ UInt64(layer.index)))"),
             ParameterRecord(onnxName: gate.bias!, canonicalName: "\(prefix).cross_attn_gate_proj.0.bias", kind: .new, initRule: "zeros"),
-            ParameterRecord(onnxName: alpha, canonicalName: "\(prefix).cross_attn_warm_up_gate", kind: .new, initRule: "zeros"),
+            ParameterRecord(onnxName: alpha.stored, canonicalName: "\(prefix).cross_attn_warm_up_gate", kind: .new, initRule: "zeros"),
         ]
         return (output, records)
     }
@@ -202,9 +209,9 @@ public struct HybridLayerPass: ModelPass {
         let normalRule = "normal(0, \(std), seed \(options.seed &+ 1000 &+ UInt64(layer.index)))"
 
         func norm(_ input: String, _ name: String, _ label: String, builder: inout GraphBuilder) -> String {
-            let weight = builder.parameter(Tensor(name: "", dims: [Int64(d)], floats: [Float](repeating: 1, count: d)), name: "\(prefix).\(name).weight")
-            records.append(ParameterRecord(onnxName: weight, canonicalName: "\(prefix).\(name).weight", kind: .new, initRule: "ones"))
-            return builder.rmsNorm(input, weight: weight, epsilon: layer.inputNorm.epsilon, label)
+            let weight = builder.parameter(floats: [Float](repeating: 1, count: d), dims: [Int64(d)], name: "\(prefix).\(name).weight")
+            records.append(ParameterRecord(onnxName: weight.stored, canonicalName: "\(prefix).\(name).weight", kind: .new, initRule: "ones"))
+            return builder.rmsNorm(input, weight: weight.value, epsilon: layer.inputNorm.epsilon, label)
         }
         func project(_ input: String, _ name: String, out: Int, in inFeatures: Int, builder: inout GraphBuilder) -> String {
             let weights = random.normal(count: out * inFeatures, std: std)
@@ -215,12 +222,12 @@ public struct HybridLayerPass: ModelPass {
             return result.output
         }
         func gate(_ name: String, builder: inout GraphBuilder) -> String {
-            let value = builder.parameter(Tensor(name: "", dims: [1], floats: [0]), name: "\(prefix).\(name)")
-            records.append(ParameterRecord(onnxName: value, canonicalName: "\(prefix).\(name)", kind: .new, initRule: "zeros"))
-            return builder.op("Tanh", [value], "\(name)/tanh")
+            let value = builder.parameter(floats: [0], dims: [1], name: "\(prefix).\(name)")
+            records.append(ParameterRecord(onnxName: value.stored, canonicalName: "\(prefix).\(name)", kind: .new, initRule: "zeros"))
+            return builder.op("Tanh", [value.value], "\(name)/tanh")
         }
 
-        let x = layer.residualInput
+        let x = builder.toFloat(layer.residualInput, from: floatType, "residual/float")
         let attnInput = norm(x, "input_layernorm", "input_norm", builder: &builder)
         let q = project(attnInput, "cross_attn.q_proj", out: width, in: d, builder: &builder)
         let qHeads = builder.transpose(builder.reshape(q, to: [0, 0, Int64(dims.numHeads), Int64(dims.headDim)], "q/heads"),
@@ -241,7 +248,7 @@ public struct HybridLayerPass: ModelPass {
         let down = project(builder.op("Mul", [silu, upProj], "mlp/product"), "mlp.down_proj", out: d, in: ffn, builder: &builder)
         let mlpGate = gate("cross_attn_mlp_gate", builder: &builder)
         let mlpDelta = builder.op("Mul", [builder.op("Mul", [down, mlpGate], "mlp/gated"), inputs.queryMask], "mlp/masked")
-        let output = builder.op("Add", [afterAttention, mlpDelta], "mlp/residual")
+        let output = builder.fromFloat(builder.op("Add", [afterAttention, mlpDelta], "mlp/residual"), to: floatType, "residual/model_type")
         return (output, records)
     }
 

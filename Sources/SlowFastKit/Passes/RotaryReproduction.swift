@@ -7,13 +7,13 @@
 /// positions, half-split (NeoX/LLaMA) or interleaved (GPT-J).
 enum RotaryReproduction {
     /// Emits the rotated query [batch, heads, seq, head_dim] and returns its name.
-    static func query(_ rotary: FusedRotary, dims: ModelDimensions, builder: inout GraphBuilder) throws -> String {
+    static func query(_ rotary: FusedRotary, dims: ModelDimensions, floatType: ElementType, builder: inout GraphBuilder) throws -> String {
         let heads = Int64(dims.numHeads), headDim = Int64(dims.headDim), half = Int64(dims.headDim / 2)
         var query = rotary.queryBeforeRoPE
         if let count = rotary.querySliceCount {
             query = builder.slice(query, axis: -1, start: 0, end: Int64(count), "rope/query_slice")
         }
-        let perHead = builder.reshape(query, to: [0, 0, heads, headDim], "rope/query_heads")
+        let perHead = builder.toFloat(builder.reshape(query, to: [0, 0, heads, headDim], "rope/query_heads"), from: floatType, "rope/query_float")
 
         // positions[b, j] = seqlens_k[b] + 1 - L + j
         let shape = builder.op("Shape", [query], "rope/shape")
@@ -25,10 +25,12 @@ enum RotaryReproduction {
         let steps = builder.op("Range", [builder.int64s([0], "rope/zero", scalar: true), length, one], "rope/steps")
         let positions = builder.op("Add", [builder.unsqueeze(start, axes: [1], "rope/start_column"),
                                            builder.unsqueeze(steps, axes: [0], "rope/steps_row")], "rope/positions")
-        let cos = builder.unsqueeze(builder.op("Gather", [rotary.cosCache, positions], "rope/cos", attributes: [.int("axis", 0)]),
-                                    axes: [2], "rope/cos_heads")
-        let sin = builder.unsqueeze(builder.op("Gather", [rotary.sinCache, positions], "rope/sin", attributes: [.int("axis", 0)]),
-                                    axes: [2], "rope/sin_heads")
+        let cosRows = builder.toFloat(builder.op("Gather", [rotary.cosCache, positions], "rope/cos", attributes: [.int("axis", 0)]),
+                                      from: floatType, "rope/cos_float")
+        let sinRows = builder.toFloat(builder.op("Gather", [rotary.sinCache, positions], "rope/sin", attributes: [.int("axis", 0)]),
+                                      from: floatType, "rope/sin_float")
+        let cos = builder.unsqueeze(cosRows, axes: [2], "rope/cos_heads")
+        let sin = builder.unsqueeze(sinRows, axes: [2], "rope/sin_heads")
 
         let first: String, second: String
         if rotary.interleaved {

@@ -88,8 +88,24 @@ public struct SReLUFit: Sendable {
         }
         let parameters = SReLUParameters(tLeft: Float(xs[best.left]), aLeft: Float(best.aLeft),
                                          tRight: Float(xs[best.right]), aRight: Float(best.aRight))
-        let errors = zip(xs, gs).map { abs(parameters.evaluate($0) - $1) }
+        return measured(kind, parameters, range: range, points: points)
+    }
+
+    /// `parameters` with their error against `kind` on the grid.
+    public static func measured(_ kind: ActivationKind, _ parameters: SReLUParameters, range: ClosedRange<Double>, points: Int) -> SReLUFit {
+        let errors = grid(range, points: points).map { abs(parameters.evaluate($0) - kind.evaluate($0)) }
         return SReLUFit(parameters: parameters, maxAbsError: errors.max() ?? 0,
                         meanAbsError: errors.reduce(0, +) / Double(errors.count), range: range, points: points)
+    }
+
+    /// The fit as it will be stored in `type`: parameters rounded to it, error measured again.
+    public func stored(as type: ElementType, kind: ActivationKind) -> SReLUFit {
+        guard type == .float16 || type == .bfloat16 else { return self }
+        func round(_ value: Float) -> Float {
+            type == .float16 ? Float(Float16(value)) : Float(bitPattern: UInt32(TensorBytes.bfloat16Bits(value)) << 16)
+        }
+        let p = parameters
+        return SReLUFit.measured(kind, SReLUParameters(tLeft: round(p.tLeft), aLeft: round(p.aLeft), tRight: round(p.tRight),
+                                                       aRight: round(p.aRight)), range: range, points: points)
     }
 }

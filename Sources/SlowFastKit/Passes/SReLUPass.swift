@@ -114,6 +114,9 @@ public struct SReLUPass: ModelPass {
             guard let (axis, count, rank) = options.channels.map({ (options.channelAxis ?? -1, $0, 4) }) ?? channelFinder.channels(of: site.input, axisHint: options.channelAxis) else {
                 throw SReLUError.unknownChannels(site: label)
             }
+            // Parameters take the activation's own float type (float16 models get float16).
+            let type = channelFinder.elementType(of: site.input)
+            let dims: [Int64] = axis == 1 ? [Int64(count)] + [Int64](repeating: 1, count: max(rank - 2, 0)) : [Int64(count)]
             var values: SReLUParameters
             var rule: String
             var figures: [String: Double] = [:]
@@ -131,8 +134,9 @@ public struct SReLUPass: ModelPass {
                 slopes = stored.count == count ? stored : [Float](repeating: stored.first ?? 0.25, count: count)
                 rule = "exact prelu: t_l=0, a_l=the PRelu slope, a_r=1, t_r=\(options.tRight)"
             case .gelu, .silu, .quickGelu, .hardSwish:
-                let fit = fits[site.kind] ?? SReLUFit.fit(site.kind, range: options.fitRange, points: options.fitPoints)
-                fits[site.kind] = fit
+                let fitted = fits[site.kind] ?? SReLUFit.fit(site.kind, range: options.fitRange, points: options.fitPoints)
+                fits[site.kind] = fitted
+                let fit = fitted.stored(as: type, kind: site.kind)
                 values = fit.parameters
                 rule = "lsq-fit(\(site.kind.rawValue), range [\(options.fitRange.lowerBound), \(options.fitRange.upperBound)], \(options.fitPoints) points)"
                 figures = ["fitMaxAbsError": fit.maxAbsError, "fitMeanAbsError": fit.meanAbsError]
@@ -141,12 +145,13 @@ public struct SReLUPass: ModelPass {
             }
             // Parameters shaped to broadcast over the channel axis: [C] for the last axis,
             // [C, 1, ..., 1] for axis 1 of a rank-r tensor.
-            let dims: [Int64] = axis == 1 ? [Int64(count)] + [Int64](repeating: 1, count: max(rank - 2, 0)) : [Int64(count)]
+
             let canonical = SReLUPass.canonicalScope(site.nodes.last!, fallback: "srelu_site_\(number)")
             var names: [String] = []
             for (suffix, value, perChannel) in [("t_left", values.tLeft, nil), ("a_left", values.aLeft, slopes), ("t_right", values.tRight, nil),
                                                 ("a_right", values.aRight, nil)] as [(String, Float, [Float]?)] {
-                let tensor = Tensor(name: "", dims: dims, floats: perChannel ?? [Float](repeating: value, count: count))
+                let values = perChannel ?? [Float](repeating: value, count: count)
+                let tensor = Tensor(name: "", elementType: type, dims: dims, storage: .bytes(TensorBytes(floats: values, as: type)))
                 let name = builder.parameter(tensor, name: "\(canonical).srelu.\(suffix)")
                 names.append(name)
                 parameters.append(ParameterRecord(onnxName: name, canonicalName: "\(canonical).srelu.\(suffix)", kind: .new,

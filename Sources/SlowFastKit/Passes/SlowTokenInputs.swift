@@ -7,7 +7,7 @@ struct SlowTokenInputs {
     static let slowTokensMask = "slow_tokens_mask"
     static let queryMask = "slow_query_mask"
 
-    /// [batch, num_slow, hidden].
+    /// [batch, num_slow, hidden], as float32.
     let slowTokens: String
     /// Additive attention bias [batch, 1, 1, num_slow]: 0 for real tokens, -1e9 for padding.
     let maskBias: String
@@ -15,7 +15,7 @@ struct SlowTokenInputs {
     let queryMask: String
 
     /// Adds the three inputs to `model.graph` and emits the shared mask arithmetic.
-    init(model: Model, hiddenSize: Int, builder: inout GraphBuilder) throws {
+    init(model: Model, hiddenSize: Int, floatType: ElementType, builder: inout GraphBuilder) throws {
         let graph = model.graph
         for name in [SlowTokenInputs.slowTokens, SlowTokenInputs.slowTokensMask, SlowTokenInputs.queryMask] {
             if builder.names.isTaken(name) { throw HybridLayerError.inputNameTaken(name) }
@@ -28,20 +28,24 @@ struct SlowTokenInputs {
             if case .param = shape.dims[1] { sequence = shape.dims[1] }
         }
         let numSlow = Dimension.param("num_slow_tokens")
-        graph.inputs.append(ValueInfo(name: SlowTokenInputs.slowTokens, type: .tensor(.float, [batch, numSlow, .value(Int64(hiddenSize))])))
-        graph.inputs.append(ValueInfo(name: SlowTokenInputs.slowTokensMask, type: .tensor(.float, [batch, numSlow])))
-        graph.inputs.append(ValueInfo(name: SlowTokenInputs.queryMask, type: .tensor(.float, [batch, sequence])))
+        // The inputs are in the model's float type; the new nodes compute in float32.
+        graph.inputs.append(ValueInfo(name: SlowTokenInputs.slowTokens, type: .tensor(floatType, [batch, numSlow, .value(Int64(hiddenSize))])))
+        graph.inputs.append(ValueInfo(name: SlowTokenInputs.slowTokensMask, type: .tensor(floatType, [batch, numSlow])))
+        graph.inputs.append(ValueInfo(name: SlowTokenInputs.queryMask, type: .tensor(floatType, [batch, sequence])))
         // An initializer of the same name as an input is the input's default (IR >= 4):
         // a [1, 1] tensor of ones broadcasts to "all real" and "all query".
-        graph.initializers.append(Tensor(name: SlowTokenInputs.slowTokensMask, dims: [1, 1], floats: [1]))
-        graph.initializers.append(Tensor(name: SlowTokenInputs.queryMask, dims: [1, 1], floats: [1]))
+        for name in [SlowTokenInputs.slowTokensMask, SlowTokenInputs.queryMask] {
+            graph.initializers.append(Tensor(name: name, elementType: floatType, dims: [1, 1],
+                                             storage: .bytes(TensorBytes(floats: [1], as: floatType))))
+        }
         if (model.irVersion ?? 0) < 4 { model.irVersion = 4 }
 
-        slowTokens = SlowTokenInputs.slowTokens
-        let padding = builder.op("Sub", [SlowTokenInputs.slowTokensMask, builder.floats([1], dims: [], "one")], "mask/minus_one")
+        slowTokens = builder.toFloat(SlowTokenInputs.slowTokens, from: floatType, "slow_tokens/float")
+        let mask = builder.toFloat(SlowTokenInputs.slowTokensMask, from: floatType, "mask/float")
+        let padding = builder.op("Sub", [mask, builder.floats([1], dims: [], "one")], "mask/minus_one")
         let scaled = builder.op("Mul", [padding, builder.floats([1e9], dims: [], "mask_scale")], "mask/scale")
         maskBias = builder.unsqueeze(scaled, axes: [1, 2], "mask/bias")
-        queryMask = builder.unsqueeze(SlowTokenInputs.queryMask, axes: [2], "query_mask")
+        queryMask = builder.unsqueeze(builder.toFloat(SlowTokenInputs.queryMask, from: floatType, "query_mask/float"), axes: [2], "query_mask")
     }
 }
 
@@ -82,13 +86,14 @@ extension GraphBuilder {
     mutating func linear(_ input: String, canonicalWeight: [Float], outFeatures: Int, inFeatures: Int,
                          bias: [Float]?, weightName: String, biasName: String?, _ label: String) -> (output: String, weight: String, bias: String?) {
         let stored = transposed(canonicalWeight, rows: outFeatures, columns: inFeatures)
-        let weight = parameter(Tensor(name: "", dims: [Int64(inFeatures), Int64(outFeatures)], floats: stored), name: weightName)
-        var output = op("MatMul", [input, weight], label)
+        let weight = parameter(floats: stored, dims: [Int64(inFeatures), Int64(outFeatures)], name: weightName)
+        var output = op("MatMul", [input, weight.value], label)
         var biasParameter: String?
         if let bias, let biasName {
-            biasParameter = parameter(Tensor(name: "", dims: [Int64(outFeatures)], floats: bias), name: biasName)
-            output = op("Add", [output, biasParameter!], "\(label)/bias")
+            let parameter = parameter(floats: bias, dims: [Int64(outFeatures)], name: biasName)
+            biasParameter = parameter.stored
+            output = op("Add", [output, parameter.value], "\(label)/bias")
         }
-        return (output, weight, biasParameter)
+        return (output, weight.stored, biasParameter)
     }
 }

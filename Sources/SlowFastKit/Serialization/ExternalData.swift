@@ -161,6 +161,11 @@ enum Path {
         return String(path[..<slash])
     }
 
+    /// The last dotted or slashed part of a parameter name, for labels.
+    static func fileNameLike(_ name: String) -> String {
+        String(name.split(whereSeparator: { $0 == "/" || $0 == "." }).suffix(2).joined(separator: "_"))
+    }
+
     static func fileName(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return path }
         return String(path[path.index(after: slash)...])
