@@ -22,7 +22,8 @@ fixture generation needs them; no test or demo does.
 
     make-fixtures.py [--only qwen2-dynamo,...] [--examples]
 
-qwen2-torchscript-fp16 is the Qwen2 model (same weights) in float16, exported by TorchScript.
+qwen2-torchscript-fp16 is the Qwen2 model (same weights) in float16, exported by TorchScript;
+qwen2-torchscript-sdpa and llama-dynamo-sdpa use sdpa attention instead of eager.
 """
 import argparse
 import json
@@ -46,11 +47,11 @@ TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=6, num_atte
 TOKENS = [[3, 17, 42, 99, 128, 7, 201]]
 
 
-def make_model(family, seed, **dims):
+def make_model(family, seed, attention="eager", **dims):
     config_class = {"qwen2": transformers.Qwen2Config, "llama": transformers.LlamaConfig}[family]
     model_class = {"qwen2": transformers.Qwen2ForCausalLM, "llama": transformers.LlamaForCausalLM}[family]
     config = config_class(**{**TINY, **dims})
-    config._attn_implementation = "eager"
+    config._attn_implementation = attention
     torch.manual_seed(seed)
     model = model_class(config).eval()
     # Non-degenerate random weights: no zero biases and no all-ones norms, so no two tensors
@@ -258,8 +259,8 @@ def describe(path):
             "producer": f"{model.producer_name} {model.producer_version}", "nodes": len(model.graph.node)}
 
 
-def build(family, exporter, folder, seed, half=False):
-    model = make_model(family, seed)
+def build(family, exporter, folder, seed, half=False, attention="eager"):
+    model = make_model(family, seed, attention)
     if half:
         model = model.half()
     reference = torch_reference(model, family)
@@ -277,7 +278,7 @@ def build(family, exporter, folder, seed, half=False):
         raise RuntimeError(f"{path}: onnxruntime logits differ from torch by {diff}")
     np.savez(folder / "reference.npz", **feeds, logits=logits, **reference)
     model.config.to_json_file(folder / "config.json")
-    meta = {"family": family, "exporter": exporter, "seed": seed, "torch": torch.__version__,
+    meta = {"family": family, "exporter": exporter, "attention": attention, "seed": seed, "torch": torch.__version__,
             "transformers": transformers.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__,
             "fed": sorted(feeds), "maxAbsDiffLogits": diff, **describe(path)}
     if exporter == "genai":
@@ -298,6 +299,11 @@ def main():
             name = f"{family}-{exporter}"
             if wanted is None or name in wanted:
                 build(family, exporter, FIXTURES / name, seed=10 + seed)
+    # sdpa attention (the transformers default), written by torch.onnx as a decomposition.
+    if wanted is None or "qwen2-torchscript-sdpa" in wanted:
+        build("qwen2", "torchscript", FIXTURES / "qwen2-torchscript-sdpa", seed=10, attention="sdpa")
+    if wanted is None or "llama-dynamo-sdpa" in wanted:
+        build("llama", "dynamo", FIXTURES / "llama-dynamo-sdpa", seed=11, attention="sdpa")
     if wanted is None or "qwen2-torchscript-fp16" in wanted:
         build("qwen2", "torchscript", FIXTURES / "qwen2-torchscript-fp16", seed=10, half=True)
     if args.examples or wanted is None:

@@ -8,6 +8,15 @@ public enum LayerDiscoveryError: Error, CustomStringConvertible {
     case incompleteLayer(file: String, adapter: String, layer: Int, missing: String)
     case inconsistent(file: String, adapter: String, message: String)
 
+    /// What one adapter found, without the file name (for the "no adapter matched" list).
+    var findings: [String] {
+        switch self {
+        case .noAdapterMatched(_, let findings): return findings
+        case .incompleteLayer(_, let adapter, let layer, let missing): return ["\(adapter): layer \(layer): \(missing)"]
+        case .inconsistent(_, let adapter, let message): return ["\(adapter): \(message)"]
+        }
+    }
+
     public var description: String {
         switch self {
         case .noAdapterMatched(let file, let findings):
@@ -39,9 +48,7 @@ public enum LayerDiscovery {
                 return try describe(model, matcher: matcher, adapter: adapter)
             } catch let error as LayerDiscoveryError {
                 if adapters.count == 1 { throw error }
-                if case .noAdapterMatched(_, let found) = error { findings.append(contentsOf: found) } else {
-                    findings.append("\(adapter.name): \(error)")
-                }
+                findings.append(contentsOf: error.findings)
             }
         }
         throw LayerDiscoveryError.noAdapterMatched(file: file, findings: findings)
@@ -62,7 +69,8 @@ public enum LayerDiscovery {
             case .success(let match): attentionMatches.append(match)
             case .failure(let failure):
                 guard failure.path.contains(">") else { continue }
-                if firstFailure == nil { firstFailure = failure }
+                // The deepest failure is the one that tells the user most.
+                if failure.path.count > (firstFailure?.path.count ?? 0) { firstFailure = failure }
                 if let number = layerNumber(node, adapter: adapter),
                    failure.path.count > (closest[number]?.path.count ?? 0) { closest[number] = failure }
             }
@@ -122,10 +130,15 @@ public enum LayerDiscovery {
                 kvHeads = Int(numKV)
                 headDim = attentionWidth / heads
             } else {
-                guard let scaleName = match["scale"], let scale = try matcher.constantTensor(scaleName)?.floatValues().first, scale > 0 else {
+                // `scale` multiplies the scores by 1/sqrt(head_dim); `sqrtScale` multiplies q and k
+                // each by head_dim^(-1/4), as torch.onnx writes scaled_dot_product_attention.
+                if let name = match["scale"], let scale = try matcher.constantTensor(name)?.floatValues().first, scale > 0 {
+                    headDim = Int((1 / (Double(scale) * Double(scale))).rounded())
+                } else if let name = match["sqrtScale"], let root = try matcher.constantTensor(name)?.floatValues().first, root > 0 {
+                    headDim = Int((1 / pow(Double(root), 4)).rounded())
+                } else {
                     throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "no attention scale to read head_dim from")
                 }
-                headDim = Int((1 / (Double(scale) * Double(scale))).rounded())
                 heads = attentionWidth / max(headDim, 1)
                 kvHeads = 0
             }
