@@ -12,22 +12,22 @@ struct HybridOptions: ParsableArguments {
     @Option(help: "Make every N-th layer hybrid (the release: 8), from --min-depth to --max-depth.")
     var every: Int?
 
-    @Option(name: .customLong("min-depth"), help: "First layer for --every (default 0).")
+    @Option(name: .customLong("min-depth"), help: "First layer for --every.")
     var minDepth: Int = 0
 
     @Option(name: .customLong("max-depth"), help: "Layer bound for --every, exclusive (default: the layer count).")
     var maxDepth: Int?
 
-    @Option(help: "in-place (the paper's hybrid layer, default) or insert (a gated cross-attention block before each layer).")
+    @Option(help: "in-place (the paper's hybrid layer) or insert (a gated cross-attention block before each layer).")
     var mode: HybridLayerOptions.Mode = .inPlace
 
     @Option(name: .customLong("slow-token-width"), help: "Width of the slow tokens you will feed; must equal the hidden size.")
     var slowTokenWidth: Int?
 
-    @Option(name: .customLong("init-std"), help: "Std of the normal init of new projections that copy nothing (default 0.02).")
+    @Option(name: .customLong("init-std"), help: "Std of the normal init of new projections that copy nothing.")
     var initStd: Double = 0.02
 
-    @Option(help: "Seed of that init (default 0).")
+    @Option(help: "Seed of that init.")
     var seed: UInt64 = 0
 
     @Option(help: "Layer discovery: auto, an adapter name from Adapters/, or a path to an adapter file.")
@@ -70,8 +70,15 @@ struct HybridOptions: ParsableArguments {
     /// The layer description: from --layout, else from discovery.
     func describe(_ model: Model) throws -> ModelLayout {
         if let layout {
+            struct Report: Decodable { let layout: ModelLayout }
+            let data: Data
+            do { data = try Data(contentsOf: URL(fileURLWithPath: layout)) } catch {
+                throw CommandError("\(layout): cannot read: \(error.localizedDescription)")
+            }
+            // Either a bare layout or the whole `inspect --layers --json` report.
+            if let report = try? JSONDecoder().decode(Report.self, from: data) { return report.layout }
             do {
-                return try JSONDecoder().decode(ModelLayout.self, from: Data(contentsOf: URL(fileURLWithPath: layout)))
+                return try JSONDecoder().decode(ModelLayout.self, from: data)
             } catch {
                 throw CommandError("\(layout): not a layer description (\(error))")
             }

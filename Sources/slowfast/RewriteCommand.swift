@@ -7,7 +7,8 @@ struct RewriteCommand: ParsableCommand {
         abstract: "Read a model, apply the chosen passes, and write it atomically with its weight map.",
         discussion: """
         With no pass options the model is re-emitted unchanged. External weights are \
-        hard-linked beside the output by default, so nothing is copied.
+        reflinked beside the output where the filesystem can, else copied; --weights link \
+        hard-links them instead (instant, but onnx.load refuses multiply-linked data).
 
         Examples:
           slowfast rewrite qwen2/model.onnx -o out/model.onnx --every 8

@@ -9,7 +9,7 @@ struct ActivationOptions: ParsableArguments {
     var activation: String?
 
     @Option(name: .customLong("activation-targets"),
-            help: "Which activations to replace: relu,leaky_relu,prelu,gelu,silu,quick_gelu,hard_swish (default relu).")
+            help: "Which activations to replace: relu,leaky_relu,prelu,gelu,silu,quick_gelu,hard_swish ")
     var targets: String = "relu"
 
     @Option(name: .customLong("activation-layers"), help: "Only in these decoder layers, e.g. 0-7 or 3.")
@@ -18,7 +18,7 @@ struct ActivationOptions: ParsableArguments {
     @Option(name: .customLong("activation-scope"), help: "Only at nodes whose name matches this regular expression.")
     var scope: String?
 
-    @Option(name: .customLong("srelu-form"), help: "function (one model-local SReLU function, default) or primitive (standard ops).")
+    @Option(name: .customLong("srelu-form"), help: "function (one model-local SReLU function) or primitive (standard ops).")
     var form: SReLUOptions.Form = .function
 
     @Option(name: .customLong("srelu-channel-axis"), help: "Force the channel axis: 1 (NCHW) or -1 (last).")
@@ -30,7 +30,7 @@ struct ActivationOptions: ParsableArguments {
     @Option(name: .customLong("srelu-tr"), help: "t_r of the exact ReLU-family init (default: the largest float, above any input).")
     var tRight: Float?
 
-    @Option(name: .customLong("srelu-fit-range"), help: "Input range of the least-squares fit for GELU/SiLU/QuickGELU/HardSwish (default -8,8; 4097 points).")
+    @Option(name: .customLong("srelu-fit-range"), help: "Input range of the least-squares fit for GELU/SiLU/QuickGELU/HardSwish (LOW,HIGH; 4097 points).")
     var fitRange: String = "-8,8"
 
     @Flag(name: .customLong("allow-no-sites"), help: "Write the model even when no target activation is found.")
