@@ -23,7 +23,8 @@ fixture generation needs them; no test or demo does.
     make-fixtures.py [--only qwen2-dynamo,...] [--examples]
 
 qwen2-torchscript-fp16 is the Qwen2 model (same weights) in float16, exported by TorchScript;
-qwen2-torchscript-sdpa and llama-dynamo-sdpa use sdpa attention instead of eager.
+qwen2-torchscript-sdpa and llama-dynamo-sdpa use sdpa attention instead of eager;
+qwen2-dynamo-opset23 is exported at opset 23 (Attention, RotaryEmbedding, RMSNormalization ops).
 """
 import argparse
 import json
@@ -180,7 +181,7 @@ def hybrid_reference(model, seed):
     return result
 
 
-def export_torch(model, folder, dynamo):
+def export_torch(model, folder, dynamo, opset=None):
     folder.mkdir(parents=True, exist_ok=True)
     ids = torch.tensor(TOKENS)
     mask = torch.ones_like(ids)
@@ -188,7 +189,7 @@ def export_torch(model, folder, dynamo):
     wrapper = LogitsOnly(model)
     if dynamo:
         batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-        program = torch.onnx.export(wrapper, (ids, mask), dynamo=True, input_names=["input_ids", "attention_mask"],
+        program = torch.onnx.export(wrapper, (ids, mask), dynamo=True, opset_version=opset, input_names=["input_ids", "attention_mask"],
                                     output_names=["logits"],
                                     dynamic_shapes={"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}})
         program.save(str(path), external_data=True)
@@ -259,7 +260,7 @@ def describe(path):
             "producer": f"{model.producer_name} {model.producer_version}", "nodes": len(model.graph.node)}
 
 
-def build(family, exporter, folder, seed, half=False, attention="eager"):
+def build(family, exporter, folder, seed, half=False, attention="eager", opset=None):
     model = make_model(family, seed, attention)
     if half:
         model = model.half()
@@ -270,7 +271,7 @@ def build(family, exporter, folder, seed, half=False, attention="eager"):
     if exporter == "genai":
         path = export_genai(model, family, folder)
     else:
-        path = export_torch(model, folder, dynamo=exporter == "dynamo")
+        path = export_torch(model, folder, dynamo=exporter == "dynamo", opset=opset)
     session, feeds = onnx_feeds(path, model.config)
     logits = session.run(["logits"], feeds)[0]
     diff = float(np.abs(logits.astype(np.float64) - reference["logits_torch"].astype(np.float64)).max())
@@ -304,6 +305,9 @@ def main():
         build("qwen2", "torchscript", FIXTURES / "qwen2-torchscript-sdpa", seed=10, attention="sdpa")
     if wanted is None or "llama-dynamo-sdpa" in wanted:
         build("llama", "dynamo", FIXTURES / "llama-dynamo-sdpa", seed=11, attention="sdpa")
+    # opset 23: Attention, RotaryEmbedding and RMSNormalization as standard ops.
+    if wanted is None or "qwen2-dynamo-opset23" in wanted:
+        build("qwen2", "dynamo", FIXTURES / "qwen2-dynamo-opset23", seed=10, attention="sdpa", opset=23)
     if wanted is None or "qwen2-torchscript-fp16" in wanted:
         build("qwen2", "torchscript", FIXTURES / "qwen2-torchscript-fp16", seed=10, half=True)
     if args.examples or wanted is None:

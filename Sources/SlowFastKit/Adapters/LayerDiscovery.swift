@@ -132,7 +132,10 @@ public enum LayerDiscovery {
             } else {
                 // `scale` multiplies the scores by 1/sqrt(head_dim); `sqrtScale` multiplies q and k
                 // each by head_dim^(-1/4), as torch.onnx writes scaled_dot_product_attention.
-                if let name = match["scale"], let scale = try matcher.constantTensor(name)?.floatValues().first, scale > 0 {
+                // An attention op's own `scale` attribute (opset-23 Attention) says the same.
+                if let scale = match.node("attentionCore")?.floatAttribute("scale"), scale > 0 {
+                    headDim = Int((1 / (Double(scale) * Double(scale))).rounded())
+                } else if let name = match["scale"], let scale = try matcher.constantTensor(name)?.floatValues().first, scale > 0 {
                     headDim = Int((1 / (Double(scale) * Double(scale))).rounded())
                 } else if let name = match["sqrtScale"], let root = try matcher.constantTensor(name)?.floatValues().first, root > 0 {
                     headDim = Int((1 / pow(Double(root), 4)).rounded())
