@@ -174,6 +174,24 @@ public enum LayerDiscovery {
                 kvHeads = Int(kWeight.dims[1]) / max(headDim, 1)
             }
             let layerDims = ModelDimensions(numLayers: numbered.count, hiddenSize: hidden, numHeads: heads, numKVHeads: kvHeads, headDim: headDim)
+            // The match is only as good as the shapes agree: every weight must fit the dims.
+            func expect(_ projection: ProjectionWeight, _ role: String, out: Int, in inFeatures: Int) throws {
+                guard let weight = index.initializer(projection.weight), weight.dims.count == 2 else { return }
+                let stored = (inFeatures: Int(weight.dims[0]), outFeatures: Int(weight.dims[1]))
+                let count = projection.outputCount ?? stored.outFeatures
+                guard stored.inFeatures == inFeatures, count == out else {
+                    throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number,
+                        missing: "\(role) weight '\(projection.weight)' is \(weight.dims), which does not fit hidden \(hidden), "
+                            + "\(heads) heads, \(kvHeads) kv heads of \(headDim)")
+                }
+            }
+            guard heads > 0, kvHeads > 0, heads % kvHeads == 0, heads * headDim == attentionWidth else {
+                throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number,
+                    missing: "head counts do not fit: \(heads) heads, \(kvHeads) kv heads of \(headDim) for attention width \(attentionWidth)")
+            }
+            try expect(q, "q_proj", out: attentionWidth, in: hidden)
+            try expect(k, "k_proj", out: kvHeads * headDim, in: hidden)
+            try expect(v, "v_proj", out: kvHeads * headDim, in: hidden)
             if let dims, dims != layerDims {
                 throw LayerDiscoveryError.inconsistent(file: file, adapter: adapter.name, message: "layer \(number) has dims \(layerDims), layer 0 has \(dims)")
             }

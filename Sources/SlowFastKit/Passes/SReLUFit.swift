@@ -64,12 +64,9 @@ public struct SReLUFit: Sendable {
             guard to > from else { return (0, 1) }
             let n = Double(to - from)
             // u = x - t, v = g - t: a = Σuv / Σu², error = Σv² - (Σuv)² / Σu²
-            let su = sum(sx, from, to) - n * t
             let suu = sum(sxx, from, to) - 2 * t * sum(sx, from, to) + n * t * t
-            let sv = sum(sg, from, to) - n * t
             let suv = sum(sgx, from, to) - t * sum(sg, from, to) - t * sum(sx, from, to) + n * t * t
             let svv = sum(sgg, from, to) - 2 * t * sum(sg, from, to) + n * t * t
-            _ = su; _ = sv
             guard suu > 1e-12 else { return (svv, 1) }
             let a = suv / suu
             return (max(svv - suv * suv / suu, 0), a)

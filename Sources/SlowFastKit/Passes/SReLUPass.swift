@@ -159,7 +159,7 @@ public struct SReLUPass: ModelPass {
             }
             builder.scope = "/slowfast/srelu/\(label.replacingOccurrences(of: "/", with: "_"))"
             if let functionName {
-                builder.nodesAppend(Node(functionName, domain: Domain.slowFast, name: builder.names.fresh("\(builder.scope)/SReLU"),
+                builder.appendNode(Node(functionName, domain: Domain.slowFast, name: builder.names.fresh("\(builder.scope)/SReLU"),
                                          inputs: [site.input] + names, outputs: [site.output]))
             } else {
                 let result = builder.srelu(site.input, tLeft: names[0], aLeft: names[1], tRight: names[2], aRight: names[3])
@@ -238,6 +238,4 @@ extension GraphBuilder {
         let inner = op("Where", [aboveLeft, x, left], "inner")
         return op("Where", [belowRight, inner, right], "srelu")
     }
-
-    mutating func nodesAppend(_ node: Node) { appendNode(node) }
 }
