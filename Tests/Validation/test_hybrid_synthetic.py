@@ -1,32 +1,17 @@
 """Hybrid layers on a small decoder block we fully know (synthetic_decoder.py), checked in
 onnxruntime against the NumPy reference of DESIGN section 1 (hybrid_reference.py)."""
 import json
-import os
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
 import hybrid_reference
 import synthetic_decoder as syn
-
-REPO = Path(__file__).resolve().parents[2]
-BIN = os.environ.get("SLOWFAST_BIN", str(REPO / ".build/debug/slowfast"))
-
-
-def slowfast(*args):
-    return subprocess.run([BIN, *map(str, args)], capture_output=True, text=True)
-
-
-def session(model):
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(data, options)
+from conftest import REPO
+from conftest import ort_session as session
+from conftest import run as slowfast
 
 
 @pytest.fixture()
