@@ -30,6 +30,21 @@ final class SReLUTests: XCTestCase {
         XCTAssertEqual(ActivationSiteFinder.find(in: graph, kinds: [.silu]).count, 1, "QuickGELU's Sigmoid·Mul is not a SiLU")
     }
 
+    func testFusedAndAlternativeSpellings() {
+        let graph = Graph(name: "g", nodes: [
+            Node("FastGelu", domain: Domain.microsoft, name: "fast", inputs: ["a"], outputs: ["fa"]),
+            Node("FastGelu", domain: Domain.microsoft, name: "fastBias", inputs: ["b", "bias"], outputs: ["fb"]),
+            Node("QuickGelu", domain: Domain.microsoft, name: "quick", inputs: ["c"], outputs: ["qc"], attributes: [.float("alpha", 1.702)]),
+            Node("HardSigmoid", name: "hs", inputs: ["d"], outputs: ["hs"], attributes: [.float("alpha", 1.0 / 6), .float("beta", 0.5)]),
+            Node("Mul", name: "hswish", inputs: ["hs", "d"], outputs: ["hd"]),
+            Node("HardSigmoid", name: "hs2", inputs: ["e"], outputs: ["hs2"]),  // alpha 0.2: not HardSwish
+            Node("Mul", name: "other", inputs: ["hs2", "e"], outputs: ["he"]),
+        ])
+        let sites = ActivationSiteFinder.find(in: graph, kinds: ActivationKind.allCases)
+        XCTAssertEqual(sites.map(\.output), ["fa", "qc", "hd"])
+        XCTAssertEqual(sites.map(\.kind), [.gelu, .quickGelu, .hardSwish])
+    }
+
     func testASiteWhoseInsidesAreUsedElsewhereIsLeftAlone() {
         let graph = Graph(name: "g", nodes: [
             Node("Sigmoid", name: "s1", inputs: ["c"], outputs: ["s1"]),

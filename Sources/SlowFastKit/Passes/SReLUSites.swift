@@ -61,16 +61,32 @@ enum ActivationPatterns {
         ]
     }
 
+    /// A one-input op (extra inputs, such as FastGelu's bias, change the function).
+    static func single(_ opType: String) -> Pattern {
+        .node(NodePattern(opTypes: [opType], inputs: [x], allowExtraInputs: false))
+    }
+
     static func patterns(_ kind: ActivationKind) -> [Pattern] {
         switch kind {
         case .relu: return [.op("Relu", [x])]
         case .leakyRelu: return [.op("LeakyRelu", [x])]
         case .prelu: return [.op("PRelu", [x, .constant(capture: "slope", value: nil, tolerance: 0)])]
-        case .gelu: return [.op("Gelu", [x])] + erfGelu + tanhGelu
+        case .gelu:
+            // Gelu (opset 20, com.microsoft), FastGelu without its bias input, and the decompositions.
+            return [.op("Gelu", [x]), single("FastGelu")] + erfGelu + tanhGelu
         case .silu: return [.op("Mul", [x, .op("Sigmoid", [x])], commutative: true), .op("Swish", [x])]
         case .quickGelu:
-            return [.op("Mul", [x, .op("Sigmoid", [.op("Mul", [x, .scalar(1.702, tolerance: 1e-3)], commutative: true)])], commutative: true)]
-        case .hardSwish: return [.op("HardSwish", [x])]
+            return [.op("Mul", [x, .op("Sigmoid", [.op("Mul", [x, .scalar(1.702, tolerance: 1e-3)], commutative: true)])], commutative: true),
+                    .node(NodePattern(opTypes: ["QuickGelu"], inputs: [x], allowExtraInputs: false, condition: { node in
+                        abs((node.floatAttribute("alpha") ?? 1.702) - 1.702) < 1e-3 ? nil : "alpha is not 1.702"
+                    }))]
+        case .hardSwish:
+            // HardSwish, or x * HardSigmoid(x) with alpha 1/6 and beta 1/2.
+            let hardSigmoid = Pattern.node(NodePattern(opTypes: ["HardSigmoid"], inputs: [x], condition: { node in
+                abs((node.floatAttribute("alpha") ?? 0.2) - 1.0 / 6) < 1e-4 && abs((node.floatAttribute("beta") ?? 0.5) - 0.5) < 1e-6
+                    ? nil : "not alpha 1/6, beta 1/2"
+            }))
+            return [.op("HardSwish", [x]), .op("Mul", [x, hardSigmoid], commutative: true)]
         }
     }
 }
