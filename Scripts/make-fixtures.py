@@ -28,6 +28,7 @@ qwen2-dynamo-opset23 is exported at opset 23 (Attention, RotaryEmbedding, RMSNor
 """
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -210,7 +211,11 @@ def export_genai(model, family, folder):
         out = Path(scratch) / "out"
         command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(out),
                    "-p", "fp32", "-e", "cpu", "-c", str(Path(scratch) / "cache")]
-        result = subprocess.run(command, capture_output=True, text=True)
+        # The builder records `git rev-parse HEAD` of the folder it runs in as producer_version;
+        # inside our work tree that is our own latest commit, so every commit would change the
+        # fixture. Point git nowhere: the version is then the builder's own.
+        environment = {**os.environ, "GIT_DIR": str(Path(scratch) / "no-git"), "GIT_CEILING_DIRECTORIES": scratch}
+        result = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=scratch)
         if result.returncode != 0:
             raise RuntimeError("onnxruntime-genai builder failed:\n" + result.stdout[-3000:] + result.stderr[-3000:])
         for file in out.iterdir():
