@@ -12,8 +12,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def binary():
     path = Path(os.environ.get("SLOWFAST_BIN", REPO / ".build/debug/slowfast"))
-    if not path.exists():
-        pytest.fail(f"slowfast binary not found at {path}: run `swift build` (or `make test`) first", pytrace=False)
+    if not path.is_file() or not os.access(path, os.X_OK):
+        where = "SLOWFAST_BIN" if "SLOWFAST_BIN" in os.environ else "the default location"
+        pytest.fail(f"slowfast binary not found (or not executable) at {path} ({where}): run `swift build` "
+                    f"(or `make test`) first, or set SLOWFAST_BIN", pytrace=False)
     return path
 
 
