@@ -62,6 +62,7 @@ $(BENCH_MODEL)/model.onnx: | $(FIXTURE_VENV)/.installed
 	$(FIXTURE_VENV)/bin/python Scripts/make-bench-model.py $(BENCH_MODEL)
 
 bench: deps venv release $(BENCH_MODEL)/model.onnx
+	@command -v /usr/bin/time >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get install -y -qq time; }
 	SLOWFAST_BIN=$(CURDIR)/$(BIN_RELEASE) $(PYTHON) Benchmarks/bench.py $(BENCH_MODEL)
 
 clean:

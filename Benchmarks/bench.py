@@ -3,7 +3,7 @@
 external float32 weights; make it with Scripts/make-bench-model.py, or `make bench`).
 
 Times, in one run and on the same input, each as a separate process (wall time, best and
-median of --runs after one warm-up; peak RSS of the process from wait4):
+median of --runs after one warm-up; peak RSS of the process from GNU time):
 
   io       slowfast rewrite --weights link / copy, onnx_ir load+save, cp of the data file
            targets: link < 0.15 s and < 64 MB; copy within 1.3x of cp          (issue 2)
@@ -37,18 +37,21 @@ ir.save(model, sys.argv[2], external_data="model.onnx.data")
 
 
 def measure(command, prepare=None):
-    """(wall seconds, peak RSS MB, stdout) of one run of `command`."""
+    """(wall seconds, peak RSS MB, stdout) of one run of `command`.
+
+    Peak RSS comes from GNU time (`/usr/bin/time -f %M`), not from this process's wait4:
+    Linux carries a parent's own high-water mark into its child's reading at exec, so a
+    Python parent that has grown would set a floor under every figure."""
     if prepare:
         prepare()
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    stdout = process.stdout.read()
-    stderr = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    if status != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {stderr.decode()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024, stdout
+    with tempfile.NamedTemporaryFile(mode="r") as report:
+        start = time.perf_counter()
+        result = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report.name, *command], capture_output=True)
+        wall = time.perf_counter() - start
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed: {result.stderr.decode()[-2000:]}")
+        peak_kb = int(report.read().strip().splitlines()[-1])
+    return wall, peak_kb / 1024, result.stdout
 
 
 def series(name, command, runs, prepare=None):
@@ -73,6 +76,8 @@ def main():
     args = parser.parse_args()
     model = Path(args.model_dir) / "model.onnx"
     data = Path(args.model_dir) / "model.onnx.data"
+    if not Path("/usr/bin/time").exists():
+        sys.exit("bench.py needs GNU time for peak memory: apt-get install time")
     if not model.exists() or not data.exists():
         sys.exit(f"{model}: not found; make it with Scripts/make-bench-model.py {args.model_dir}")
     sections = set(args.only.split(","))
