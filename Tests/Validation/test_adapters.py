@@ -40,3 +40,13 @@ def test_adapter_that_does_not_fit_says_what_it_found():
     result = run("inspect", folder / "model.onnx", "--layers", "--adapter", "hf-torch-eager")
     assert result.returncode != 0
     assert "hf-torch-eager: 0 layers" in result.stderr
+
+
+def test_bad_layer_index_pattern_is_a_clear_error(tmp_path):
+    own = tmp_path / "bad-index.yaml"
+    text = (REPO / "Adapters/hf-torch-eager.yaml").read_text().replace("pattern: 'layers\\.(\\d+)'", "pattern: 'layers\\.((\\d+)'")
+    assert "layers\\.((\\d+)" in text
+    own.write_text(text)
+    result = run("inspect", FIXTURES[0] / "model.onnx", "--layers", "--adapter", own)
+    assert result.returncode != 0
+    assert str(own) in result.stderr and "is not a regular expression" in result.stderr

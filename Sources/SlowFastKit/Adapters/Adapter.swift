@@ -11,6 +11,8 @@ public struct Adapter {
     /// Where layer numbers come from, tried in order; layers are numbered in graph order
     /// when none applies.
     public let layerIndex: [LayerIndexSource]
+    /// `layerIndex`, compiled.
+    public let layerNumbering: LayerNumbering
     /// How the attention block's output joins the residual stream.
     public let residual: ResidualKind
     /// Matched at every node output; each match is one layer's attention block.
@@ -148,10 +150,12 @@ extension Adapter {
             if let regex = source.nodeName { sources.append(.nodeName(regex)) }
             if let metadata = source.metadata { sources.append(.metadata(key: metadata.key, regex: metadata.pattern)) }
         }
-        for case .nodeName(let regex) in sources where (try? NSRegularExpression(pattern: regex)) == nil {
-            throw AdapterError(file: path, message: "layerIndex nodeName '\(regex)' is not a regular expression")
+        let numbering: LayerNumbering
+        do { numbering = try LayerNumbering(sources) } catch let error as LayerNumbering.InvalidPattern {
+            throw AdapterError(file: path, message: "layerIndex pattern '\(error.pattern)' is not a regular expression")
         }
-        return Adapter(name: file.name, description: file.description ?? "", layerIndex: sources, residual: file.residual,
+        return Adapter(name: file.name, description: file.description ?? "", layerIndex: sources, layerNumbering: numbering,
+                       residual: file.residual,
                        attention: try file.attention.compile(named, file: path), inputNorm: try file.inputNorm.compile(named, file: path),
                        mlp: try file.mlp?.compile(named, file: path), source: path)
     }

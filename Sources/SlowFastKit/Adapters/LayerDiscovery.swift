@@ -71,7 +71,7 @@ public enum LayerDiscovery {
                 guard failure.path.contains(">") else { continue }
                 // The deepest failure is the one that tells the user most.
                 if failure.path.count > (firstFailure?.path.count ?? 0) { firstFailure = failure }
-                if let number = layerNumber(node, adapter: adapter),
+                if let number = adapter.layerNumbering.number(of: node),
                    failure.path.count > (closest[number]?.path.count ?? 0) { closest[number] = failure }
             }
         }
@@ -82,7 +82,7 @@ public enum LayerDiscovery {
         // Layer numbers.
         var numbered: [(Int, Match)] = []
         for (order, match) in attentionMatches.enumerated() {
-            numbered.append((layerNumber(match.node("oNode"), adapter: adapter) ?? order, match))
+            numbered.append((match.node("oNode").flatMap(adapter.layerNumbering.number(of:)) ?? order, match))
         }
         numbered.sort { $0.0 < $1.0 }
         let numbers = numbered.map(\.0)
@@ -321,25 +321,6 @@ public enum LayerDiscovery {
             }
             return RMSNormDescription(weight: weight, epsilon: epsilon, input: match["normInput"] ?? "", output: value)
         }
-    }
-
-    /// The layer number of `node`, from its name or metadata.
-    static func layerNumber(_ node: Node?, adapter: Adapter) -> Int? {
-        guard let node else { return nil }
-        for source in adapter.layerIndex {
-            let text: String?, pattern: String
-            switch source {
-            case .nodeName(let regex): text = node.name; pattern = regex
-            case .metadata(let key, let regex): text = node.metadata(key); pattern = regex
-            }
-            guard let text, let regex = try? NSRegularExpression(pattern: pattern) else { continue }
-            let matches = regex.matches(in: text, range: NSRange(text.startIndex..., in: text))
-            // The innermost (last) layer scope wins: name scopes list outer modules first.
-            if let last = matches.last, last.numberOfRanges > 1, let range = Range(last.range(at: 1), in: text), let number = Int(text[range]) {
-                return number
-            }
-        }
-        return nil
     }
 
     /// The language-model head (a MatMul by a [hidden, vocab] constant) and the final norm

@@ -79,7 +79,6 @@ public struct SReLUPass: ModelPass {
             guard let regex = try? NSRegularExpression(pattern: scope) else { throw SReLUError.badScope(scope) }
             scopeRegex = regex
         }
-        let layerRegex = try? NSRegularExpression(pattern: #"layers\.(\d+)"#)
         let sites = ActivationSiteFinder.find(in: graph, kinds: options.targets) { site in
             let node = site.nodes[0]
             if let regex = scopeRegex {
@@ -87,7 +86,7 @@ public struct SReLUPass: ModelPass {
                 guard regex.firstMatch(in: name, range: NSRange(name.startIndex..., in: name)) != nil else { return false }
             }
             if let layers = options.layers {
-                guard let layer = SReLUPass.layerNumber(node, regex: layerRegex), layers.contains(layer) else { return false }
+                guard let layer = LayerNumbering.huggingFace.number(of: node), layers.contains(layer) else { return false }
             }
             return true
         }
@@ -200,15 +199,6 @@ public struct SReLUPass: ModelPass {
         }
         if (model.irVersion ?? 0) < 8 { model.irVersion = 8 }
         return name
-    }
-
-    static func layerNumber(_ node: Node, regex: NSRegularExpression?) -> Int? {
-        guard let regex else { return nil }
-        for text in [node.name ?? "", node.metadata("pkg.torch.onnx.name_scopes") ?? ""] {
-            let matches = regex.matches(in: text, range: NSRange(text.startIndex..., in: text))
-            if let last = matches.last, let range = Range(last.range(at: 1), in: text), let number = Int(text[range]) { return number }
-        }
-        return nil
     }
 
     /// The module path of the site (`model.layers.3.mlp.act_fn`), from dynamo metadata or a
