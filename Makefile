@@ -8,7 +8,7 @@ BIN_DEBUG   := .build/debug/slowfast
 BIN_RELEASE := .build/release/slowfast
 APT_PACKAGES := libprotobuf-c-dev pkg-config
 
-.PHONY: all deps venv build release test test-swift test-proto test-python demo bench clean
+.PHONY: all deps venv build release install test test-swift test-proto test-python demo bench clean
 
 all: build
 
@@ -32,6 +32,15 @@ build: deps
 
 release: deps
 	$(SWIFT) build -c release --product slowfast
+
+# `make install PREFIX=~/.local` puts a self-contained slowfast in PREFIX/bin: the adapters and
+# schemas are compiled in, and a release build links the Swift runtime statically.
+PREFIX ?= /usr/local
+CONFIG ?= release
+install: deps
+	$(SWIFT) build -c $(CONFIG) --product slowfast $(if $(filter release,$(CONFIG)),--static-swift-stdlib)
+	install -d "$(DESTDIR)$(PREFIX)/bin"
+	install -m 755 .build/$(CONFIG)/slowfast "$(DESTDIR)$(PREFIX)/bin/slowfast"
 
 test: deps venv build test-proto test-swift test-python
 

@@ -1,6 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// The targets are the rooms of the code; dependencies run one way, from the CLI down to the IR.
+// A lower room cannot import a higher one: the build fails if it tries.
+//
+//   slowfast (CLI) -> SlowFastKit (pipeline, inspect) -> Passes -> Weights -> Adapters -> IR
+//                                                      -> Tokens (tokens, cost) -> Adapters
+//                                                      -> Serialization -> IR
 let package = Package(
     name: "SlowFastKit",
     products: [
@@ -23,10 +29,29 @@ let package = Package(
         .target(name: "ONNXProto", dependencies: ["CProtobufC"], path: "Sources/ONNXProto"),
         // Thin wrappers over system calls Swift's Glibc module does not expose (FICLONE, copy_file_range).
         .target(name: "CSystem", path: "Sources/CSystem"),
+
+        // The in-memory model: no C, no files.
+        .target(name: "SlowFastIR"),
+        // The only room that sees libprotobuf-c, mmap and file descriptors.
+        .target(name: "SlowFastSerialization", dependencies: ["SlowFastIR", "ONNXProto", "CProtobufC", "CSystem"]),
+        // The pattern matcher, adapter files and layer discovery.
+        .target(name: "SlowFastAdapters", dependencies: ["SlowFastIR", .product(name: "Yams", package: "Yams")]),
+        // Weight-map records and the weight map.
+        .target(name: "SlowFastWeights", dependencies: ["SlowFastIR", "SlowFastAdapters"]),
+        // One pass per file: hybrid layers, SReLU.
+        .target(name: "SlowFastPasses", dependencies: ["SlowFastIR", "SlowFastAdapters", "SlowFastWeights"]),
+        // Slow/fast token graphs and the compute model.
+        .target(name: "SlowFastTokens", dependencies: ["SlowFastIR", "SlowFastAdapters"]),
+        // The pipeline a user calls (adapter, discovery, passes, weight map, write) and inspect;
+        // the built-in adapters and schemas are compiled in by the EmbedFiles plugin.
         .target(
             name: "SlowFastKit",
-            dependencies: ["ONNXProto", "CProtobufC", "CSystem", .product(name: "Yams", package: "Yams")]
+            dependencies: ["SlowFastIR", "SlowFastSerialization", "SlowFastAdapters", "SlowFastWeights",
+                           "SlowFastPasses", "SlowFastTokens"],
+            plugins: ["EmbedFiles"]
         ),
+        .executableTarget(name: "embed-files", path: "Sources/embed-files"),
+        .plugin(name: "EmbedFiles", capability: .buildTool(), dependencies: ["embed-files"]),
         .executableTarget(
             name: "slowfast",
             dependencies: ["SlowFastKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]

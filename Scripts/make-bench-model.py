@@ -2,7 +2,7 @@
 """Makes the benchmark model: a Qwen2-0.5B-shaped random decoder (24 layers, hidden 896,
 14 heads, 2 KV heads, head_dim 64, intermediate 4864, vocab 151936, tied embeddings),
 float32, exported by torch.onnx's dynamo exporter with external data (about 2 GB in one
-file), the way DESIGN section 3's peer numbers were measured. Never committed.
+file), the way docs/DESIGN.md §8's peer numbers were measured. Never committed.
 
     make-bench-model.py OUTDIR
 

@@ -14,7 +14,7 @@ the inputs fed, `logits` (onnxruntime on the export) and `logits_torch`, and per
 `q_rope_{i}` [batch, heads, seq, head_dim] (query after RoPE, recorded by wrapping the
 model's apply_rotary_pos_emb) and `attn_out_{i}` [batch, seq, heads*head_dim] (the input of
 o_proj, recorded by a forward pre-hook). `hybrid_*`: a PyTorch implementation of the hybrid
-layer (DESIGN section 1) at layers 0, 2, 4 with gates on, its slow tokens and gate values,
+layer (docs/DESIGN.md §1) at layers 0, 2, 4 with gates on, its slow tokens and gate values,
 and its logits for the prompt and two KV-cache decode steps (tokens 5, 9).
 
 Needs torch + transformers (+ onnxruntime-genai): Scripts/requirements-fixtures.txt. Only
@@ -116,7 +116,7 @@ DECODE_TOKENS = (5, 9)
 
 
 def hybrid_reference(model, seed):
-    """PyTorch implementation of DESIGN.md section 1 (the in-place hybrid layer), written
+    """PyTorch implementation of docs/DESIGN.md §1 (the in-place hybrid layer), written
     here independently of the Swift pass, run on the reference prompt and two decode steps
     (KV cache) with gates switched on; records the gate values and the logits of each step."""
     module = sys.modules[type(model.model.layers[0].self_attn).__module__]

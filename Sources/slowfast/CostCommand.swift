@@ -65,7 +65,7 @@ struct CostCommand: ParsableCommand {
     @Option(name: .customLong("min-fast-frames"), help: "At least this many fast frames.")
     var minFastFrames: Int = 16
 
-    @Option(name: .customLong("hybrid-layers"), help: "Hybrid layer indices, comma separated (default: every 8 from 0).")
+    @Option(name: .customLong("hybrid-layers"), help: "Hybrid layer indices, comma separated (default: those of a MODEL slowfast rewrote, else every 8 from 0).")
     var hybridLayers: String?
 
     @Option(help: "Make every N-th layer hybrid, from 0.")
@@ -87,7 +87,7 @@ struct CostCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let (shape, source) = try resolveShape()
+            let (shape, source, rewritten) = try resolveShape()
             var fast = fastPreset?.fastTokens ?? TokenPreset.s2t4.fastTokens
             if stride != nil || temporalKernel != nil {
                 fast = FastTokenConfig(temporalStride: stride ?? 1, temporalKernel: temporalKernel ?? 1)
@@ -98,10 +98,13 @@ struct CostCommand: ParsableCommand {
             let hybrid: [Int]
             if let hybridLayers {
                 hybrid = try parseList(hybridLayers, "--hybrid-layers")
+            } else if every == nil, let rewritten, !rewritten.isEmpty {
+                // A model slowfast rewrote: the hybrid layers it has.
+                hybrid = rewritten
             } else {
                 let step = every ?? 8
                 guard step >= 1 else { throw ValidationError("--every must be at least 1") }
-                hybrid = Array(Swift.stride(from: 0, to: layerCount, by: step))
+                hybrid = LayerSelection.every(step).resolve(layerCount: layerCount)
             }
             let setup = SlowFastSetup(fast: fast, hybridLayers: hybrid, queries: crossQueries)
             let report = try CostReport(source: source, shape: shape, frames: try parseList(frames, "--frames"),
@@ -112,14 +115,18 @@ struct CostCommand: ParsableCommand {
     }
 
     /// The decoder dims: from MODEL (layer discovery), a preset, or explicit options; explicit
-    /// options override single numbers of the other two.
-    func resolveShape() throws -> (DecoderShape, String) {
+    /// options override single numbers of the other two. For a model slowfast rewrote, also
+    /// the hybrid layers it has.
+    func resolveShape() throws -> (DecoderShape, String, [Int]?) {
         var dims: ModelDimensions?
         var source = "explicit"
+        var rewritten: [Int]?
         if let model {
             // Intermediate size and vocabulary may be unknown to discovery; --intermediate and
             // --vocab fill them in below.
-            dims = try discoverLayers(ModelReader.read(path: model), adapter: adapter).dimensions
+            let loaded = try ModelReader.read(path: model)
+            dims = try LayerDiscovery.discover(loaded, adapters: try AdapterChoice(argument: adapter).adapters()).dimensions
+            rewritten = RewriteSummary(model: loaded).hybridLayers.map(\.layer)
             source = model
         }
         if model != nil && preset != nil { throw ValidationError("give MODEL or --preset, not both") }
@@ -128,26 +135,13 @@ struct CostCommand: ParsableCommand {
             dims = known.dimensions
             source = preset
         }
-        guard var result = dims ?? explicitDims() else {
+        let overrides = DimensionOverrides(numLayers: layers, hiddenSize: hidden, numHeads: heads, numKVHeads: kvHeads,
+                                           headDim: headDim, intermediateSize: intermediate, vocabSize: vocab)
+        guard let result = overrides.applied(to: dims) else {
             throw ValidationError("give MODEL, --preset qwen2-7b, or all of --layers --hidden --heads --kv-heads --head-dim --intermediate --vocab")
         }
-        if let layers { result.numLayers = layers }
-        if let hidden { result.hiddenSize = hidden }
-        if let heads { result.numHeads = heads }
-        if let kvHeads { result.numKVHeads = kvHeads }
-        if let headDim { result.headDim = headDim }
-        if let intermediate { result.intermediateSize = intermediate }
-        if let vocab { result.vocabSize = vocab }
-        if dims != nil && [layers, hidden, heads, kvHeads, headDim, intermediate, vocab].contains(where: { $0 != nil }) {
-            source += " (overridden)"
-        }
-        return (try DecoderShape(result, tiedEmbeddings: tiedEmbeddings, bytesPerElement: bytesPerElement), source)
-    }
-
-    func explicitDims() -> ModelDimensions? {
-        guard let layers, let hidden, let heads, let kvHeads, let headDim else { return nil }
-        return ModelDimensions(numLayers: layers, hiddenSize: hidden, numHeads: heads, numKVHeads: kvHeads,
-                               headDim: headDim, intermediateSize: intermediate, vocabSize: vocab)
+        if dims != nil && !overrides.isEmpty { source += " (overridden)" }
+        return (try DecoderShape(result, tiedEmbeddings: tiedEmbeddings, bytesPerElement: bytesPerElement), source, rewritten)
     }
 }
 

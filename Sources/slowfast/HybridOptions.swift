@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import SlowFastKit
 
 extension HybridLayerOptions.Mode: ExpressibleByArgument {}
@@ -30,7 +29,7 @@ struct HybridOptions: ParsableArguments {
     @Option(help: "Seed of that init.")
     var seed: UInt64 = 0
 
-    @Option(help: "Layer discovery: auto, an adapter name from Adapters/, or a path to an adapter file.")
+    @Option(help: "Layer discovery: auto, a built-in adapter name (see `slowfast adapters`), or a path to an adapter file.")
     var adapter: String = "auto"
 
     @Option(help: "Use this layer description (the JSON of `slowfast inspect --layers --json`) instead of discovery.")
@@ -53,37 +52,22 @@ struct HybridOptions: ParsableArguments {
         }
     }
 
-    /// The chosen layers, once the layer count is known.
-    func layers(count: Int) -> [Int] {
+    /// The hybrid part of the rewrite, when asked for.
+    var request: HybridRequest? {
+        guard isRequested else { return nil }
+        let selection: LayerSelection
         if let layerList {
-            return layerList.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            selection = .layers(layerList.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) })
+        } else {
+            selection = .every(every ?? 1, from: minDepth, below: maxDepth)
         }
-        return HybridLayerOptions.every(every ?? 1, minDepth: minDepth, maxDepth: maxDepth ?? count)
+        return HybridRequest(layers: selection, mode: mode, slowTokenWidth: slowTokenWidth, initStd: initStd, seed: seed)
     }
 
-    /// The pass, and the layout it works from.
-    func pass(for model: Model, layout: ModelLayout) -> HybridLayerPass {
-        HybridLayerPass(layout: layout, options: HybridLayerOptions(
-            layers: layers(count: layout.layers.count), mode: mode, slowTokenWidth: slowTokenWidth, initStd: initStd, seed: seed))
-    }
-
-    /// The layer description: from --layout, else from discovery.
-    func describe(_ model: Model) throws -> ModelLayout {
-        if let layout {
-            struct Report: Decodable { let layout: ModelLayout }
-            let data: Data
-            do { data = try Data(contentsOf: URL(fileURLWithPath: layout)) } catch {
-                throw CommandError("\(layout): cannot read: \(error.localizedDescription)")
-            }
-            // Either a bare layout or the whole `inspect --layers --json` report.
-            if let report = try? JSONDecoder().decode(Report.self, from: data) { return report.layout }
-            do {
-                return try JSONDecoder().decode(ModelLayout.self, from: data)
-            } catch {
-                throw CommandError("\(layout): not a layer description (\(error))")
-            }
-        }
-        return try discoverLayers(model, adapter: adapter)
+    /// Where the layer description comes from: --layout, else discovery with --adapter.
+    func layerSource() throws -> LayerSource {
+        if let layout { return .given(try ModelLayout.load(path: layout)) }
+        return .discover(AdapterChoice(argument: adapter))
     }
 }
 

@@ -21,7 +21,7 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "Find the decoder layers and print what each one is made of.")
     var layers = false
 
-    @Option(help: "With --layers: auto, an adapter name from Adapters/, or a path to an adapter file.")
+    @Option(help: "With --layers: auto, a built-in adapter name, or a path to an adapter file.")
     var adapter: String = "auto"
 
     func run() throws {
@@ -45,7 +45,7 @@ struct InspectCommand: ParsableCommand {
         let loaded = try ModelReader.read(path: model)
         let readTime = clock.now - readStart
         let discoverStart = clock.now
-        let layout = try discoverLayers(loaded, adapter: adapter)
+        let layout = try LayerDiscovery.discover(loaded, adapters: try AdapterChoice(argument: adapter).adapters())
         let discoverTime = clock.now - discoverStart
         func seconds(_ duration: Duration) -> Double {
             Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
@@ -107,6 +107,13 @@ struct InspectCommand: ParsableCommand {
         if !summary.functions.isEmpty {
             lines.append("functions:")
             for function in summary.functions { lines.append("  \(function.domain).\(function.name): \(function.nodeCount) nodes") }
+        }
+        for layer in summary.rewrites.hybridLayers {
+            lines.append("hybrid layer \(layer.layer) (\(layer.mode)): " + layer.parameters.joined(separator: ", "))
+        }
+        if !summary.rewrites.sreluSites.isEmpty {
+            lines.append("SReLU sites: \(summary.rewrites.sreluSites.count)")
+            for site in summary.rewrites.sreluSites { lines.append("  \(site.site): " + site.parameters.joined(separator: ", ")) }
         }
         if !summary.metadata.isEmpty {
             lines.append("metadata:")

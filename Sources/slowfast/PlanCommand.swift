@@ -21,16 +21,14 @@ struct PlanCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let model = try ModelReader.read(path: input)
-            let inputsBefore = Set(model.graph.inputs.compactMap(\.name))
-            let outcome = try runPasses(on: model, hybrid: hybrid, activation: activation)
-            print(renderPlan(outcome, model: model, inputsBefore: inputsBefore))
+            let outcome = try Pipeline.apply(try rewriteRequest(hybrid, activation), to: try ModelReader.read(path: input))
+            print(renderPlan(outcome))
         }
     }
 }
 
-/// The plan as text: per pass its notes, the new inputs, and the weight-map summary.
-func renderPlan(_ outcome: PipelineOutcome, model: Model, inputsBefore: Set<String>) -> String {
+/// The plan as text: per pass its changes, then the weight-map summary.
+func renderPlan(_ outcome: RewriteOutcome) -> String {
     var lines: [String] = []
     if let layout = outcome.layout {
         let dims = layout.dimensions
@@ -39,10 +37,8 @@ func renderPlan(_ outcome: PipelineOutcome, model: Model, inputsBefore: Set<Stri
     if outcome.results.isEmpty { lines.append("no passes chosen: the model would be re-emitted unchanged") }
     for (pass, result) in outcome.results {
         lines.append("pass \(pass):")
-        for note in result.notes { lines.append("  \(note)") }
+        for change in result.changes { lines.append("  \(change)") }
     }
-    let added = model.graph.inputs.compactMap(\.name).filter { !inputsBefore.contains($0) }
-    if !added.isEmpty { lines.append("new graph inputs: " + added.joined(separator: ", ")) }
     let summary = outcome.weightMap.summary
     lines.append("new parameters: \(summary.new + summary.derived) tensors (\(summary.new) new, \(summary.derived) derived), "
         + "\(summary.newElements) values, \(summary.newBytes) bytes")

@@ -25,14 +25,8 @@ struct RewriteCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let model = try ModelReader.read(path: io.input)
-            let outcome = try runPasses(on: model, hybrid: hybrid, activation: activation)
-            var options = WriteOptions(weights: io.weights)
-            if weightMap != nil || !outcome.results.isEmpty {
-                let path = weightMap ?? WeightMap.defaultPath(forOutput: io.output)
-                options.sidecars.append((path, try outcome.weightMap.jsonData()))
-            }
-            let report = try ModelWriter.write(model, to: io.output, options: options)
+            let (_, report) = try Pipeline.rewrite(io.input, to: io.output, request: try rewriteRequest(hybrid, activation),
+                                                   weights: io.weights, weightMapPath: weightMap)
             for file in report.files { print("\(file.action.rawValue): \(file.path) (\(file.bytes) bytes)") }
             if report.files.contains(where: { $0.action == .linked }) {
                 print("note: data files are hard-linked; onnx.load (onnx >= 1.18) refuses data files with several links, "
@@ -40,4 +34,10 @@ struct RewriteCommand: ParsableCommand {
             }
         }
     }
+}
+
+/// The rewrite the hybrid and activation options ask for.
+func rewriteRequest(_ hybrid: HybridOptions, _ activation: ActivationOptions) throws -> RewriteRequest {
+    RewriteRequest(hybrid: hybrid.request, srelu: activation.options, allowNoSites: activation.allowNoSites,
+                   layers: hybrid.isRequested ? try hybrid.layerSource() : .discover(.auto))
 }

@@ -65,11 +65,11 @@ struct ActivationOptions: ParsableArguments {
         return parts[0] ... parts[1]
     }
 
-    func pass() -> SReLUPass? {
+    /// The SReLU part of the rewrite, when asked for.
+    var options: SReLUOptions? {
         guard isRequested, let bounds = fitBounds else { return nil }
-        return SReLUPass(options: SReLUOptions(
-            targets: targets.split(separator: ",").compactMap { ActivationKind(rawValue: String($0)) }, form: form,
-            layers: layerRange, scope: scope, channelAxis: channelAxis, channels: channels,
-            tRight: tRight ?? .greatestFiniteMagnitude, fitRange: bounds), allowNoSites: allowNoSites)
+        return SReLUOptions(targets: targets.split(separator: ",").compactMap { ActivationKind(rawValue: String($0)) }, form: form,
+                            layers: layerRange, scope: scope, channelAxis: channelAxis, channels: channels,
+                            tRight: tRight ?? .greatestFiniteMagnitude, fitRange: bounds)
     }
 }

@@ -7,7 +7,9 @@ struct SlowFast: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "slowfast",
         abstract: "Turn video multi-modal LLM exports (ONNX) into slow-fast models.",
-        subcommands: [RewriteCommand.self, PlanCommand.self, InspectCommand.self, TokensCommand.self, CostCommand.self]
+        version: SlowFastVersion.string,
+        subcommands: [RewriteCommand.self, PlanCommand.self, InspectCommand.self, TokensCommand.self, CostCommand.self,
+                      AdaptersCommand.self, SchemaCommand.self]
     )
 }
 

@@ -1,5 +1,11 @@
 import XCTest
 @testable import SlowFastKit
+@testable import SlowFastIR
+@testable import SlowFastSerialization
+@testable import SlowFastAdapters
+@testable import SlowFastPasses
+@testable import SlowFastTokens
+@testable import SlowFastWeights
 
 final class CostModelTests: XCTestCase {
     /// A small decoder whose FLOPs are easy to count by hand: d 64, 4 query heads and 2 KV
@@ -83,5 +89,14 @@ final class CostModelTests: XCTestCase {
                                                     SlowFastSetup(hybridLayers: [0, 2]))) { error in
             XCTAssertEqual(error as? CostModelError, .hybridLayerOutOfRange(layer: 2, layers: 2))
         }
+    }
+
+    func testOverridesLayOverTheReadDims() {
+        let base = ModelDimensions(numLayers: 28, hiddenSize: 3584, numHeads: 28, numKVHeads: 4, headDim: 128)
+        XCTAssertEqual(DimensionOverrides(intermediateSize: 18944).applied(to: base)?.intermediateSize, 18944)
+        XCTAssertEqual(DimensionOverrides(numLayers: 2).applied(to: base)?.numLayers, 2)
+        XCTAssertEqual(DimensionOverrides().applied(to: base), base)
+        XCTAssertNil(DimensionOverrides(numLayers: 2, hiddenSize: 8).applied(to: nil), "five dims have no default")
+        XCTAssertEqual(DimensionOverrides(numLayers: 28, hiddenSize: 3584, numHeads: 28, numKVHeads: 4, headDim: 128).applied(to: nil), base)
     }
 }

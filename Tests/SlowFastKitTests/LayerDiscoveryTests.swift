@@ -1,6 +1,12 @@
 import Foundation
 import XCTest
 @testable import SlowFastKit
+@testable import SlowFastIR
+@testable import SlowFastSerialization
+@testable import SlowFastAdapters
+@testable import SlowFastPasses
+@testable import SlowFastTokens
+@testable import SlowFastWeights
 
 /// Discovery and the hybrid pass on the committed real exports, from Swift.
 final class LayerDiscoveryTests: XCTestCase {

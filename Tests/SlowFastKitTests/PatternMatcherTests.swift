@@ -1,5 +1,11 @@
 import XCTest
 @testable import SlowFastKit
+@testable import SlowFastIR
+@testable import SlowFastSerialization
+@testable import SlowFastAdapters
+@testable import SlowFastPasses
+@testable import SlowFastTokens
+@testable import SlowFastWeights
 
 /// The matcher on small graphs built in code.
 final class PatternMatcherTests: XCTestCase {

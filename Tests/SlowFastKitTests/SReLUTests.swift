@@ -1,5 +1,11 @@
 import XCTest
 @testable import SlowFastKit
+@testable import SlowFastIR
+@testable import SlowFastSerialization
+@testable import SlowFastAdapters
+@testable import SlowFastPasses
+@testable import SlowFastTokens
+@testable import SlowFastWeights
 
 final class SReLUTests: XCTestCase {
     func constant(_ name: String, _ value: Float) -> Tensor { Tensor(name: name, dims: [], floats: [value]) }

@@ -1,6 +1,12 @@
 import Foundation
 import XCTest
 @testable import SlowFastKit
+@testable import SlowFastIR
+@testable import SlowFastSerialization
+@testable import SlowFastAdapters
+@testable import SlowFastPasses
+@testable import SlowFastTokens
+@testable import SlowFastWeights
 
 /// Round trips through our own writer and reader on models built in code. (Round trips of
 /// models we did not write are in Tests/Validation/test_roundtrip_backend.py.)
@@ -112,6 +118,26 @@ final class SerializationTests: XCTestCase {
         XCTAssertEqual(try read.graph.initializers[1].floatValues(), [Float](repeating: 0.5, count: 1024))
         guard case .external(let extra) = read.graph.initializers[1].storage else { return XCTFail("extra is not external") }
         XCTAssertEqual(extra.location, "m.onnx.data")
+    }
+
+    /// A data file that shrinks between read and write is an error naming the file, and
+    /// nothing is written (never a bus error, never a model pointing past the data's end).
+    func testADataFileTruncatedBetweenReadAndWriteIsAnError() throws {
+        for mode in [WeightsMode.copy, .inline, .link] {
+            let work = try TestSupport.temporaryFolder()
+            defer { try? FileManager.default.removeItem(atPath: work) }
+            for name in ["model.onnx", "model.onnx.data"] {
+                try FileManager.default.copyItem(atPath: TestSupport.path("Examples/qwen2-tiny/\(name)"), toPath: work + "/" + name)
+            }
+            let model = try ModelReader.read(path: work + "/model.onnx")
+            XCTAssertEqual(truncate(work + "/model.onnx.data", 4096), 0)
+            try FileManager.default.createDirectory(atPath: work + "/out", withIntermediateDirectories: false)
+            XCTAssertThrowsError(try ModelWriter.write(model, to: work + "/out/model.onnx", options: WriteOptions(weights: mode))) { error in
+                XCTAssertTrue("\(error)".contains("model.onnx.data"), "\(mode): \(error)")
+                XCTAssertFalse("\(error)".contains("\n"), "\(mode): one line")
+            }
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: work + "/out"), [], "\(mode)")
+        }
     }
 }
 

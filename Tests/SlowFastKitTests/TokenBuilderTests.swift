@@ -1,6 +1,12 @@
 import Foundation
 import XCTest
 @testable import SlowFastKit
+@testable import SlowFastIR
+@testable import SlowFastSerialization
+@testable import SlowFastAdapters
+@testable import SlowFastPasses
+@testable import SlowFastTokens
+@testable import SlowFastWeights
 
 final class TokenBuilderTests: XCTestCase {
     /// The release's grid: 576 px / ConvNeXt stride 32 = 18x18 projector features, pooled 2x2 to 9x9.

@@ -1,4 +1,4 @@
-"""NumPy reference of the slow-fast hybrid layer's cross-attention (DESIGN.md section 1).
+"""NumPy reference of the slow-fast hybrid layer's cross-attention (docs/DESIGN.md §1).
 
 Written from the equations, independently of the Swift pass, so tests can compare the
 rewritten graph's numbers with it:

@@ -1,5 +1,5 @@
 """Hybrid layers on the six real exports, judged by onnxruntime and onnx.checker:
-function preservation at default init (both modes), the DESIGN section 1 equations with the
+function preservation at default init (both modes), the docs/DESIGN.md §1 and §2 equations with the
 gates on, the masks, the weight map, and KV-cache decode steps on the genai exports."""
 import json
 
@@ -288,7 +288,7 @@ def set_reference_gates(model, ref):
 @pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
 def test_gates_on_match_the_pytorch_hybrid_model(folder, tmp_path):
     """Whole-model check: logits of the rewritten export with the reference's gates equal
-    those of a PyTorch implementation of DESIGN section 1 run at fixture time."""
+    those of a PyTorch implementation of docs/DESIGN.md §1 run at fixture time."""
     out, result = rewrite(folder, tmp_path)
     assert result.returncode == 0, result.stderr
     ref = dict(np.load(folder / "reference.npz"))

@@ -1,5 +1,5 @@
 """Hybrid layers on a small decoder block we fully know (synthetic_decoder.py), checked in
-onnxruntime against the NumPy reference of DESIGN section 1 (hybrid_reference.py)."""
+onnxruntime against the NumPy reference of docs/DESIGN.md §1 (hybrid_reference.py)."""
 import json
 
 import numpy as np

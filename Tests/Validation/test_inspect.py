@@ -107,6 +107,31 @@ def tensor_nbytes(t):
     return numpy_helper.to_array(t).nbytes
 
 
+def expected_rewrites(graph):
+    """The hybrid layers and SReLU sites a slowfast rewrite marked, rebuilt from node metadata:
+    a parameter is owned by a group when the group's nodes read it and no unmarked node does."""
+    meta = [{p.key: p.value for p in n.metadata_props} for n in graph.node]
+    initializers = {t.name for t in graph.initializer}
+    original = {i for n, m in zip(graph.node, meta) if "slowfast.pass" not in m for i in n.input}
+    layers, modes, sites = {}, {}, {}
+    for node, m in zip(graph.node, meta):
+        if m.get("slowfast.pass") == "hybrid-layers" and "slowfast.layer" in m:
+            layers.setdefault(int(m["slowfast.layer"]), []).append(node)
+            modes[int(m["slowfast.layer"])] = m.get("slowfast.mode", "in-place")
+        elif m.get("slowfast.pass") == "srelu" and "slowfast.site" in m:
+            sites.setdefault(m["slowfast.site"], []).append(node)
+
+    def owned(nodes):
+        names = []
+        for node in nodes:
+            for name in node.input:
+                if name in initializers and name not in original and name not in names:
+                    names.append(name)
+        return names
+    return {"hybridLayers": [{"layer": k, "mode": modes[k], "parameters": owned(layers[k])} for k in sorted(layers)],
+            "sreluSites": [{"site": k, "parameters": owned(v)} for k, v in sites.items()]}
+
+
 def expected_report(path):
     model = onnx.load(str(path), load_external_data=False)
     counts = collections.Counter()
@@ -142,6 +167,7 @@ def expected_report(path):
                       for f in model.functions],
         "subgraphs": subgraphs,
         "metadata": {p.key: p.value for p in model.metadata_props},
+        "rewrites": expected_rewrites(model.graph),
     }
 
 

@@ -1,6 +1,6 @@
 """`slowfast tokens` against a NumPy reference of the release's pooling rules.
 
-The reference below is written from the rules (DESIGN.md §1 and the release's
+The reference below is written from the rules (docs/DESIGN.md §5 and the release's
 `split_slow_fast_tokens`), not from the Swift code: slow = PxP average pool; fast =
 temporal sampling (stride s, at least M frames, step F/n in double precision), temporal
 average pooling by t or, when that would leave fewer than M frames, adaptive average pooling

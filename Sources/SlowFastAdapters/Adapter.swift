@@ -1,0 +1,182 @@
+import SlowFastIR
+import Foundation
+import Yams
+
+/// A declarative description of how one family of exports lays out its decoder layers:
+/// patterns (data for the shared `PatternMatcher`), where layer numbers are read from, and
+/// how the residual stream runs. Loaded from `Adapters/*.yaml` (schema:
+/// `Schemas/adapter.schema.json`); adding an exporter means adding a file, not code.
+public struct Adapter {
+    public let name: String
+    public let description: String
+    /// Where layer numbers come from, tried in order; layers are numbered in graph order
+    /// when none applies.
+    public let layerIndex: [LayerIndexSource]
+    /// `layerIndex`, compiled.
+    public let layerNumbering: LayerNumbering
+    /// How the attention block's output joins the residual stream.
+    public let residual: ResidualKind
+    /// Matched at every node output; each match is one layer's attention block.
+    public let attention: Pattern
+    /// Matched at the attention block's normalised input.
+    public let inputNorm: Pattern
+    /// Optional: matched at every node output; each match is one MLP (by its input).
+    public let mlp: Pattern?
+    /// The file it came from (for messages).
+    public let source: String
+
+    public enum ResidualKind: String, Codable, Sendable {
+        /// x + o_proj(...) is an Add node.
+        case add
+        /// The sum is computed inside a SkipSimplifiedLayerNormalization (output 3).
+        case skipNorm
+    }
+
+    public enum LayerIndexSource: Equatable {
+        /// A regular expression with one group, over node names (e.g. `layers\.(\d+)/`).
+        case nodeName(String)
+        /// A regular expression over a node metadata value (dynamo's `pkg.torch.onnx.name_scopes`).
+        case metadata(key: String, regex: String)
+    }
+}
+
+/// Why an adapter file could not be used.
+public struct AdapterError: Error, CustomStringConvertible {
+    public let file: String
+    public let message: String
+    public var description: String { "\(file): \(message)" }
+
+    public init(file: String, message: String) {
+        self.file = file
+        self.message = message
+    }
+}
+
+/// The YAML form of an adapter (see `Schemas/adapter.schema.json`).
+struct AdapterFile: Decodable {
+    struct IndexSource: Decodable {
+        var nodeName: String?
+        var metadata: MetadataSource?
+    }
+
+    struct MetadataSource: Decodable {
+        var key: String
+        var pattern: String
+    }
+
+    var name: String
+    var description: String?
+    var layerIndex: [IndexSource]?
+    var residual: Adapter.ResidualKind
+    var patterns: [String: PatternSpec]?
+    var attention: PatternSpec
+    var inputNorm: PatternSpec
+    var mlp: PatternSpec?
+}
+
+/// One pattern in YAML. Exactly one of `op`, `value`, `any`, `constant`, `oneOf`, `use`.
+final class PatternSpec: Decodable {
+    var op: [String]?
+    var domain: String?
+    var inputs: [PatternSpec]?
+    var commutative: Bool?
+    var capture: String?
+    var optional: Bool?
+    var output: Int?
+    var extraInputs: Bool?
+    var value: String?
+    var any: Bool?
+    var constant: String?
+    var equals: Double?
+    var oneOf: [PatternSpec]?
+    var use: String?
+
+    enum CodingKeys: String, CodingKey {
+        case op, domain, inputs, commutative, capture, optional, output, extraInputs, value, any, constant, equals, oneOf, use
+    }
+
+    required init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        if let single = try? container.decode(String.self, forKey: .op) { op = [single] } else {
+            op = try container.decodeIfPresent([String].self, forKey: .op)
+        }
+        domain = try container.decodeIfPresent(String.self, forKey: .domain)
+        inputs = try container.decodeIfPresent([PatternSpec].self, forKey: .inputs)
+        commutative = try container.decodeIfPresent(Bool.self, forKey: .commutative)
+        capture = try container.decodeIfPresent(String.self, forKey: .capture)
+        optional = try container.decodeIfPresent(Bool.self, forKey: .optional)
+        output = try container.decodeIfPresent(Int.self, forKey: .output)
+        extraInputs = try container.decodeIfPresent(Bool.self, forKey: .extraInputs)
+        value = try container.decodeIfPresent(String.self, forKey: .value)
+        any = try container.decodeIfPresent(Bool.self, forKey: .any)
+        constant = try container.decodeIfPresent(String.self, forKey: .constant)
+        equals = try container.decodeIfPresent(Double.self, forKey: .equals)
+        oneOf = try container.decodeIfPresent([PatternSpec].self, forKey: .oneOf)
+        use = try container.decodeIfPresent(String.self, forKey: .use)
+    }
+
+    /// The matcher's pattern; `named` resolves `use:` references.
+    func compile(_ named: [String: PatternSpec], file: String, depth: Int = 0) throws -> Pattern {
+        guard depth < 64 else { throw AdapterError(file: file, message: "pattern references nest too deep (a cycle of 'use:'?)") }
+        if let use {
+            guard let target = named[use] else { throw AdapterError(file: file, message: "pattern '\(use)' is used but not defined") }
+            return try target.compile(named, file: file, depth: depth + 1)
+        }
+        if let value { return .any(capture: value) }
+        if any == true { return .any(capture: nil) }
+        if constant != nil || equals != nil {
+            return .constant(capture: constant.flatMap { $0.isEmpty ? nil : $0 }, value: equals, tolerance: 1e-3)
+        }
+        if let oneOf { return .oneOf(try oneOf.map { try $0.compile(named, file: file, depth: depth + 1) }) }
+        guard let op, !op.isEmpty else {
+            throw AdapterError(file: file, message: "a pattern needs one of op, value, any, constant, oneOf, use")
+        }
+        return .node(NodePattern(
+            opTypes: Set(op), domain: domain,
+            inputs: try (inputs ?? []).map { try $0.compile(named, file: file, depth: depth + 1) },
+            commutative: commutative ?? false, capture: capture, optional: optional ?? false,
+            allowExtraInputs: extraInputs ?? true, outputIndex: output))
+    }
+}
+
+extension Adapter {
+    /// Reads one adapter file.
+    public static func load(path: String) throws -> Adapter {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw AdapterError(file: path, message: "cannot read: \(error.localizedDescription)")
+        }
+        return try parse(text, source: path)
+    }
+
+    /// Parses the text of an adapter file; `source` names it in errors.
+    public static func parse(_ text: String, source path: String) throws -> Adapter {
+        let file: AdapterFile
+        do { file = try YAMLDecoder().decode(AdapterFile.self, from: text) } catch {
+            throw AdapterError(file: path, message: "not an adapter: \(error)")
+        }
+        let named = file.patterns ?? [:]
+        var sources: [LayerIndexSource] = []
+        for source in file.layerIndex ?? [] {
+            if let regex = source.nodeName { sources.append(.nodeName(regex)) }
+            if let metadata = source.metadata { sources.append(.metadata(key: metadata.key, regex: metadata.pattern)) }
+        }
+        let numbering: LayerNumbering
+        do { numbering = try LayerNumbering(sources) } catch let error as LayerNumbering.InvalidPattern {
+            throw AdapterError(file: path, message: "layerIndex pattern '\(error.pattern)' is not a regular expression")
+        }
+        return Adapter(name: file.name, description: file.description ?? "", layerIndex: sources, layerNumbering: numbering,
+                       residual: file.residual,
+                       attention: try file.attention.compile(named, file: path), inputNorm: try file.inputNorm.compile(named, file: path),
+                       mlp: try file.mlp?.compile(named, file: path), source: path)
+    }
+
+    /// Every `*.yaml` in `folder`, in name order.
+    public static func loadAll(folder: String) throws -> [Adapter] {
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: folder) } catch {
+            throw AdapterError(file: folder, message: "cannot list adapters: \(error.localizedDescription)")
+        }
+        return try names.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted().map { try load(path: folder + "/" + $0) }
+    }
+}

@@ -1,0 +1,196 @@
+import SlowFastIR
+/// The sizes of a decoder LLM, as layer discovery reads them from the graph (and checks
+/// them against the weights' shapes).
+public struct ModelDimensions: Codable, Equatable, Sendable {
+    public var numLayers: Int
+    public var hiddenSize: Int
+    public var numHeads: Int
+    public var numKVHeads: Int
+    public var headDim: Int
+    public var intermediateSize: Int?
+    public var vocabSize: Int?
+
+    public init(numLayers: Int, hiddenSize: Int, numHeads: Int, numKVHeads: Int, headDim: Int,
+                intermediateSize: Int? = nil, vocabSize: Int? = nil) {
+        self.numLayers = numLayers
+        self.hiddenSize = hiddenSize
+        self.numHeads = numHeads
+        self.numKVHeads = numKVHeads
+        self.headDim = headDim
+        self.intermediateSize = intermediateSize
+        self.vocabSize = vocabSize
+    }
+
+    /// Width of K (and of V): kv_heads * head_dim.
+    public var kvWidth: Int { numKVHeads * headDim }
+}
+
+/// How a weight is stored in the graph relative to PyTorch's `nn.Linear.weight` [out, in].
+public enum WeightLayout: String, Codable, Sendable {
+    /// [in, out]: the B operand of a MatMul; the transpose of PyTorch's.
+    case inputMajor
+    /// [out, in]: PyTorch's own layout (e.g. Gemm with transB = 1).
+    case outputMajor
+}
+
+/// A linear projection (q/k/v/o, MLP) as the graph stores it.
+public struct ProjectionWeight: Codable, Equatable, Sendable {
+    /// The initializer holding the weight (possibly shared: packed qkv, deduplicated).
+    public var weight: String
+    public var layout: WeightLayout
+    /// For packed projections: the output features that are this projection's
+    /// (`start ..< start + count` along the output axis). nil = all of them.
+    public var outputStart: Int?
+    public var outputCount: Int?
+    /// The bias initializer, if any, with the same output slice.
+    public var bias: String?
+    /// The MatMul/Gemm node computing the projection.
+    public var node: String
+
+    public init(weight: String, layout: WeightLayout, outputStart: Int? = nil, outputCount: Int? = nil,
+                bias: String? = nil, node: String) {
+        self.weight = weight
+        self.layout = layout
+        self.outputStart = outputStart
+        self.outputCount = outputCount
+        self.bias = bias
+        self.node = node
+    }
+}
+
+/// An RMSNorm: y = x / sqrt(mean(x^2) + epsilon) * weight.
+public struct RMSNormDescription: Codable, Equatable, Sendable {
+    public var weight: String
+    public var epsilon: Float
+    /// The value normalised and the normalised result.
+    public var input: String
+    public var output: String
+
+    public init(weight: String, epsilon: Float, input: String, output: String) {
+        self.weight = weight
+        self.epsilon = epsilon
+        self.input = input
+        self.output = output
+    }
+}
+
+/// Where a layer's query after RoPE is, or how to make it.
+public enum QueryAnchor: Codable, Equatable, Sendable {
+    /// A tensor of the graph laid out [batch, heads, seq, head_dim].
+    case tensor(name: String)
+    /// RoPE happens inside a fused attention op (GroupQueryAttention with do_rotary): the
+    /// query before RoPE, [batch, seq, heads*head_dim] (or a packed qkv value to slice), and
+    /// what the op uses to rotate it.
+    case fused(rotary: FusedRotary)
+}
+
+/// What a fused attention op rotates the query with, so a pass can rotate it the same way.
+public struct FusedRotary: Codable, Equatable, Sendable {
+    /// The query before RoPE; when `querySliceCount` is set, a packed q|k|v value whose
+    /// first `querySliceCount` features (last axis) are the query.
+    public var queryBeforeRoPE: String
+    public var querySliceCount: Int?
+    /// cos and sin caches [max_positions, rotary_dim / 2].
+    public var cosCache: String
+    public var sinCache: String
+    /// Interleaved (GPT-J) or half-split (NeoX, LLaMA/Qwen) rotation.
+    public var interleaved: Bool
+    /// The attention op's inputs that give each token's position: GroupQueryAttention derives
+    /// positions from `seqlens_k` (past + current length - 1 per batch row) and the sequence length.
+    public var seqlensK: String
+    public var totalSequenceLength: String
+    /// The fused attention node.
+    public var attentionNode: String
+
+    public init(queryBeforeRoPE: String, querySliceCount: Int?, cosCache: String, sinCache: String,
+                interleaved: Bool, seqlensK: String, totalSequenceLength: String, attentionNode: String) {
+        self.queryBeforeRoPE = queryBeforeRoPE
+        self.querySliceCount = querySliceCount
+        self.cosCache = cosCache
+        self.sinCache = sinCache
+        self.interleaved = interleaved
+        self.seqlensK = seqlensK
+        self.totalSequenceLength = totalSequenceLength
+        self.attentionNode = attentionNode
+    }
+}
+
+/// Everything a pass needs to know about one decoder layer of a graph.
+public struct LayerDescription: Codable, Equatable, Sendable {
+    public var index: Int
+    /// The residual stream entering the layer ([batch, seq, hidden]) and leaving it.
+    public var residualInput: String
+    public var residualOutput: String
+    public var inputNorm: RMSNormDescription
+    public var q: ProjectionWeight
+    public var k: ProjectionWeight
+    public var v: ProjectionWeight
+    public var query: QueryAnchor
+    /// Self-attention output before o_proj, heads concatenated: [batch, seq, heads*head_dim].
+    public var attentionOutput: String
+    public var o: ProjectionWeight
+    /// x + o_proj(attention): the residual after attention.
+    public var attentionResidual: String
+    public var postAttentionNorm: RMSNormDescription?
+    /// MLP projections (gate, up, down) and the activation nodes between them.
+    public var mlp: [String: ProjectionWeight]
+    public var activationNodes: [String]
+
+    public init(index: Int, residualInput: String, residualOutput: String, inputNorm: RMSNormDescription,
+                q: ProjectionWeight, k: ProjectionWeight, v: ProjectionWeight, query: QueryAnchor,
+                attentionOutput: String, o: ProjectionWeight, attentionResidual: String,
+                postAttentionNorm: RMSNormDescription?, mlp: [String: ProjectionWeight], activationNodes: [String]) {
+        self.index = index
+        self.residualInput = residualInput
+        self.residualOutput = residualOutput
+        self.inputNorm = inputNorm
+        self.q = q
+        self.k = k
+        self.v = v
+        self.query = query
+        self.attentionOutput = attentionOutput
+        self.o = o
+        self.attentionResidual = attentionResidual
+        self.postAttentionNorm = postAttentionNorm
+        self.mlp = mlp
+        self.activationNodes = activationNodes
+    }
+}
+
+/// A parameter of the original model under its PyTorch name.
+public struct CanonicalParameter: Codable, Equatable, Sendable {
+    /// The initializer's name in the graph (e.g. `onnx::MatMul_1310`, `val_41`).
+    public var onnxName: String
+    /// The PyTorch-style name (e.g. `model.layers.3.self_attn.q_proj.weight`).
+    public var canonicalName: String
+    /// How the ONNX tensor is laid out relative to the canonical one: identity or transpose.
+    public var transform: String
+
+    public init(onnxName: String, canonicalName: String, transform: String) {
+        self.onnxName = onnxName
+        self.canonicalName = canonicalName
+        self.transform = transform
+    }
+}
+
+/// What layer discovery found in a graph: the adapter that matched, dims, every layer.
+public struct ModelLayout: Codable, Equatable, Sendable {
+    /// Name of the adapter that matched (its file name without extension).
+    public var adapter: String
+    public var dimensions: ModelDimensions
+    public var layers: [LayerDescription]
+    /// The float type of hidden states (float32, float16, bfloat16), raw type number.
+    public var floatType: Int32
+    /// Original initializers discovery could name; the rest are named by the weight map
+    /// after their ONNX names.
+    public var parameters: [CanonicalParameter]
+
+    public init(adapter: String, dimensions: ModelDimensions, layers: [LayerDescription], floatType: Int32,
+                parameters: [CanonicalParameter]) {
+        self.adapter = adapter
+        self.dimensions = dimensions
+        self.layers = layers
+        self.floatType = floatType
+        self.parameters = parameters
+    }
+}

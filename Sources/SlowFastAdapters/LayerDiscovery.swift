@@ -1,0 +1,391 @@
+import SlowFastIR
+import Foundation
+
+/// Why no layer description could be made.
+public enum LayerDiscoveryError: Error, CustomStringConvertible {
+    /// No adapter described the model; what each one found.
+    case noAdapterMatched(file: String, findings: [String])
+    /// An adapter found layers but could not describe one of them fully.
+    case incompleteLayer(file: String, adapter: String, layer: Int, missing: String)
+    case inconsistent(file: String, adapter: String, message: String)
+
+    /// What one adapter found, without the file name (for the "no adapter matched" list).
+    var findings: [String] {
+        switch self {
+        case .noAdapterMatched(_, let findings): return findings
+        case .incompleteLayer(_, let adapter, let layer, let missing): return ["\(adapter): layer \(layer): \(missing)"]
+        case .inconsistent(_, let adapter, let message): return ["\(adapter): \(message)"]
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .noAdapterMatched(let file, let findings):
+            return "\(file): no adapter matched: " + findings.joined(separator: "; ")
+        case .incompleteLayer(let file, let adapter, let layer, let missing):
+            return "\(file): adapter '\(adapter)': layer \(layer): \(missing)"
+        case .inconsistent(let file, let adapter, let message):
+            return "\(file): adapter '\(adapter)': \(message)"
+        }
+    }
+}
+
+/// Finds each decoder layer's anchors with adapters: one algorithm for every adapter.
+///
+/// 1. Match the adapter's `attention` pattern at every node output: each match is one
+///    layer's o_proj, with captures for the projections, the query and the attention output.
+/// 2. Match `inputNorm` at the captured normalised input; follow the residual stream.
+/// 3. Number the layers (node names, metadata, or graph order) and derive the dimensions
+///    from weight shapes and the attention's scale or attributes.
+public enum LayerDiscovery {
+    /// Tries `adapters` in order and returns the first complete description. With one
+    /// adapter, its own error is thrown; with several and none matching, what each found.
+    /// A model that slowfast already rewrote is described as the original was: discovery
+    /// reads through the hybrid layers' nodes (see `RewriteMarks.passthrough`).
+    public static func discover(_ model: Model, adapters: [Adapter]) throws -> ModelLayout {
+        let file = model.sourcePath ?? "model"
+        if model.graph.hasRewriteMarks {
+            let original = Model(graph: model.graph.bypassingHybridLayers(), origin: nil)
+            original.sourcePath = model.sourcePath
+            original.opsetImports = model.opsetImports
+            original.irVersion = model.irVersion
+            original.functions = model.functions
+            return try discover(unmarked: original, adapters: adapters, file: file)
+        }
+        return try discover(unmarked: model, adapters: adapters, file: file)
+    }
+
+    private static func discover(unmarked model: Model, adapters: [Adapter], file: String) throws -> ModelLayout {
+        let matcher = PatternMatcher(graph: model.graph)
+        var findings: [String] = []
+        for adapter in adapters {
+            do {
+                return try describe(model, matcher: matcher, adapter: adapter)
+            } catch let error as LayerDiscoveryError {
+                if adapters.count == 1 { throw error }
+                findings.append(contentsOf: error.findings)
+            }
+        }
+        throw LayerDiscoveryError.noAdapterMatched(file: file, findings: findings)
+    }
+
+    static func describe(_ model: Model, matcher: PatternMatcher, adapter: Adapter) throws -> ModelLayout {
+        let file = model.sourcePath ?? "model"
+        let graph = model.graph
+        let index = matcher.index
+        var attentionMatches: [Match] = []
+        var firstFailure: MatchFailure?
+        // Per layer number, the failure that got furthest into the pattern: what a user whose
+        // layer 3 does not match needs to see.
+        var closest: [Int: MatchFailure] = [:]
+        for node in graph.nodes where node.op == "MatMul" || node.op == "Gemm" {
+            guard let output = node.outputs.first else { continue }
+            switch matcher.match(adapter.attention, at: output) {
+            case .success(let match): attentionMatches.append(match)
+            case .failure(let failure):
+                guard failure.path.contains(">") else { continue }
+                // The deepest failure is the one that tells the user most.
+                if failure.path.count > (firstFailure?.path.count ?? 0) { firstFailure = failure }
+                if let number = adapter.layerNumbering.number(of: node),
+                   failure.path.count > (closest[number]?.path.count ?? 0) { closest[number] = failure }
+            }
+        }
+        guard !attentionMatches.isEmpty else {
+            let hint = firstFailure.map { " (closest: \($0.description))" } ?? ""
+            throw LayerDiscoveryError.noAdapterMatched(file: file, findings: ["\(adapter.name): 0 layers, no attention block\(hint)"])
+        }
+        // Layer numbers.
+        var numbered: [(Int, Match)] = []
+        for (order, match) in attentionMatches.enumerated() {
+            numbered.append((match.node("oNode").flatMap(adapter.layerNumbering.number(of:)) ?? order, match))
+        }
+        numbered.sort { $0.0 < $1.0 }
+        let numbers = numbered.map(\.0)
+        if let missing = (0 ..< (numbers.last ?? 0)).first(where: { !numbers.contains($0) }) {
+            let why = closest[missing].map { "closest: \($0.description)" } ?? "no candidate o_proj"
+            throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: missing,
+                                                      missing: "its attention block does not match (\(why))")
+        }
+        guard numbers == Array(0 ..< numbers.count) else {
+            throw LayerDiscoveryError.inconsistent(file: file, adapter: adapter.name,
+                                                   message: "layer numbers found are \(numbers), expected 0...\(numbers.count - 1) once each")
+        }
+        var mlpByInput: [String: Match] = [:]
+        if let mlp = adapter.mlp {
+            for match in matcher.matches(of: mlp) { if let input = match["mlpInput"] { mlpByInput[input] = match } }
+        }
+
+        var layers: [LayerDescription] = []
+        var dims: ModelDimensions?
+        var floatType: Int32 = ElementType.float.rawValue
+        for (number, match) in numbered {
+            func need(_ capture: String, _ what: String) throws -> String {
+                guard let value = match[capture] else {
+                    throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: what)
+                }
+                return value
+            }
+            guard let oNode = match.node("oNode") else {
+                throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "no o_proj node captured")
+            }
+            let oWeightName = try need("oWeight", "no initializer weight for o_proj")
+            guard let oWeight = index.initializer(oWeightName), oWeight.dims.count == 2 else {
+                throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "o_proj weight '\(oWeightName)' is not a 2-D initializer")
+            }
+            floatType = oWeight.dataType ?? floatType
+            let hidden = Int(oWeight.dims[1]), attentionWidth = Int(oWeight.dims[0])
+
+            // Dimensions: head_dim from the attention scale or the fused op's attributes.
+            var heads: Int, kvHeads: Int, headDim: Int
+            // A fused attention op (one carrying num_heads) computes the attention output itself.
+            let fusedNode = match.node("fusedAttention")
+                ?? match.node("attentionOutput").flatMap { $0.intAttribute("num_heads") != nil ? $0 : nil }
+            if let fusedNode, let numHeads = fusedNode.intAttribute("num_heads"), let numKV = fusedNode.intAttribute("kv_num_heads") {
+                heads = Int(numHeads)
+                kvHeads = Int(numKV)
+                headDim = attentionWidth / heads
+            } else {
+                // `scale` multiplies the scores by 1/sqrt(head_dim); `sqrtScale` multiplies q and k
+                // each by head_dim^(-1/4), as torch.onnx writes scaled_dot_product_attention.
+                // An attention op's own `scale` attribute (opset-23 Attention) says the same.
+                if let scale = match.node("attentionCore")?.floatAttribute("scale"), scale > 0 {
+                    headDim = Int((1 / (Double(scale) * Double(scale))).rounded())
+                } else if let name = match["scale"], let scale = try matcher.constantTensor(name)?.floatValues().first, scale > 0 {
+                    headDim = Int((1 / (Double(scale) * Double(scale))).rounded())
+                } else if let name = match["sqrtScale"], let root = try matcher.constantTensor(name)?.floatValues().first, root > 0 {
+                    headDim = Int((1 / pow(Double(root), 4)).rounded())
+                } else {
+                    throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "no attention scale to read head_dim from")
+                }
+                heads = attentionWidth / max(headDim, 1)
+                kvHeads = 0
+            }
+
+            // Projections: separate q/k/v, or one packed qkv.
+            func projection(_ role: String, start: Int? = nil, count: Int? = nil) throws -> ProjectionWeight {
+                let weight = try need("\(role)Weight", "no initializer weight for \(role)_proj")
+                guard let node = match.node("\(role)Node")?.name else {
+                    throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "no \(role)_proj node captured")
+                }
+                return ProjectionWeight(weight: weight, layout: .inputMajor, outputStart: start, outputCount: count,
+                                        bias: match["\(role)Bias"], node: node)
+            }
+            let q: ProjectionWeight, k: ProjectionWeight, v: ProjectionWeight
+            if match["qkvWeight"] != nil {
+                guard kvHeads > 0 else {
+                    throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "packed qkv without kv_num_heads")
+                }
+                let kvWidth = kvHeads * headDim
+                q = try projection("qkv", start: 0, count: attentionWidth)
+                k = try projection("qkv", start: attentionWidth, count: kvWidth)
+                v = try projection("qkv", start: attentionWidth + kvWidth, count: kvWidth)
+            } else {
+                q = try projection("q")
+                k = try projection("k")
+                v = try projection("v")
+                guard let kWeight = index.initializer(k.weight), kWeight.dims.count == 2 else {
+                    throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "k_proj weight is not a 2-D initializer")
+                }
+                kvHeads = Int(kWeight.dims[1]) / max(headDim, 1)
+            }
+            let layerDims = ModelDimensions(numLayers: numbered.count, hiddenSize: hidden, numHeads: heads, numKVHeads: kvHeads, headDim: headDim)
+            // The match is only as good as the shapes agree: every weight must fit the dims.
+            func expect(_ projection: ProjectionWeight, _ role: String, out: Int, in inFeatures: Int) throws {
+                guard let weight = index.initializer(projection.weight), weight.dims.count == 2 else { return }
+                let stored = (inFeatures: Int(weight.dims[0]), outFeatures: Int(weight.dims[1]))
+                let count = projection.outputCount ?? stored.outFeatures
+                guard stored.inFeatures == inFeatures, count == out else {
+                    throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number,
+                        missing: "\(role) weight '\(projection.weight)' is \(weight.dims), which does not fit hidden \(hidden), "
+                            + "\(heads) heads, \(kvHeads) kv heads of \(headDim)")
+                }
+            }
+            guard heads > 0, kvHeads > 0, heads % kvHeads == 0, heads * headDim == attentionWidth else {
+                throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number,
+                    missing: "head counts do not fit: \(heads) heads, \(kvHeads) kv heads of \(headDim) for attention width \(attentionWidth)")
+            }
+            try expect(q, "q_proj", out: attentionWidth, in: hidden)
+            try expect(k, "k_proj", out: kvHeads * headDim, in: hidden)
+            try expect(v, "v_proj", out: kvHeads * headDim, in: hidden)
+            if let dims, dims != layerDims {
+                throw LayerDiscoveryError.inconsistent(file: file, adapter: adapter.name, message: "layer \(number) has dims \(layerDims), layer 0 has \(dims)")
+            }
+            dims = layerDims
+
+            // The query after RoPE, or how to make it.
+            let query: QueryAnchor
+            if let tensor = match["query"] {
+                query = .tensor(name: tensor)
+            } else if let fusedNode {
+                let rotary = FusedRotary(
+                    queryBeforeRoPE: try match["qkv"] ?? need("qkvNode", "no packed qkv input of the fused attention"),
+                    querySliceCount: attentionWidth,
+                    cosCache: try need("cosCache", "no cos cache on the fused attention"),
+                    sinCache: try need("sinCache", "no sin cache on the fused attention"),
+                    interleaved: (fusedNode.intAttribute("rotary_interleaved") ?? 0) != 0,
+                    seqlensK: try need("seqlensK", "no seqlens_k on the fused attention"),
+                    totalSequenceLength: try need("totalSequenceLength", "no total_sequence_length on the fused attention"),
+                    attentionNode: fusedNode.name ?? "")
+                guard (fusedNode.intAttribute("do_rotary") ?? 0) != 0 else {
+                    throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "fused attention without do_rotary: RoPE is elsewhere")
+                }
+                query = .fused(rotary: rotary)
+            } else {
+                throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "no query after RoPE")
+            }
+
+            // Input norm at the normalised input.
+            let normed = try need("normedInput", "no normalised input feeding the projections")
+            let inputNorm = try norm(at: normed, matcher: matcher, adapter: adapter, file: file, layer: number, role: "input RMSNorm")
+
+            // Residual stream.
+            let oOutput = oNode.outputs[0]
+            let residualInput: String, attentionResidual: String
+            var postNorm: RMSNormDescription?
+            switch adapter.residual {
+            case .add:
+                guard let add = index.consumers(of: oOutput).first(where: { $0.op == "Add" && $0.inputs.count == 2 }) else {
+                    throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "no Add joins o_proj to the residual stream")
+                }
+                residualInput = add.inputs[0] == oOutput ? add.inputs[1] : add.inputs[0]
+                attentionResidual = add.outputs[0]
+                postNorm = normDownstream(of: attentionResidual, matcher: matcher, adapter: adapter, file: file, layer: number)
+            case .skipNorm:
+                guard let skip = index.consumers(of: oOutput).first(where: { $0.op.hasPrefix("Skip") }) else {
+                    throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "no skip-norm joins o_proj to the residual stream")
+                }
+                let normNode = index.producer(of: normed)
+                residualInput = (normNode?.outputs.count ?? 0) > 3 && !(normNode?.outputs[3].isEmpty ?? true) ? normNode!.outputs[3] : (normNode?.inputs.first ?? "")
+                attentionResidual = skip.outputs.count > 3 ? skip.outputs[3] : ""
+                postNorm = try? norm(at: skip.outputs[0], matcher: matcher, adapter: adapter, file: file, layer: number, role: "post-attention RMSNorm")
+            }
+            var mlp: [String: ProjectionWeight] = [:]
+            var activations: [String] = []
+            var residualOutput = ""
+            if let postNorm, let mlpMatch = mlpByInput[postNorm.output] {
+                for role in ["gate", "up", "down"] {
+                    if let weight = mlpMatch["\(role)Weight"], let node = mlpMatch.node("\(role)Node")?.name {
+                        mlp["\(role)_proj"] = ProjectionWeight(weight: weight, layout: .inputMajor, node: node)
+                    }
+                }
+                activations = ["activation", "activationGate"].compactMap { mlpMatch.node($0)?.name }
+                if let down = mlpMatch.node("downNode")?.outputs.first,
+                   let add = index.consumers(of: down).first(where: { $0.op == "Add" || $0.op.hasPrefix("Skip") }) {
+                    residualOutput = add.op == "Add" ? add.outputs[0] : (add.outputs.count > 3 ? add.outputs[3] : add.outputs[0])
+                }
+            }
+            layers.append(LayerDescription(
+                index: number, residualInput: residualInput, residualOutput: residualOutput, inputNorm: inputNorm,
+                q: q, k: k, v: v, query: query, attentionOutput: try need("attentionOutput", "no attention output before o_proj"),
+                o: ProjectionWeight(weight: oWeightName, layout: .inputMajor, node: oNode.name ?? ""),
+                attentionResidual: attentionResidual, postAttentionNorm: postNorm, mlp: mlp, activationNodes: activations))
+        }
+        guard var dimensions = dims else {
+            throw LayerDiscoveryError.noAdapterMatched(file: file, findings: ["\(adapter.name): 0 layers"])
+        }
+        if let gate = layers.first?.mlp["gate_proj"], let weight = index.initializer(gate.weight), weight.dims.count == 2 {
+            dimensions.intermediateSize = Int(weight.dims[1])
+        }
+        let embedding = graph.nodes.first { $0.op == "Gather" && index.initializer($0.inputs.first ?? "")?.dims.count == 2 }
+        if let table = embedding.flatMap({ index.initializer($0.inputs[0]) }), Int(table.dims[1]) == dimensions.hiddenSize {
+            dimensions.vocabSize = Int(table.dims[0])
+        }
+        var parameters = canonicalParameters(layers, embedding: embedding?.inputs.first, index: index)
+        parameters += headParameters(dimensions, matcher: matcher, adapter: adapter, file: file, known: Set(parameters.map(\.onnxName)))
+        return ModelLayout(adapter: adapter.name, dimensions: dimensions, layers: layers, floatType: floatType, parameters: parameters)
+    }
+
+    /// The RMSNorm that reads `value`: the norm pattern tried at the values a few nodes
+    /// downstream of it (a decomposed norm's result is 3-5 nodes away), nearest first.
+    static func normDownstream(of value: String, matcher: PatternMatcher, adapter: Adapter, file: String, layer: Int) -> RMSNormDescription? {
+        let index = matcher.index
+        var frontier = [value]
+        var seen: Set<String> = [value]
+        for _ in 0 ..< 6 {
+            var next: [String] = []
+            for current in frontier {
+                for consumer in index.consumers(of: current) {
+                    for output in consumer.outputs where !output.isEmpty && seen.insert(output).inserted {
+                        if let found = try? norm(at: output, matcher: matcher, adapter: adapter, file: file, layer: layer,
+                                                 role: "post-attention RMSNorm"),
+                           found.input == value || index.producer(of: found.input).map({ $0.op == "Cast" && $0.inputs.first == value }) == true {
+                            return found
+                        }
+                        next.append(output)
+                    }
+                }
+            }
+            frontier = next
+        }
+        return nil
+    }
+
+    static func norm(at value: String, matcher: PatternMatcher, adapter: Adapter, file: String, layer: Int, role: String) throws -> RMSNormDescription {
+        switch matcher.match(adapter.inputNorm, at: value) {
+        case .failure(let failure):
+            throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: layer, missing: "no \(role) at '\(value)': \(failure)")
+        case .success(let match):
+            guard let weight = match["normWeight"] else {
+                throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: layer, missing: "\(role) has no weight")
+            }
+            var epsilon: Float?
+            if let name = match["epsilon"] { epsilon = try matcher.constantTensor(name)?.floatValues().first }
+            if epsilon == nil, let node = match.node("normNode") { epsilon = node.floatAttribute("epsilon") }
+            guard let epsilon else {
+                throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: layer, missing: "\(role) has no epsilon")
+            }
+            return RMSNormDescription(weight: weight, epsilon: epsilon, input: match["normInput"] ?? "", output: value)
+        }
+    }
+
+    /// The language-model head (a MatMul by a [hidden, vocab] constant) and the final norm
+    /// before it.
+    static func headParameters(_ dims: ModelDimensions, matcher: PatternMatcher, adapter: Adapter, file: String,
+                               known: Set<String>) -> [CanonicalParameter] {
+        guard let vocab = dims.vocabSize else { return [] }
+        let index = matcher.index
+        guard let head = index.graph.nodes.last(where: { node in
+            node.op == "MatMul" && node.inputs.count == 2
+                && index.initializer(node.inputs[1])?.dims == [Int64(dims.hiddenSize), Int64(vocab)]
+        }) else { return [] }
+        var result: [CanonicalParameter] = []
+        if !known.contains(head.inputs[1]) {
+            result.append(CanonicalParameter(onnxName: head.inputs[1], canonicalName: "lm_head.weight", transform: "transpose"))
+        }
+        if let norm = try? norm(at: head.inputs[0], matcher: matcher, adapter: adapter, file: file, layer: dims.numLayers, role: "final norm"),
+           index.initializer(norm.weight) != nil, !known.contains(norm.weight) {
+            result.append(CanonicalParameter(onnxName: norm.weight, canonicalName: "model.norm.weight", transform: "identity"))
+        }
+        return result
+    }
+
+    /// PyTorch names for the weights discovery identified.
+    static func canonicalParameters(_ layers: [LayerDescription], embedding: String?, index: GraphIndex) -> [CanonicalParameter] {
+        var result: [CanonicalParameter] = []
+        var seen = Set<String>()
+        func add(_ onnx: String?, _ canonical: String, _ transform: String) {
+            guard let onnx, !onnx.isEmpty, index.initializer(onnx) != nil, seen.insert(onnx).inserted else { return }
+            result.append(CanonicalParameter(onnxName: onnx, canonicalName: canonical, transform: transform))
+        }
+        add(embedding, "model.embed_tokens.weight", "identity")
+        for layer in layers {
+            let prefix = "model.layers.\(layer.index)"
+            add(layer.inputNorm.weight, "\(prefix).input_layernorm.weight", "identity")
+            add(layer.postAttentionNorm?.weight, "\(prefix).post_attention_layernorm.weight", "identity")
+            if layer.q.weight == layer.k.weight {
+                add(layer.q.weight, "\(prefix).self_attn.qkv_proj.weight", "transpose")
+                add(layer.q.bias, "\(prefix).self_attn.qkv_proj.bias", "identity")
+            } else {
+                for (role, projection) in [("q", layer.q), ("k", layer.k), ("v", layer.v)] {
+                    add(projection.weight, "\(prefix).self_attn.\(role)_proj.weight", "transpose")
+                    add(projection.bias, "\(prefix).self_attn.\(role)_proj.bias", "identity")
+                }
+            }
+            add(layer.o.weight, "\(prefix).self_attn.o_proj.weight", "transpose")
+            for (role, projection) in layer.mlp.sorted(by: { $0.key < $1.key }) {
+                add(projection.weight, "\(prefix).mlp.\(role).weight", "transpose")
+            }
+        }
+        return result
+    }
+}

@@ -1,0 +1,52 @@
+import SlowFastIR
+import Foundation
+
+/// Reads a node's decoder-layer number from its name or metadata, with regular expressions
+/// compiled once. Layer discovery uses an adapter's sources; passes that scope by layer (SReLU)
+/// use `huggingFace`.
+public struct LayerNumbering {
+    private struct Rule {
+        let metadataKey: String?  // nil: the node name
+        let regex: NSRegularExpression
+    }
+
+    private let rules: [Rule]
+
+    /// Compiles `sources`; throws naming the first expression that does not compile.
+    public init(_ sources: [Adapter.LayerIndexSource]) throws {
+        rules = try sources.map { source in
+            let (key, pattern): (String?, String)
+            switch source {
+            case .nodeName(let regex): (key, pattern) = (nil, regex)
+            case .metadata(let metadataKey, let regex): (key, pattern) = (metadataKey, regex)
+            }
+            guard let regex = try? NSRegularExpression(pattern: pattern) else { throw InvalidPattern(pattern: pattern) }
+            return Rule(metadataKey: key, regex: regex)
+        }
+    }
+
+    /// `layers.N` in node names (TorchScript, onnxruntime-genai) or in dynamo's name scopes.
+    public static let huggingFace = (try? LayerNumbering([
+        .nodeName(#"layers\.(\d+)"#), .metadata(key: "pkg.torch.onnx.name_scopes", regex: #"layers\.(\d+)"#),
+    ])) ?? LayerNumbering(rules: [])  // literal patterns: the fallback is never taken
+
+    private init(rules: [Rule]) { self.rules = rules }
+
+    /// The layer number of `node`, from the first rule whose text matches; the last match in
+    /// a text wins (name scopes list outer modules first).
+    public func number(of node: Node) -> Int? {
+        for rule in rules {
+            guard let text = rule.metadataKey.map(node.metadata) ?? node.name else { continue }
+            let matches = rule.regex.matches(in: text, range: NSRange(text.startIndex..., in: text))
+            if let last = matches.last, last.numberOfRanges > 1, let range = Range(last.range(at: 1), in: text),
+               let number = Int(text[range]) {
+                return number
+            }
+        }
+        return nil
+    }
+
+    struct InvalidPattern: Error {
+        let pattern: String
+    }
+}

@@ -1,0 +1,138 @@
+import SlowFastIR
+/// Matches `Pattern`s against a graph, walking from a value up through its producers.
+///
+/// One engine for every pattern: commutative inputs are tried in both orders, optional nodes
+/// are skipped when they do not match, captures must agree when a name is used twice, and a
+/// failure says where and why.
+public struct PatternMatcher {
+    public let index: GraphIndex
+
+    public init(graph: Graph) { index = graph.index() }
+    public init(index: GraphIndex) { self.index = index }
+
+    /// Matches `pattern` with its root at value `name`.
+    public func match(_ pattern: Pattern, at name: String) -> Result<Match, MatchFailure> {
+        var state = Match()
+        if let failure = self.match(pattern, name, &state, path: "") { return .failure(failure) }
+        return .success(state)
+    }
+
+    /// Every node output in the graph at which `pattern` matches, in node order.
+    public func matches(of pattern: Pattern) -> [Match] {
+        var found: [Match] = []
+        for node in index.graph.nodes {
+            for output in node.outputs where !output.isEmpty {
+                if case .success(let match) = match(pattern, at: output) { found.append(match) }
+            }
+        }
+        return found
+    }
+
+    /// The constant value of `name` (initializer or Constant node), if it is one.
+    public func constantTensor(_ name: String) -> Tensor? {
+        if let tensor = index.initializer(name) { return tensor }
+        guard let producer = index.producer(of: name), producer.op == "Constant", Domain.isONNX(producer.domain) else { return nil }
+        if case .tensor(let tensor)? = producer.attribute("value") { return tensor }
+        if let value = producer.floatAttribute("value_float") { return Tensor(name: name, dims: [], floats: [value]) }
+        return nil
+    }
+
+    private func match(_ pattern: Pattern, _ name: String, _ match: inout Match, path: String) -> MatchFailure? {
+        switch pattern {
+        case .any(let capture):
+            // An uncaptured `any` also accepts an omitted optional input ("").
+            if name.isEmpty { return capture == nil ? nil : MatchFailure(path: path, reason: "input is absent") }
+            if let capture, !match.bind(capture, value: name) {
+                return MatchFailure(path: path, reason: "'\(capture)' must be '\(match[capture] ?? "")', is '\(name)'")
+            }
+            return nil
+        case .constant(let capture, let value, let tolerance):
+            guard let tensor = constantTensor(name) else {
+                return MatchFailure(path: path, reason: "'\(name)' is not a constant")
+            }
+            if let value {
+                guard let values = try? tensor.floatValues(), let first = values.first,
+                      values.allSatisfy({ $0 == first }),
+                      abs(Double(first) - value) <= tolerance * max(1, abs(value)) else {
+                    return MatchFailure(path: path, reason: "constant '\(name)' is not \(value)")
+                }
+            }
+            if let capture, !match.bind(capture, value: name) {
+                return MatchFailure(path: path, reason: "'\(capture)' must be '\(match[capture] ?? "")', is '\(name)'")
+            }
+            return nil
+        case .oneOf(let alternatives):
+            var reasons: [String] = []
+            for alternative in alternatives {
+                var attempt = match
+                if let failure = self.match(alternative, name, &attempt, path: path) {
+                    reasons.append(failure.description)
+                } else {
+                    match = attempt
+                    return nil
+                }
+            }
+            return MatchFailure(path: path, reason: "no alternative matched (" + reasons.joined(separator: "; ") + ")")
+        case .node(let nodePattern):
+            var attempt = match
+            if let failure = matchNode(nodePattern, name, &attempt, path: path) {
+                if nodePattern.optional, let skip = nodePattern.inputs.first {
+                    return self.match(skip, name, &match, path: path)
+                }
+                return failure
+            }
+            match = attempt
+            return nil
+        }
+    }
+
+    private func matchNode(_ pattern: NodePattern, _ name: String, _ match: inout Match, path: String) -> MatchFailure? {
+        let label = pattern.opTypes.sorted().joined(separator: "|")
+        let here = path.isEmpty ? label : "\(path) > \(label)"
+        guard let slot = index.producerSlot(of: name) else {
+            return MatchFailure(path: here, reason: "'\(name)' is not computed by a node")
+        }
+        let node = index.graph.nodes[slot.node]
+        guard pattern.opTypes.contains(node.op) else {
+            return MatchFailure(path: here, reason: "'\(name)' comes from \(node.op) '\(node.name ?? "")'")
+        }
+        if let domain = pattern.domain {
+            let same = Domain.isONNX(domain) ? Domain.isONNX(node.domain) : node.domain == domain
+            if !same { return MatchFailure(path: here, reason: "node '\(node.name ?? "")' is in domain '\(node.domainName)', not '\(domain)'") }
+        }
+        if let outputIndex = pattern.outputIndex, slot.output != outputIndex {
+            return MatchFailure(path: here, reason: "'\(name)' is output \(slot.output) of '\(node.name ?? "")', not \(outputIndex)")
+        }
+        let present = node.inputs
+        if present.count < pattern.inputs.count || (!pattern.allowExtraInputs && present.count > pattern.inputs.count) {
+            return MatchFailure(path: here, reason: "node '\(node.name ?? "")' has \(present.count) inputs, expected \(pattern.inputs.count)")
+        }
+        if let condition = pattern.condition, let reason = condition(node) {
+            return MatchFailure(path: here, reason: "node '\(node.name ?? "")': \(reason)")
+        }
+        if let capture = pattern.capture, !match.bind(capture, value: name, node: node) {
+            return MatchFailure(path: here, reason: "'\(capture)' already bound to another value")
+        }
+        let orders: [[Int]] = pattern.commutative && pattern.inputs.count == 2 ? [[0, 1], [1, 0]] : [Array(pattern.inputs.indices)]
+        var firstFailure: MatchFailure?
+        for order in orders {
+            var attempt = match
+            var failed: MatchFailure?
+            for (patternSlot, inputSlot) in order.enumerated() {
+                let childPath = "\(here) > input \(inputSlot)"
+                if let failure = self.match(pattern.inputs[patternSlot], present[inputSlot], &attempt, path: childPath) {
+                    failed = failure
+                    break
+                }
+            }
+            if let failed {
+                firstFailure = firstFailure ?? failed
+                continue
+            }
+            attempt.cover(node)
+            match = attempt
+            return nil
+        }
+        return firstFailure
+    }
+}

@@ -1,0 +1,138 @@
+import Foundation
+
+/// Where the layer description of a model comes from.
+public enum LayerSource: Sendable {
+    /// Layer discovery with these adapters.
+    case discover(AdapterChoice)
+    /// A description the caller gives (e.g. the `layout` of `slowfast inspect --layers --json`).
+    case given(ModelLayout)
+
+    /// The layer description of `model`.
+    public func layout(of model: Model) throws -> ModelLayout {
+        switch self {
+        case .discover(let choice): return try LayerDiscovery.discover(model, adapters: try choice.adapters())
+        case .given(let layout): return layout
+        }
+    }
+}
+
+extension ModelLayout {
+    /// Reads a layer description from `path`: a bare `ModelLayout`, or the whole report of
+    /// `slowfast inspect --layers --json` (its `layout` member).
+    public static func load(path: String) throws -> ModelLayout {
+        struct Report: Decodable { let layout: ModelLayout }
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw AdapterError(file: path, message: "cannot read: \(error.localizedDescription)")
+        }
+        if let report = try? JSONDecoder().decode(Report.self, from: data) { return report.layout }
+        do {
+            return try JSONDecoder().decode(ModelLayout.self, from: data)
+        } catch {
+            throw AdapterError(file: path, message: "not a layer description (\(error))")
+        }
+    }
+}
+
+/// The hybrid-layer part of a rewrite: which layers, and how.
+public struct HybridRequest: Sendable {
+    public var layers: LayerSelection
+    public var mode: HybridLayerOptions.Mode
+    public var slowTokenWidth: Int?
+    public var initStd: Double
+    public var seed: UInt64
+
+    public init(layers: LayerSelection, mode: HybridLayerOptions.Mode = .inPlace, slowTokenWidth: Int? = nil,
+                initStd: Double = 0.02, seed: UInt64 = 0) {
+        self.layers = layers
+        self.mode = mode
+        self.slowTokenWidth = slowTokenWidth
+        self.initStd = initStd
+        self.seed = seed
+    }
+}
+
+/// Everything a rewrite is asked to do. With neither part the model is re-emitted unchanged.
+public struct RewriteRequest: Sendable {
+    public var hybrid: HybridRequest?
+    public var srelu: SReLUOptions?
+    /// With `srelu`: write the model even when no target activation is found.
+    public var allowNoSites: Bool
+    /// Where the layer description comes from (used only when `hybrid` is set).
+    public var layers: LayerSource
+
+    public init(hybrid: HybridRequest? = nil, srelu: SReLUOptions? = nil, allowNoSites: Bool = false,
+                layers: LayerSource = .discover(.auto)) {
+        self.hybrid = hybrid
+        self.srelu = srelu
+        self.allowNoSites = allowNoSites
+        self.layers = layers
+    }
+}
+
+/// What a rewrite did in memory.
+public struct RewriteOutcome {
+    /// Each pass's result, in pass order.
+    public var results: [(pass: String, result: PassResult)]
+    /// The layer description the hybrid pass worked from.
+    public var layout: ModelLayout?
+    /// One entry per initializer of the rewritten model.
+    public var weightMap: WeightMap
+
+    /// Every change of every pass, in order.
+    public var changes: [ModelChange] { results.flatMap(\.result.changes) }
+}
+
+/// A rewrite that failed, with the model file in front of the reason.
+public struct RewriteError: Error, CustomStringConvertible {
+    public let file: String
+    public let underlying: Error
+    public var description: String { "\(file): \(underlying)" }
+}
+
+/// The whole job, as the CLI and a library user run it: find the layers, build the passes,
+/// run them with their checks, build the weight map, and write everything atomically.
+public enum Pipeline {
+    /// The passes `request` asks for, in the order they run.
+    public static func passes(for request: RewriteRequest, model: Model) throws -> (passes: [ModelPass], layout: ModelLayout?) {
+        var passes: [ModelPass] = []
+        var layout: ModelLayout?
+        if let hybrid = request.hybrid {
+            let described = try request.layers.layout(of: model)
+            layout = described
+            passes.append(HybridLayerPass(layout: described, options: HybridLayerOptions(
+                layers: hybrid.layers.resolve(layerCount: described.layers.count), mode: hybrid.mode,
+                slowTokenWidth: hybrid.slowTokenWidth, initStd: hybrid.initStd, seed: hybrid.seed)))
+        }
+        if let srelu = request.srelu { passes.append(SReLUPass(options: srelu, allowNoSites: request.allowNoSites)) }
+        return (passes, layout)
+    }
+
+    /// Rewrites `model` in memory.
+    public static func apply(_ request: RewriteRequest, to model: Model) throws -> RewriteOutcome {
+        do {
+            let (passes, layout) = try passes(for: request, model: model)
+            let results = try PassManager(passes).run(model)
+            let parameters = results.flatMap { $0.result.parameters }
+            return RewriteOutcome(results: results, layout: layout,
+                                  weightMap: WeightMap(model: model, layout: layout, parameters: parameters))
+        } catch let error as PassError {
+            throw RewriteError(file: model.sourcePath ?? "model", underlying: error)
+        }
+    }
+
+    /// Reads `input`, rewrites it and writes the result to `output` with its weight map
+    /// (at `weightMapPath`, else beside the output; none for a plain re-emit unless asked).
+    /// Nothing is written when any step fails.
+    @discardableResult
+    public static func rewrite(_ input: String, to output: String, request: RewriteRequest,
+                               weights: WeightsMode = .auto, weightMapPath: String? = nil) throws -> (outcome: RewriteOutcome, report: WriteReport) {
+        let model = try ModelReader.read(path: input)
+        let outcome = try apply(request, to: model)
+        var options = WriteOptions(weights: weights)
+        if weightMapPath != nil || !outcome.results.isEmpty {
+            options.sidecars.append((weightMapPath ?? WeightMap.defaultPath(forOutput: output), try outcome.weightMap.jsonData()))
+        }
+        return (outcome, try ModelWriter.write(model, to: output, options: options))
+    }
+}

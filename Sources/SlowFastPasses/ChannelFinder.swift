@@ -1,0 +1,105 @@
+import SlowFastWeights
+import SlowFastIR
+import SlowFastAdapters
+/// Finds the channel axis and count of a value by walking up to the op that fixes them:
+/// a convolution (axis 1, its weight's output channels), a batch norm (axis 1, its scale's
+/// length), a linear layer (last axis, the weight's output features), through ops that keep
+/// channels (activations, element-wise ops, pooling, dropout, casts). Declared shapes
+/// (`value_info`, graph inputs) are used when the walk finds nothing.
+struct ChannelFinder {
+    let index: GraphIndex
+    private let matcher: PatternMatcher
+    private var declared: [String: TensorShape] = [:]
+    private var declaredTypes: [String: Int32] = [:]
+
+    init(graph: Graph) {
+        matcher = PatternMatcher(graph: graph)
+        index = matcher.index
+        for info in graph.valueInfo + graph.inputs + graph.outputs {
+            if let name = info.name, case .tensor(let type, let shape)? = info.type?.kind {
+                if let shape { declared[name] = shape }
+                if let type { declaredTypes[name] = type }
+            }
+        }
+    }
+
+    /// (axis, channels, rank) for `value`; axis is 1 or -1.
+    func channels(of value: String, axisHint: Int?, depth: Int = 0) -> (Int, Int, Int)? {
+        guard depth < 64 else { return nil }
+        if let producer = index.producer(of: value) {
+            switch producer.op {
+            case "Conv", "ConvTranspose", "ConvInteger", "QLinearConv":
+                let weightSlot = producer.op == "QLinearConv" ? 3 : 1
+                if producer.inputs.count > weightSlot, let dims = dimsOf(producer.inputs[weightSlot]), dims.count >= 3 {
+                    let group = Int(producer.intAttribute("group") ?? 1)
+                    let count = producer.op == "ConvTranspose" ? Int(dims[1]) * group : Int(dims[0])
+                    return (1, count, dims.count)
+                }
+            case "BatchNormalization", "InstanceNormalization":
+                if producer.inputs.count > 1, let dims = dimsOf(producer.inputs[1]), dims.count == 1 {
+                    let rank = channels(of: producer.inputs[0], axisHint: 1, depth: depth + 1)?.2 ?? 4
+                    return (1, Int(dims[0]), rank)
+                }
+            case "Concat":
+                // Joined along the channel axis: the channels add up.
+                let parts = producer.inputs.filter { !$0.isEmpty }.map { channels(of: $0, axisHint: axisHint, depth: depth + 1) }
+                if let first = parts.first ?? nil, parts.allSatisfy({ $0 != nil && $0!.0 == first.0 }) {
+                    let axis = producer.intAttribute("axis") ?? 1
+                    if axis == Int64(first.0) || (first.0 == -1 && first.2 > 0 && axis == Int64(first.2 - 1)) {
+                        return (first.0, parts.reduce(0) { $0 + $1!.1 }, first.2)
+                    }
+                    return first
+                }
+            case "MatMul", "Gemm":
+                if producer.inputs.count > 1, let dims = dimsOf(producer.inputs[1]), dims.count == 2 {
+                    let transposed = producer.op == "Gemm" && (producer.intAttribute("transB") ?? 0) != 0
+                    return (-1, Int(transposed ? dims[0] : dims[1]), 0)
+                }
+            case "Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "Clip", "Dropout", "Identity",
+                 "Cast", "MaxPool", "AveragePool", "LRN", "Sum", "Max", "Min", "Erf", "Gelu", "Pad", "GlobalAveragePool", "GlobalMaxPool":
+                for input in producer.inputs where !input.isEmpty && index.initializer(input) == nil {
+                    if let found = channels(of: input, axisHint: axisHint, depth: depth + 1) { return found }
+                }
+            default:
+                break
+            }
+        }
+        if let shape = declared[value], !shape.dims.isEmpty {
+            let axis = axisHint ?? (shape.dims.count == 4 ? 1 : -1)
+            let position = axis < 0 ? shape.dims.count + axis : axis
+            if shape.dims.indices.contains(position), case .value(let count) = shape.dims[position] {
+                return (axis == 1 ? 1 : -1, Int(count), shape.dims.count)
+            }
+        }
+        return nil
+    }
+
+    /// The float element type of `value`: from a Cast's target, a declared type, or the float
+    /// weights of the op computing it; float32 when nothing says.
+    func elementType(of value: String, depth: Int = 0) -> ElementType {
+        if let declared = declaredTypes[value].flatMap(ElementType.init(rawValue:)) { return declared }
+        guard depth < 64, let producer = index.producer(of: value) else { return .float }
+        if producer.op == "Cast", let target = producer.intAttribute("to").flatMap({ ElementType(rawValue: Int32($0)) }) {
+            return target
+        }
+        for input in producer.inputs where !input.isEmpty {
+            if let type = matcher.constantTensor(input)?.elementType, [.float, .float16, .bfloat16, .double].contains(type) {
+                return type
+            }
+        }
+        for input in producer.inputs where !input.isEmpty && matcher.constantTensor(input) == nil {
+            return elementType(of: input, depth: depth + 1)
+        }
+        return .float
+    }
+
+    /// Dims of a weight: an initializer, a Constant, or ConstantOfShape of a constant shape.
+    private func dimsOf(_ name: String) -> [Int64]? {
+        if let tensor = matcher.constantTensor(name) { return tensor.dims }
+        if let producer = index.producer(of: name), producer.op == "ConstantOfShape",
+           let shape = matcher.constantTensor(producer.inputs[0]), let values = try? shape.int64Values() {
+            return values
+        }
+        return nil
+    }
+}

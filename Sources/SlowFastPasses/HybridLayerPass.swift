@@ -1,0 +1,293 @@
+import SlowFastWeights
+import SlowFastIR
+import SlowFastAdapters
+/// Which layers to convert, and how.
+public struct HybridLayerOptions: Sendable {
+    public enum Mode: String, CaseIterable, Sendable {
+        /// The paper's hybrid decoder layer: the layer itself cross-attends (docs/DESIGN.md §1).
+        case inPlace = "in-place"
+        /// A separate gated cross-attention block before the layer (Flamingo / Llama 3.2 Vision).
+        case insert
+    }
+
+    public var layers: [Int]
+    public var mode: Mode
+    /// Width of the slow tokens the caller will feed; must equal the hidden size.
+    public var slowTokenWidth: Int?
+    /// Std of the normal init of new projections that have nothing to copy (gate, insert mode).
+    public var initStd: Double
+    public var seed: UInt64
+
+    public init(layers: [Int], mode: Mode = .inPlace, slowTokenWidth: Int? = nil, initStd: Double = 0.02, seed: UInt64 = 0) {
+        self.layers = layers
+        self.mode = mode
+        self.slowTokenWidth = slowTokenWidth
+        self.initStd = initStd
+        self.seed = seed
+    }
+}
+
+/// Turns chosen decoder layers into slow-fast hybrid layers, in place (docs/DESIGN.md §1):
+///
+///     Ŝ = RMSNorm_in(S);  [K_x | V_x] = W_kv Ŝ + b_kv   (no RoPE; GQA-repeated)
+///     A_x = softmax(Q K_xᵀ / sqrt(hd) + mask) V_x        (Q = the layer's query after RoPE)
+///     g = tanh(w_g · A_sa + b_g) · tanh(α)
+///     o_proj input: A_sa  ->  A_sa + m ⊙ g ⊙ A_x
+///
+/// W_kv starts as concat(k_proj, v_proj) of the layer and α as 0, so until α is trained the
+/// model computes exactly what it did.
+public struct HybridLayerPass: ModelPass {
+    public let name = RewriteMarks.hybridPass
+    public let layout: ModelLayout
+    public let options: HybridLayerOptions
+
+    public init(layout: ModelLayout, options: HybridLayerOptions) {
+        self.layout = layout
+        self.options = options
+    }
+
+    public func requires(_ model: Model) throws {
+        if options.layers.isEmpty { throw HybridLayerError.noLayersChosen }
+        let already = HybridLayerPass.hybridLayers(in: model)
+        for layer in options.layers.sorted() where already[layer] != nil {
+            throw HybridLayerError.alreadyHybrid(layer: layer, mode: already[layer] ?? "")
+        }
+        if !already.isEmpty { throw HybridLayerError.alreadyRewritten(layers: already.keys.sorted()) }
+        for layer in options.layers where !layout.layers.indices.contains(layer) {
+            throw HybridLayerError.layerOutOfRange(layer: layer, layerCount: layout.layers.count)
+        }
+        guard let type = ElementType(rawValue: layout.floatType), [.float, .float16, .bfloat16].contains(type) else {
+            throw HybridLayerError.unsupportedFloatType(ElementType.name(of: layout.floatType))
+        }
+        if options.mode == .insert {
+            // The block's output must reach the layer's norm; a fused skip-norm that adds the
+            // residual itself (onnxruntime-genai) has no value to redirect.
+            let producers = model.graph.index()
+            for layer in options.layers {
+                let description = layout.layers[layer]
+                if let fused = producers.producer(of: description.residualInput), fused.outputs.contains(description.inputNorm.output) {
+                    throw HybridLayerError.insertNeedsResidualValue(layer: layer)
+                }
+            }
+        }
+        if let width = options.slowTokenWidth, width != layout.dimensions.hiddenSize {
+            throw HybridLayerError.slowTokenWidthMismatch(slowWidth: width, hiddenSize: layout.dimensions.hiddenSize)
+        }
+    }
+
+    public func run(_ model: Model) throws -> PassResult {
+        let graph = model.graph
+        let dims = layout.dimensions
+        var builder = GraphBuilder(names: NameAllocator(model: model), scope: "/slowfast", opset: model.opsetVersion("") ?? 1)
+        builder.parameterType = floatType
+        builder.marks = [StringPair(RewriteMarks.pass, name)]
+        let inputs = try SlowTokenInputs(model: model, hiddenSize: dims.hiddenSize, floatType: floatType, builder: &builder)
+        let layers = Array(Set(options.layers)).sorted()
+        let nodesByName = Dictionary(graph.nodes.compactMap { node in node.name.map { ($0, node) } }, uniquingKeysWith: { first, _ in first })
+        guard let firstNode = nodesByName[layout.layers[layers[0]].o.node] else {
+            throw HybridLayerError.missingNode(layer: layers[0], role: "o_proj", name: layout.layers[layers[0]].o.node)
+        }
+        builder.insert(into: graph, before: firstNode)
+
+        var parameters = [SlowTokenInputs.slowTokensMask, SlowTokenInputs.queryMask].map {
+            ParameterRecord(onnxName: $0, canonicalName: $0, kind: .new, initRule: "ones [1, 1]: the default of the optional input")
+        }
+        var changes = inputs.changes
+        for layer in layers {
+            let description = layout.layers[layer]
+            guard let oNode = nodesByName[description.o.node] else {
+                throw HybridLayerError.missingNode(layer: layer, role: "o_proj", name: description.o.node)
+            }
+            builder.scope = "/slowfast/layers.\(layer)/cross_attn"
+            builder.marks = [StringPair(RewriteMarks.pass, name), StringPair(RewriteMarks.layer, String(layer)),
+                             StringPair(RewriteMarks.mode, options.mode.rawValue)]
+            let result: (output: String, records: [ParameterRecord])
+            switch options.mode {
+            case .inPlace:
+                result = try inPlace(layer: description, inputs: inputs, graph: graph, builder: &builder)
+                guard let slot = oNode.inputs.firstIndex(of: description.attentionOutput) else {
+                    throw HybridLayerError.missingNode(layer: layer, role: "o_proj reading the attention output", name: description.o.node)
+                }
+                builder.insert(into: graph, before: oNode)
+                oNode.inputs[slot] = result.output
+                changes.append(.hybridLayer(layer: layer, oProjection: description.o.node))
+            case .insert:
+                result = try insertBlock(layer: description, inputs: inputs, builder: &builder)
+                let residual = description.residualInput
+                let firstUse = graph.index().consumers(of: residual).first
+                // Every existing reader of the layer's input now reads the block's output.
+                for node in graph.nodes {
+                    for slot in node.inputs.indices where node.inputs[slot] == residual { node.inputs[slot] = result.output }
+                }
+                builder.insert(into: graph, before: firstUse)
+                changes.append(.crossAttentionBlock(layer: layer))
+            }
+            parameters += result.records
+        }
+        try graph.sortTopologically()
+        return PassResult(changed: true, parameters: parameters, changes: changes)
+    }
+
+    public func ensures(_ model: Model, _ result: PassResult) throws {
+        let marked = HybridLayerPass.hybridLayers(in: model)
+        for layer in Set(options.layers) where marked[layer] != options.mode.rawValue {
+            throw PassContractError("layer \(layer) has no \(options.mode.rawValue) nodes")
+        }
+        let initializers = Set(model.graph.initializers.compactMap(\.name))
+        for record in result.parameters where !initializers.contains(record.onnxName) {
+            throw PassContractError("parameter '\(record.onnxName)' is in the weight map but not in the graph")
+        }
+        let inputs = Set(model.graph.inputs.compactMap(\.name))
+        for name in [SlowTokenInputs.slowTokens, SlowTokenInputs.slowTokensMask, SlowTokenInputs.queryMask] where !inputs.contains(name) {
+            throw PassContractError("input '\(name)' is missing")
+        }
+    }
+
+    /// The layers a previous rewrite made hybrid, with their mode, read from the marks on
+    /// the nodes it added.
+    public static func hybridLayers(in model: Model) -> [Int: String] {
+        var layers: [Int: String] = [:]
+        for node in model.graph.nodes where node.metadata(RewriteMarks.pass) == RewriteMarks.hybridPass {
+            if let layer = node.metadata(RewriteMarks.layer).flatMap(Int.init) {
+                layers[layer] = node.metadata(RewriteMarks.mode) ?? HybridLayerOptions.Mode.inPlace.rawValue
+            }
+        }
+        return layers
+    }
+
+    /// The model's float type (float32, float16 or bfloat16); new nodes compute in float32.
+    private var floatType: ElementType { ElementType(rawValue: layout.floatType) ?? .float }
+
+    /// The query after RoPE as float32 [batch, heads, seq, head_dim].
+    private func queryAfterRoPE(_ layer: LayerDescription, builder: inout GraphBuilder) throws -> String {
+        switch layer.query {
+        case .tensor(let name):
+            return builder.toFloat(name, from: floatType, "query/float")
+        case .fused(let rotary):
+            return try RotaryReproduction.query(rotary, dims: layout.dimensions, floatType: floatType, builder: &builder)
+        }
+    }
+
+    private func inPlace(layer: LayerDescription, inputs: SlowTokenInputs, graph: Graph,
+                         builder: inout GraphBuilder) throws -> (output: String, records: [ParameterRecord]) {
+        let dims = layout.dimensions
+        let prefix = "model.layers.\(layer.index).self_attn"
+        let key = try CanonicalProjection(layer.k, in: graph, layer: layer.index, role: "k_proj")
+        let value = try CanonicalProjection(layer.v, in: graph, layer: layer.index, role: "v_proj")
+        guard key.outFeatures == dims.kvWidth, value.outFeatures == dims.kvWidth, key.inFeatures == dims.hiddenSize else {
+            throw HybridLayerError.badWeightShape(layer: layer.index, role: "k_proj", name: layer.k.weight,
+                                                  shape: [Int64(key.outFeatures), Int64(key.inFeatures)],
+                                                  expected: "[\(dims.kvWidth), \(dims.hiddenSize)] in PyTorch layout")
+        }
+        let canonical = canonicalNames()
+        let kName = canonical[layer.k.weight] ?? layer.k.weight, vName = canonical[layer.v.weight] ?? layer.v.weight
+
+        let query = try queryAfterRoPE(layer, builder: &builder)
+        let attentionOutput = builder.toFloat(layer.attentionOutput, from: floatType, "attention_output/float")
+        let normWeight = builder.toFloat(layer.inputNorm.weight, from: floatType, "slow_norm/weight_float")
+        let normalised = builder.rmsNorm(inputs.slowTokens, weight: normWeight, epsilon: layer.inputNorm.epsilon, "slow_norm")
+        let hasBias = key.bias != nil || value.bias != nil
+        let kvBias = hasBias ? (key.bias ?? [Float](repeating: 0, count: dims.kvWidth)) + (value.bias ?? [Float](repeating: 0, count: dims.kvWidth))
+                             : [Float](repeating: 0, count: 2 * dims.kvWidth)
+        let kv = builder.linear(normalised, canonicalWeight: key.weight + value.weight, outFeatures: 2 * dims.kvWidth,
+                                inFeatures: dims.hiddenSize, bias: kvBias, weightName: "\(prefix).cross_attn_kv_proj.weight",
+                                biasName: "\(prefix).cross_attn_kv_proj.bias", "kv_proj")
+        let keys = builder.slice(kv.output, axis: -1, start: 0, end: Int64(dims.kvWidth), "k")
+        let values = builder.slice(kv.output, axis: -1, start: Int64(dims.kvWidth), end: Int64(2 * dims.kvWidth), "v")
+        let attended = builder.slowCrossAttention(query: query, keys: keys, values: values, maskBias: inputs.maskBias,
+                                                  heads: dims.numHeads, kvHeads: dims.numKVHeads, headDim: dims.headDim)
+
+        // g = tanh(w_g · A_sa + b_g) · tanh(α), one scalar per token.
+        let attentionWidth = dims.numHeads * dims.headDim
+        var random = SeededRandom(seed: options.seed &+ UInt64(layer.index))
+        let gateWeight = random.normal(count: attentionWidth, std: options.initStd)
+        let gate = builder.linear(attentionOutput, canonicalWeight: gateWeight, outFeatures: 1, inFeatures: attentionWidth,
+                                  bias: [0], weightName: "\(prefix).cross_attn_gate_proj.0.weight",
+                                  biasName: "\(prefix).cross_attn_gate_proj.0.bias", "gate_proj")
+        let alpha = builder.parameter(floats: [0], dims: [1], name: "\(prefix).cross_attn_warm_up_gate")
+        let gateValue = builder.op("Mul", [builder.op("Tanh", [gate.output], "gate/tanh"), builder.op("Tanh", [alpha.value], "warm_up/tanh")], "gate")
+        let scaled = builder.op("Mul", [attended, gateValue], "gated")
+        let masked = builder.op("Mul", [scaled, inputs.queryMask], "query_masked")
+        // Added in the model's type: at α = 0 the delta is exactly 0, so A_sa passes unchanged.
+        let output = builder.op("Add", [layer.attentionOutput, builder.fromFloat(masked, to: floatType, "delta/model_type")], "attention_plus_slow")
+        builder.mark(output, RewriteMarks.passthrough, "0")
+
+        let kvRule = "concat(\(kName), \(vName))"
+        let records = [
+            ParameterRecord(onnxName: kv.weight, canonicalName: "\(prefix).cross_attn_kv_proj.weight", kind: .derived,
+                            transform: "transpose", initRule: kvRule),
+            ParameterRecord(onnxName: kv.bias!, canonicalName: "\(prefix).cross_attn_kv_proj.bias", kind: hasBias ? .derived : .new,
+                            initRule: hasBias ? "concat(bias of \(kName), bias of \(vName))" : "zeros (k_proj and v_proj have no bias)"),
+            ParameterRecord(onnxName: gate.weight, canonicalName: "\(prefix).cross_attn_gate_proj.0.weight", kind: .new,
+                            transform: "transpose", initRule: "normal(0, \(options.initStd), seed \(options.seed &+ UInt64(layer.index)))"),
+            ParameterRecord(onnxName: gate.bias!, canonicalName: "\(prefix).cross_attn_gate_proj.0.bias", kind: .new, initRule: "zeros"),
+            ParameterRecord(onnxName: alpha.stored, canonicalName: "\(prefix).cross_attn_warm_up_gate", kind: .new, initRule: "zeros"),
+        ]
+        return (output, records)
+    }
+
+    /// Insert mode: x <- x + tanh(a_attn)·m·XAttn(RMSNorm(x), S); x <- x + tanh(a_ff)·m·FFN(RMSNorm(x)).
+    /// Own projections (normal init), norms of ones, gates at 0; no RoPE (docs/DESIGN.md §2).
+    private func insertBlock(layer: LayerDescription, inputs: SlowTokenInputs,
+                             builder: inout GraphBuilder) throws -> (output: String, records: [ParameterRecord]) {
+        let dims = layout.dimensions
+        let d = dims.hiddenSize, width = dims.numHeads * dims.headDim
+        let ffn = dims.intermediateSize ?? 4 * d
+        let prefix = "model.layers.\(layer.index).cross_attn_block"
+        var random = SeededRandom(seed: options.seed &+ 1000 &+ UInt64(layer.index))
+        var records: [ParameterRecord] = []
+        let std = options.initStd
+        let normalRule = "normal(0, \(std), seed \(options.seed &+ 1000 &+ UInt64(layer.index)))"
+
+        func norm(_ input: String, _ name: String, _ label: String, builder: inout GraphBuilder) -> String {
+            let weight = builder.parameter(floats: [Float](repeating: 1, count: d), dims: [Int64(d)], name: "\(prefix).\(name).weight")
+            records.append(ParameterRecord(onnxName: weight.stored, canonicalName: "\(prefix).\(name).weight", kind: .new, initRule: "ones"))
+            return builder.rmsNorm(input, weight: weight.value, epsilon: layer.inputNorm.epsilon, label)
+        }
+        func project(_ input: String, _ name: String, out: Int, in inFeatures: Int, builder: inout GraphBuilder) -> String {
+            let weights = random.normal(count: out * inFeatures, std: std)
+            let result = builder.linear(input, canonicalWeight: weights, outFeatures: out, inFeatures: inFeatures, bias: nil,
+                                        weightName: "\(prefix).\(name).weight", biasName: nil, name)
+            records.append(ParameterRecord(onnxName: result.weight, canonicalName: "\(prefix).\(name).weight", kind: .new,
+                                           transform: "transpose", initRule: normalRule))
+            return result.output
+        }
+        func gate(_ name: String, builder: inout GraphBuilder) -> String {
+            let value = builder.parameter(floats: [0], dims: [1], name: "\(prefix).\(name)")
+            records.append(ParameterRecord(onnxName: value.stored, canonicalName: "\(prefix).\(name)", kind: .new, initRule: "zeros"))
+            return builder.op("Tanh", [value.value], "\(name)/tanh")
+        }
+
+        let x = builder.toFloat(layer.residualInput, from: floatType, "residual/float")
+        let attnInput = norm(x, "input_layernorm", "input_norm", builder: &builder)
+        let q = project(attnInput, "cross_attn.q_proj", out: width, in: d, builder: &builder)
+        let qHeads = builder.transpose(builder.reshape(q, to: [0, 0, Int64(dims.numHeads), Int64(dims.headDim)], "q/heads"),
+                                       perm: [0, 2, 1, 3], "q/to_bhld")
+        let k = project(inputs.slowTokens, "cross_attn.k_proj", out: dims.kvWidth, in: d, builder: &builder)
+        let v = project(inputs.slowTokens, "cross_attn.v_proj", out: dims.kvWidth, in: d, builder: &builder)
+        let attended = builder.slowCrossAttention(query: qHeads, keys: k, values: v, maskBias: inputs.maskBias,
+                                                  heads: dims.numHeads, kvHeads: dims.numKVHeads, headDim: dims.headDim)
+        let o = project(attended, "cross_attn.o_proj", out: d, in: width, builder: &builder)
+        let attnGate = gate("cross_attn_attn_gate", builder: &builder)
+        let attnDelta = builder.op("Mul", [builder.op("Mul", [o, attnGate], "attn/gated"), inputs.queryMask], "attn/masked")
+        let afterAttention = builder.op("Add", [x, attnDelta], "attn/residual")
+
+        let mlpInput = norm(afterAttention, "post_attention_layernorm", "mlp_norm", builder: &builder)
+        let gateProj = project(mlpInput, "mlp.gate_proj", out: ffn, in: d, builder: &builder)
+        let upProj = project(mlpInput, "mlp.up_proj", out: ffn, in: d, builder: &builder)
+        let silu = builder.op("Mul", [gateProj, builder.op("Sigmoid", [gateProj], "mlp/sigmoid")], "mlp/silu")
+        let down = project(builder.op("Mul", [silu, upProj], "mlp/product"), "mlp.down_proj", out: d, in: ffn, builder: &builder)
+        let mlpGate = gate("cross_attn_mlp_gate", builder: &builder)
+        let mlpDelta = builder.op("Mul", [builder.op("Mul", [down, mlpGate], "mlp/gated"), inputs.queryMask], "mlp/masked")
+        let afterMLP = builder.op("Add", [afterAttention, mlpDelta], "mlp/residual")
+        let output = builder.fromFloat(afterMLP, to: floatType, "residual/model_type")
+        // The residual stream runs x -> x + attention delta -> + MLP delta: each step passes
+        // its first input through (in the model's structure), for discovery of the output.
+        for value in [x, afterAttention, afterMLP, output] { builder.mark(value, RewriteMarks.passthrough, "0") }
+        return (output, records)
+    }
+
+    private func canonicalNames() -> [String: String] {
+        Dictionary(layout.parameters.map { ($0.onnxName, $0.canonicalName) }, uniquingKeysWith: { first, _ in first })
+    }
+}

@@ -1,0 +1,44 @@
+import Foundation
+import SlowFastIR
+
+/// One change a pass made, as a value: `plan` renders it, tests compare it, `inspect` finds
+/// the same facts again in a written model (see `RewriteMarks`).
+public enum ModelChange: Equatable, Sendable, CustomStringConvertible {
+    /// A new graph input; `optional` inputs have a documented "off" value.
+    case inputAdded(name: String, shape: [String], elementType: String, optional: Bool, meaning: String)
+    /// A decoder layer made hybrid in place: its attention output gains the slow-token term
+    /// before `oProjection` reads it.
+    case hybridLayer(layer: Int, oProjection: String)
+    /// A gated cross-attention block inserted before a decoder layer.
+    case crossAttentionBlock(layer: Int)
+    /// An activation replaced by SReLU.
+    case activationReplaced(site: String, kind: String, channels: Int, axis: Int, form: String)
+    /// The least-squares fit used for a smooth activation, and its error on the fit grid.
+    case activationFit(kind: String, maxAbsError: Double, meanAbsError: Double, low: Double, high: Double)
+    /// A model-local function added (or an identical one reused).
+    case functionAdded(domain: String, name: String, reused: Bool)
+    /// The pass found nothing to change (allowed by the caller).
+    case nothingFound(what: String)
+
+    public var description: String {
+        switch self {
+        case .inputAdded(let name, let shape, let type, let optional, let meaning):
+            return "new input \(name) [\(shape.joined(separator: ", "))] \(type)\(optional ? " (optional)" : ""): \(meaning)"
+        case .hybridLayer(let layer, let oProjection):
+            return "layer \(layer): hybrid (cross-attends to slow tokens before o_proj '\(oProjection)')"
+        case .crossAttentionBlock(let layer):
+            return "layer \(layer): gated cross-attention block inserted before it"
+        case .activationReplaced(let site, let kind, let channels, let axis, let form):
+            return "\(site): \(kind) -> SReLU (\(channels) channels on axis \(axis), \(form) form)"
+        case .activationFit(let kind, let maxError, let meanError, let low, let high):
+            return "\(kind) fit on [\(low), \(high)]: max abs error \(Self.short(maxError)), mean \(Self.short(meanError))"
+        case .functionAdded(let domain, let name, let reused):
+            return reused ? "function \(domain)::\(name) already in the model and identical: reused"
+                          : "function \(domain)::\(name) added"
+        case .nothingFound(let what):
+            return "0 \(what)"
+        }
+    }
+
+    private static func short(_ value: Double) -> String { String(format: "%.3g", value) }
+}

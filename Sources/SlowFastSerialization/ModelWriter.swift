@@ -1,0 +1,196 @@
+import SlowFastIR
+#if canImport(Glibc)
+import Glibc
+#endif
+import CProtobufC
+import ONNXProto
+
+/// Where the writer puts the external weights of the input model.
+public enum WeightsMode: String, CaseIterable, Sendable {
+    /// A reflink (copy-on-write clone: instant, its own inode) where the filesystem has them,
+    /// else `copy`. Not `link`: onnx (>= 1.18) refuses to load data files with several hard
+    /// links, so a hard link would break onnx.load and onnx.checker on the input and the output.
+    case auto
+    /// Hard-link each data file next to the output: nothing is copied.
+    case link
+    /// Copy each data file (a reflink where the filesystem has one).
+    case copy
+    /// Put every tensor inside the `.onnx` file (only while it stays under 2 GiB).
+    case inline
+}
+
+/// Options of `ModelWriter.write`.
+public struct WriteOptions {
+    public var weights: WeightsMode
+    /// New tensors of at least this many bytes go to `<output>.data` when the model keeps
+    /// its weights externally; smaller ones, and all in inline mode, go inside the model.
+    public var externalThreshold: Int
+
+    /// Other files written in the same transaction (e.g. the weight map), path -> bytes.
+    public var sidecars: [(path: String, bytes: [UInt8])]
+
+    public init(weights: WeightsMode = .auto, externalThreshold: Int = 1024, sidecars: [(path: String, bytes: [UInt8])] = []) {
+        self.weights = weights
+        self.externalThreshold = externalThreshold
+        self.sidecars = sidecars
+    }
+}
+
+/// What the writer did with one file.
+public struct WrittenFile: Equatable, Sendable {
+    public enum Action: String, Sendable { case written, linked, cloned, copied, alreadyInPlace = "already in place" }
+    public let path: String
+    public let action: Action
+    public let bytes: Int
+}
+
+/// The files a write produced, model last.
+public struct WriteReport: Sendable {
+    public let files: [WrittenFile]
+    public let weights: WeightsMode
+}
+
+/// Writes the IR as a binary `.onnx` file plus its external data, atomically.
+public enum ModelWriter {
+    /// The protobuf size limit: one message cannot exceed 2 GiB.
+    static let protobufLimit = Int(Int32.max)
+
+    /// Writes `model` to `path`. The input model's files are never modified; on error nothing
+    /// is left at `path` or beside it.
+    @discardableResult
+    public static func write(_ model: Model, to path: String, options: WriteOptions = WriteOptions()) throws -> WriteReport {
+        let outputFolder = Path.directory(of: path)
+        var folderInfo = stat()
+        guard stat(outputFolder, &folderInfo) == 0, (folderInfo.st_mode & S_IFMT) == S_IFDIR else {
+            throw ModelWriteError.outputNotWritable(path: path, reason: "folder '\(outputFolder)' does not exist")
+        }
+        if let source = model.sourcePath, isSameFile(source, path) {
+            throw ModelWriteError.outputIsInput(path: path)
+        }
+
+        // The external files the model reads, by the location it names them with.
+        let tensors = model.allTensors
+        var sources: [String: MappedFile] = [:]
+        var locationOrder: [String] = []
+        for tensor in tensors {
+            if case .external(let data) = tensor.storage, let location = data as? ExternalDataLocation, sources[location.location] == nil {
+                sources[location.location] = location.file
+                locationOrder.append(location.location)
+            }
+        }
+        let mode = options.weights
+        for location in locationOrder where mode != .inline && isSameFile(outputFolder + "/" + location, path) {
+            throw ModelWriteError.dataFileConflict(path: path, dataFile: location)
+        }
+
+        // New tensors go beside the output when the model already keeps weights outside.
+        let newDataName = freshDataName(for: Path.fileName(of: path), taken: Set(locationOrder))
+        let useNewDataFile = mode != .inline && !sources.isEmpty
+        var newData: [UInt8] = []
+        // Values made in memory (or kept somewhere we cannot link) go to the new data file
+        // when large enough, else inline.
+        func placeValues(_ data: any TensorData) throws -> TensorPlacement {
+            if useNewDataFile {
+                let (offset, length) = try data.withBytes { raw -> (Int, Int) in
+                    guard raw.count >= options.externalThreshold else { return (-1, raw.count) }
+                    let offset = (newData.count + 63) / 64 * 64
+                    newData.append(contentsOf: repeatElement(0, count: offset - newData.count))
+                    newData.append(contentsOf: raw)
+                    return (offset, raw.count)
+                }
+                if offset >= 0 { return .external(location: newDataName, offset: offset, length: length, others: []) }
+            }
+            return .inline(data)
+        }
+        let placement: (Tensor) throws -> TensorPlacement = { tensor in
+            switch tensor.storage {
+            case .embedded:
+                return .asRead
+            case .external(let data):
+                if mode == .inline { return .inline(data) }
+                guard let location = data as? ExternalDataLocation else { return try placeValues(data) }
+                if tensor.origin != nil { return .asRead }
+                return .external(location: location.location, offset: location.offset, length: location.length, others: location.otherEntries)
+            case .bytes(let bytes):
+                return try placeValues(bytes)
+            }
+        }
+
+        let encoder = WireEncoder(place: placement)
+        let message = try encoder.model(model)
+        let size = withUnsafeMutablePointer(to: &message.pointee.base) { protobuf_c_message_get_packed_size($0) }
+        if size > protobufLimit {
+            if mode == .inline { throw ModelWriteError.inlineTooLarge(path: path, bytes: size) }
+            throw ModelWriteError.encodeFailed(path: path, reason: "the graph alone is \(size) bytes, over the 2 GiB protobuf limit")
+        }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 16)
+        defer { buffer.deallocate() }
+        let packed = withUnsafeMutablePointer(to: &message.pointee.base) {
+            protobuf_c_message_pack($0, buffer.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
+        guard packed == size else {
+            throw ModelWriteError.encodeFailed(path: path, reason: "packed \(packed) of \(size) bytes")
+        }
+
+        let transaction = OutputTransaction()
+        var files: [WrittenFile] = []
+        if mode != .inline {
+            for location in locationOrder {
+                guard let source = sources[location] else { continue }
+                let destination = outputFolder + "/" + location
+                if isSameFile(destination, source.path) {
+                    files.append(WrittenFile(path: destination, action: .alreadyInPlace, bytes: source.size))
+                } else if mode == .auto, try transaction.stageClone(source: source, path: destination) {
+                    files.append(WrittenFile(path: destination, action: .cloned, bytes: source.size))
+                } else if mode == .link {
+                    try transaction.stageLink(source: source, path: destination)
+                    files.append(WrittenFile(path: destination, action: .linked, bytes: source.size))
+                } else {
+                    try transaction.stageCopy(source: source, path: destination)
+                    files.append(WrittenFile(path: destination, action: .copied, bytes: source.size))
+                }
+            }
+        }
+        if !newData.isEmpty {
+            let destination = outputFolder + "/" + newDataName
+            try newData.withUnsafeBytes { try transaction.stage(path: destination, bytes: $0) }
+            files.append(WrittenFile(path: destination, action: .written, bytes: newData.count))
+        }
+        for sidecar in options.sidecars {
+            if let source = model.sourcePath, isSameFile(source, sidecar.path) {
+                throw ModelWriteError.outputIsInput(path: sidecar.path)
+            }
+            try sidecar.bytes.withUnsafeBytes { try transaction.stage(path: sidecar.path, bytes: $0) }
+            files.append(WrittenFile(path: sidecar.path, action: .written, bytes: sidecar.bytes.count))
+        }
+        // A data file that shrank while we read or copied it would leave a model pointing
+        // past its end: refuse before anything is renamed into place.
+        for source in sources.values {
+            do { try source.checkUnchanged() } catch let error as SystemError {
+                throw ModelWriteError.ioFailure(path: error.path, reason: error.message)
+            }
+        }
+        try transaction.stage(path: path, bytes: UnsafeRawBufferPointer(rebasing: buffer[0 ..< size]))
+        files.append(WrittenFile(path: path, action: .written, bytes: size))
+        try transaction.commit()
+        return WriteReport(files: files, weights: mode)
+    }
+
+    /// `<model file name>.data`, or a variant no input location uses.
+    static func freshDataName(for modelName: String, taken: Set<String>) -> String {
+        var candidate = modelName + ".data"
+        var counter = 1
+        while taken.contains(candidate) {
+            candidate = "\(modelName).\(counter).data"
+            counter += 1
+        }
+        return candidate
+    }
+
+    /// True when both paths exist and are the same file (same device and inode).
+    static func isSameFile(_ first: String, _ second: String) -> Bool {
+        var a = stat(), b = stat()
+        guard stat(first, &a) == 0, stat(second, &b) == 0 else { return false }
+        return a.st_dev == b.st_dev && a.st_ino == b.st_ino
+    }
+}

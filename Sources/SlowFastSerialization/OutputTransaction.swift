@@ -1,0 +1,154 @@
+import SlowFastIR
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSystem
+
+/// Files that appear together or not at all.
+///
+/// Each file is first written under a hidden temporary name in its final folder; `commit`
+/// renames data files first and the model last, so a model never points at missing data.
+/// If anything fails before `commit`, `rollBack` removes every temporary file and every folder
+/// this transaction created: nothing half-written is left at the output.
+final class OutputTransaction {
+    private struct Staged {
+        let temporary: String
+        let final: String
+        /// Whether something was at `final` before; a failed commit removes only what it added.
+        let replaces: Bool
+    }
+
+    private var staged: [Staged] = []
+    private var createdFolders: [String] = []
+    private var committed = false
+    private let suffix = ".slowfast-tmp-\(getpid())"
+
+    deinit { if !committed { rollBack() } }
+
+    private func temporaryName(for path: String) -> String {
+        Path.directory(of: path) + "/." + Path.fileName(of: path) + suffix
+    }
+
+    /// Writes `bytes` to a temporary file for `path`.
+    func stage(path: String, bytes: UnsafeRawBufferPointer) throws {
+        let temporary = temporaryName(for: path)
+        let descriptor = try create(temporary, finalPath: path)
+        defer { close(descriptor) }
+        var done = 0
+        while done < bytes.count {
+            let written = write(descriptor, bytes.baseAddress! + done, bytes.count - done)
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else {
+                throw ModelWriteError.ioFailure(path: path, reason: "write failed: \(SystemError.lastErrorText)")
+            }
+            done += written
+        }
+    }
+
+    /// Hard-links `source` under a temporary name for `path`.
+    func stageLink(source: MappedFile, path: String) throws {
+        try makeFolders(for: path)
+        try refuseFolder(at: path)
+        let temporary = temporaryName(for: path)
+        unlink(temporary)
+        guard link(source.path, temporary) == 0 else {
+            if errno == EXDEV { throw ModelWriteError.crossDeviceLink(path: path, dataFile: source.path) }
+            throw ModelWriteError.outputNotWritable(path: path, reason: "cannot link '\(source.path)': \(SystemError.lastErrorText)")
+        }
+        staged.append(Staged(temporary: temporary, final: path, replaces: Path.exists(path)))
+    }
+
+    /// Clones `source` (a copy-on-write reflink: instant, its own inode) under a temporary name
+    /// for `path`; false, with nothing left behind, where the filesystem cannot.
+    func stageClone(source: MappedFile, path: String) throws -> Bool {
+        let input = open(source.path, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else { return false }
+        defer { close(input) }
+        let temporary = temporaryName(for: path)
+        let output = try create(temporary, finalPath: path)
+        defer { close(output) }
+        if sfk_clone_file(input, output) == 0 { return true }
+        staged.removeLast()
+        unlink(temporary)
+        return false
+    }
+
+    /// Copies `source` under a temporary name for `path`: a reflink where the filesystem
+    /// supports one, else an in-kernel copy.
+    func stageCopy(source: MappedFile, path: String) throws {
+        let input = open(source.path, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else {
+            throw ModelWriteError.ioFailure(path: source.path, reason: "cannot open for copying: \(SystemError.lastErrorText)")
+        }
+        defer { close(input) }
+        let temporary = temporaryName(for: path)
+        let output = try create(temporary, finalPath: path)
+        defer { close(output) }
+        if sfk_clone_file(input, output) == 0 { return }
+        guard sfk_copy_range(input, output, Int64(source.size)) == 0 else {
+            throw ModelWriteError.ioFailure(path: path, reason: "copy of '\(source.path)' failed: \(SystemError.lastErrorText)")
+        }
+    }
+
+    /// Renames every staged file into place, data before the model (staged last). If a rename
+    /// fails, the files this commit added are removed again.
+    func commit() throws {
+        for (position, file) in staged.enumerated() {
+            guard rename(file.temporary, file.final) == 0 else {
+                let reason = SystemError.lastErrorText
+                for done in staged[..<position] where !done.replaces { unlink(done.final) }
+                for pending in staged[position...] { unlink(pending.temporary) }
+                staged.removeAll()
+                committed = true
+                throw ModelWriteError.ioFailure(path: file.final, reason: "rename failed: \(reason)")
+            }
+        }
+        committed = true
+    }
+
+    func rollBack() {
+        for file in staged { unlink(file.temporary) }
+        for folder in createdFolders.reversed() { rmdir(folder) }
+        staged.removeAll()
+        createdFolders.removeAll()
+    }
+
+    private func create(_ temporary: String, finalPath: String) throws -> Int32 {
+        try makeFolders(for: finalPath)
+        try refuseFolder(at: finalPath)
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            throw ModelWriteError.outputNotWritable(path: finalPath, reason: SystemError.lastErrorText)
+        }
+        staged.append(Staged(temporary: temporary, final: finalPath, replaces: Path.exists(finalPath)))
+        return descriptor
+    }
+
+    /// A folder where a file should go cannot be replaced by rename: refuse before writing.
+    private func refuseFolder(at path: String) throws {
+        var info = stat()
+        if lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
+            throw ModelWriteError.outputNotWritable(path: path, reason: "it is a folder")
+        }
+    }
+
+    /// Creates the missing folders above `path` (for data locations with sub-folders).
+    private func makeFolders(for path: String) throws {
+        let folder = Path.directory(of: path)
+        var info = stat()
+        if stat(folder, &info) == 0 {
+            guard (info.st_mode & S_IFMT) == S_IFDIR else {
+                throw ModelWriteError.outputNotWritable(path: path, reason: "'\(folder)' is not a folder")
+            }
+            return
+        }
+        guard folder != path, folder != "/", folder != "." else {
+            throw ModelWriteError.outputNotWritable(path: path, reason: "folder '\(folder)' does not exist")
+        }
+        try makeFolders(for: folder)
+        guard mkdir(folder, 0o755) == 0 else {
+            throw ModelWriteError.outputNotWritable(path: path, reason: "cannot create folder '\(folder)': \(SystemError.lastErrorText)")
+        }
+        createdFolders.append(folder)
+    }
+}
