@@ -7,6 +7,7 @@ import PackageDescription
 //   slowfast (CLI) -> SlowFastKit (pipeline, inspect) -> Passes -> Weights -> Adapters -> IR
 //                                                      -> Tokens (tokens, cost) -> Adapters
 //                                                      -> Serialization -> IR
+//                                                      -> Checkpoints (safetensors)
 let package = Package(
     name: "SlowFastKit",
     products: [
@@ -34,6 +35,9 @@ let package = Package(
         .target(name: "SlowFastIR"),
         // The only room that sees libprotobuf-c, mmap and file descriptors.
         .target(name: "SlowFastSerialization", dependencies: ["SlowFastIR", "ONNXProto", "CProtobufC", "CSystem"]),
+        // safetensors checkpoints: the second file format (mmap and file descriptors, like
+        // serialization); strict validation of untrusted headers.
+        .target(name: "SlowFastCheckpoints"),
         // The pattern matcher, adapter files and layer discovery.
         .target(name: "SlowFastAdapters", dependencies: ["SlowFastIR", .product(name: "Yams", package: "Yams")]),
         // Weight-map records and the weight map.
@@ -46,8 +50,8 @@ let package = Package(
         // the built-in adapters and schemas are compiled in by the EmbedFiles plugin.
         .target(
             name: "SlowFastKit",
-            dependencies: ["SlowFastIR", "SlowFastSerialization", "SlowFastAdapters", "SlowFastWeights",
-                           "SlowFastPasses", "SlowFastTokens"],
+            dependencies: ["SlowFastIR", "SlowFastSerialization", "SlowFastCheckpoints", "SlowFastAdapters",
+                           "SlowFastWeights", "SlowFastPasses", "SlowFastTokens"],
             plugins: ["EmbedFiles"]
         ),
         .executableTarget(name: "embed-files", path: "Sources/embed-files"),
@@ -59,6 +63,7 @@ let package = Package(
         // The README's library example, compiled so it cannot go stale.
         .executableTarget(name: "LibraryExample", dependencies: ["SlowFastKit"], path: "Examples/LibraryExample"),
         .testTarget(name: "SlowFastKitTests", dependencies: ["SlowFastKit"]),
+        .testTarget(name: "SlowFastCheckpointsTests", dependencies: ["SlowFastCheckpoints"]),
     ],
     swiftLanguageModes: [.v5]
 )
