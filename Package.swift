@@ -40,8 +40,8 @@ let package = Package(
         .target(name: "SlowFastCheckpoints"),
         // The pattern matcher, adapter files and layer discovery.
         .target(name: "SlowFastAdapters", dependencies: ["SlowFastIR", .product(name: "Yams", package: "Yams")]),
-        // Weight-map records and the weight map.
-        .target(name: "SlowFastWeights", dependencies: ["SlowFastIR", "SlowFastAdapters"]),
+        // Weight-map records, the weight map, and the transforms between ONNX and PyTorch weights.
+        .target(name: "SlowFastWeights", dependencies: ["SlowFastIR", "SlowFastAdapters", "SlowFastCheckpoints"]),
         // One pass per file: hybrid layers, SReLU.
         .target(name: "SlowFastPasses", dependencies: ["SlowFastIR", "SlowFastAdapters", "SlowFastWeights"]),
         // Slow/fast token graphs and the compute model.

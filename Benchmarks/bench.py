@@ -11,8 +11,12 @@ median of --runs after one warm-up; peak RSS of the process from GNU time):
            target: discovery < 50 ms                                            (issue 3)
   rewrite  slowfast rewrite --every 8 --weights link beside onnx_ir load+save
            targets: < 0.25 s and < 96 MB                                        (issue 4)
+  import   slowfast weights import of a checkpoint holding every weight (made by
+           slowfast weights export --all) beside cp of the checkpoint
+           targets: within 1.5x of cp; peak RSS bounded by the largest tensor, not the
+           checkpoint (the same import from a half-size checkpoint is shown)   (issue 10)
 
-    bench.py MODEL_DIR [--runs 3] [--only io,layers,rewrite]
+    bench.py MODEL_DIR [--runs 3] [--only io,layers,rewrite,import]
 """
 import argparse
 import json
@@ -72,7 +76,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", default="io,layers,rewrite")
+    parser.add_argument("--only", default="io,layers,rewrite,import")
     args = parser.parse_args()
     model = Path(args.model_dir) / "model.onnx"
     data = Path(args.model_dir) / "model.onnx.data"
@@ -115,8 +119,55 @@ def main():
                 onnx_ir = series("onnx_ir load + save", [PYTHON, "-c", ONNX_IR, str(model), str(out / "model.onnx")], args.runs, fresh)
             print(f"  ratio: slowfast hybrid rewrite / onnx_ir load+save = {hybrid['best'] / onnx_ir['best']:.3f}")
             print(f"  targets: < 0.25 s {verdict(hybrid['best'] < 0.25)}, < 96 MB {verdict(hybrid['rss'] < 96)}")
+        if "import" in sections:
+            print("\nimport: every weight from a safetensors checkpoint (float32)")
+            checkpoint = scratch / "checkpoint"
+            exported = series("slowfast weights export --all", [BIN, "weights", "export", str(model), "-o", str(checkpoint), "--all"],
+                              1, lambda: shutil.rmtree(checkpoint, ignore_errors=True))
+            shards = sorted(checkpoint.glob("*.safetensors"))
+            size = sum(p.stat().st_size for p in shards)
+            largest = max(json_tensor_sizes(shards))
+            imported = series("slowfast weights import", [BIN, "weights", "import", str(model), "--from", str(checkpoint),
+                                                          "-o", str(out / "model.onnx"), "--strict"], args.runs, fresh)
+            cp = series("cp of the checkpoint", ["cp", *map(str, shards), str(out)], args.runs, fresh)
+            # The same import with half the tensors: memory must not follow the checkpoint's size.
+            half = scratch / "half"
+            half.mkdir()
+            subprocess.run([PYTHON, "-c", HALF, str(checkpoint), str(half / "model.safetensors")], check=True)
+            smaller = series("slowfast weights import (half)", [BIN, "weights", "import", str(model), "--from", str(half),
+                                                                 "-o", str(out / "model.onnx")], args.runs, fresh)
+            print(f"  checkpoint {size / 1e9:.2f} GB in {len(shards)} files, largest tensor {largest / 1e6:.0f} MB; "
+                  f"export {exported['best']:.2f} s")
+            print(f"  ratio: import / cp = {imported['best'] / cp['best']:.2f}; peak RSS {imported['rss']:.0f} MB "
+                  f"(half-size checkpoint: {smaller['rss']:.0f} MB)")
+            print(f"  targets: import <= 1.5x cp {verdict(imported['best'] <= 1.5 * cp['best'])}, "
+                  f"RSS below 3x the largest tensor {verdict(imported['rss'] * 1e6 < 3 * largest + 64e6)}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+HALF = """
+import sys, json, os
+from safetensors.numpy import load_file, save_file
+folder, out = sys.argv[1], sys.argv[2]
+names = sorted(f for f in os.listdir(folder) if f.endswith('.safetensors'))
+tensors = {}
+for name in names:
+    tensors.update(load_file(os.path.join(folder, name)))
+keep = sorted(tensors)[: len(tensors) // 2]
+save_file({k: tensors[k] for k in keep}, out)
+"""
+
+
+def json_tensor_sizes(shards):
+    """Byte sizes of every tensor, from the safetensors headers."""
+    sizes = []
+    for path in shards:
+        with open(path, "rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(length))
+        sizes += [v["data_offsets"][1] - v["data_offsets"][0] for k, v in header.items() if k != "__metadata__"]
+    return sizes
 
 
 if __name__ == "__main__":

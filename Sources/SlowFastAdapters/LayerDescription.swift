@@ -163,10 +163,10 @@ public struct CanonicalParameter: Codable, Equatable, Sendable {
     public var onnxName: String
     /// The PyTorch-style name (e.g. `model.layers.3.self_attn.q_proj.weight`).
     public var canonicalName: String
-    /// How the ONNX tensor is laid out relative to the canonical one: identity or transpose.
-    public var transform: String
+    /// How the ONNX tensor is made from the canonical one(s).
+    public var transform: ParameterTransform
 
-    public init(onnxName: String, canonicalName: String, transform: String) {
+    public init(onnxName: String, canonicalName: String, transform: ParameterTransform) {
         self.onnxName = onnxName
         self.canonicalName = canonicalName
         self.transform = transform

@@ -350,11 +350,11 @@ public enum LayerDiscovery {
         }) else { return [] }
         var result: [CanonicalParameter] = []
         if !known.contains(head.inputs[1]) {
-            result.append(CanonicalParameter(onnxName: head.inputs[1], canonicalName: "lm_head.weight", transform: "transpose"))
+            result.append(CanonicalParameter(onnxName: head.inputs[1], canonicalName: "lm_head.weight", transform: .transposed))
         }
         if let norm = try? norm(at: head.inputs[0], matcher: matcher, adapter: adapter, file: file, layer: dims.numLayers, role: "final norm"),
            index.initializer(norm.weight) != nil, !known.contains(norm.weight) {
-            result.append(CanonicalParameter(onnxName: norm.weight, canonicalName: "model.norm.weight", transform: "identity"))
+            result.append(CanonicalParameter(onnxName: norm.weight, canonicalName: "model.norm.weight", transform: .identity))
         }
         return result
     }
@@ -363,27 +363,36 @@ public enum LayerDiscovery {
     static func canonicalParameters(_ layers: [LayerDescription], embedding: String?, index: GraphIndex) -> [CanonicalParameter] {
         var result: [CanonicalParameter] = []
         var seen = Set<String>()
-        func add(_ onnx: String?, _ canonical: String, _ transform: String) {
+        func add(_ onnx: String?, _ canonical: String, _ transform: ParameterTransform) {
             guard let onnx, !onnx.isEmpty, index.initializer(onnx) != nil, seen.insert(onnx).inserted else { return }
             result.append(CanonicalParameter(onnxName: onnx, canonicalName: canonical, transform: transform))
         }
-        add(embedding, "model.embed_tokens.weight", "identity")
+        add(embedding, "model.embed_tokens.weight", .identity)
         for layer in layers {
             let prefix = "model.layers.\(layer.index)"
-            add(layer.inputNorm.weight, "\(prefix).input_layernorm.weight", "identity")
-            add(layer.postAttentionNorm?.weight, "\(prefix).post_attention_layernorm.weight", "identity")
+            add(layer.inputNorm.weight, "\(prefix).input_layernorm.weight", .identity)
+            add(layer.postAttentionNorm?.weight, "\(prefix).post_attention_layernorm.weight", .identity)
+            let projections = [("q", layer.q), ("k", layer.k), ("v", layer.v)]
             if layer.q.weight == layer.k.weight {
-                add(layer.q.weight, "\(prefix).self_attn.qkv_proj.weight", "transpose")
-                add(layer.q.bias, "\(prefix).self_attn.qkv_proj.bias", "identity")
+                // One packed tensor: its q, k and v rows are the three PyTorch projections.
+                let ordered = projections.sorted { ($0.1.outputStart ?? 0) < ($1.1.outputStart ?? 0) }
+                func parts(_ suffix: String) -> [ParameterTransform.Part]? {
+                    let parts = ordered.compactMap { role, projection in
+                        projection.outputCount.map { ParameterTransform.Part(name: "\(prefix).self_attn.\(role)_proj.\(suffix)", rows: $0) }
+                    }
+                    return parts.count == 3 ? parts : nil
+                }
+                add(layer.q.weight, "\(prefix).self_attn.qkv_proj.weight", ParameterTransform(transpose: layer.q.layout == .inputMajor, parts: parts("weight")))
+                add(layer.q.bias, "\(prefix).self_attn.qkv_proj.bias", ParameterTransform(parts: parts("bias")))
             } else {
-                for (role, projection) in [("q", layer.q), ("k", layer.k), ("v", layer.v)] {
-                    add(projection.weight, "\(prefix).self_attn.\(role)_proj.weight", "transpose")
-                    add(projection.bias, "\(prefix).self_attn.\(role)_proj.bias", "identity")
+                for (role, projection) in projections {
+                    add(projection.weight, "\(prefix).self_attn.\(role)_proj.weight", projection.layout == .inputMajor ? .transposed : .identity)
+                    add(projection.bias, "\(prefix).self_attn.\(role)_proj.bias", .identity)
                 }
             }
-            add(layer.o.weight, "\(prefix).self_attn.o_proj.weight", "transpose")
+            add(layer.o.weight, "\(prefix).self_attn.o_proj.weight", layer.o.layout == .inputMajor ? .transposed : .identity)
             for (role, projection) in layer.mlp.sorted(by: { $0.key < $1.key }) {
-                add(projection.weight, "\(prefix).mlp.\(role).weight", "transpose")
+                add(projection.weight, "\(prefix).mlp.\(role).weight", projection.layout == .inputMajor ? .transposed : .identity)
             }
         }
         return result

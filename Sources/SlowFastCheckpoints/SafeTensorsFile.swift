@@ -111,9 +111,19 @@ public final class SafeTensorsFile: @unchecked Sendable {
         return try mapping.withBytes(offset: dataStart + entry.dataRange.lowerBound, count: entry.dataRange.count, body)
     }
 
-    /// Copies the bytes of `entry` into a new array (same checks as `withBytes`).
+    /// Copies the bytes of `entry` into a new array, read with `pread` (so the pages do not
+    /// stay mapped in the process: memory stays at one tensor however large the file); a file
+    /// that shrank gives `fileShrunk`.
     public func copyBytes(of entry: SafeTensorsEntry) throws -> [UInt8] {
-        try withBytes(of: entry) { Array($0) }
+        guard let i = indexByName[entry.name], entries[i] == entry else {
+            throw SafeTensorsError.entryNotInFile(path: path, tensor: entry.name)
+        }
+        do {
+            return try SafeTensorsFile.readExactly(fd: fd, offset: dataStart + entry.dataRange.lowerBound,
+                                                   count: entry.dataRange.count, path: path)
+        } catch SafeTensorsError.fileShrunk(let path, _, let needed, let size) {
+            throw SafeTensorsError.fileShrunk(path: path, tensor: entry.name, needed: needed, size: size)
+        }
     }
 
     static func fileKind(_ mode: mode_t) -> String {

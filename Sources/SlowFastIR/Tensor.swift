@@ -82,8 +82,11 @@ public enum TensorStorage {
     case embedded(any TensorData)
     /// A region of an external data file, read only when a caller asks.
     case external(any ExternalTensorData)
-    /// Bytes made in memory (by a pass or an import), little-endian `raw_data` layout.
+    /// Bytes made in memory (by a pass), little-endian `raw_data` layout.
     case bytes(TensorBytes)
+    /// Values made when asked for (e.g. from a checkpoint at write time), so a model whose
+    /// every weight is replaced never holds them all in memory.
+    case computed(any TensorData)
 
     /// The values, wherever they are.
     public var data: any TensorData {
@@ -91,6 +94,7 @@ public enum TensorStorage {
         case .embedded(let data): return data
         case .external(let data): return data
         case .bytes(let bytes): return bytes
+        case .computed(let data): return data
         }
     }
 }

@@ -60,13 +60,22 @@ public struct RewriteRequest: Sendable {
     public var allowNoSites: Bool
     /// Where the layer description comes from (used only when `hybrid` is set).
     public var layers: LayerSource
+    /// A safetensors checkpoint (file, folder or index) whose tensors replace the parameters
+    /// of the same PyTorch names after the passes ran (trained hybrid-layer weights, or a
+    /// whole fine-tuned model).
+    public var weightsFrom: String?
+    /// With `weightsFrom`: fail unless every named parameter is filled and every checkpoint
+    /// tensor used.
+    public var strictWeights: Bool
 
     public init(hybrid: HybridRequest? = nil, srelu: SReLUOptions? = nil, allowNoSites: Bool = false,
-                layers: LayerSource = .discover(.auto)) {
+                layers: LayerSource = .discover(.auto), weightsFrom: String? = nil, strictWeights: Bool = false) {
         self.hybrid = hybrid
         self.srelu = srelu
         self.allowNoSites = allowNoSites
         self.layers = layers
+        self.weightsFrom = weightsFrom
+        self.strictWeights = strictWeights
     }
 }
 
@@ -78,6 +87,8 @@ public struct RewriteOutcome {
     public var layout: ModelLayout?
     /// One entry per initializer of the rewritten model.
     public var weightMap: WeightMap
+    /// What the checkpoint import did, when one was asked for.
+    public var imported: WeightImport.Report?
 
     /// Every change of every pass, in order.
     public var changes: [ModelChange] { results.flatMap(\.result.changes) }
@@ -111,11 +122,25 @@ public enum Pipeline {
     /// Rewrites `model` in memory.
     public static func apply(_ request: RewriteRequest, to model: Model) throws -> RewriteOutcome {
         do {
+            // The map of an earlier rewrite, read before this run adds its own marks.
+            let previous = try model.sourcePath.flatMap {
+                try WeightMapSource.existing(forModel: model, at: $0, required: request.weightsFrom != nil)
+            }
             let (passes, layout) = try passes(for: request, model: model)
             let results = try PassManager(passes).run(model)
             let parameters = results.flatMap { $0.result.parameters }
-            return RewriteOutcome(results: results, layout: layout,
-                                  weightMap: WeightMap(model: model, layout: layout, parameters: parameters))
+            var described = layout
+            if described == nil, request.weightsFrom != nil {
+                // No pass described the layers in this run: discovery names the weights to fill.
+                described = try request.layers.layout(of: model)
+            }
+            var weightMap = WeightMap(model: model, layout: described, parameters: parameters, previous: previous)
+            var imported: WeightImport.Report?
+            if let checkpoint = request.weightsFrom {
+                imported = try WeightImport.apply(try SafeTensorsCheckpoint.open(path: checkpoint), to: model,
+                                                  weightMap: &weightMap, strict: request.strictWeights)
+            }
+            return RewriteOutcome(results: results, layout: layout, weightMap: weightMap, imported: imported)
         } catch let error as PassError {
             throw RewriteError(file: model.sourcePath ?? "model", underlying: error)
         }
@@ -130,7 +155,7 @@ public enum Pipeline {
         let model = try ModelReader.read(path: input)
         let outcome = try apply(request, to: model)
         var options = WriteOptions(weights: weights)
-        if weightMapPath != nil || !outcome.results.isEmpty {
+        if weightMapPath != nil || !outcome.results.isEmpty || outcome.imported != nil {
             options.sidecars.append((weightMapPath ?? WeightMap.defaultPath(forOutput: output), try outcome.weightMap.jsonData()))
         }
         return (outcome, try ModelWriter.write(model, to: output, options: options))

@@ -179,8 +179,14 @@ public struct HybridLayerPass: ModelPass {
                                                   shape: [Int64(key.outFeatures), Int64(key.inFeatures)],
                                                   expected: "[\(dims.kvWidth), \(dims.hiddenSize)] in PyTorch layout")
         }
-        let canonical = canonicalNames()
-        let kName = canonical[layer.k.weight] ?? layer.k.weight, vName = canonical[layer.v.weight] ?? layer.v.weight
+        // PyTorch names of k_proj and v_proj: a packed tensor's parts name them one by one.
+        let canonical = canonicalParameters()
+        func pytorchName(_ onnx: String?, role: String, suffix: String) -> String {
+            if let onnx, let entry = canonical[onnx], entry.transform.parts == nil { return entry.canonicalName }
+            return "model.layers.\(layer.index).self_attn.\(role)_proj.\(suffix)"
+        }
+        let kName = pytorchName(layer.k.weight, role: "k", suffix: "weight"), vName = pytorchName(layer.v.weight, role: "v", suffix: "weight")
+        let kBias = pytorchName(layer.k.bias, role: "k", suffix: "bias"), vBias = pytorchName(layer.v.bias, role: "v", suffix: "bias")
 
         let query = try queryAfterRoPE(layer, builder: &builder)
         let attentionOutput = builder.toFloat(layer.attentionOutput, from: floatType, "attention_output/float")
@@ -215,11 +221,11 @@ public struct HybridLayerPass: ModelPass {
         let kvRule = "concat(\(kName), \(vName))"
         let records = [
             ParameterRecord(onnxName: kv.weight, canonicalName: "\(prefix).cross_attn_kv_proj.weight", kind: .derived,
-                            transform: "transpose", initRule: kvRule),
+                            transform: .transposed, initRule: kvRule),
             ParameterRecord(onnxName: kv.bias!, canonicalName: "\(prefix).cross_attn_kv_proj.bias", kind: hasBias ? .derived : .new,
-                            initRule: hasBias ? "concat(bias of \(kName), bias of \(vName))" : "zeros (k_proj and v_proj have no bias)"),
+                            initRule: hasBias ? "concat(\(kBias), \(vBias))" : "zeros (k_proj and v_proj have no bias)"),
             ParameterRecord(onnxName: gate.weight, canonicalName: "\(prefix).cross_attn_gate_proj.0.weight", kind: .new,
-                            transform: "transpose", initRule: "normal(0, \(options.initStd), seed \(options.seed &+ UInt64(layer.index)))"),
+                            transform: .transposed, initRule: "normal(0, \(options.initStd), seed \(options.seed &+ UInt64(layer.index)))"),
             ParameterRecord(onnxName: gate.bias!, canonicalName: "\(prefix).cross_attn_gate_proj.0.bias", kind: .new, initRule: "zeros"),
             ParameterRecord(onnxName: alpha.stored, canonicalName: "\(prefix).cross_attn_warm_up_gate", kind: .new, initRule: "zeros"),
         ]
@@ -249,7 +255,7 @@ public struct HybridLayerPass: ModelPass {
             let result = builder.linear(input, canonicalWeight: weights, outFeatures: out, inFeatures: inFeatures, bias: nil,
                                         weightName: "\(prefix).\(name).weight", biasName: nil, name)
             records.append(ParameterRecord(onnxName: result.weight, canonicalName: "\(prefix).\(name).weight", kind: .new,
-                                           transform: "transpose", initRule: normalRule))
+                                           transform: .transposed, initRule: normalRule))
             return result.output
         }
         func gate(_ name: String, builder: inout GraphBuilder) -> String {
@@ -287,7 +293,7 @@ public struct HybridLayerPass: ModelPass {
         return (output, records)
     }
 
-    private func canonicalNames() -> [String: String] {
-        Dictionary(layout.parameters.map { ($0.onnxName, $0.canonicalName) }, uniquingKeysWith: { first, _ in first })
+    private func canonicalParameters() -> [String: CanonicalParameter] {
+        Dictionary(layout.parameters.map { ($0.onnxName, $0) }, uniquingKeysWith: { first, _ in first })
     }
 }

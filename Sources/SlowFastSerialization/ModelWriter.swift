@@ -70,35 +70,55 @@ public enum ModelWriter {
 
         // The external files the model reads, by the location it names them with.
         let tensors = model.allTensors
+        let mode = options.weights
+        // Bytes each input data file still holds for the model. A file most of whose bytes no
+        // tensor reads any more (weights replaced by an import) is not copied whole: the few
+        // tensors left in it are repacked into the new data file instead (link mode links).
+        var referenced: [String: Int] = [:]
+        var inputFiles: [String: MappedFile] = [:]
+        for tensor in tensors {
+            if case .external(let data) = tensor.storage, let location = data as? ExternalDataLocation {
+                referenced[location.location, default: 0] += location.length
+                inputFiles[location.location] = location.file
+            }
+        }
+        let repacked = Set(referenced.filter { location, bytes in
+            mode != .link && mode != .inline && bytes * 2 < (inputFiles[location]?.size ?? 0)
+        }.keys)
         var sources: [String: MappedFile] = [:]
         var locationOrder: [String] = []
         for tensor in tensors {
-            if case .external(let data) = tensor.storage, let location = data as? ExternalDataLocation, sources[location.location] == nil {
+            if case .external(let data) = tensor.storage, let location = data as? ExternalDataLocation,
+               sources[location.location] == nil, !repacked.contains(location.location) {
                 sources[location.location] = location.file
                 locationOrder.append(location.location)
             }
         }
-        let mode = options.weights
+        // The output keeps its weights outside when the input did.
+        let inputWasExternal = !inputFiles.isEmpty || tensors.contains { tensor in
+            guard let origin = tensor.origin as? WireOrigin else { return false }
+            let proto = origin.typed(Onnx__TensorProto.self).pointee
+            return proto.has_data_location != 0 && proto.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL
+        }
         for location in locationOrder where mode != .inline && isSameFile(outputFolder + "/" + location, path) {
             throw ModelWriteError.dataFileConflict(path: path, dataFile: location)
         }
 
-        // New tensors go beside the output when the model already keeps weights outside.
+        // New tensors go beside the output when the model already keeps weights outside; they
+        // are streamed into a staged file as the encoder reaches them.
+        let transaction = OutputTransaction()
         let newDataName = freshDataName(for: Path.fileName(of: path), taken: Set(locationOrder))
-        let useNewDataFile = mode != .inline && !sources.isEmpty
-        var newData: [UInt8] = []
-        // Values made in memory (or kept somewhere we cannot link) go to the new data file
-        // when large enough, else inline.
+        let useNewDataFile = mode != .inline && inputWasExternal
+        var newData: OutputTransaction.Appender?
         func placeValues(_ data: any TensorData) throws -> TensorPlacement {
             if useNewDataFile {
-                let (offset, length) = try data.withBytes { raw -> (Int, Int) in
-                    guard raw.count >= options.externalThreshold else { return (-1, raw.count) }
-                    let offset = (newData.count + 63) / 64 * 64
-                    newData.append(contentsOf: repeatElement(0, count: offset - newData.count))
-                    newData.append(contentsOf: raw)
-                    return (offset, raw.count)
+                let placed = try data.withBytes { raw -> (offset: Int, length: Int)? in
+                    guard raw.count >= options.externalThreshold else { return nil }
+                    let file = try newData ?? transaction.stageAppender(path: outputFolder + "/" + newDataName)
+                    newData = file
+                    return (try file.append(raw, alignment: 64), raw.count)
                 }
-                if offset >= 0 { return .external(location: newDataName, offset: offset, length: length, others: []) }
+                if let placed { return .external(location: newDataName, offset: placed.offset, length: placed.length, others: []) }
             }
             return .inline(data)
         }
@@ -108,11 +128,13 @@ public enum ModelWriter {
                 return .asRead
             case .external(let data):
                 if mode == .inline { return .inline(data) }
-                guard let location = data as? ExternalDataLocation else { return try placeValues(data) }
+                guard let location = data as? ExternalDataLocation, !repacked.contains(location.location) else { return try placeValues(data) }
                 if tensor.origin != nil { return .asRead }
                 return .external(location: location.location, offset: location.offset, length: location.length, others: location.otherEntries)
             case .bytes(let bytes):
                 return try placeValues(bytes)
+            case .computed(let data):
+                return try placeValues(data)
             }
         }
 
@@ -132,7 +154,7 @@ public enum ModelWriter {
             throw ModelWriteError.encodeFailed(path: path, reason: "packed \(packed) of \(size) bytes")
         }
 
-        let transaction = OutputTransaction()
+        newData?.finish()
         var files: [WrittenFile] = []
         if mode != .inline {
             for location in locationOrder {
@@ -151,10 +173,8 @@ public enum ModelWriter {
                 }
             }
         }
-        if !newData.isEmpty {
-            let destination = outputFolder + "/" + newDataName
-            try newData.withUnsafeBytes { try transaction.stage(path: destination, bytes: $0) }
-            files.append(WrittenFile(path: destination, action: .written, bytes: newData.count))
+        if let newData {
+            files.append(WrittenFile(path: newData.path, action: .written, bytes: newData.size))
         }
         for sidecar in options.sidecars {
             if let source = model.sourcePath, isSameFile(source, sidecar.path) {

@@ -45,6 +45,57 @@ final class OutputTransaction {
         }
     }
 
+    /// A file staged piece by piece (new tensors, streamed so that memory does not grow with
+    /// their total size). Closed by `finish` or when the transaction ends.
+    final class Appender {
+        let path: String
+        private(set) var size = 0
+        // Invariant: open until `finish`; -1 after.
+        private var descriptor: Int32
+
+        fileprivate init(path: String, descriptor: Int32) {
+            self.path = path
+            self.descriptor = descriptor
+        }
+
+        deinit { if descriptor >= 0 { close(descriptor) } }
+
+        /// Writes `bytes` at the next multiple of `alignment` (zeros between); returns the offset.
+        func append(_ bytes: UnsafeRawBufferPointer, alignment: Int) throws -> Int {
+            let offset = (size + alignment - 1) / alignment * alignment
+            if offset > size {
+                let zeros = [UInt8](repeating: 0, count: offset - size)
+                try zeros.withUnsafeBytes { try write($0) }
+            }
+            try write(bytes)
+            return offset
+        }
+
+        func finish() {
+            if descriptor >= 0 { close(descriptor) }
+            descriptor = -1
+        }
+
+        private func write(_ bytes: UnsafeRawBufferPointer) throws {
+            var done = 0
+            while done < bytes.count {
+                let written = Glibc.write(descriptor, bytes.baseAddress! + done, bytes.count - done)
+                if written < 0 && errno == EINTR { continue }
+                guard written > 0 else {
+                    throw ModelWriteError.ioFailure(path: path, reason: "write failed: \(SystemError.lastErrorText)")
+                }
+                done += written
+            }
+            size += bytes.count
+        }
+    }
+
+    /// Starts a temporary file for `path` that is written piece by piece.
+    func stageAppender(path: String) throws -> Appender {
+        let descriptor = try create(temporaryName(for: path), finalPath: path)
+        return Appender(path: path, descriptor: descriptor)
+    }
+
     /// Hard-links `source` under a temporary name for `path`.
     func stageLink(source: MappedFile, path: String) throws {
         try makeFolders(for: path)

@@ -14,14 +14,14 @@ public struct ParameterRecord: Codable, Equatable, Sendable {
     /// The PyTorch-style name (`model.layers.8.self_attn.cross_attn_kv_proj.weight`).
     public var canonicalName: String
     public var kind: Kind
-    /// How the ONNX tensor is laid out relative to the canonical one: `identity` or `transpose`.
-    public var transform: String
+    /// How the ONNX tensor is made from the canonical one.
+    public var transform: ParameterTransform
     /// How the values were made: `zeros`, `concat(k_proj, v_proj)`, `normal(0.02, seed 0)`, ...
     public var initRule: String
     /// Named numbers that go with the rule (e.g. `fitMaxAbsError`, `fitMeanAbsError`).
     public var figures: [String: Double]
 
-    public init(onnxName: String, canonicalName: String, kind: Kind, transform: String = "identity",
+    public init(onnxName: String, canonicalName: String, kind: Kind, transform: ParameterTransform = .identity,
                 initRule: String, figures: [String: Double] = [:]) {
         self.onnxName = onnxName
         self.canonicalName = canonicalName

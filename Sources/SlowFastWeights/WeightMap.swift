@@ -16,8 +16,8 @@ public struct WeightMap: Codable, Equatable {
         public var kind: String
         public var shape: [Int64]
         public var dtype: String
-        /// Layout of the ONNX tensor relative to the canonical one: identity or transpose.
-        public var transform: String
+        /// How the ONNX tensor is made from the canonical one(s).
+        public var transform: ParameterTransform
         /// For new and derived tensors: how the values were made.
         public var initRule: String?
         public var figures: [String: Double]?
@@ -34,23 +34,29 @@ public struct WeightMap: Codable, Equatable {
         public var newBytes: Int
     }
 
-    public var schemaVersion = 1
+    public var schemaVersion = 2
     public var adapter: String?
     public var summary: Summary
     public var entries: [Entry]
 
     /// Builds the map of `model` (after the passes) from what discovery named and what the
     /// passes reported.
-    public init(model: Model, layout: ModelLayout?, parameters: [ParameterRecord]) {
+    ///
+    /// `previous` is the map of an earlier rewrite of this model: initializers that neither
+    /// this run's passes nor discovery name keep what it said of them (the parameters the
+    /// earlier rewrite added stay named and `new`).
+    public init(model: Model, layout: ModelLayout?, parameters: [ParameterRecord], previous: WeightMap? = nil) {
         let created = Dictionary(parameters.map { ($0.onnxName, $0) }, uniquingKeysWith: { first, _ in first })
         let named = Dictionary((layout?.parameters ?? []).map { ($0.onnxName, $0) }, uniquingKeysWith: { first, _ in first })
+        let earlier = Dictionary((previous?.entries ?? []).filter { $0.graph == nil }.map { ($0.onnxName, $0) },
+                                 uniquingKeysWith: { first, _ in first })
         var entries: [Entry] = []
         var summary = Summary(initializers: 0, kept: 0, new: 0, derived: 0, newElements: 0, newBytes: 0)
         func add(_ graph: Graph, label: String?) {
             for tensor in graph.initializers {
                 let name = tensor.name ?? ""
                 var entry = Entry(onnxName: name, canonicalName: name, canonicalSource: "onnx", kind: "kept", shape: tensor.dims,
-                                  dtype: ElementType.name(of: tensor.dataType ?? 0), transform: "identity", initRule: nil,
+                                  dtype: ElementType.name(of: tensor.dataType ?? 0), transform: .identity, initRule: nil,
                                   figures: nil, graph: label)
                 if let record = created[name] {
                     entry.canonicalName = record.canonicalName
@@ -62,6 +68,20 @@ public struct WeightMap: Codable, Equatable {
                     summary.newElements += tensor.elementCount ?? 0
                     summary.newBytes += tensor.byteCount ?? 0
                     if record.kind == .new { summary.new += 1 } else { summary.derived += 1 }
+                } else if label == nil, let before = earlier[name], before.kind != "kept" || named[name] == nil {
+                    entry.canonicalName = before.canonicalName
+                    entry.canonicalSource = before.canonicalSource
+                    entry.kind = before.kind
+                    entry.transform = before.transform
+                    entry.initRule = before.initRule
+                    entry.figures = before.figures
+                    if before.kind == "kept" {
+                        summary.kept += 1
+                    } else {
+                        summary.newElements += tensor.elementCount ?? 0
+                        summary.newBytes += tensor.byteCount ?? 0
+                        if before.kind == "new" { summary.new += 1 } else { summary.derived += 1 }
+                    }
                 } else {
                     if let canonical = named[name] {
                         entry.canonicalName = canonical.canonicalName

@@ -23,10 +23,20 @@ struct RewriteCommand: ParsableCommand {
     @Option(name: .customLong("weight-map"), help: "Where to write the weight map (default: beside the output, <name>.weight-map.json).")
     var weightMap: String?
 
+    @Option(name: .customLong("weights-from"), help: "After the passes, fill parameters from this safetensors checkpoint (file, index or folder) by PyTorch name.")
+    var weightsFrom: String?
+
+    @Flag(name: .customLong("strict-weights"), help: "With --weights-from: fail unless every named parameter is filled and every tensor used.")
+    var strictWeights = false
+
     func run() throws {
         try reportingErrors {
-            let (_, report) = try Pipeline.rewrite(io.input, to: io.output, request: try rewriteRequest(hybrid, activation),
-                                                   weights: io.weights, weightMapPath: weightMap)
+            var request = try rewriteRequest(hybrid, activation)
+            request.weightsFrom = weightsFrom
+            request.strictWeights = strictWeights
+            let (outcome, report) = try Pipeline.rewrite(io.input, to: io.output, request: request, weights: io.weights,
+                                                         weightMapPath: weightMap)
+            printImport(outcome.imported)
             for file in report.files { print("\(file.action.rawValue): \(file.path) (\(file.bytes) bytes)") }
             if report.files.contains(where: { $0.action == .linked }) {
                 print("note: data files are hard-linked; onnx.load (onnx >= 1.18) refuses data files with several links, "

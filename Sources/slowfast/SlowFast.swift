@@ -9,7 +9,7 @@ struct SlowFast: ParsableCommand {
         abstract: "Turn video multi-modal LLM exports (ONNX) into slow-fast models.",
         version: SlowFastVersion.string,
         subcommands: [RewriteCommand.self, PlanCommand.self, InspectCommand.self, TokensCommand.self, CostCommand.self,
-                      AdaptersCommand.self, SchemaCommand.self]
+                      WeightsCommand.self, AdaptersCommand.self, SchemaCommand.self]
     )
 }
 

@@ -1,0 +1,82 @@
+/// How an ONNX initializer is made from the PyTorch tensor(s) it stores, step by step:
+///
+///     canonical = concat_rows(parts)        (a packed tensor: q/k/v rows of qkv_proj, ...)
+///     stored    = (canonical + offset) * scale
+///     onnx      = transpose(stored)         (MatMul weights are [in, out]; PyTorch's are [out, in])
+///
+/// Every step can be undone exactly for exporting (`slowfast weights export` checks that
+/// redoing it gives the ONNX bytes back, and refuses by name where it does not). A dtype
+/// change is not a step: the ONNX tensor's dtype is in the weight map, and import and export
+/// convert between float32, float16 and bfloat16 as asked.
+public struct ParameterTransform: Codable, Equatable, Hashable, Sendable {
+    /// One PyTorch tensor inside a packed canonical tensor: its name and how many rows
+    /// (output features) it has, in order.
+    public struct Part: Codable, Equatable, Hashable, Sendable {
+        public var name: String
+        public var rows: Int
+        public init(name: String, rows: Int) {
+            self.name = name
+            self.rows = rows
+        }
+    }
+
+    /// The ONNX tensor is the transpose of the canonical 2-D tensor.
+    public var transpose: Bool
+    /// The canonical tensor is these PyTorch tensors stacked by rows (nil: the entry's own
+    /// canonical name, unpacked).
+    public var parts: [Part]?
+    /// A constant the exporter added to the canonical values (Gemma's norms store 1 + w).
+    public var offset: Double?
+    /// A constant the exporter multiplied the canonical values by.
+    public var scale: Double?
+
+    public init(transpose: Bool = false, parts: [Part]? = nil, offset: Double? = nil, scale: Double? = nil) {
+        self.transpose = transpose
+        self.parts = parts
+        self.offset = offset
+        self.scale = scale
+    }
+
+    public static let identity = ParameterTransform()
+    public static let transposed = ParameterTransform(transpose: true)
+
+    /// Short text for messages and init rules: `transpose`, `rows of [q, k, v] then transpose`.
+    public var summary: String {
+        var steps: [String] = []
+        if let parts { steps.append("rows of [" + parts.map(\.name).joined(separator: ", ") + "]") }
+        if let offset { steps.append("+ \(offset)") }
+        if let scale { steps.append("* \(scale)") }
+        if transpose { steps.append("transpose") }
+        return steps.isEmpty ? "identity" : steps.joined(separator: " then ")
+    }
+
+    enum CodingKeys: String, CodingKey { case transpose, parts, offset, scale }
+
+    /// Reads the object form, and the strings `identity` and `transpose` that layer
+    /// descriptions written before the structured form used.
+    public init(from decoder: Decoder) throws {
+        if let text = try? decoder.singleValueContainer().decode(String.self) {
+            switch text {
+            case "identity": self = .identity
+            case "transpose": self = .transposed
+            default:
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                        debugDescription: "transform '\(text)' is not identity or transpose"))
+            }
+            return
+        }
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        transpose = try container.decodeIfPresent(Bool.self, forKey: .transpose) ?? false
+        parts = try container.decodeIfPresent([Part].self, forKey: .parts)
+        offset = try container.decodeIfPresent(Double.self, forKey: .offset)
+        scale = try container.decodeIfPresent(Double.self, forKey: .scale)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(transpose, forKey: .transpose)
+        try container.encodeIfPresent(parts, forKey: .parts)
+        try container.encodeIfPresent(offset, forKey: .offset)
+        try container.encodeIfPresent(scale, forKey: .scale)
+    }
+}

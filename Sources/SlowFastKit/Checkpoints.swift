@@ -1,0 +1,220 @@
+import Foundation
+
+/// Where the weight map of a model on disk comes from: the file the caller names, else the
+/// one a rewrite wrote beside it (`<model>.weight-map.json`), else one made by layer
+/// discovery (a model slowfast has not rewritten).
+public enum WeightMapSource {
+    /// The map a rewrite wrote beside `path`, if there is one. With `required`, its absence
+    /// beside a model slowfast rewrote is an error (its new parameters would lose their names).
+    public static func existing(forModel model: Model, at path: String, required: Bool = false) throws -> WeightMap? {
+        let beside = WeightMap.defaultPath(forOutput: path)
+        guard FileManager.default.fileExists(atPath: beside) else {
+            if required && model.graph.hasRewriteMarks {
+                throw CheckpointError(file: path, message: "slowfast rewrote this model but its weight map is not beside it (\(beside))")
+            }
+            return nil
+        }
+        return try read(beside)
+    }
+
+    static func read(_ file: String) throws -> WeightMap {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
+            throw CheckpointError(file: file, message: "cannot read the weight map: \(error.localizedDescription)")
+        }
+        do { return try JSONDecoder().decode(WeightMap.self, from: data) } catch {
+            throw CheckpointError(file: file, message: "not a weight map (\(error))")
+        }
+    }
+
+    public static func load(forModel model: Model, at path: String, explicit: String? = nil,
+                            adapters: AdapterChoice = .auto) throws -> WeightMap {
+        let beside = WeightMap.defaultPath(forOutput: path)
+        if let file = explicit ?? (FileManager.default.fileExists(atPath: beside) ? beside : nil) { return try read(file) }
+        if model.graph.hasRewriteMarks {
+            throw CheckpointError(file: path, message: "slowfast rewrote this model but its weight map is not beside it (\(beside)); give --weight-map")
+        }
+        let layout = try LayerDiscovery.discover(model, adapters: try adapters.adapters())
+        return WeightMap(model: model, layout: layout, parameters: [])
+    }
+}
+
+/// A checkpoint or weight-map problem, naming the file.
+public struct CheckpointError: Error, CustomStringConvertible {
+    public let file: String
+    public let message: String
+    public init(file: String, message: String) {
+        self.file = file
+        self.message = message
+    }
+    public var description: String { "\(file): \(message)" }
+}
+
+/// The map entries that have PyTorch names: discovery or a pass named them.
+extension WeightMap.Entry {
+    var isNamed: Bool { canonicalSource != "onnx" }
+
+    /// The PyTorch tensors this initializer holds: its parts, or itself.
+    var pytorchNames: [String] { transform.parts?.map(\.name) ?? [canonicalName] }
+}
+
+/// `slowfast weights export`: the model's parameters under their PyTorch names, in PyTorch
+/// layout, as safetensors.
+public enum WeightExport {
+    public struct Options: Sendable {
+        /// Every named parameter (else only the new and derived ones).
+        public var all: Bool
+        /// The dtype to write float tensors in (nil: each tensor's own).
+        public var dtype: SafeTensorsDType?
+        /// Shards above this many bytes (model-00001-of-0000N.safetensors + index).
+        public var maxShardBytes: Int
+
+        public init(all: Bool = false, dtype: SafeTensorsDType? = nil, maxShardBytes: Int = 5_000_000_000) {
+            self.all = all
+            self.dtype = dtype
+            self.maxShardBytes = maxShardBytes
+        }
+    }
+
+    /// Writes the checkpoint into `folder` (which must hold no checkpoint yet); returns the
+    /// files written and the tensor names, sorted.
+    @discardableResult
+    public static func export(_ model: Model, weightMap: WeightMap, to folder: String,
+                              options: Options = Options()) throws -> (files: [String], tensors: [String]) {
+        let initializers = Dictionary(model.graph.initializers.compactMap { tensor in tensor.name.map { ($0, tensor) } },
+                                      uniquingKeysWith: { first, _ in first })
+        var writer = SafeTensorsShardedWriter(maxShardBytes: options.maxShardBytes, metadata: ["format": "pt"])
+        var names: [String: String] = [:]
+        // An initializer named like a graph input is that input's default, not a parameter.
+        let inputs = Set(model.graph.inputs.compactMap(\.name))
+        for entry in weightMap.entries where entry.isNamed && entry.graph == nil && !inputs.contains(entry.onnxName)
+            && (options.all || entry.kind != "kept") {
+            guard let tensor = initializers[entry.onnxName] else {
+                throw CheckpointError(file: model.sourcePath ?? "model", message: "the weight map names '\(entry.onnxName)', which the model does not have")
+            }
+            guard let type = tensor.elementType, let dtype = SafeTensorsDType(type) else {
+                throw CheckpointError(file: model.sourcePath ?? "model", message: "tensor '\(entry.onnxName)' is \(ElementType.name(of: tensor.dataType ?? 0)), which safetensors cannot hold")
+            }
+            let onnxShape = tensor.dims.map { Int($0) }
+            let target = options.dtype.map { dtype.isConvertibleFloat ? $0 : dtype } ?? dtype
+            for (name, shape) in try entry.transform.canonicalShapes(onnxShape: onnxShape, canonicalName: entry.canonicalName) {
+                if let other = names[name] {
+                    throw CheckpointError(file: model.sourcePath ?? "model", message: "'\(other)' and '\(entry.onnxName)' would both be exported as '\(name)'")
+                }
+                names[name] = entry.onnxName
+                // Values are made when the writer reaches them: memory stays at one tensor.
+                writer.add(name: name, dtype: target, shape: shape) { sink in
+                    let onnx = RawTensor(name: entry.onnxName, dtype: dtype, shape: onnxShape, bytes: try tensor.withRawBytes { Array($0) })
+                    let parts = try entry.transform.canonicalTensors(of: onnx, canonicalName: entry.canonicalName)
+                    guard let part = parts.first(where: { $0.name == name }) else { return }
+                    try sink.write(try part.converted(to: target).bytes)
+                }
+            }
+        }
+        let files = try writer.write(toDirectory: folder)
+        return (files, names.keys.sorted())
+    }
+}
+
+/// `slowfast weights import`: fills a model's parameters from a checkpoint by PyTorch name.
+public enum WeightImport {
+    /// What an import did.
+    public struct Report: Equatable, Sendable {
+        /// ONNX initializers whose values came from the checkpoint.
+        public var filled: [String]
+        /// Named parameters of the model the checkpoint does not have (PyTorch names).
+        public var missing: [String]
+        /// Checkpoint tensors no parameter of the model took.
+        public var unused: [String]
+    }
+
+    /// Replaces the values of every named parameter the checkpoint holds (converted to the
+    /// tensor's own dtype, laid out by the map's transform, every shape checked), and updates
+    /// the map's init rules. With `strict`, any missing or unused tensor is an error and the
+    /// model is left unchanged.
+    public static func apply(_ checkpoint: SafeTensorsCheckpoint, to model: Model, weightMap: inout WeightMap,
+                             strict: Bool = false) throws -> Report {
+        let file = checkpoint.path
+        let initializers = Dictionary(model.graph.initializers.compactMap { tensor in tensor.name.map { ($0, tensor) } },
+                                      uniquingKeysWith: { first, _ in first })
+        var used = Set<String>()
+        var report = Report(filled: [], missing: [], unused: [])
+        var replacements: [(Tensor, TensorStorage, Int)] = []
+        let inputs = Set(model.graph.inputs.compactMap(\.name))
+        for (position, entry) in weightMap.entries.enumerated() where entry.isNamed && entry.graph == nil && !inputs.contains(entry.onnxName) {
+            let wanted = entry.pytorchNames
+            let present = wanted.filter { checkpoint.entry(named: $0) != nil }
+            if present.isEmpty {
+                report.missing += wanted
+                continue
+            }
+            guard present.count == wanted.count else {
+                throw CheckpointError(file: file, message: "'\(entry.canonicalName)' is packed from " + wanted.joined(separator: ", ")
+                    + " but the checkpoint has only " + present.joined(separator: ", "))
+            }
+            guard let tensor = initializers[entry.onnxName], let type = tensor.elementType, let dtype = SafeTensorsDType(type) else {
+                throw CheckpointError(file: file, message: "the model has no initializer '\(entry.onnxName)' of a type safetensors holds")
+            }
+            let onnxShape = tensor.dims.map { Int($0) }
+            let shapes = try entry.transform.canonicalShapes(onnxShape: onnxShape, canonicalName: entry.canonicalName)
+            for (name, shape) in shapes {
+                guard let found = checkpoint.entry(named: name) else { continue }
+                guard found.entry.shape == shape else {
+                    throw CheckpointError(file: file, message: "tensor '\(name)' has shape \(found.entry.shape), the model needs \(shape) (for '\(entry.onnxName)')")
+                }
+                guard found.entry.dtype == dtype || (found.entry.dtype.isConvertibleFloat && dtype.isConvertibleFloat) else {
+                    throw CheckpointError(file: file, message: "tensor '\(name)' is \(found.entry.dtype.rawValue), the model stores '\(entry.onnxName)' as \(dtype.rawValue)")
+                }
+                used.insert(name)
+            }
+            let values = ImportedValues(checkpoint: checkpoint, names: shapes.map(\.name), shapes: shapes.map(\.shape),
+                                        transform: entry.transform, onnxName: entry.onnxName, dtype: dtype)
+            replacements.append((tensor, .computed(values), position))
+            report.filled.append(entry.onnxName)
+        }
+        report.unused = checkpoint.names.filter { !used.contains($0) }
+        if strict && (!report.missing.isEmpty || !report.unused.isEmpty) {
+            var problems: [String] = []
+            if !report.missing.isEmpty { problems.append("\(report.missing.count) parameters missing (first: \(report.missing[0]))") }
+            if !report.unused.isEmpty { problems.append("\(report.unused.count) tensors unused (first: \(report.unused[0]))") }
+            throw CheckpointError(file: file, message: "--strict: " + problems.joined(separator: "; "))
+        }
+        let source = (file as NSString).lastPathComponent
+        for (tensor, storage, position) in replacements {
+            tensor.storage = storage
+            weightMap.entries[position].initRule = "imported from \(source)"
+        }
+        return report
+    }
+}
+
+/// The values of one initializer taken from a checkpoint: its parts read, converted to the
+/// initializer's dtype, packed and laid out by the map's transform, when the writer asks.
+final class ImportedValues: TensorData {
+    let checkpoint: SafeTensorsCheckpoint
+    let names: [String]
+    let shapes: [[Int]]
+    let transform: ParameterTransform
+    let onnxName: String
+    let dtype: SafeTensorsDType
+
+    init(checkpoint: SafeTensorsCheckpoint, names: [String], shapes: [[Int]], transform: ParameterTransform,
+         onnxName: String, dtype: SafeTensorsDType) {
+        self.checkpoint = checkpoint
+        self.names = names
+        self.shapes = shapes
+        self.transform = transform
+        self.onnxName = onnxName
+        self.dtype = dtype
+    }
+
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        var parts: [RawTensor] = []
+        for (name, shape) in zip(names, shapes) {
+            guard let found = checkpoint.entry(named: name) else { continue }
+            let bytes = try found.file.copyBytes(of: found.entry)
+            parts.append(RawTensor(name: name, dtype: found.entry.dtype, shape: shape, bytes: bytes))
+        }
+        return try transform.onnxTensor(from: parts, name: onnxName, dtype: dtype).bytes.withUnsafeBytes(body)
+    }
+}

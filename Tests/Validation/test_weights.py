@@ -1,0 +1,272 @@
+"""Trained weights in and out (`slowfast weights export/import`, `rewrite --weights-from`):
+exports equal the PyTorch state_dict of each fixture's source model; export then import gives
+byte-identical initializers; a checkpoint written by the Python `safetensors` package with the
+hybrid layers' parameters makes the rewritten model compute what the PyTorch hybrid model
+computes; malformed checkpoints are refused with one line and nothing written."""
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from safetensors.numpy import load_file, save_file
+
+from conftest import REPO, ort_session, run
+from fixtures import FIXTURES, NAMES, graph_inputs, tolerance
+
+STATE_DICTS = REPO / "Tests/Fixtures/state-dicts"
+LAYERS = (0, 2, 4)
+
+
+def source_state_dict(folder):
+    meta = json.loads((folder / "meta.json").read_text())
+    state = load_file(str(STATE_DICTS / f"{meta['family']}-seed{meta['seed']}.safetensors"))
+    return {k: v.astype(np.float16) for k, v in state.items()} if folder.name.endswith("fp16") else state
+
+
+def exported(folder):
+    files = sorted(folder.glob("*.safetensors"))
+    values = {}
+    for path in files:
+        values.update(load_file(str(path)))
+    return values
+
+
+def initializers(path):
+    return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
+def test_export_all_equals_the_pytorch_state_dict(folder, tmp_path):
+    result = run("weights", "export", folder / "model.onnx", "-o", tmp_path / "ckpt", "--all")
+    assert result.returncode == 0, result.stderr
+    got, want = exported(tmp_path / "ckpt"), source_state_dict(folder)
+    assert sorted(got) == sorted(want)
+    for name, value in want.items():
+        assert got[name].dtype == value.dtype and got[name].shape == value.shape, name
+        assert np.array_equal(got[name].view(np.uint8), value.view(np.uint8)), name  # bit for bit
+
+
+@pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
+def test_export_then_import_into_a_fresh_rewrite_is_byte_identical(folder, tmp_path):
+    genai = "genai" in folder.name
+    first, fresh = tmp_path / "first/model.onnx", tmp_path / "fresh/model.onnx"
+    for path, seed in ((first, "7"), (fresh, "0")):
+        path.parent.mkdir()
+        result = run("rewrite", folder / "model.onnx", "-o", path, "--hybrid-layers", "1,4", "--seed", seed,
+                     *([] if genai else ["--mode", "insert"]))
+        assert result.returncode == 0, result.stderr
+    result = run("weights", "export", first, "-o", tmp_path / "ckpt", "--all", "--max-shard-size", "200KB")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "ckpt/model.safetensors.index.json").exists()
+    out = tmp_path / "imported/model.onnx"
+    out.parent.mkdir()
+    before = snapshot(tmp_path / "fresh")
+    result = run("weights", "import", fresh, "--from", tmp_path / "ckpt", "-o", out, "--strict")
+    assert result.returncode == 0, result.stderr
+    assert snapshot(tmp_path / "fresh") == before
+    a, b = initializers(first), initializers(out)
+    assert sorted(a) == sorted(b)
+    differ = [n for n in a if a[n].tobytes() != b[n].tobytes()]
+    assert differ == []
+    # The fresh rewrite really was different before the import (other seed).
+    assert any(a[n].tobytes() != v.tobytes() for n, v in initializers(fresh).items())
+    feeds = {**graph_inputs(folder), "slow_tokens": np.random.default_rng(0).standard_normal((1, 5, 64)).astype(
+        np.float16 if folder.name.endswith("fp16") else np.float32)}
+    outputs_a = ort_session(str(first)).run(None, feeds)
+    outputs_b = ort_session(str(out)).run(None, feeds)
+    for x, y in zip(outputs_a, outputs_b):
+        assert np.array_equal(x, y)
+
+
+def hybrid_checkpoint(folder, dtype):
+    """The reference's hybrid-layer parameters in PyTorch layout, as the Python package writes them."""
+    ref = dict(np.load(folder / "reference.npz"))
+    state = source_state_dict(folder)
+    tensors = {}
+    for layer in LAYERS:
+        prefix = f"model.layers.{layer}.self_attn."
+        tensors[prefix + "cross_attn_gate_proj.0.weight"] = ref[f"hybrid_gate_w_{layer}"]          # [1, H*hd]
+        tensors[prefix + "cross_attn_gate_proj.0.bias"] = ref[f"hybrid_gate_b_{layer}"]
+        tensors[prefix + "cross_attn_warm_up_gate"] = ref[f"hybrid_alpha_{layer}"]
+        tensors[prefix + "cross_attn_kv_proj.weight"] = np.concatenate([state[prefix + "k_proj.weight"], state[prefix + "v_proj.weight"]])
+        tensors[prefix + "cross_attn_kv_proj.bias"] = np.concatenate([state[prefix + "k_proj.bias"], state[prefix + "v_proj.bias"]]) \
+            if prefix + "k_proj.bias" in state else np.zeros(64, np.float32)
+    return {k: np.ascontiguousarray(v.astype(dtype)) for k, v in tensors.items()}
+
+
+@pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
+def test_a_python_checkpoint_gives_the_pytorch_hybrid_model(folder, tmp_path):
+    ref = dict(np.load(folder / "reference.npz"))
+    fp16 = folder.name.endswith("fp16")
+    ckpt = tmp_path / "hybrid.safetensors"
+    save_file(hybrid_checkpoint(folder, np.float16 if fp16 else np.float32), str(ckpt))
+    out = tmp_path / "out/model.onnx"
+    out.parent.mkdir()
+    result = run("rewrite", folder / "model.onnx", "-o", out, "--hybrid-layers", "0,2,4", "--weights-from", ckpt)
+    assert result.returncode == 0, result.stderr
+    assert "filled 15 parameters" in result.stdout
+    feeds = {**graph_inputs(folder), "slow_tokens": ref["hybrid_slow_tokens"]}
+    logits = ort_session(str(out)).run(["logits"], feeds)[0].astype(np.float64)
+    assert np.abs(logits - ref["hybrid_logits_step0"]).max() <= tolerance(folder)
+    weight_map = json.loads(out.with_suffix(".weight-map.json").read_text())
+    rules = {e["canonicalName"]: e.get("initRule") for e in weight_map["entries"]}
+    assert rules["model.layers.2.self_attn.cross_attn_warm_up_gate"] == "imported from hybrid.safetensors"
+
+
+def test_a_bfloat16_checkpoint_is_converted_on_import(tmp_path):
+    """bf16 values import exactly (widening is exact): the model equals, bit for bit, the one
+    imported from a float32 checkpoint holding the same rounded values, which the test above
+    ties to the PyTorch hybrid model; the rounding itself moves the logits a little."""
+    import ml_dtypes
+    folder = next(f for f in FIXTURES if f.name == "qwen2-torchscript")
+    ref = dict(np.load(folder / "reference.npz"))
+    bf16 = {k: v.astype(ml_dtypes.bfloat16) for k, v in hybrid_checkpoint(folder, np.float32).items()}
+    save_file(bf16, str(tmp_path / "bf16.safetensors"))
+    save_file({k: v.astype(np.float32) for k, v in bf16.items()}, str(tmp_path / "rounded.safetensors"))
+    logits = {}
+    for name in ("bf16", "rounded"):
+        out = tmp_path / name / "model.onnx"
+        out.parent.mkdir()
+        result = run("rewrite", folder / "model.onnx", "-o", out, "--hybrid-layers", "0,2,4",
+                     "--weights-from", tmp_path / f"{name}.safetensors")
+        assert result.returncode == 0, result.stderr
+        feeds = {**graph_inputs(folder), "slow_tokens": ref["hybrid_slow_tokens"]}
+        logits[name] = ort_session(str(out)).run(["logits"], feeds)[0]
+    a, b = initializers(tmp_path / "bf16/model.onnx"), initializers(tmp_path / "rounded/model.onnx")
+    assert all(a[n].tobytes() == b[n].tobytes() for n in a)
+    assert np.array_equal(logits["bf16"], logits["rounded"])
+    assert np.abs(logits["bf16"].astype(np.float64) - ref["hybrid_logits_step0"]).max() <= 5e-3
+
+
+def test_strict_and_the_report(tmp_path):
+    folder = next(f for f in FIXTURES if f.name == "qwen2-torchscript")
+    ckpt = tmp_path / "c.safetensors"
+    tensors = hybrid_checkpoint(folder, np.float32)
+    tensors["not.a.parameter"] = np.zeros(3, np.float32)
+    save_file(tensors, str(ckpt))
+    out = tmp_path / "out/model.onnx"
+    out.parent.mkdir()
+    result = run("rewrite", folder / "model.onnx", "-o", out, "--hybrid-layers", "0,2,4", "--weights-from", ckpt)
+    assert result.returncode == 0, result.stderr
+    assert "filled 15 parameters; 75 missing from the checkpoint; 1 checkpoint tensors unused" in result.stdout
+    shutil.rmtree(out.parent)
+    out.parent.mkdir()
+    result = run("rewrite", folder / "model.onnx", "-o", out, "--hybrid-layers", "0,2,4", "--weights-from", ckpt, "--strict-weights")
+    assert result.returncode != 0 and list(out.parent.iterdir()) == []
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(ckpt) in lines[0] and "--strict" in lines[0], result.stderr
+
+
+def test_a_transform_that_cannot_be_undone_is_refused_by_name(tmp_path):
+    folder = next(f for f in FIXTURES if f.name == "qwen2-torchscript")
+    weight_map = tmp_path / "map.json"
+    assert run("rewrite", folder / "model.onnx", "-o", tmp_path / "m.onnx", "--hybrid-layers", "1").returncode == 0
+    data = json.loads((tmp_path / "m.weight-map.json").read_text())
+    for entry in data["entries"]:
+        if entry["canonicalName"] == "model.layers.1.self_attn.q_proj.bias":
+            entry["transform"]["offset"] = 1.0  # small biases do not survive (b - 1) + 1 in float32
+    weight_map.write_text(json.dumps(data))
+    result = run("weights", "export", tmp_path / "m.onnx", "-o", tmp_path / "ckpt", "--all", "--weight-map", weight_map)
+    assert result.returncode != 0
+    assert "model.model.layers.1.self_attn.q_proj.bias" in result.stderr and "cannot be undone exactly" in result.stderr
+    assert not (tmp_path / "ckpt").exists() or list((tmp_path / "ckpt").iterdir()) == []
+
+
+def valid_checkpoint(path):
+    folder = next(f for f in FIXTURES if f.name == "qwen2-torchscript")
+    save_file(hybrid_checkpoint(folder, np.float32), str(path))
+    return path.read_bytes()
+
+
+def header_of(data):
+    length = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + length]), data[8 + length:]
+
+
+def with_header(header, body):
+    text = json.dumps(header, separators=(",", ":")).encode()
+    return len(text).to_bytes(8, "little") + text + body
+
+
+def malformed(tmp_path):
+    """name -> a function that makes the bad checkpoint at a path; returns the path to pass."""
+    def truncated(p):
+        p.write_bytes(valid_checkpoint(p)[:-100])
+        return p
+
+    def header_too_long(p):
+        data = valid_checkpoint(p)
+        p.write_bytes((len(data) * 2).to_bytes(8, "little") + data[8:])
+        return p
+
+    def edited(change):
+        def make(p):
+            header, body = header_of(valid_checkpoint(p))
+            change(header)
+            p.write_bytes(with_header(header, body))
+            return p
+        return make
+
+    def overlap(h):
+        names = sorted(k for k in h if k != "__metadata__")
+        h[names[1]]["data_offsets"] = [h[names[0]]["data_offsets"][0], h[names[0]]["data_offsets"][0] + 4 * int(np.prod(h[names[1]]["shape"]))]
+
+    def out_of_file(h):
+        name = sorted(k for k in h if k != "__metadata__")[-1]
+        h[name]["data_offsets"] = [h[name]["data_offsets"][0], h[name]["data_offsets"][1] + 64]
+
+    def unknown_dtype(h):
+        h[sorted(k for k in h if k != "__metadata__")[0]]["dtype"] = "F8_E4M3"
+
+    def shape_mismatch(h):
+        h[sorted(k for k in h if k != "__metadata__")[0]]["shape"] = [3, 3]
+
+    def name_twice(p):
+        header, body = header_of(valid_checkpoint(p))
+        text = json.dumps(header, separators=(",", ":"))
+        first = sorted(k for k in header if k != "__metadata__")[0]
+        duplicate = f'"{first}":' + json.dumps(header[first], separators=(",", ":"))
+        text = text[:-1] + "," + duplicate + "}"
+        p.write_bytes(len(text).to_bytes(8, "little") + text.encode() + body)
+        return p
+
+    def index_missing_shard(p):
+        folder = p.parent / "sharded"
+        folder.mkdir()
+        (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model-00001-of-00001.safetensors"}}))
+        return folder
+
+    def index_outside(p):
+        folder = p.parent / "outside"
+        folder.mkdir()
+        valid_checkpoint(p.parent / "elsewhere.safetensors")
+        (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"x": "../elsewhere.safetensors"}}))
+        return folder
+
+    return {"truncated": truncated, "header longer than the file": header_too_long, "overlapping spans": edited(overlap),
+            "span past the data": edited(out_of_file), "unknown dtype": edited(unknown_dtype),
+            "shape/byte mismatch": edited(shape_mismatch), "a name given twice": name_twice,
+            "index names a missing shard": index_missing_shard, "shard outside the folder": index_outside}
+
+
+def test_malformed_checkpoints_are_refused_with_one_line(tmp_path):
+    folder = next(f for f in FIXTURES if f.name == "qwen2-torchscript")
+    for case, make in malformed(tmp_path).items():
+        work = tmp_path / case.replace(" ", "_").replace("/", "_")
+        work.mkdir()
+        bad = make(work / "bad.safetensors")
+        before = snapshot(work)
+        out = work / "out"
+        out.mkdir()
+        result = run("rewrite", folder / "model.onnx", "-o", out / "m.onnx", "--hybrid-layers", "0,2,4", "--weights-from", bad)
+        assert result.returncode != 0, case
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad.name) in lines[0], f"{case}: {result.stderr}"
+        assert list(out.iterdir()) == [], case
+        assert {k: v for k, v in snapshot(work).items() if k.parts[0] != "out"} == before, case
