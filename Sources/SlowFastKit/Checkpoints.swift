@@ -140,6 +140,7 @@ public enum WeightImport {
         var used = Set<String>()
         var report = Report(filled: [], missing: [], unused: [])
         var replacements: [(Tensor, TensorStorage, Int)] = []
+        let scratch = ScratchBuffers()
         let inputs = Set(model.graph.inputs.compactMap(\.name))
         for (position, entry) in weightMap.entries.enumerated() where entry.isNamed && entry.graph == nil && !inputs.contains(entry.onnxName) {
             let wanted = entry.pytorchNames
@@ -168,7 +169,7 @@ public enum WeightImport {
                 used.insert(name)
             }
             let values = ImportedValues(checkpoint: checkpoint, names: shapes.map(\.name), shapes: shapes.map(\.shape),
-                                        transform: entry.transform, onnxName: entry.onnxName, dtype: dtype)
+                                        transform: entry.transform, onnxName: entry.onnxName, dtype: dtype, scratch: scratch)
             replacements.append((tensor, .computed(values), position))
             report.filled.append(entry.onnxName)
         }
@@ -198,17 +199,37 @@ final class ImportedValues: TensorData {
     let onnxName: String
     let dtype: SafeTensorsDType
 
+    let scratch: ScratchBuffers
+
     init(checkpoint: SafeTensorsCheckpoint, names: [String], shapes: [[Int]], transform: ParameterTransform,
-         onnxName: String, dtype: SafeTensorsDType) {
+         onnxName: String, dtype: SafeTensorsDType, scratch: ScratchBuffers) {
         self.checkpoint = checkpoint
         self.names = names
         self.shapes = shapes
         self.transform = transform
         self.onnxName = onnxName
         self.dtype = dtype
+        self.scratch = scratch
     }
 
     func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        // The common case (one tensor, same dtype, at most a transpose) reads straight into
+        // buffers reused from tensor to tensor: no fresh memory, so no page faults per tensor.
+        if names.count == 1, transform.parts == nil, transform.offset == nil, transform.scale == nil,
+           let found = checkpoint.entry(named: names[0]), found.entry.dtype == dtype {
+            let count = found.entry.dataRange.count
+            let read = scratch.buffer(0, count)
+            try found.file.readBytes(of: found.entry, into: read)
+            guard transform.transpose else { return try body(UnsafeRawBufferPointer(rebasing: read[0 ..< count])) }
+            let shape = shapes[0]
+            guard shape.count == 2 else {
+                throw WeightTransformError.shapeMismatch(tensor: names[0], shape: shape, expected: [0, 0])
+            }
+            let written = scratch.buffer(1, count)
+            ParameterTransform.transpose(UnsafeRawBufferPointer(read), into: written, rows: shape[0], columns: shape[1],
+                                         width: dtype.byteWidth)
+            return try body(UnsafeRawBufferPointer(rebasing: written[0 ..< count]))
+        }
         var parts: [RawTensor] = []
         for (name, shape) in zip(names, shapes) {
             guard let found = checkpoint.entry(named: name) else { continue }
@@ -216,5 +237,23 @@ final class ImportedValues: TensorData {
             parts.append(RawTensor(name: name, dtype: found.entry.dtype, shape: shape, bytes: bytes))
         }
         return try transform.onnxTensor(from: parts, name: onnxName, dtype: dtype).bytes.withUnsafeBytes(body)
+    }
+}
+
+/// Two growable buffers an import reuses for every tensor (read, then transposed).
+final class ScratchBuffers {
+    // Invariant: each buffer is allocated here, grown by reallocation, freed in deinit.
+    private var buffers: [UnsafeMutableRawBufferPointer] = [UnsafeMutableRawBufferPointer(start: nil, count: 0),
+                                                             UnsafeMutableRawBufferPointer(start: nil, count: 0)]
+
+    deinit { for buffer in buffers { buffer.deallocate() } }
+
+    /// Buffer `index` (0 or 1) with room for at least `count` bytes; valid until the next call.
+    func buffer(_ index: Int, _ count: Int) -> UnsafeMutableRawBufferPointer {
+        if buffers[index].count < count {
+            buffers[index].deallocate()
+            buffers[index] = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 64)
+        }
+        return buffers[index]
     }
 }

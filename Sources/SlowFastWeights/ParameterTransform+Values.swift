@@ -161,25 +161,61 @@ extension ParameterTransform {
         guard tensor.shape.count == 2 else {
             throw WeightTransformError.shapeMismatch(tensor: tensor.name, shape: tensor.shape, expected: [0, 0])
         }
-        let rows = tensor.shape[0], columns = tensor.shape[1], width = tensor.dtype.byteWidth
-        var out = [UInt8](repeating: 0, count: tensor.bytes.count)
-        tensor.bytes.withUnsafeBytes { source in
-            out.withUnsafeMutableBytes { target in
-                // Blocks of 32 x 32 elements keep both sides in cache on large matrices.
-                let block = 32
-                for rowBlock in stride(from: 0, to: rows, by: block) {
-                    for columnBlock in stride(from: 0, to: columns, by: block) {
-                        for row in rowBlock ..< min(rowBlock + block, rows) {
-                            for column in columnBlock ..< min(columnBlock + block, columns) {
-                                let from = (row * columns + column) * width, to = (column * rows + row) * width
-                                target.baseAddress!.advanced(by: to).copyMemory(from: source.baseAddress!.advanced(by: from), byteCount: width)
-                            }
-                        }
-                    }
-                }
-            }
+        let rows = tensor.shape[0], columns = tensor.shape[1]
+        let out: [UInt8]
+        switch tensor.dtype.byteWidth {
+        case 4: out = transpose(tensor.bytes, rows: rows, columns: columns, as: UInt32.self)
+        case 2: out = transpose(tensor.bytes, rows: rows, columns: columns, as: UInt16.self)
+        case 8: out = transpose(tensor.bytes, rows: rows, columns: columns, as: UInt64.self)
+        default: out = transpose(tensor.bytes, rows: rows, columns: columns, as: UInt8.self)
         }
         return RawTensor(name: tensor.name, dtype: tensor.dtype, shape: [columns, rows], bytes: out)
+    }
+
+    /// `bytes` as a rows x columns matrix of `T`, transposed.
+    private static func transpose<T: FixedWidthInteger>(_ bytes: [UInt8], rows: Int, columns: Int, as _: T.Type) -> [UInt8] {
+        precondition(bytes.count == rows * columns * MemoryLayout<T>.size, "shape and byte count agree")
+        return [UInt8](unsafeUninitializedCapacity: bytes.count) { buffer, initialized in
+            bytes.withUnsafeBytes { raw in
+                transpose(raw, into: UnsafeMutableRawBufferPointer(buffer), rows: rows, columns: columns, width: MemoryLayout<T>.size)
+            }
+            initialized = bytes.count
+        }
+    }
+
+    /// Writes the transpose of the rows x columns matrix in `source` (elements of `width`
+    /// bytes: 1, 2, 4 or 8) into `target`, in blocks of 32 x 32 elements so both sides stay in
+    /// cache. Both buffers hold at least rows * columns * width bytes.
+    public static func transpose(_ source: UnsafeRawBufferPointer, into target: UnsafeMutableRawBufferPointer,
+                                 rows: Int, columns: Int, width: Int) {
+        func run<T: FixedWidthInteger>(_: T.Type) {
+            let count = rows * columns
+            precondition(source.count >= count * MemoryLayout<T>.size && target.count >= count * MemoryLayout<T>.size,
+                         "buffers hold the matrix")
+            guard count > 0, let from = source.baseAddress, let to = target.baseAddress else { return }
+            let input = from.assumingMemoryBound(to: T.self), output = to.assumingMemoryBound(to: T.self)
+            let block = 32
+            var rowBlock = 0
+            while rowBlock < rows {
+                let rowEnd = min(rowBlock + block, rows)
+                var columnBlock = 0
+                while columnBlock < columns {
+                    let columnEnd = min(columnBlock + block, columns)
+                    for row in rowBlock ..< rowEnd {
+                        let base = row * columns
+                        for column in columnBlock ..< columnEnd { output[column * rows + row] = input[base + column] }
+                    }
+                    columnBlock = columnEnd
+                }
+                rowBlock = rowEnd
+            }
+        }
+        switch width {
+        case 8: run(UInt64.self)
+        case 4: run(UInt32.self)
+        case 2: run(UInt16.self)
+        default: run(UInt8.self)
+        }
     }
 
     private func floats(_ tensor: RawTensor) throws -> [Float] {

@@ -29,6 +29,10 @@ struct RewriteCommand: ParsableCommand {
     @Flag(name: .customLong("strict-weights"), help: "With --weights-from: fail unless every named parameter is filled and every tensor used.")
     var strictWeights = false
 
+    func validate() throws {
+        if strictWeights && weightsFrom == nil { throw ValidationError("--strict-weights goes with --weights-from CKPT") }
+    }
+
     func run() throws {
         try reportingErrors {
             var request = try rewriteRequest(hybrid, activation)
