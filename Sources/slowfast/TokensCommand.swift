@@ -48,10 +48,13 @@ struct TokensCommand: ParsableCommand {
         abstract: "Write an ONNX model that turns projector features into slow and fast tokens.",
         discussion: """
         Input `features` [frames, height, width, dim] float32; outputs `slow_tokens` \
-        [1, frames*(h/P)*(w/P), dim] (P x P average pooling, P = --slow-pool, default 2) and \
-        `fast_tokens` [1, N_f, dim] (temporal sampling with stride s, temporal average \
-        pooling with kernel t, optional spatial pooling, at least --min-fast-frames frames). \
-        `slow_tokens` fits the input of the same name of a rewritten model.
+        [1, num_slow_tokens, dim] (P x P average pooling, P = --slow-pool, default 2: \
+        num_slow_tokens = frames*(h/P)*(w/P)) and `fast_tokens` [1, num_fast_tokens, dim] \
+        (temporal sampling with stride s, temporal average pooling with kernel t, optional \
+        spatial pooling, at least --min-fast-frames frames when the video has that many). The \
+        model reads the frame count at run time: one model serves every video length, and \
+        num_fast_tokens = fast frames * fast tokens per frame for that length. --frames N pins \
+        the count (static dims). `slow_tokens` fits the input of the same name of a rewritten model.
 
         With --into MODEL --after VALUE the same ops are added to MODEL after VALUE (e.g. the \
         projector output of a vision graph, [frames, h, w, d] or [frames, h*w, d]) and the two \
@@ -67,7 +70,7 @@ struct TokensCommand: ParsableCommand {
     @Option(name: [.short, .customLong("output")], help: "Where to write the token model.")
     var output: String
 
-    @Option(help: "Number of frames (default: the preset's).")
+    @Option(help: "Pin the frame count (default: any count, read at run time).")
     var frames: Int?
 
     @Option(help: "Height of the projector feature grid.")
@@ -97,9 +100,6 @@ struct TokensCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        if frames == nil && fast.preset == nil {
-            throw ValidationError("give --frames N (or a --preset, whose frame count is the default)")
-        }
         if (into == nil) != (after == nil) {
             throw ValidationError("--into MODEL and --after VALUE go together")
         }
@@ -107,26 +107,70 @@ struct TokensCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let rule = try fast.config()
-            let spec = TokenSpec(frames: frames ?? fast.preset?.frames ?? 0, height: height, width: width, dim: dim,
-                                 slowPool: slowPool, fast: rule)
-            let plan: TokenPlan
+            let rule = TokenRule(height: height, width: width, dim: dim, slowPool: slowPool, fast: try fast.config())
+            var options = TokenInputOptions(frames: frames)
             if let into, let after {
+                options.slowName = "\(after)_slow_tokens"
+                options.fastName = "\(after)_fast_tokens"
                 let model = try ModelReader.read(path: into)
-                plan = try TokenBuilder.insert(into: model, after: after, spec: spec).plan
+                try TokenBuilder.insert(into: model, after: after, rule: rule, options: options)
                 try ModelWriter.write(model, to: output, options: WriteOptions(weights: weights))
             } else {
-                try ModelWriter.write(try TokenBuilder.makeModel(spec), to: output, options: WriteOptions(weights: .inline))
-                plan = try TokenPlan(spec)
+                try ModelWriter.write(try TokenBuilder.makeModel(rule, options: options), to: output, options: WriteOptions(weights: .inline))
             }
-            if json {
-                print(try encodeJSON(plan))
-            } else {
-                print("wrote \(output)")
-                print("slow tokens: \(plan.numSlowTokens) = \(spec.frames) frames x \(plan.slowHeight)x\(plan.slowWidth)")
-                print("fast tokens: \(plan.numFastTokens) = \(plan.fastFrames) frames x \(plan.fastHeight)x\(plan.fastWidth)"
-                      + (plan.usedFallback ? " (adaptive fallback: at least \(rule.minFastFrames) fast frames)" : ""))
+            let report = try TokensReport(output: output, rule: rule, options: options)
+            print(json ? try encodeJSON(report) : report.text)
+        }
+    }
+}
+
+/// What `slowfast tokens` made: the output names and how frames become tokens.
+struct TokensReport: Encodable {
+    var output: String
+    var slowTokens: String
+    var fastTokens: String
+    var rule: TokenRule
+    /// nil: any frame count at run time.
+    var frames: Int?
+    /// The plan at the pinned frame count.
+    var plan: TokenPlan?
+    /// How each range of frame counts is treated.
+    var regimes: [TokenRegime]
+
+    init(output: String, rule: TokenRule, options: TokenInputOptions) throws {
+        self.output = output
+        slowTokens = options.slowName
+        fastTokens = options.fastName
+        self.rule = rule
+        frames = options.frames
+        plan = try frames.map { try TokenPlan(rule.spec(frames: $0)) }
+        regimes = try rule.regimes()
+    }
+
+    var text: String {
+        let slowGrid = "\(rule.slowHeight)x\(rule.slowWidth)", fastGrid = "\(rule.fastHeight)x\(rule.fastWidth)"
+        var lines = ["wrote \(output)"]
+        if let plan, let frames {
+            lines.append("slow tokens '\(slowTokens)': \(plan.numSlowTokens) = \(frames) frames x \(slowGrid)")
+            lines.append("fast tokens '\(fastTokens)': \(plan.numFastTokens) = \(plan.fastFrames) frames x \(fastGrid)")
+            lines.append("  \(plan.explanation)")
+        } else {
+            lines.append("slow tokens '\(slowTokens)': frames x \(slowGrid) (any frame count, read at run time)")
+            lines.append("fast tokens '\(fastTokens)': fast frames x \(fastGrid), fast frames by frame count F:")
+            let s = rule.fast.temporalStride, t = rule.fast.temporalKernel, m = rule.fast.minFastFrames
+            for regime in regimes {
+                let range = regime.upTo.map { regime.from == $0 ? "F = \($0)" : "F = \(regime.from)..\($0)" } ?? "F >= \(regime.from)"
+                switch regime.kind {
+                case .allFrames:
+                    lines.append("  \(range): F (fewer than \(m) frames: every frame kept, no sampling or pooling)")
+                case .minimum:
+                    lines.append("  \(range): \(m) (stride \(s) and kernel \(t) would leave fewer: weakened to keep \(m))")
+                case .regular:
+                    let formula = s > 1 && t > 1 ? "floor(floor(F/\(s))/\(t))" : s > 1 ? "floor(F/\(s))" : t > 1 ? "floor(F/\(t))" : "F"
+                    lines.append("  \(range): \(formula)")
+                }
             }
         }
+        return lines.joined(separator: "\n")
     }
 }

@@ -100,16 +100,62 @@ def test_tokens_match_numpy_reference(case, tmp_path):
     assert fast.shape == ref_fast.shape
     assert np.abs(slow - ref_slow).max() <= 1e-6
     assert np.abs(fast - ref_fast).max() <= 1e-6
-    # Static output shapes declared in the model agree with what runs.
-    declared = {o.name: [dim.dim_value for dim in o.type.tensor_type.shape.dim] for o in model.graph.output}
-    assert declared["slow_tokens"] == list(slow.shape)
-    assert declared["fast_tokens"] == list(fast.shape)
+    # Output shapes declared in the model agree with what runs: static when --frames pins the
+    # count, else the documented symbolic dims.
+    declared = {o.name: [dim.dim_param or dim.dim_value for dim in o.type.tensor_type.shape.dim] for o in model.graph.output}
+    if "--frames" in args:
+        assert declared["slow_tokens"] == list(slow.shape)
+        assert declared["fast_tokens"] == list(fast.shape)
+    else:
+        assert declared["slow_tokens"] == [1, "num_slow_tokens", d]
+        assert declared["fast_tokens"] == [1, "num_fast_tokens", d]
+
+
+PRESETS = [("s1t4", 1, 4), ("s1t6", 1, 6), ("s2t4", 2, 4)]
+
+
+@pytest.mark.parametrize("preset,s,t", PRESETS, ids=[p[0] for p in PRESETS])
+def test_one_model_serves_every_frame_count(preset, s, t, tmp_path):
+    """Without --frames the model reads the frame count at run time: for every count from 1
+    to 300 its tokens equal the reference (sampling, fallback and pooling regimes all met)."""
+    h, w, d = 5, 4, 3  # odd grid: the 2x2 slow pool drops a row
+    out = tmp_path / "tokens.onnx"
+    result = slowfast("tokens", "-o", out, "--preset", preset, "--height", h, "--width", w, "--dim", d)
+    assert result.returncode == 0, result.stderr
+    model = onnx.load(out)
+    onnx.checker.check_model(model, full_check=True)
+    dims = {v.name: [x.dim_param or x.dim_value for x in v.type.tensor_type.shape.dim]
+            for v in [*model.graph.input, *model.graph.output]}
+    assert dims == {"features": ["frames", h, w, d], "slow_tokens": [1, "num_slow_tokens", d],
+                    "fast_tokens": [1, "num_fast_tokens", d]}
+    session = ort_session(out)
+    rng = np.random.default_rng(zlib.crc32(preset.encode()))
+    worst, fast_frames = 0.0, {}
+    for frames in range(1, 301):
+        x = rng.standard_normal((frames, h, w, d)).astype(np.float32)
+        slow, fast = session.run(["slow_tokens", "fast_tokens"], {"features": x})
+        ref_slow, ref_fast = reference(x.astype(np.float64), 2, s, t, 1, 16)
+        assert slow.shape == ref_slow.shape, frames
+        assert fast.shape == ref_fast.shape, frames
+        worst = max(worst, float(np.abs(slow - ref_slow).max()), float(np.abs(fast - ref_fast).max()))
+        fast_frames[frames] = fast.shape[1] // 4
+    assert worst <= 1e-6, worst
+    # The three regimes the CLI prints: all frames below 16, then 16, then floor(floor(F/s)/t).
+    assert all(fast_frames[f] == f for f in range(1, 16))
+    assert all(fast_frames[f] == 16 for f in range(16, s * t * 16))
+    assert all(fast_frames[f] == (f // s) // t for f in range(s * t * 16, 301))
+
+
+def ort_session(path):
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options)
 
 
 def test_presets_keep_sixteen_fast_frames(tmp_path):
     for preset, frames in [("s1t4", 64), ("s1t6", 96), ("s2t4", 128)]:
         out = tmp_path / f"{preset}.onnx"
-        result = slowfast("tokens", "-o", out, "--preset", preset, "--height", 18, "--width", 18, "--dim", 4)
+        result = slowfast("tokens", "-o", out, "--preset", preset, "--frames", frames, "--height", 18, "--width", 18, "--dim", 4)
         assert result.returncode == 0, result.stderr
         dims = {o.name: [dim.dim_value for dim in o.type.tensor_type.shape.dim] for o in onnx.load(out).graph.output}
         assert dims["slow_tokens"] == [1, frames * 81, 4]
