@@ -58,7 +58,8 @@ struct TokensCommand: ParsableCommand {
 
         With --into MODEL --after VALUE the same ops are added to MODEL after VALUE (e.g. the \
         projector output of a vision graph, [frames, h, w, d] or [frames, h*w, d]) and the two \
-        token values become extra graph outputs.
+        token values become extra graph outputs, named slow_tokens and fast_tokens as in the \
+        standalone model (--output-names SLOW,FAST to change them; the CLI prints them).
 
         Examples:
           slowfast tokens -o tokens.onnx --preset s2t4 --height 18 --width 18 --dim 3584
@@ -96,6 +97,10 @@ struct TokensCommand: ParsableCommand {
     @Option(help: "With --into: where the output's external weights go (auto, link, copy, inline).")
     var weights: WeightsMode = .auto
 
+    @Option(name: .customLong("output-names"),
+            help: "Names of the two token outputs, SLOW,FAST (default: slow_tokens,fast_tokens, the rewritten LLM's input and the fast-token sequence).")
+    var outputNames: String = "\(TokenInputOptions.defaultSlowName),\(TokenInputOptions.defaultFastName)"
+
     @Flag(help: "Print the token plan as JSON instead of text.")
     var json = false
 
@@ -103,20 +108,21 @@ struct TokensCommand: ParsableCommand {
         if (into == nil) != (after == nil) {
             throw ValidationError("--into MODEL and --after VALUE go together")
         }
+        let names = outputNames.split(separator: ",", omittingEmptySubsequences: false)
+        if names.count != 2 || names.contains(where: \.isEmpty) || names[0] == names[1] {
+            throw ValidationError("--output-names takes two different names, SLOW,FAST (got '\(outputNames)')")
+        }
     }
 
     func run() throws {
         try reportingErrors {
             let rule = TokenRule(height: height, width: width, dim: dim, slowPool: slowPool, fast: try fast.config())
-            var options = TokenInputOptions(frames: frames)
+            let names = outputNames.split(separator: ",").map(String.init)
+            let options = TokenInputOptions(frames: frames, slowName: names[0], fastName: names[1])
             if let into, let after {
-                options.slowName = "\(after)_slow_tokens"
-                options.fastName = "\(after)_fast_tokens"
-                let model = try ModelReader.read(path: into)
-                try TokenBuilder.insert(into: model, after: after, rule: rule, options: options)
-                try ModelWriter.write(model, to: output, options: WriteOptions(weights: weights))
+                try TokenPipeline.insert(into: into, after: after, rule: rule, options: options, to: output, weights: weights)
             } else {
-                try ModelWriter.write(try TokenBuilder.makeModel(rule, options: options), to: output, options: WriteOptions(weights: .inline))
+                try TokenPipeline.writeModel(rule, options: options, to: output)
             }
             let report = try TokensReport(output: output, rule: rule, options: options)
             print(json ? try encodeJSON(report) : report.text)
@@ -136,6 +142,21 @@ struct TokensReport: Encodable {
     var plan: TokenPlan?
     /// How each range of frame counts is treated.
     var regimes: [TokenRegime]
+
+    enum CodingKeys: String, CodingKey { case output, slowTokens, fastTokens, rule, frames, plan, regimes }
+
+    /// `frames` and `plan` are written as null when the count is not pinned, so a reader sees
+    /// "any frame count" rather than a missing field.
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(output, forKey: .output)
+        try container.encode(slowTokens, forKey: .slowTokens)
+        try container.encode(fastTokens, forKey: .fastTokens)
+        try container.encode(rule, forKey: .rule)
+        try container.encode(frames, forKey: .frames)
+        try container.encode(plan, forKey: .plan)
+        try container.encode(regimes, forKey: .regimes)
+    }
 
     init(output: String, rule: TokenRule, options: TokenInputOptions) throws {
         self.output = output

@@ -6,6 +6,7 @@ temporal sampling (stride s, at least M frames, step F/n in double precision), t
 average pooling by t or, when that would leave fewer than M frames, adaptive average pooling
 to min(n, M) frames (PyTorch's adaptive bins), then optional KxK spatial pooling.
 """
+import json
 import math
 import zlib
 import os
@@ -202,7 +203,8 @@ def test_insert_after_projector_output(tmp_path):
     model = onnx.load(out)
     onnx.checker.check_model(model, full_check=True)
     names = [o.name for o in model.graph.output]
-    assert names == ["projector_out", "projector_out_slow_tokens", "projector_out_fast_tokens"]
+    assert names == ["projector_out", "slow_tokens", "fast_tokens"]
+    assert "slow tokens 'slow_tokens'" in result.stdout and "fast tokens 'fast_tokens'" in result.stdout
 
     patches = rng.standard_normal((frames, h * w, c)).astype(np.float32)
     options = ort.SessionOptions()
@@ -218,5 +220,52 @@ def test_insert_after_projector_output(tmp_path):
     missing = slowfast("tokens", "--into", vision, "--after", "nope", "-o", tmp_path / "x.onnx",
                        "--preset", "s1t4", "--frames", frames, "--height", h, "--width", w, "--dim", d)
     assert missing.returncode != 0
-    assert "no value named 'nope'" in missing.stderr
+    assert missing.stderr == f"error: {vision}: graph 'vision': no value named 'nope' (not a graph input, node output or initializer)\n"
     assert not (tmp_path / "x.onnx").exists()
+
+    # Other names on request, in the JSON report too; a name the graph already has is refused.
+    renamed = tmp_path / "renamed.onnx"
+    result = slowfast("tokens", "--into", vision, "--after", "projector_out", "-o", renamed, "--json",
+                      "--output-names", "video_slow,video_fast", "--preset", "s1t4", "--height", h, "--width", w, "--dim", d)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["slowTokens"], report["fastTokens"], report["frames"]) == ("video_slow", "video_fast", None)
+    assert [o.name for o in onnx.load(renamed).graph.output] == ["projector_out", "video_slow", "video_fast"]
+    taken = slowfast("tokens", "--into", vision, "--after", "projector_out", "-o", tmp_path / "y.onnx",
+                     "--output-names", "proj0,fast", "--preset", "s1t4", "--height", h, "--width", w, "--dim", d)
+    assert taken.returncode != 0
+    assert taken.stderr.startswith(f"error: {vision}: the model already has a value named 'proj0'"), taken.stderr
+    assert "--output-names" in taken.stderr
+    assert not (tmp_path / "y.onnx").exists()
+
+
+def test_plan_wording_for_each_regime(tmp_path):
+    """The plan says what happens: 8 frames with s2t4 keep all 8 (no fallback claim)."""
+    args = ["--preset", "s2t4", "--height", 4, "--width", 4, "--dim", 2]
+    short = slowfast("tokens", "-o", tmp_path / "a.onnx", "--frames", 8, *args)
+    assert short.returncode == 0, short.stderr
+    assert "fast tokens 'fast_tokens': 32 = 8 frames x 2x2" in short.stdout
+    assert "8 frames, fewer than the minimum of 16: every frame is a fast frame" in short.stdout
+    assert "at least 16" not in short.stdout
+    middle = slowfast("tokens", "-o", tmp_path / "b.onnx", "--frames", 40, *args)
+    assert "16 frames sampled (40/2 = 20, raised to 16)" not in middle.stdout  # 20 >= 16: not raised
+    assert "20 frames sampled" in middle.stdout and "pooled adaptively to 16 (20/4 = 5 < 16)" in middle.stdout, middle.stdout
+    regular = slowfast("tokens", "-o", tmp_path / "c.onnx", "--frames", 300, *args)
+    assert "one frame in 2 kept (150), means of 4 consecutive frames (37, last 2 dropped); 37 fast frames" in regular.stdout, regular.stdout
+    any_count = slowfast("tokens", "-o", tmp_path / "d.onnx", *args)
+    assert any_count.stdout.splitlines()[-3:] == [
+        "  F = 1..15: F (fewer than 16 frames: every frame kept, no sampling or pooling)",
+        "  F = 16..127: 16 (stride 2 and kernel 4 would leave fewer: weakened to keep 16)",
+        "  F >= 128: floor(floor(F/2)/4)"]
+
+
+def test_errors_name_the_file(tmp_path):
+    out = tmp_path / "t.onnx"
+    result = slowfast("tokens", "-o", out, "--preset", "s1t4", "--height", 1, "--width", 4, "--dim", 4)
+    assert result.stderr == f"error: {out}: slow pool 2x2 does not fit a 1x4 grid\n"
+    result = slowfast("tokens", "-o", out, "--preset", "s1t4", "--frames", 0, "--height", 4, "--width", 4, "--dim", 4)
+    assert result.stderr == f"error: {out}: frames is 0, expected at least 1\n"
+    missing = tmp_path / "missing.onnx"
+    result = slowfast("tokens", "--into", missing, "--after", "x", "-o", out, "--preset", "s1t4", "--height", 4, "--width", 4, "--dim", 4)
+    assert result.returncode != 0 and str(missing) in result.stderr
+    assert list(tmp_path.iterdir()) == []
