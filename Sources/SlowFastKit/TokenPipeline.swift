@@ -18,23 +18,29 @@ public enum TokenPipeline {
         try ModelWriter.write(model, to: output, options: WriteOptions(weights: .inline))
     }
 
-    /// Reads the vision model at `input`, adds the token ops after `value` and writes the
-    /// result to `output`. Returns the names of the token outputs.
+    /// Reads the vision model at `input`, proves the layout of `value` by shape inference
+    /// over the graph (`FeatureShapeProof`: a dim is proven or given by a flag, never assumed),
+    /// adds the token ops after it and writes the result to `output`. `claims` holds what the
+    /// user said (grid, width, layout, leading tokens, frames); `names` the output names.
     @discardableResult
-    public static func insert(into input: String, after value: String, rule: TokenRule, options: TokenInputOptions,
-                              to output: String, weights: WeightsMode = .auto) throws -> TokenOutputs {
-        do {
-            try rule.validate()
-            if let frames = options.frames { _ = try TokenPlan(rule.spec(frames: frames)) }
-        } catch { throw TokenJobError(file: output, underlying: error) }
+    public static func insert(into input: String, after value: String, claims: FeatureClaims, slowPool: Int,
+                              fast: FastTokenConfig, names: TokenInputOptions = TokenInputOptions(),
+                              to output: String, weights: WeightsMode = .auto) throws -> (outputs: TokenOutputs, proof: FeatureShapeProof) {
         let model = try ModelReader.read(path: input)
+        let proof: FeatureShapeProof
         let outputs: TokenOutputs
         do {
-            outputs = try TokenBuilder.insert(into: model, after: value, rule: rule, options: options)
+            proof = try FeatureShapeProof.prove(value, in: model, claims: claims)
+            let rule = TokenRule(height: proof.height, width: proof.width, dim: proof.dim, slowPool: slowPool, fast: fast)
+            var options = names
+            options.frames = claims.frames
+            options.layout = proof.layout
+            options.dropLeading = proof.dropLeading
+            outputs = try TokenBuilder.insert(into: model, after: value, rule: rule, options: options, elementType: proof.elementType)
         } catch {
             throw TokenJobError(file: input, underlying: error)
         }
         try ModelWriter.write(model, to: output, options: WriteOptions(weights: weights))
-        return outputs
+        return (outputs, proof)
     }
 }

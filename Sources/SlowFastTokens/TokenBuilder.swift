@@ -260,6 +260,23 @@ public enum TokenBuilder {
         return nil
     }
 
+    /// The dims recorded for `value`, nil when no shape is recorded.
+    static func recordedDims(of value: String, in graph: Graph) -> [Dimension]? {
+        if let tensor = graph.initializer(named: value) { return tensor.dims.map { .value($0) } }
+        for info in graph.inputs + graph.valueInfo + graph.outputs where info.name == value {
+            if case .tensor(_, let shape?)? = info.type?.kind { return shape.dims }
+        }
+        return nil
+    }
+
+    static func recordedElementType(of value: String, in graph: Graph) -> ElementType? {
+        if let tensor = graph.initializer(named: value) { return tensor.elementType }
+        for info in graph.inputs + graph.valueInfo + graph.outputs where info.name == value {
+            if case .tensor(let type?, _)? = info.type?.kind { return ElementType(rawValue: type) }
+        }
+        return nil
+    }
+
     static func valueExists(_ value: String, in graph: Graph) -> Bool {
         graph.inputs.contains { $0.name == value }
             || graph.initializers.contains { $0.name == value }

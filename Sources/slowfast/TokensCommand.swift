@@ -2,6 +2,7 @@ import ArgumentParser
 import SlowFastKit
 
 extension TokenPreset: ExpressibleByArgument {}
+extension FeatureLayout: ExpressibleByArgument {}
 
 /// The fast-token rule, as a preset or as explicit numbers (shared by `tokens` and `cost`).
 struct FastTokenOptions: ParsableArguments {
@@ -59,12 +60,18 @@ struct TokensCommand: ParsableCommand {
         With --into MODEL --after VALUE the same ops are added to MODEL after VALUE (e.g. the \
         projector output of a vision graph, [frames, h, w, d] or [frames, h*w, d]) and the two \
         token values become extra graph outputs, named slow_tokens and fast_tokens as in the \
-        standalone model (--output-names SLOW,FAST to change them; the CLI prints them).
+        standalone model (--output-names SLOW,FAST to change them; the CLI prints them). \
+        VALUE's shape is proven by shape inference over the vision graph, not taken on trust: \
+        --height/--width/--dim may be left out where the graph says them (the patch grid is \
+        read from the tower's convolutions), a flag that disagrees with the graph is an error, \
+        and a dim the graph cannot prove must be given. Channels-first maps [frames, d, h, w] \
+        take --layout nchw (detected when only one layout fits the flags); a leading CLS token \
+        of [frames, 1 + h*w, d] takes --drop-leading 1.
 
         Examples:
           slowfast tokens -o tokens.onnx --preset s2t4 --height 18 --width 18 --dim 3584
           slowfast tokens --into vision.onnx --after projector_out -o vision_tokens.onnx \
-            --preset s1t4 --height 18 --width 18 --dim 3584
+            --preset s1t4 --drop-leading 1
         """
     )
 
@@ -74,14 +81,20 @@ struct TokensCommand: ParsableCommand {
     @Option(help: "Pin the frame count (default: any count, read at run time).")
     var frames: Int?
 
-    @Option(help: "Height of the projector feature grid.")
-    var height: Int
+    @Option(help: "Height of the projector feature grid (with --into: read from the graph when it can be).")
+    var height: Int?
 
-    @Option(help: "Width of the projector feature grid.")
-    var width: Int
+    @Option(help: "Width of the projector feature grid (with --into: read from the graph when it can be).")
+    var width: Int?
 
-    @Option(help: "Feature width (the LLM's hidden size).")
-    var dim: Int
+    @Option(help: "Feature width, the LLM's hidden size (with --into: read from the graph when it can be).")
+    var dim: Int?
+
+    @Option(help: "With --into: nhwc ([frames, h, w, d] or [frames, N, d]) or nchw ([frames, d, h, w], conv feature maps); detected when only one fits.")
+    var layout: FeatureLayout?
+
+    @Option(name: .customLong("drop-leading"), help: "With --into: drop this many tokens before the patch grid of [frames, N + h*w, d] (a CLS token: 1).")
+    var dropLeading: Int?
 
     @Option(name: .customLong("slow-pool"), help: "P x P average pooling that makes slow tokens.")
     var slowPool: Int = 2
@@ -108,6 +121,12 @@ struct TokensCommand: ParsableCommand {
         if (into == nil) != (after == nil) {
             throw ValidationError("--into MODEL and --after VALUE go together")
         }
+        if into == nil && (height == nil || width == nil || dim == nil) {
+            throw ValidationError("a standalone token model needs --height, --width and --dim")
+        }
+        if into == nil && dropLeading != nil {
+            throw ValidationError("--drop-leading goes with --into (a standalone model's input is a grid)")
+        }
         let names = outputNames.split(separator: ",", omittingEmptySubsequences: false)
         if names.count != 2 || names.contains(where: \.isEmpty) || names[0] == names[1] {
             throw ValidationError("--output-names takes two different names, SLOW,FAST (got '\(outputNames)')")
@@ -116,15 +135,22 @@ struct TokensCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let rule = TokenRule(height: height, width: width, dim: dim, slowPool: slowPool, fast: try fast.config())
             let names = outputNames.split(separator: ",").map(String.init)
-            let options = TokenInputOptions(frames: frames, slowName: names[0], fastName: names[1])
+            let options = TokenInputOptions(frames: frames, layout: layout ?? .nhwc, slowName: names[0], fastName: names[1])
+            let rule: TokenRule
+            var proof: FeatureShapeProof?
             if let into, let after {
-                try TokenPipeline.insert(into: into, after: after, rule: rule, options: options, to: output, weights: weights)
+                let claims = FeatureClaims(height: height, width: width, dim: dim, layout: layout, dropLeading: dropLeading, frames: frames)
+                let result = try TokenPipeline.insert(into: into, after: after, claims: claims, slowPool: slowPool, fast: try fast.config(),
+                                                      names: options, to: output, weights: weights)
+                rule = result.outputs.rule
+                proof = result.proof
             } else {
+                rule = TokenRule(height: height!, width: width!, dim: dim!, slowPool: slowPool, fast: try fast.config())
                 try TokenPipeline.writeModel(rule, options: options, to: output)
             }
-            let report = try TokensReport(output: output, rule: rule, options: options)
+            var report = try TokensReport(output: output, rule: rule, options: options)
+            report.features = proof
             print(json ? try encodeJSON(report) : report.text)
         }
     }
@@ -142,8 +168,10 @@ struct TokensReport: Encodable {
     var plan: TokenPlan?
     /// How each range of frame counts is treated.
     var regimes: [TokenRegime]
+    /// With --into: the value's proven shape and layout.
+    var features: FeatureShapeProof?
 
-    enum CodingKeys: String, CodingKey { case output, slowTokens, fastTokens, rule, frames, plan, regimes }
+    enum CodingKeys: String, CodingKey { case output, slowTokens, fastTokens, rule, frames, plan, regimes, features }
 
     /// `frames` and `plan` are written as null when the count is not pinned, so a reader sees
     /// "any frame count" rather than a missing field.
@@ -156,6 +184,7 @@ struct TokensReport: Encodable {
         try container.encode(frames, forKey: .frames)
         try container.encode(plan, forKey: .plan)
         try container.encode(regimes, forKey: .regimes)
+        try container.encodeIfPresent(features, forKey: .features)
     }
 
     init(output: String, rule: TokenRule, options: TokenInputOptions) throws {
@@ -171,6 +200,12 @@ struct TokensReport: Encodable {
     var text: String {
         let slowGrid = "\(rule.slowHeight)x\(rule.slowWidth)", fastGrid = "\(rule.fastHeight)x\(rule.fastWidth)"
         var lines = ["wrote \(output)"]
+        if let features {
+            lines.append("features '\(features.value)': [\(features.shape.joined(separator: ", "))] \(features.elementType.name), "
+                         + "layout \(features.layout.rawValue), grid \(features.height)x\(features.width), dim \(features.dim)"
+                         + (features.dropLeading > 0 ? ", \(features.dropLeading) leading token(s) dropped" : ""))
+            lines += features.notes.map { "  \($0)" }
+        }
         if let plan, let frames {
             lines.append("slow tokens '\(slowTokens)': \(plan.numSlowTokens) = \(frames) frames x \(slowGrid)")
             lines.append("fast tokens '\(fastTokens)': \(plan.numFastTokens) = \(plan.fastFrames) frames x \(fastGrid)")
