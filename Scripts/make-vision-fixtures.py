@@ -13,7 +13,8 @@ projector to the LLM width 48:
     convnext  ConvNextModel, 64x64 images, stem 4, two stages: a channels-first 8x8 map;
               projector a 1x1 convolution: output [frames, 48, 8, 8]
 
-each exported twice, into Tests/Fixtures/vision-<tower>-<exporter>/model.onnx:
+each exported twice, into Tests/Fixtures/vision/<tower>-<exporter>/model.onnx (a level
+below the LLM fixtures, which the decoder tests enumerate):
 
     torchscript  torch.onnx.export(dynamo=False), `frames` dynamic: no shapes recorded for
                  intermediate values, symbolic dims on the output
@@ -37,7 +38,7 @@ import torch
 import transformers
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO / "Tests/Fixtures"
+FIXTURES = REPO / "Tests/Fixtures/vision"
 LLM_WIDTH = 48
 TOWERS = {
     "siglip": dict(image=(32, 48), grid=(8, 12), leading=0, layout="nhwc"),
@@ -114,7 +115,7 @@ def export(tower, path, dynamo, example):
 
 def build(kind, exporter, seed):
     spec = TOWERS[kind]
-    folder = FIXTURES / f"vision-{kind}-{exporter}"
+    folder = FIXTURES / f"{kind}-{exporter}"
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)

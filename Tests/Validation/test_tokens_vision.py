@@ -1,6 +1,6 @@
 """`slowfast tokens --into` on real exports of tiny vision towers (issue 14).
 
-Tests/Fixtures/vision-{siglip,clip,convnext}-{torchscript,dynamo} (Scripts/make-vision-fixtures.py):
+Tests/Fixtures/vision/{siglip,clip,convnext}-{torchscript,dynamo} (Scripts/make-vision-fixtures.py):
 a SigLIP tower on an 8x12 grid ([frames, 96, 48]), a CLIP tower whose output keeps the CLS
 token ([frames, 65, 48]) and a ConvNeXt tower with a channels-first output ([frames, 48, 8, 8]).
 TorchScript records no intermediate shapes and a symbolic token dim on the CLIP/SigLIP output,
@@ -20,7 +20,7 @@ from onnx import TensorProto, helper
 from conftest import REPO, ort_session, run
 from test_tokens import reference
 
-FIXTURES = REPO / "Tests/Fixtures"
+FIXTURES = REPO / "Tests/Fixtures/vision"
 EXPORTERS = ["torchscript", "dynamo"]
 # tower -> (flags that settle it, how to turn the projector output into [F, h, w, d])
 TOWERS = {
@@ -33,7 +33,7 @@ RULE = ["--preset", "s2t4"]
 
 
 def fixture(tower, exporter):
-    return FIXTURES / f"vision-{tower}-{exporter}"
+    return FIXTURES / f"{tower}-{exporter}"
 
 
 def check_tokens(path, grid, frame_counts, seed, output="projector_out", full_check=True):
