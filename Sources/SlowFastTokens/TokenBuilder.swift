@@ -166,14 +166,21 @@ public enum TokenBuilder {
         defer { names = e.names }
         let d = Int64(rule.dim), h = Int64(rule.height), w = Int64(rule.width)
         let slowH = Int64(rule.slowHeight), slowW = Int64(rule.slowWidth)
+        // Features of another float type are pooled in float32 (not every runtime has
+        // AveragePool and MatMul for float16/bfloat16) and the tokens cast back at the end.
+        let computeInFloat = elementType != .float
+        let input = computeInFloat ? e.cast(features, to: .float, tag: "features_float") : features
+        let (slowResult, fastResult) = computeInFloat
+            ? (e.names.fresh("\(e.prefix)/slow_float_output"), e.names.fresh("\(e.prefix)/fast_float_output"))
+            : (slowName, fastName)
 
         // [F, d, h, w], F from the input.
         var channelsFirst: String
         switch layout {
         case .nchw:
-            channelsFirst = e.reshape(features, to: [-1, d, h, w], tag: "grid")
+            channelsFirst = e.reshape(input, to: [-1, d, h, w], tag: "grid")
         case .nhwc:
-            var tokens = features
+            var tokens = input
             if dropLeading > 0 {
                 tokens = e.slice(tokens, axis: 1, start: Int64(dropLeading), end: Int64.max, tag: "drop_leading")
             }
@@ -184,7 +191,7 @@ public enum TokenBuilder {
             ? e.averagePool(channelsFirst, kernel: [rule.slowPool, rule.slowPool], tag: "slow_pool")
             : channelsFirst
         let slowChannelsLast = e.transpose(pooled, perm: [0, 2, 3, 1], tag: "slow_nhwc")
-        e.reshape(slowChannelsLast, to: [1, -1, d], tag: "slow", output: slowName)
+        e.reshape(slowChannelsLast, to: [1, -1, d], tag: "slow", output: slowResult)
 
         let s = Int64(rule.fast.temporalStride), t = Int64(rule.fast.temporalKernel), m = Int64(rule.fast.minFastFrames)
         var fast = pooled
@@ -231,8 +238,8 @@ public enum TokenBuilder {
                 let endColumn = e.unsqueeze(end, axis: 1, tag: "window_end_column")
                 let inside = e.node("And", [e.node("Not", [e.node("Less", [column, startColumn], tag: "before_window")], tag: "from_start"),
                                             e.node("Less", [column, endColumn], tag: "before_end")], tag: "in_window")
-                let windows = e.cast(inside, to: elementType, tag: "window_matrix")
-                let lengths = e.cast(e.node("Sub", [endColumn, startColumn], tag: "window_length"), to: elementType, tag: "window_length_float")
+                let windows = e.cast(inside, to: .float, tag: "window_matrix")
+                let lengths = e.cast(e.node("Sub", [endColumn, startColumn], tag: "window_length"), to: .float, tag: "window_length_float")
                 let flat = e.reshape(fast, to: [0, -1], tag: "frames_flat")
                 let sums = e.node("MatMul", [windows, flat], tag: "window_sums")
                 let means = e.node("Div", [sums, lengths], tag: "window_means")
@@ -245,7 +252,11 @@ public enum TokenBuilder {
             fast = e.averagePool(fast, kernel: [rule.fast.spatialPool, rule.fast.spatialPool], tag: "fast_spatial_pool")
         }
         let fastChannelsLast = e.transpose(fast, perm: [0, 2, 3, 1], tag: "fast_nhwc")
-        e.reshape(fastChannelsLast, to: [1, -1, d], tag: "fast", output: fastName)
+        e.reshape(fastChannelsLast, to: [1, -1, d], tag: "fast", output: fastResult)
+        if computeInFloat {
+            e.node("Cast", [slowResult], tag: "slow_cast", attributes: [.int("to", Int64(elementType.rawValue))], output: slowName)
+            e.node("Cast", [fastResult], tag: "fast_cast", attributes: [.int("to", Int64(elementType.rawValue))], output: fastName)
+        }
     }
 
     /// The static dims recorded for `value` (graph input, output, value_info or initializer),

@@ -269,3 +269,30 @@ def test_errors_name_the_file(tmp_path):
     result = slowfast("tokens", "--into", missing, "--after", "x", "-o", out, "--preset", "s1t4", "--height", 4, "--width", 4, "--dim", 4)
     assert result.returncode != 0 and str(missing) in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("dtype,onnx_type,limit", [(np.float16, 10, 2e-3), (np.float64, 11, 1e-6)])
+def test_other_float_types_pool_in_float32(dtype, onnx_type, limit, tmp_path):
+    """A float16 (or double) projector output: the ops pool in float32 and the tokens come
+    back in the features' type, at every frame count."""
+    from onnx import helper
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["projected"], name="projector")], "vision",
+                              [helper.make_tensor_value_info("x", onnx_type, ["frames", 36, 4])],
+                              [helper.make_tensor_value_info("projected", onnx_type, ["frames", 36, 4])])
+    vision = tmp_path / "vision.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), vision)
+    out = tmp_path / "tokens.onnx"
+    result = slowfast("tokens", "--into", vision, "--after", "projected", "-o", out, "--preset", "s2t4", "--height", 6, "--width", 6)
+    assert result.returncode == 0, result.stderr
+    model = onnx.load(out)
+    onnx.checker.check_model(model, full_check=True)
+    assert [o.type.tensor_type.elem_type for o in model.graph.output] == [onnx_type] * 3
+    session = ort_session(out)
+    rng = np.random.default_rng(3)
+    for frames in (1, 17, 70, 131):
+        x = rng.standard_normal((frames, 36, 4)).astype(dtype)
+        _, slow, fast = session.run(None, {"x": x})
+        assert slow.dtype == dtype and fast.dtype == dtype
+        ref_slow, ref_fast = reference(x.astype(np.float64).reshape(frames, 6, 6, 4), 2, 2, 4, 1, 16)
+        assert np.abs(slow - ref_slow).max() <= limit
+        assert np.abs(fast - ref_fast).max() <= limit
