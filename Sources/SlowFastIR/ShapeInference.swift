@@ -384,6 +384,9 @@ public struct ShapeInference {
                 axes = node.intsAttribute("axes") ?? (0..<Int64(starts.count)).map { $0 }
                 steps = Array(repeating: 1, count: starts.count)
             }
+            guard ends.count == starts.count, axes.count == starts.count, steps.count == starts.count else {
+                throw failure("starts, ends, axes and steps of different lengths")
+            }
             var out = dims
             var picked: [Int]? = dims.count == 1 && x.values != nil ? Array(0..<(x.values!.count)) : nil
             for (k, rawAxis) in axes.enumerated() {
@@ -585,6 +588,9 @@ public struct ShapeInference {
         let strides = node.intsAttribute("strides") ?? Array(repeating: 1, count: spatial)
         let dilations = node.intsAttribute("dilations") ?? Array(repeating: 1, count: spatial)
         let pads = node.intsAttribute("pads") ?? Array(repeating: 0, count: 2 * spatial)
+        guard strides.count == spatial, dilations.count == spatial, pads.count == 2 * spatial else {
+            throw failure("strides \(strides), dilations \(dilations) or pads \(pads) do not fit \(spatial) spatial dims")
+        }
         let autoPad = node.stringAttribute("auto_pad") ?? "NOTSET"
         let ceil = (node.intAttribute("ceil_mode") ?? 0) == 1
         return (0..<spatial).map { i in

@@ -156,6 +156,8 @@ public struct FeatureShapeProof: Encodable, Equatable, Sendable {
                     height = matching[0].height
                     width = matching[0].width
                     notes.append("grid \(matching[0].height)x\(matching[0].width): read from \(matching[0].node)")
+                } else if lead > 0, let whole = grids.first(where: { $0.height * $0.width == tokens }) {
+                    throw FeatureShapeError.nothingToDrop(value: value, shape: shapeText, grid: whole.text, lead: lead)
                 } else {
                     // Suggest the leading tokens when a grid explains all but a few.
                     let near = grids.first { tokens - $0.height * $0.width > 0 && tokens - $0.height * $0.width <= 16 }
@@ -230,6 +232,7 @@ public enum FeatureShapeError: Error, CustomStringConvertible, Equatable {
     case halfGrid(value: String)
     case gridUnreadable(value: String, shape: [String], tokens: Int, lead: Int, hint: (String, Int)?, ambiguous: [String])
     case tokenCount(value: String, shape: [String], tokens: Int, height: Int, width: Int, lead: Int, suggestLead: Int?)
+    case nothingToDrop(value: String, shape: [String], grid: String, lead: Int)
 
     public static func == (a: FeatureShapeError, b: FeatureShapeError) -> Bool { a.description == b.description }
 
@@ -270,6 +273,8 @@ public enum FeatureShapeError: Error, CustomStringConvertible, Equatable {
                 return text + ", \(extra) more than the \(grid) patch grid: give --drop-leading \(extra) to drop the leading token(s) (e.g. a CLS token), or --height and --width"
             }
             return text + " and the patch grid cannot be read from the graph: give --height and --width"
+        case .nothingToDrop(let value, let shape, let grid, let lead):
+            return "'\(value)' has shape \(Self.text(shape)): the \(grid) patch grid covers every token, so there are no leading tokens to drop (leave out --drop-leading \(lead))"
         case .tokenCount(let value, let shape, let tokens, let height, let width, let lead, let suggestLead):
             var text = "'\(value)' has shape \(Self.text(shape)): dim 1 holds \(tokens) tokens, but a \(height)x\(width) grid"
                 + (lead > 0 ? " after \(lead) leading" : "") + " needs \(height * width + lead)"

@@ -83,6 +83,7 @@ REFUSALS = [
     ("siglip", ["--height", 4, "--width", 24], "--height 4 --width 24 do not match the patch grid the graph computes it from: 8x12"),
     ("siglip", ["--dim", 32], "dim 2 (dim) is 48, but --dim is 32"),
     ("siglip", ["--layout", "nchw"], "--layout nchw expects [frames, d, h, w]"),
+    ("siglip", ["--drop-leading", 1], "the 8x12 (node"),
 ]
 
 
