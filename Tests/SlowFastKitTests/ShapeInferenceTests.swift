@@ -1,4 +1,5 @@
 import XCTest
+@testable import SlowFastKit
 @testable import SlowFastIR
 @testable import SlowFastTokens
 
@@ -62,5 +63,45 @@ final class ShapeInferenceTests: XCTestCase {
         let conv = try FeatureShapeProof.prove("conv", in: model, claims: FeatureClaims(dim: 16))
         XCTAssertEqual(conv.layout, .nchw)
         XCTAssertEqual([conv.height, conv.width], [8, 12])
+    }
+
+    /// Dynamo records a shape for most values (in terms of `frames`); inference, which never
+    /// reads value_info, must agree with every one of them on the real tower exports.
+    func testAgreesWithDynamoOnRealTowers() throws {
+        for tower in ["siglip", "clip", "convnext"] {
+            let model = try TestSupport.fixture("vision/\(tower)-dynamo")
+            var inference = ShapeInference(model: model)
+            _ = inference.infer(model, upTo: "projector_out")
+            var compared = 0
+            for info in model.graph.valueInfo {
+                guard let name = info.name, case .tensor(_, let shape?)? = info.type?.kind else { continue }
+                let inferred = try XCTUnwrap(inference.values[name]?.shape, "\(tower): \(name): \(inference.reason(for: name) ?? "")")
+                XCTAssertEqual(inferred.count, shape.dims.count, "\(tower): \(name)")
+                for (dim, mine) in zip(shape.dims, inferred) {
+                    switch dim {
+                    case .value(let n): XCTAssertEqual(mine.constant, n, "\(tower): \(name) \(inferred)")
+                    case .param(let p): XCTAssertEqual(mine, SymbolicDim(symbol: p), "\(tower): \(name) \(inferred)")
+                    case .unknown: continue
+                    }
+                }
+                compared += 1
+            }
+            XCTAssertGreaterThan(compared, 50, tower)
+        }
+    }
+
+    /// TorchScript records nothing in between; every value of the towers is still followed.
+    func testFollowsEveryValueOfTorchScriptTowers() throws {
+        for tower in ["siglip", "clip", "convnext"] {
+            let model = try TestSupport.fixture("vision/\(tower)-torchscript")
+            var inference = ShapeInference(model: model)
+            _ = inference.infer(model, upTo: "projector_out")
+            for node in model.graph.nodes {
+                for output in node.outputs where !output.isEmpty {
+                    XCTAssertNotNil(inference.values[output]?.shape, "\(tower): \(output): \(inference.reason(for: output) ?? "")")
+                }
+            }
+            XCTAssertEqual(inference.values["projector_out"]?.shape?.first, SymbolicDim(symbol: "frames"), tower)
+        }
     }
 }
