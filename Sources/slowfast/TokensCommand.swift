@@ -70,8 +70,8 @@ struct TokensCommand: ParsableCommand {
 
         Examples:
           slowfast tokens -o tokens.onnx --preset s2t4 --height 18 --width 18 --dim 3584
-          slowfast tokens --into vision.onnx --after projector_out -o vision_tokens.onnx \
-            --preset s1t4 --drop-leading 1
+          slowfast tokens --into vision.onnx --after projector_out -o out.onnx --preset s1t4
+          slowfast tokens --into clip.onnx --after projector_out -o out.onnx --preset s1t4 --drop-leading 1
         """
     )
 
