@@ -43,3 +43,5 @@ for FRAMES in 8 24; do
     "$PY" "$VIDEO/pipeline.py" "$VOUT/vision_tokens.onnx" "$VOUT/llm/model.onnx" --frames "$FRAMES" \
         --gates "$VIDEO/reference.npz"
 done
+echo "-- the same 24 frames with the hybrid layers' gates at the tool's default init (0): the slow tokens change nothing"
+"$PY" "$VIDEO/pipeline.py" "$VOUT/vision_tokens.onnx" "$VOUT/llm/model.onnx" --frames 24

@@ -72,6 +72,10 @@ def test_right_flags_give_exact_tokens(tower, exporter, tmp_path):
     projected = ort_session(out).run(["projector_out"], {"pixel_values": reference_run["pixel_values"]})[0]
     assert np.abs(projected - reference_run["projector_out"]).max() <= 1e-5
     check_tokens(out, grid, [1, 5, 16, 37], zlib.crc32(f"{tower}{exporter}".encode()))
+    # The same input and options give the same bytes.
+    again = tmp_path / "again.onnx"
+    assert run("tokens", "--into", folder / "model.onnx", "--after", "projector_out", "-o", again, *RULE, *flags).returncode == 0
+    assert again.read_bytes() == out.read_bytes()
 
 
 # (tower, flags, what the refusal must say)
