@@ -296,3 +296,21 @@ def test_other_float_types_pool_in_float32(dtype, onnx_type, limit, tmp_path):
         ref_slow, ref_fast = reference(x.astype(np.float64).reshape(frames, 6, 6, 4), 2, 2, 4, 1, 16)
         assert np.abs(slow - ref_slow).max() <= limit
         assert np.abs(fast - ref_fast).max() <= limit
+
+
+def test_standalone_channels_first(tmp_path):
+    """--layout nchw: the standalone input is [frames, d, h, w] and is read without a transpose."""
+    out = tmp_path / "tokens.onnx"
+    result = slowfast("tokens", "-o", out, "--preset", "s1t6", "--layout", "nchw", "--height", 5, "--width", 6, "--dim", 3)
+    assert result.returncode == 0, result.stderr
+    model = onnx.load(out)
+    onnx.checker.check_model(model, full_check=True)
+    assert [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == ["frames", 3, 5, 6]
+    session = ort_session(out)
+    rng = np.random.default_rng(11)
+    for frames in (2, 50, 97):
+        x = rng.standard_normal((frames, 3, 5, 6)).astype(np.float32)
+        slow, fast = session.run(["slow_tokens", "fast_tokens"], {"features": x})
+        ref_slow, ref_fast = reference(x.astype(np.float64).transpose(0, 2, 3, 1), 2, 1, 6, 1, 16)
+        assert np.abs(slow - ref_slow).max() <= 1e-6
+        assert np.abs(fast - ref_fast).max() <= 1e-6
