@@ -64,8 +64,8 @@ public struct FeatureShapeProof: Encodable, Equatable, Sendable {
         var notes: [String] = []
         var dims = inferred?.shape
         let recorded = TokenBuilder.staticShape(of: value, in: model.graph)
-        if dims == nil, let recorded {
-            dims = TokenBuilder.recordedDims(of: value, in: model.graph)!.enumerated().map { i, dim in
+        if dims == nil, let recordedDims = TokenBuilder.recordedDims(of: value, in: model.graph) {
+            dims = recordedDims.enumerated().map { i, dim in
                 switch dim {
                 case .value(let n): return SymbolicDim(n)
                 case .param(let name): return SymbolicDim(symbol: "?\(name)")
