@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the bundled example model: make layers hybrid, check the result with
 # onnx.checker and onnxruntime (function preservation at default init), show the plan.
+# Then the whole video pipeline on Examples/video-mllm: token ops into its vision graph,
+# hybrid layers into its LLM, and frames -> vision -> tokens -> LLM -> greedy decoding in
+# onnxruntime (Examples/video-mllm/pipeline.py; NumPy and onnxruntime only).
 # Run through `make demo`, which builds the CLI and the validation virtualenv first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,3 +27,21 @@ echo "== validate with onnx.checker and onnxruntime"
 "$PY" Scripts/validate_rewrite.py "$MODEL" "$OUT" --reference Examples/qwen2-tiny/reference.npz
 echo
 echo "weight map: Examples/out/qwen2-tiny-slowfast.weight-map.json"
+
+echo
+echo "== the whole video pipeline: Examples/video-mllm (SigLIP tower + projector, Qwen2 decoder with a KV cache)"
+VIDEO=Examples/video-mllm
+VOUT=Examples/out/video-mllm
+mkdir -p "$VOUT/llm"
+echo "-- slow and fast token ops into the vision graph, after the projector (one model for any frame count)"
+"$BIN" tokens --into "$VIDEO/vision/model.onnx" --after projector_out -o "$VOUT/vision_tokens.onnx" \
+    --preset s1t4 --min-fast-frames 4
+echo "-- hybrid layers 0, 2, 4 into the LLM (slow_tokens becomes an input)"
+"$BIN" rewrite "$VIDEO/llm/model.onnx" -o "$VOUT/llm/model.onnx" --hybrid-layers 0,2,4
+for FRAMES in 8 24; do
+    echo "-- run: $FRAMES frames -> vision -> tokens -> LLM, greedy decoding in onnxruntime (gates on: $VIDEO/reference.npz)"
+    "$PY" "$VIDEO/pipeline.py" "$VOUT/vision_tokens.onnx" "$VOUT/llm/model.onnx" --frames "$FRAMES" \
+        --gates "$VIDEO/reference.npz"
+done
+echo "-- the same 24 frames with the hybrid layers' gates at the tool's default init (0): the slow tokens change nothing"
+"$PY" "$VIDEO/pipeline.py" "$VOUT/vision_tokens.onnx" "$VOUT/llm/model.onnx" --frames 24

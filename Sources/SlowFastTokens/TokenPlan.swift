@@ -46,7 +46,98 @@ public enum TokenPreset: String, CaseIterable, Codable, Sendable {
     }
 }
 
-/// The shape of projector features and what to make of them.
+/// What to make of projector features, for any frame count: the grid, the width, the pools and
+/// the fast-token rule. A token model built from a rule computes its sampled frames and
+/// pooling windows from the frame count it receives at run time (docs/DESIGN.md §5).
+public struct TokenRule: Codable, Equatable, Sendable {
+    /// Projector features are [frames, height, width, dim] (or one of the layouts of
+    /// `FeatureLayout`).
+    public var height: Int
+    public var width: Int
+    public var dim: Int
+    /// P: P x P average pooling that turns projector features into slow tokens (release: 2).
+    public var slowPool: Int
+    public var fast: FastTokenConfig
+
+    public init(height: Int, width: Int, dim: Int, slowPool: Int = 2, fast: FastTokenConfig) {
+        self.height = height
+        self.width = width
+        self.dim = dim
+        self.slowPool = slowPool
+        self.fast = fast
+    }
+
+    /// The plan at one frame count.
+    public func spec(frames: Int) -> TokenSpec {
+        TokenSpec(frames: frames, height: height, width: width, dim: dim, slowPool: slowPool, fast: fast)
+    }
+
+    public var slowHeight: Int { height / max(slowPool, 1) }
+    public var slowWidth: Int { width / max(slowPool, 1) }
+    public var fastHeight: Int { slowHeight / max(fast.spatialPool, 1) }
+    public var fastWidth: Int { slowWidth / max(fast.spatialPool, 1) }
+
+    /// Rejects sizes the rules cannot apply to, whatever the frame count.
+    public func validate() throws {
+        func positive(_ value: Int, _ name: String) throws {
+            if value < 1 { throw TokenBuilderError.invalidParameter(name: name, value: value, expected: "at least 1") }
+        }
+        try positive(height, "height")
+        try positive(width, "width")
+        try positive(dim, "dim")
+        try positive(slowPool, "slow pool")
+        try positive(fast.temporalStride, "temporal stride")
+        try positive(fast.temporalKernel, "temporal kernel")
+        try positive(fast.spatialPool, "spatial pool")
+        try positive(fast.minFastFrames, "min fast frames")
+        guard height >= slowPool, width >= slowPool else {
+            throw TokenBuilderError.poolLargerThanGrid(what: "slow pool", pool: slowPool, height: height, width: width)
+        }
+        guard slowHeight >= fast.spatialPool, slowWidth >= fast.spatialPool else {
+            throw TokenBuilderError.poolLargerThanGrid(what: "fast spatial pool", pool: fast.spatialPool,
+                                                       height: slowHeight, width: slowWidth)
+        }
+    }
+
+    /// The three regimes of the rule, by frame count F (M = minFastFrames):
+    /// `allFrames` below M (every frame becomes a fast frame), `minimum` from M until stride
+    /// and kernel leave at least M frames (sampling and pooling weakened to leave exactly M),
+    /// `regular` from then on (floor(floor(F/s)/t) fast frames). Each regime is a range of
+    /// frame counts; `upTo` is nil for the last one. Regimes the rule never reaches are left out.
+    public func regimes() throws -> [TokenRegime] {
+        try validate()
+        let s = fast.temporalStride, t = fast.temporalKernel, m = fast.minFastFrames
+        // The regular regime starts where floor(floor(F/s)/t) >= M, i.e. F >= s*t*M (with s or t
+        // of 1 the step that does nothing imposes nothing).
+        let regularFrom = s == 1 && t == 1 ? 1 : s * t * m
+        var result: [TokenRegime] = []
+        if s > 1 || t > 1 {
+            if m > 1 { result.append(TokenRegime(kind: .allFrames, from: 1, upTo: m - 1)) }
+            if regularFrom > m { result.append(TokenRegime(kind: .minimum, from: m, upTo: regularFrom - 1)) }
+            result.append(TokenRegime(kind: .regular, from: max(regularFrom, m), upTo: nil))
+        } else {
+            result.append(TokenRegime(kind: .regular, from: 1, upTo: nil))
+        }
+        return result
+    }
+}
+
+/// One range of frame counts over which a rule behaves one way (see `TokenRule.regimes`).
+public struct TokenRegime: Codable, Equatable, Sendable {
+    public enum Kind: String, Codable, Sendable {
+        /// Fewer frames than the minimum: every frame is a fast frame (no sampling, no pooling).
+        case allFrames
+        /// Stride and kernel would leave fewer than the minimum: exactly M fast frames.
+        case minimum
+        /// floor(floor(F/s)/t) fast frames, at least M.
+        case regular
+    }
+    public var kind: Kind
+    public var from: Int
+    public var upTo: Int?
+}
+
+/// The shape of projector features at one frame count and what to make of them.
 public struct TokenSpec: Codable, Equatable, Sendable {
     /// Projector features are [frames, height, width, dim].
     public var frames: Int
@@ -64,6 +155,10 @@ public struct TokenSpec: Codable, Equatable, Sendable {
         self.dim = dim
         self.slowPool = slowPool
         self.fast = fast
+    }
+    /// The frame-independent part.
+    public var rule: TokenRule {
+        TokenRule(height: height, width: width, dim: dim, slowPool: slowPool, fast: fast)
     }
 }
 
@@ -130,28 +225,13 @@ public struct TokenPlan: Codable, Equatable, Sendable {
 
     /// Derives the plan, rejecting sizes the rules cannot apply to.
     public init(_ spec: TokenSpec) throws {
-        func positive(_ value: Int, _ name: String) throws {
-            if value < 1 { throw TokenBuilderError.invalidParameter(name: name, value: value, expected: "at least 1") }
+        if spec.frames < 1 {
+            throw TokenBuilderError.invalidParameter(name: "frames", value: spec.frames, expected: "at least 1")
         }
-        try positive(spec.frames, "frames")
-        try positive(spec.height, "height")
-        try positive(spec.width, "width")
-        try positive(spec.dim, "dim")
-        try positive(spec.slowPool, "slow pool")
-        try positive(spec.fast.temporalStride, "temporal stride")
-        try positive(spec.fast.temporalKernel, "temporal kernel")
-        try positive(spec.fast.spatialPool, "spatial pool")
-        try positive(spec.fast.minFastFrames, "min fast frames")
-        guard spec.height >= spec.slowPool, spec.width >= spec.slowPool else {
-            throw TokenBuilderError.poolLargerThanGrid(what: "slow pool", pool: spec.slowPool, height: spec.height, width: spec.width)
-        }
+        try spec.rule.validate()
         self.spec = spec
         slowHeight = spec.height / spec.slowPool
         slowWidth = spec.width / spec.slowPool
-        guard slowHeight >= spec.fast.spatialPool, slowWidth >= spec.fast.spatialPool else {
-            throw TokenBuilderError.poolLargerThanGrid(what: "fast spatial pool", pool: spec.fast.spatialPool,
-                                                       height: slowHeight, width: slowWidth)
-        }
         fastHeight = slowHeight / spec.fast.spatialPool
         fastWidth = slowWidth / spec.fast.spatialPool
 
@@ -190,6 +270,34 @@ public struct TokenPlan: Codable, Equatable, Sendable {
         }
         usedFallback = fallback
     }
+
+    /// Which regime of the rule this frame count falls in (see `TokenRule.regimes`).
+    public var regime: TokenRegime.Kind {
+        let s = spec.fast.temporalStride, t = spec.fast.temporalKernel, m = spec.fast.minFastFrames
+        if s == 1 && t == 1 { return .regular }
+        if spec.frames < m { return .allFrames }
+        return spec.frames >= s * t * m ? .regular : .minimum
+    }
+
+    /// One line saying what happens to the frames, in the rule's words.
+    public var explanation: String {
+        let f = spec.frames, s = spec.fast.temporalStride, t = spec.fast.temporalKernel, m = spec.fast.minFastFrames
+        switch regime {
+        case .allFrames:
+            return "\(f) frames, fewer than the minimum of \(m): every frame is a fast frame (no sampling, no pooling)"
+        case .minimum:
+            var steps: [String] = []
+            if s > 1 { steps.append("\(sampledFrames.count) frames sampled (\(f)/\(s) = \(f / s), raised to \(m))") }
+            if t > 1 { steps.append("pooled adaptively to \(fastFrames) (\(sampledFrames.count)/\(t) = \(sampledFrames.count / t) < \(m))") }
+            return "stride \(s) and kernel \(t) would leave fewer than \(m) frames: " + steps.joined(separator: ", ")
+                + "; \(fastFrames) fast frames"
+        case .regular:
+            var steps: [String] = []
+            if s > 1 { steps.append("one frame in \(s) kept (\(sampledFrames.count))") }
+            if t > 1 { steps.append("means of \(t) consecutive frames (\(fastFrames), last \(sampledFrames.count % t) dropped)") }
+            return steps.isEmpty ? "every frame is a fast frame" : steps.joined(separator: ", ") + "; \(fastFrames) fast frames"
+        }
+    }
 }
 
 /// Why the token builder refused.
@@ -199,6 +307,8 @@ public enum TokenBuilderError: Error, CustomStringConvertible, Equatable {
     case valueNotFound(graph: String, value: String)
     case featureShapeMismatch(value: String, found: [Int64], expected: String)
     case opsetTooOld(found: Int64, needed: Int64)
+    case badOutputNames(slow: String, fast: String, reason: String)
+    case outputNameTaken(String)
 
     public var description: String {
         switch self {
@@ -212,6 +322,10 @@ public enum TokenBuilderError: Error, CustomStringConvertible, Equatable {
             return "value '\(value)' has static shape \(found), expected \(expected)"
         case .opsetTooOld(let found, let needed):
             return "the graph imports ONNX opset \(found); the token ops need opset \(needed) or newer"
+        case .badOutputNames(let slow, let fast, let reason):
+            return "token output names '\(slow)' and '\(fast)': expected \(reason)"
+        case .outputNameTaken(let name):
+            return "the model already has a value named '\(name)'; give other token output names with --output-names SLOW,FAST"
         }
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import SlowFastKit
 
 extension TokenPreset: ExpressibleByArgument {}
+extension FeatureLayout: ExpressibleByArgument {}
 
 /// The fast-token rule, as a preset or as explicit numbers (shared by `tokens` and `cost`).
 struct FastTokenOptions: ParsableArguments {
@@ -48,36 +49,52 @@ struct TokensCommand: ParsableCommand {
         abstract: "Write an ONNX model that turns projector features into slow and fast tokens.",
         discussion: """
         Input `features` [frames, height, width, dim] float32; outputs `slow_tokens` \
-        [1, frames*(h/P)*(w/P), dim] (P x P average pooling, P = --slow-pool, default 2) and \
-        `fast_tokens` [1, N_f, dim] (temporal sampling with stride s, temporal average \
-        pooling with kernel t, optional spatial pooling, at least --min-fast-frames frames). \
-        `slow_tokens` fits the input of the same name of a rewritten model.
+        [1, num_slow_tokens, dim] (P x P average pooling, P = --slow-pool, default 2: \
+        num_slow_tokens = frames*(h/P)*(w/P)) and `fast_tokens` [1, num_fast_tokens, dim] \
+        (temporal sampling with stride s, temporal average pooling with kernel t, optional \
+        spatial pooling, at least --min-fast-frames frames when the video has that many). The \
+        model reads the frame count at run time: one model serves every video length, and \
+        num_fast_tokens = fast frames * fast tokens per frame for that length. --frames N pins \
+        the count (static dims). `slow_tokens` fits the input of the same name of a rewritten model.
 
         With --into MODEL --after VALUE the same ops are added to MODEL after VALUE (e.g. the \
         projector output of a vision graph, [frames, h, w, d] or [frames, h*w, d]) and the two \
-        token values become extra graph outputs.
+        token values become extra graph outputs, named slow_tokens and fast_tokens as in the \
+        standalone model (--output-names SLOW,FAST to change them; the CLI prints them). \
+        VALUE's shape is proven by shape inference over the vision graph, not taken on trust: \
+        --height/--width/--dim may be left out where the graph says them (the patch grid is \
+        read from the tower's convolutions), a flag that disagrees with the graph is an error, \
+        and a dim the graph cannot prove must be given. Channels-first maps [frames, d, h, w] \
+        take --layout nchw (detected when only one layout fits the flags); a leading CLS token \
+        of [frames, 1 + h*w, d] takes --drop-leading 1.
 
         Examples:
           slowfast tokens -o tokens.onnx --preset s2t4 --height 18 --width 18 --dim 3584
-          slowfast tokens --into vision.onnx --after projector_out -o vision_tokens.onnx \
-            --preset s1t4 --height 18 --width 18 --dim 3584
+          slowfast tokens --into vision.onnx --after projector_out -o out.onnx --preset s1t4
+          slowfast tokens --into clip.onnx --after projector_out -o out.onnx --preset s1t4 --drop-leading 1
         """
     )
 
     @Option(name: [.short, .customLong("output")], help: "Where to write the token model.")
     var output: String
 
-    @Option(help: "Number of frames (default: the preset's).")
+    @Option(help: "Pin the frame count (default: any count, read at run time).")
     var frames: Int?
 
-    @Option(help: "Height of the projector feature grid.")
-    var height: Int
+    @Option(help: "Height of the projector feature grid (with --into: read from the graph when it can be).")
+    var height: Int?
 
-    @Option(help: "Width of the projector feature grid.")
-    var width: Int
+    @Option(help: "Width of the projector feature grid (with --into: read from the graph when it can be).")
+    var width: Int?
 
-    @Option(help: "Feature width (the LLM's hidden size).")
-    var dim: Int
+    @Option(help: "Feature width, the LLM's hidden size (with --into: read from the graph when it can be).")
+    var dim: Int?
+
+    @Option(help: "With --into: nhwc ([frames, h, w, d] or [frames, N, d]) or nchw ([frames, d, h, w], conv feature maps); detected when only one fits.")
+    var layout: FeatureLayout?
+
+    @Option(name: .customLong("drop-leading"), help: "With --into: drop this many tokens before the patch grid of [frames, N + h*w, d] (a CLS token: 1).")
+    var dropLeading: Int?
 
     @Option(name: .customLong("slow-pool"), help: "P x P average pooling that makes slow tokens.")
     var slowPool: Int = 2
@@ -93,40 +110,123 @@ struct TokensCommand: ParsableCommand {
     @Option(help: "With --into: where the output's external weights go (auto, link, copy, inline).")
     var weights: WeightsMode = .auto
 
+    @Option(name: .customLong("output-names"),
+            help: "Names of the two token outputs, SLOW,FAST (default: slow_tokens,fast_tokens, the rewritten LLM's input and the fast-token sequence).")
+    var outputNames: String = "\(TokenInputOptions.defaultSlowName),\(TokenInputOptions.defaultFastName)"
+
     @Flag(help: "Print the token plan as JSON instead of text.")
     var json = false
 
     func validate() throws {
-        if frames == nil && fast.preset == nil {
-            throw ValidationError("give --frames N (or a --preset, whose frame count is the default)")
-        }
         if (into == nil) != (after == nil) {
             throw ValidationError("--into MODEL and --after VALUE go together")
+        }
+        if into == nil && (height == nil || width == nil || dim == nil) {
+            throw ValidationError("a standalone token model needs --height, --width and --dim")
+        }
+        if into == nil && dropLeading != nil {
+            throw ValidationError("--drop-leading goes with --into (a standalone model's input is a grid)")
+        }
+        let names = outputNames.split(separator: ",", omittingEmptySubsequences: false)
+        if names.count != 2 || names.contains(where: \.isEmpty) || names[0] == names[1] {
+            throw ValidationError("--output-names takes two different names, SLOW,FAST (got '\(outputNames)')")
         }
     }
 
     func run() throws {
         try reportingErrors {
-            let rule = try fast.config()
-            let spec = TokenSpec(frames: frames ?? fast.preset?.frames ?? 0, height: height, width: width, dim: dim,
-                                 slowPool: slowPool, fast: rule)
-            let plan: TokenPlan
+            let names = outputNames.split(separator: ",").map(String.init)
+            let options = TokenInputOptions(frames: frames, layout: layout ?? .nhwc, slowName: names[0], fastName: names[1])
+            let rule: TokenRule
+            var proof: FeatureShapeProof?
             if let into, let after {
-                let model = try ModelReader.read(path: into)
-                plan = try TokenBuilder.insert(into: model, after: after, spec: spec).plan
-                try ModelWriter.write(model, to: output, options: WriteOptions(weights: weights))
+                let claims = FeatureClaims(height: height, width: width, dim: dim, layout: layout, dropLeading: dropLeading, frames: frames)
+                let result = try TokenPipeline.insert(into: into, after: after, claims: claims, slowPool: slowPool, fast: try fast.config(),
+                                                      names: options, to: output, weights: weights)
+                rule = result.outputs.rule
+                proof = result.proof
             } else {
-                try ModelWriter.write(try TokenBuilder.makeModel(spec), to: output, options: WriteOptions(weights: .inline))
-                plan = try TokenPlan(spec)
+                rule = TokenRule(height: height!, width: width!, dim: dim!, slowPool: slowPool, fast: try fast.config())
+                try TokenPipeline.writeModel(rule, options: options, to: output)
             }
-            if json {
-                print(try encodeJSON(plan))
-            } else {
-                print("wrote \(output)")
-                print("slow tokens: \(plan.numSlowTokens) = \(spec.frames) frames x \(plan.slowHeight)x\(plan.slowWidth)")
-                print("fast tokens: \(plan.numFastTokens) = \(plan.fastFrames) frames x \(plan.fastHeight)x\(plan.fastWidth)"
-                      + (plan.usedFallback ? " (adaptive fallback: at least \(rule.minFastFrames) fast frames)" : ""))
+            var report = try TokensReport(output: output, rule: rule, options: options)
+            report.features = proof
+            print(json ? try encodeJSON(report) : report.text)
+        }
+    }
+}
+
+/// What `slowfast tokens` made: the output names and how frames become tokens.
+struct TokensReport: Encodable {
+    var output: String
+    var slowTokens: String
+    var fastTokens: String
+    var rule: TokenRule
+    /// nil: any frame count at run time.
+    var frames: Int?
+    /// The plan at the pinned frame count.
+    var plan: TokenPlan?
+    /// How each range of frame counts is treated.
+    var regimes: [TokenRegime]
+    /// With --into: the value's proven shape and layout.
+    var features: FeatureShapeProof?
+
+    enum CodingKeys: String, CodingKey { case output, slowTokens, fastTokens, rule, frames, plan, regimes, features }
+
+    /// `frames` and `plan` are written as null when the count is not pinned, so a reader sees
+    /// "any frame count" rather than a missing field.
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(output, forKey: .output)
+        try container.encode(slowTokens, forKey: .slowTokens)
+        try container.encode(fastTokens, forKey: .fastTokens)
+        try container.encode(rule, forKey: .rule)
+        try container.encode(frames, forKey: .frames)
+        try container.encode(plan, forKey: .plan)
+        try container.encode(regimes, forKey: .regimes)
+        try container.encodeIfPresent(features, forKey: .features)
+    }
+
+    init(output: String, rule: TokenRule, options: TokenInputOptions) throws {
+        self.output = output
+        slowTokens = options.slowName
+        fastTokens = options.fastName
+        self.rule = rule
+        frames = options.frames
+        plan = try frames.map { try TokenPlan(rule.spec(frames: $0)) }
+        regimes = try rule.regimes()
+    }
+
+    var text: String {
+        let slowGrid = "\(rule.slowHeight)x\(rule.slowWidth)", fastGrid = "\(rule.fastHeight)x\(rule.fastWidth)"
+        var lines = ["wrote \(output)"]
+        if let features {
+            lines.append("features '\(features.value)': [\(features.shape.joined(separator: ", "))] \(features.elementType.name), "
+                         + "layout \(features.layout.rawValue), grid \(features.height)x\(features.width), dim \(features.dim)"
+                         + (features.dropLeading > 0 ? ", \(features.dropLeading) leading token(s) dropped" : ""))
+            lines += features.notes.map { "  \($0)" }
+        }
+        if let plan, let frames {
+            lines.append("slow tokens '\(slowTokens)': \(plan.numSlowTokens) = \(frames) frames x \(slowGrid)")
+            lines.append("fast tokens '\(fastTokens)': \(plan.numFastTokens) = \(plan.fastFrames) frames x \(fastGrid)")
+            lines.append("  \(plan.explanation)")
+        } else {
+            lines.append("slow tokens '\(slowTokens)': frames x \(slowGrid) (any frame count, read at run time)")
+            lines.append("fast tokens '\(fastTokens)': fast frames x \(fastGrid), fast frames by frame count F:")
+            let s = rule.fast.temporalStride, t = rule.fast.temporalKernel, m = rule.fast.minFastFrames
+            for regime in regimes {
+                let range = regime.upTo.map { regime.from == $0 ? "F = \($0)" : "F = \(regime.from)..\($0)" } ?? "F >= \(regime.from)"
+                switch regime.kind {
+                case .allFrames:
+                    lines.append("  \(range): F (fewer than \(m) frames: every frame kept, no sampling or pooling)")
+                case .minimum:
+                    lines.append("  \(range): \(m) (stride \(s) and kernel \(t) would leave fewer: weakened to keep \(m))")
+                case .regular:
+                    let formula = s > 1 && t > 1 ? "floor(floor(F/\(s))/\(t))" : s > 1 ? "floor(F/\(s))" : t > 1 ? "floor(F/\(t))" : "F"
+                    lines.append("  \(range): \(formula)")
+                }
             }
         }
+        return lines.joined(separator: "\n")
     }
 }

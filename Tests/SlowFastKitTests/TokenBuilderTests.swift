@@ -81,21 +81,57 @@ final class TokenBuilderTests: XCTestCase {
         }
     }
 
+    func testRegimesDescribeEveryPlan() throws {
+        let rules = TokenPreset.allCases.map(\.fastTokens) + [FastTokenConfig(temporalStride: 3, temporalKernel: 1),
+                                                               FastTokenConfig(temporalStride: 1, temporalKernel: 1),
+                                                               FastTokenConfig(temporalStride: 2, temporalKernel: 3, minFastFrames: 1)]
+        for fast in rules {
+            let rule = TokenRule(height: 4, width: 4, dim: 2, fast: fast)
+            let regimes = try rule.regimes()
+            XCTAssertEqual(regimes.first?.from, 1, "\(fast)")
+            XCTAssertNil(regimes.last?.upTo, "\(fast)")
+            for frames in 1...300 {
+                let plan = try TokenPlan(rule.spec(frames: frames))
+                let regime = try XCTUnwrap(regimes.first { frames >= $0.from && frames <= ($0.upTo ?? Int.max) })
+                XCTAssertEqual(regime.kind, plan.regime, "\(fast) at \(frames)")
+                let s = fast.temporalStride, t = fast.temporalKernel, m = fast.minFastFrames
+                switch regime.kind {
+                case .allFrames: XCTAssertEqual(plan.fastFrames, frames)
+                case .minimum: XCTAssertEqual(plan.fastFrames, m)
+                case .regular: XCTAssertEqual(plan.fastFrames, (frames / s) / t, "\(fast) at \(frames)")
+                }
+            }
+        }
+        // The case: 8 frames with s2t4 keep all 8, and the plan says so.
+        let eight = try TokenPlan(TokenRule(height: 4, width: 4, dim: 2, fast: TokenPreset.s2t4.fastTokens).spec(frames: 8))
+        XCTAssertEqual(eight.fastFrames, 8)
+        XCTAssertTrue(eight.explanation.contains("every frame is a fast frame"), eight.explanation)
+    }
+
     func testStandaloneModelShapesAndOps() throws {
-        let model = try TokenBuilder.makeModel(spec(64, TokenPreset.s2t4.fastTokens, dim: 16))
+        let rule = TokenRule(height: 18, width: 18, dim: 16, fast: TokenPreset.s2t4.fastTokens)
+        let model = try TokenBuilder.makeModel(rule)
         XCTAssertEqual(model.graph.inputs.map(\.name), ["features"])
+        XCTAssertEqual(model.graph.inputs[0].type?.kind, .tensor(elementType: ElementType.float.rawValue,
+                                                                 shape: TensorShape([.param("frames"), .value(18), .value(18), .value(16)])))
         XCTAssertEqual(model.graph.outputs.map(\.name), ["slow_tokens", "fast_tokens"])
         XCTAssertEqual(model.graph.outputs[0].type?.kind, .tensor(elementType: ElementType.float.rawValue,
-                                                                  shape: TensorShape([.value(1), .value(64 * 81), .value(16)])))
+                                                                  shape: TensorShape([.value(1), .param("num_slow_tokens"), .value(16)])))
         XCTAssertEqual(model.graph.outputs[1].type?.kind, .tensor(elementType: ElementType.float.rawValue,
-                                                                  shape: TensorShape([.value(1), .value(16 * 81), .value(16)])))
-        // 64 frames with s2t4: Gather of 32 frames, then 16 adaptive windows of 2 (Slice +
-        // AveragePool each) joined by one Concat.
+                                                                  shape: TensorShape([.value(1), .param("num_fast_tokens"), .value(16)])))
+        // Indices and windows come from the frame count: one Range for the sampled positions,
+        // one for the fast frames, one for the window matrix's columns; one Gather of frames
+        // (plus the one reading the count) and one MatMul of window sums.
         let ops = model.graph.nodes.map(\.op)
-        XCTAssertEqual(ops.filter { $0 == "Gather" }.count, 1)
-        XCTAssertEqual(ops.filter { $0 == "Slice" }.count, 16)
-        XCTAssertEqual(ops.filter { $0 == "Concat" }.count, 1)
-        XCTAssertEqual(ops.filter { $0 == "AveragePool" }.count, 1 + 16)
+        XCTAssertEqual(ops.filter { $0 == "Range" }.count, 3)
+        XCTAssertEqual(ops.filter { $0 == "Gather" }.count, 2)
+        XCTAssertEqual(ops.filter { $0 == "MatMul" }.count, 1)
+        XCTAssertEqual(ops.filter { $0 == "AveragePool" }.count, 1)
+
+        // Pinned: static dims from the plan.
+        let pinned = try TokenBuilder.makeModel(rule, options: TokenInputOptions(frames: 64))
+        XCTAssertEqual(pinned.graph.outputs[1].type?.kind, .tensor(elementType: ElementType.float.rawValue,
+                                                                   shape: TensorShape([.value(1), .value(16 * 81), .value(16)])))
 
         // It survives our own writer and reader.
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tokens-\(getpid())")
@@ -120,12 +156,10 @@ final class TokenBuilderTests: XCTestCase {
     func testInsertAfterProjectorOutput() throws {
         let model = visionModel()
         let outputs = try TokenBuilder.insert(into: model, after: "projected",
-                                              spec: TokenSpec(frames: 8, height: 6, width: 6, dim: 4, fast: TokenPreset.s1t4.fastTokens))
-        XCTAssertEqual(outputs.slowTokens, "projected_slow_tokens")
-        XCTAssertEqual(outputs.fastTokens, "projected_fast_tokens")
-        XCTAssertEqual(model.graph.outputs.map(\.name), ["projected", "projected_slow_tokens", "projected_fast_tokens"])
-        XCTAssertEqual(outputs.plan.numSlowTokens, 8 * 9)
-        XCTAssertEqual(outputs.plan.numFastTokens, 8 * 9)   // 8 < 16 frames: all kept
+                                              rule: TokenRule(height: 6, width: 6, dim: 4, fast: TokenPreset.s1t4.fastTokens))
+        XCTAssertEqual(outputs.slowTokens, "slow_tokens")
+        XCTAssertEqual(outputs.fastTokens, "fast_tokens")
+        XCTAssertEqual(model.graph.outputs.map(\.name), ["projected", "slow_tokens", "fast_tokens"])
         let producers = Set(model.graph.nodes.flatMap(\.outputs))
         XCTAssertTrue(producers.contains(outputs.slowTokens))
         XCTAssertTrue(producers.contains(outputs.fastTokens))
@@ -136,16 +170,15 @@ final class TokenBuilderTests: XCTestCase {
         let fast = TokenPreset.s1t4.fastTokens
         let model = visionModel()
         let nodes = model.graph.nodes.count
-        XCTAssertThrowsError(try TokenBuilder.insert(into: model, after: "nope", spec: TokenSpec(frames: 8, height: 6, width: 6, dim: 4, fast: fast))) { error in
+        XCTAssertThrowsError(try TokenBuilder.insert(into: model, after: "nope", rule: TokenRule(height: 6, width: 6, dim: 4, fast: fast))) { error in
             XCTAssertEqual(error as? TokenBuilderError, .valueNotFound(graph: "vision", value: "nope"))
         }
-        XCTAssertThrowsError(try TokenBuilder.insert(into: model, after: "projected", spec: TokenSpec(frames: 8, height: 5, width: 6, dim: 4, fast: fast))) { error in
-            guard case .featureShapeMismatch(let value, let found, _)? = error as? TokenBuilderError else { return XCTFail("\(error)") }
-            XCTAssertEqual(value, "projected")
-            XCTAssertEqual(found, [8, 36, 4])
+        XCTAssertThrowsError(try TokenBuilder.insert(into: model, after: "projected", rule: TokenRule(height: 6, width: 6, dim: 4, fast: fast),
+                                                     options: TokenInputOptions(slowName: "pixels"))) { error in
+            XCTAssertEqual(error as? TokenBuilderError, .outputNameTaken("pixels"))
         }
         XCTAssertThrowsError(try TokenBuilder.insert(into: visionModel(opset: 11), after: "projected",
-                                                     spec: TokenSpec(frames: 8, height: 6, width: 6, dim: 4, fast: fast))) { error in
+                                                     rule: TokenRule(height: 6, width: 6, dim: 4, fast: fast))) { error in
             XCTAssertEqual(error as? TokenBuilderError, .opsetTooOld(found: 11, needed: 13))
         }
         XCTAssertEqual(model.graph.nodes.count, nodes)

@@ -6,6 +6,7 @@ temporal sampling (stride s, at least M frames, step F/n in double precision), t
 average pooling by t or, when that would leave fewer than M frames, adaptive average pooling
 to min(n, M) frames (PyTorch's adaptive bins), then optional KxK spatial pooling.
 """
+import json
 import math
 import zlib
 import os
@@ -100,16 +101,62 @@ def test_tokens_match_numpy_reference(case, tmp_path):
     assert fast.shape == ref_fast.shape
     assert np.abs(slow - ref_slow).max() <= 1e-6
     assert np.abs(fast - ref_fast).max() <= 1e-6
-    # Static output shapes declared in the model agree with what runs.
-    declared = {o.name: [dim.dim_value for dim in o.type.tensor_type.shape.dim] for o in model.graph.output}
-    assert declared["slow_tokens"] == list(slow.shape)
-    assert declared["fast_tokens"] == list(fast.shape)
+    # Output shapes declared in the model agree with what runs: static when --frames pins the
+    # count, else the documented symbolic dims.
+    declared = {o.name: [dim.dim_param or dim.dim_value for dim in o.type.tensor_type.shape.dim] for o in model.graph.output}
+    if "--frames" in args:
+        assert declared["slow_tokens"] == list(slow.shape)
+        assert declared["fast_tokens"] == list(fast.shape)
+    else:
+        assert declared["slow_tokens"] == [1, "num_slow_tokens", d]
+        assert declared["fast_tokens"] == [1, "num_fast_tokens", d]
+
+
+PRESETS = [("s1t4", 1, 4), ("s1t6", 1, 6), ("s2t4", 2, 4)]
+
+
+@pytest.mark.parametrize("preset,s,t", PRESETS, ids=[p[0] for p in PRESETS])
+def test_one_model_serves_every_frame_count(preset, s, t, tmp_path):
+    """Without --frames the model reads the frame count at run time: for every count from 1
+    to 300 its tokens equal the reference (sampling, fallback and pooling regimes all met)."""
+    h, w, d = 5, 4, 3  # odd grid: the 2x2 slow pool drops a row
+    out = tmp_path / "tokens.onnx"
+    result = slowfast("tokens", "-o", out, "--preset", preset, "--height", h, "--width", w, "--dim", d)
+    assert result.returncode == 0, result.stderr
+    model = onnx.load(out)
+    onnx.checker.check_model(model, full_check=True)
+    dims = {v.name: [x.dim_param or x.dim_value for x in v.type.tensor_type.shape.dim]
+            for v in [*model.graph.input, *model.graph.output]}
+    assert dims == {"features": ["frames", h, w, d], "slow_tokens": [1, "num_slow_tokens", d],
+                    "fast_tokens": [1, "num_fast_tokens", d]}
+    session = ort_session(out)
+    rng = np.random.default_rng(zlib.crc32(preset.encode()))
+    worst, fast_frames = 0.0, {}
+    for frames in range(1, 301):
+        x = rng.standard_normal((frames, h, w, d)).astype(np.float32)
+        slow, fast = session.run(["slow_tokens", "fast_tokens"], {"features": x})
+        ref_slow, ref_fast = reference(x.astype(np.float64), 2, s, t, 1, 16)
+        assert slow.shape == ref_slow.shape, frames
+        assert fast.shape == ref_fast.shape, frames
+        worst = max(worst, float(np.abs(slow - ref_slow).max()), float(np.abs(fast - ref_fast).max()))
+        fast_frames[frames] = fast.shape[1] // 4
+    assert worst <= 1e-6, worst
+    # The three regimes the CLI prints: all frames below 16, then 16, then floor(floor(F/s)/t).
+    assert all(fast_frames[f] == f for f in range(1, 16))
+    assert all(fast_frames[f] == 16 for f in range(16, s * t * 16))
+    assert all(fast_frames[f] == (f // s) // t for f in range(s * t * 16, 301))
+
+
+def ort_session(path):
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options)
 
 
 def test_presets_keep_sixteen_fast_frames(tmp_path):
     for preset, frames in [("s1t4", 64), ("s1t6", 96), ("s2t4", 128)]:
         out = tmp_path / f"{preset}.onnx"
-        result = slowfast("tokens", "-o", out, "--preset", preset, "--height", 18, "--width", 18, "--dim", 4)
+        result = slowfast("tokens", "-o", out, "--preset", preset, "--frames", frames, "--height", 18, "--width", 18, "--dim", 4)
         assert result.returncode == 0, result.stderr
         dims = {o.name: [dim.dim_value for dim in o.type.tensor_type.shape.dim] for o in onnx.load(out).graph.output}
         assert dims["slow_tokens"] == [1, frames * 81, 4]
@@ -156,7 +203,8 @@ def test_insert_after_projector_output(tmp_path):
     model = onnx.load(out)
     onnx.checker.check_model(model, full_check=True)
     names = [o.name for o in model.graph.output]
-    assert names == ["projector_out", "projector_out_slow_tokens", "projector_out_fast_tokens"]
+    assert names == ["projector_out", "slow_tokens", "fast_tokens"]
+    assert "slow tokens 'slow_tokens'" in result.stdout and "fast tokens 'fast_tokens'" in result.stdout
 
     patches = rng.standard_normal((frames, h * w, c)).astype(np.float32)
     options = ort.SessionOptions()
@@ -172,5 +220,97 @@ def test_insert_after_projector_output(tmp_path):
     missing = slowfast("tokens", "--into", vision, "--after", "nope", "-o", tmp_path / "x.onnx",
                        "--preset", "s1t4", "--frames", frames, "--height", h, "--width", w, "--dim", d)
     assert missing.returncode != 0
-    assert "no value named 'nope'" in missing.stderr
+    assert missing.stderr == f"error: {vision}: graph 'vision': no value named 'nope' (not a graph input, node output or initializer)\n"
     assert not (tmp_path / "x.onnx").exists()
+
+    # Other names on request, in the JSON report too; a name the graph already has is refused.
+    renamed = tmp_path / "renamed.onnx"
+    result = slowfast("tokens", "--into", vision, "--after", "projector_out", "-o", renamed, "--json",
+                      "--output-names", "video_slow,video_fast", "--preset", "s1t4", "--height", h, "--width", w, "--dim", d)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["slowTokens"], report["fastTokens"], report["frames"]) == ("video_slow", "video_fast", None)
+    assert [o.name for o in onnx.load(renamed).graph.output] == ["projector_out", "video_slow", "video_fast"]
+    taken = slowfast("tokens", "--into", vision, "--after", "projector_out", "-o", tmp_path / "y.onnx",
+                     "--output-names", "proj0,fast", "--preset", "s1t4", "--height", h, "--width", w, "--dim", d)
+    assert taken.returncode != 0
+    assert taken.stderr.startswith(f"error: {vision}: the model already has a value named 'proj0'"), taken.stderr
+    assert "--output-names" in taken.stderr
+    assert not (tmp_path / "y.onnx").exists()
+
+
+def test_plan_wording_for_each_regime(tmp_path):
+    """The plan says what happens: 8 frames with s2t4 keep all 8 (no fallback claim)."""
+    args = ["--preset", "s2t4", "--height", 4, "--width", 4, "--dim", 2]
+    short = slowfast("tokens", "-o", tmp_path / "a.onnx", "--frames", 8, *args)
+    assert short.returncode == 0, short.stderr
+    assert "fast tokens 'fast_tokens': 32 = 8 frames x 2x2" in short.stdout
+    assert "8 frames, fewer than the minimum of 16: every frame is a fast frame" in short.stdout
+    assert "at least 16" not in short.stdout
+    middle = slowfast("tokens", "-o", tmp_path / "b.onnx", "--frames", 40, *args)
+    assert "16 frames sampled (40/2 = 20, raised to 16)" not in middle.stdout  # 20 >= 16: not raised
+    assert "20 frames sampled" in middle.stdout and "pooled adaptively to 16 (20/4 = 5 < 16)" in middle.stdout, middle.stdout
+    regular = slowfast("tokens", "-o", tmp_path / "c.onnx", "--frames", 300, *args)
+    assert "one frame in 2 kept (150), means of 4 consecutive frames (37, last 2 dropped); 37 fast frames" in regular.stdout, regular.stdout
+    any_count = slowfast("tokens", "-o", tmp_path / "d.onnx", *args)
+    assert any_count.stdout.splitlines()[-3:] == [
+        "  F = 1..15: F (fewer than 16 frames: every frame kept, no sampling or pooling)",
+        "  F = 16..127: 16 (stride 2 and kernel 4 would leave fewer: weakened to keep 16)",
+        "  F >= 128: floor(floor(F/2)/4)"]
+
+
+def test_errors_name_the_file(tmp_path):
+    out = tmp_path / "t.onnx"
+    result = slowfast("tokens", "-o", out, "--preset", "s1t4", "--height", 1, "--width", 4, "--dim", 4)
+    assert result.stderr == f"error: {out}: slow pool 2x2 does not fit a 1x4 grid\n"
+    result = slowfast("tokens", "-o", out, "--preset", "s1t4", "--frames", 0, "--height", 4, "--width", 4, "--dim", 4)
+    assert result.stderr == f"error: {out}: frames is 0, expected at least 1\n"
+    missing = tmp_path / "missing.onnx"
+    result = slowfast("tokens", "--into", missing, "--after", "x", "-o", out, "--preset", "s1t4", "--height", 4, "--width", 4, "--dim", 4)
+    assert result.returncode != 0 and str(missing) in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("dtype,onnx_type,limit", [(np.float16, 10, 2e-3), (np.float64, 11, 1e-6)])
+def test_other_float_types_pool_in_float32(dtype, onnx_type, limit, tmp_path):
+    """A float16 (or double) projector output: the ops pool in float32 and the tokens come
+    back in the features' type, at every frame count."""
+    from onnx import helper
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["projected"], name="projector")], "vision",
+                              [helper.make_tensor_value_info("x", onnx_type, ["frames", 36, 4])],
+                              [helper.make_tensor_value_info("projected", onnx_type, ["frames", 36, 4])])
+    vision = tmp_path / "vision.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), vision)
+    out = tmp_path / "tokens.onnx"
+    result = slowfast("tokens", "--into", vision, "--after", "projected", "-o", out, "--preset", "s2t4", "--height", 6, "--width", 6)
+    assert result.returncode == 0, result.stderr
+    model = onnx.load(out)
+    onnx.checker.check_model(model, full_check=True)
+    assert [o.type.tensor_type.elem_type for o in model.graph.output] == [onnx_type] * 3
+    session = ort_session(out)
+    rng = np.random.default_rng(3)
+    for frames in (1, 17, 70, 131):
+        x = rng.standard_normal((frames, 36, 4)).astype(dtype)
+        _, slow, fast = session.run(None, {"x": x})
+        assert slow.dtype == dtype and fast.dtype == dtype
+        ref_slow, ref_fast = reference(x.astype(np.float64).reshape(frames, 6, 6, 4), 2, 2, 4, 1, 16)
+        assert np.abs(slow - ref_slow).max() <= limit
+        assert np.abs(fast - ref_fast).max() <= limit
+
+
+def test_standalone_channels_first(tmp_path):
+    """--layout nchw: the standalone input is [frames, d, h, w] and is read without a transpose."""
+    out = tmp_path / "tokens.onnx"
+    result = slowfast("tokens", "-o", out, "--preset", "s1t6", "--layout", "nchw", "--height", 5, "--width", 6, "--dim", 3)
+    assert result.returncode == 0, result.stderr
+    model = onnx.load(out)
+    onnx.checker.check_model(model, full_check=True)
+    assert [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == ["frames", 3, 5, 6]
+    session = ort_session(out)
+    rng = np.random.default_rng(11)
+    for frames in (2, 50, 97):
+        x = rng.standard_normal((frames, 3, 5, 6)).astype(np.float32)
+        slow, fast = session.run(["slow_tokens", "fast_tokens"], {"features": x})
+        ref_slow, ref_fast = reference(x.astype(np.float64).transpose(0, 2, 3, 1), 2, 1, 6, 1, 16)
+        assert np.abs(slow - ref_slow).max() <= 1e-6
+        assert np.abs(fast - ref_fast).max() <= 1e-6
