@@ -19,6 +19,9 @@ public enum ModelChange: Equatable, Sendable, CustomStringConvertible {
     case functionAdded(domain: String, name: String, reused: Bool)
     /// The pass found nothing to change (allowed by the caller).
     case nothingFound(what: String)
+    /// A second model written beside the output (e.g. the slow K/V encoder), with its inputs
+    /// and outputs.
+    case companionModel(role: String, inputs: [String], outputs: [String])
 
     public var description: String {
         switch self {
@@ -37,6 +40,8 @@ public enum ModelChange: Equatable, Sendable, CustomStringConvertible {
                           : "function \(domain)::\(name) added"
         case .nothingFound(let what):
             return "0 \(what)"
+        case .companionModel(let role, let inputs, let outputs):
+            return "companion model \(role) (<output>.\(role).onnx): \(inputs.joined(separator: ", ")) -> \(outputs.joined(separator: ", "))"
         }
     }
 
