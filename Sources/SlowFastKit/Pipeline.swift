@@ -43,9 +43,12 @@ public struct HybridRequest: Sendable {
     public var seed: UInt64
     /// Slow K/V computed in the decoder (`inline`) or fed as inputs from a companion model.
     public var slowKV: SlowKVSource
+    /// Fused attention op where the model allows it (`auto`), or a chosen form.
+    public var crossAttention: CrossAttentionForm
 
     public init(layers: LayerSelection, mode: HybridLayerOptions.Mode = .inPlace, slowTokenWidth: Int? = nil,
-                initStd: Double = 0.02, seed: UInt64 = 0, slowKV: SlowKVSource = .inline) {
+                initStd: Double = 0.02, seed: UInt64 = 0, slowKV: SlowKVSource = .inline, crossAttention: CrossAttentionForm = .auto) {
+        self.crossAttention = crossAttention
         self.layers = layers
         self.mode = mode
         self.slowTokenWidth = slowTokenWidth
@@ -107,7 +110,8 @@ public enum Pipeline {
             layout = described
             passes.append(HybridLayerPass(layout: described, options: HybridLayerOptions(
                 layers: hybrid.layers.resolve(layerCount: described.layers.count), mode: hybrid.mode,
-                slowTokenWidth: hybrid.slowTokenWidth, initStd: hybrid.initStd, seed: hybrid.seed, slowKV: hybrid.slowKV)))
+                slowTokenWidth: hybrid.slowTokenWidth, initStd: hybrid.initStd, seed: hybrid.seed, slowKV: hybrid.slowKV,
+                crossAttention: hybrid.crossAttention)))
         }
         if let srelu = request.srelu { passes.append(SReLUPass(options: srelu, allowNoSites: request.allowNoSites)) }
         return (passes, layout)

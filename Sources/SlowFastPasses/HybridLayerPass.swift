@@ -20,9 +20,13 @@ public struct HybridLayerOptions: Sendable {
     /// Where the slow keys and values come from: computed in the decoder (`inline`) or fed as
     /// inputs computed once by a companion model (`inputs`, in-place mode only).
     public var slowKV: SlowKVSource
+    /// How the cross-attention is written: a fused op where the model's opsets have one that
+    /// fits (`auto`), or a chosen form.
+    public var crossAttention: CrossAttentionForm
 
     public init(layers: [Int], mode: Mode = .inPlace, slowTokenWidth: Int? = nil, initStd: Double = 0.02, seed: UInt64 = 0,
-                slowKV: SlowKVSource = .inline) {
+                slowKV: SlowKVSource = .inline, crossAttention: CrossAttentionForm = .auto) {
+        self.crossAttention = crossAttention
         self.layers = layers
         self.mode = mode
         self.slowTokenWidth = slowTokenWidth
@@ -78,6 +82,9 @@ public struct HybridLayerPass: ModelPass {
         if options.slowKV == .inputs && options.mode != .inPlace {
             throw HybridLayerError.slowKVInputsNeedInPlace
         }
+        if options.crossAttention == .attention && (model.opsetVersion("") ?? 1) < 23 {
+            throw HybridLayerError.attentionNeedsOpset23(Int(model.opsetVersion("") ?? 1))
+        }
         if (model.opsetVersion("") ?? 1) < 11 {
             throw HybridLayerError.opsetTooOld(Int(model.opsetVersion("") ?? 1))
         }
@@ -106,6 +113,11 @@ public struct HybridLayerPass: ModelPass {
 
         var parameters: [ParameterRecord] = []
         var changes = inputs.changes
+        let form = options.crossAttention.resolved(for: model)
+        if form == .multiHeadAttention && model.opsetVersion(Domain.microsoft) == nil {
+            model.opsetImports.append(OpsetImport(domain: Domain.microsoft, version: 1))
+        }
+        changes.append(.crossAttentionForm(form: form.rawValue, chosen: options.crossAttention.rawValue))
         for layer in layers {
             let description = layout.layers[layer]
             guard let oNode = nodesByName[description.o.node] else {
@@ -117,7 +129,7 @@ public struct HybridLayerPass: ModelPass {
             let result: (output: String, records: [ParameterRecord])
             switch options.mode {
             case .inPlace:
-                result = try inPlace(layer: description, inputs: inputs, graph: graph, companion: &companion, builder: &builder)
+                result = try inPlace(layer: description, inputs: inputs, graph: graph, form: form, companion: &companion, builder: &builder)
                 guard let slot = oNode.inputs.firstIndex(of: description.attentionOutput) else {
                     throw HybridLayerError.missingNode(layer: layer, role: "o_proj reading the attention output", name: description.o.node)
                 }
@@ -125,7 +137,7 @@ public struct HybridLayerPass: ModelPass {
                 oNode.inputs[slot] = result.output
                 changes.append(.hybridLayer(layer: layer, oProjection: description.o.node))
             case .insert:
-                result = try insertBlock(layer: description, inputs: inputs, builder: &builder)
+                result = try insertBlock(layer: description, inputs: inputs, form: form, builder: &builder)
                 let residual = description.residualInput
                 let firstUse = graph.index().consumers(of: residual).first
                 // Every existing reader of the layer's input now reads the block's output
@@ -208,7 +220,7 @@ public struct HybridLayerPass: ModelPass {
         }
     }
 
-    private func inPlace(layer: LayerDescription, inputs: SlowTokenInputs, graph: Graph, companion: inout SlowKVEncoder?,
+    private func inPlace(layer: LayerDescription, inputs: SlowTokenInputs, graph: Graph, form: CrossAttentionForm, companion: inout SlowKVEncoder?,
                          builder: inout GraphBuilder) throws -> (output: String, records: [ParameterRecord]) {
         let dims = layout.dimensions
         let prefix = "model.layers.\(layer.index).self_attn"
@@ -257,7 +269,8 @@ public struct HybridLayerPass: ModelPass {
             kvRecords = (kv.weight, kv.bias!)
         }
         let attended = builder.queriedCrossAttention(query: query, keys: keys, values: values, inputs: inputs,
-                                                     heads: dims.numHeads, kvHeads: dims.numKVHeads, headDim: dims.headDim)
+                                                     heads: dims.numHeads, kvHeads: dims.numKVHeads, headDim: dims.headDim,
+                                                     form: form)
 
         // g = tanh(w_g · A_sa + b_g) · tanh(α), one scalar per token.
         let attentionWidth = dims.numHeads * dims.headDim
@@ -294,7 +307,7 @@ public struct HybridLayerPass: ModelPass {
 
     /// Insert mode: x <- x + tanh(a_attn)·m·XAttn(RMSNorm(x), S); x <- x + tanh(a_ff)·m·FFN(RMSNorm(x)).
     /// Own projections (normal init), norms of ones, gates at 0; no RoPE (docs/DESIGN.md §2).
-    private func insertBlock(layer: LayerDescription, inputs: SlowTokenInputs,
+    private func insertBlock(layer: LayerDescription, inputs: SlowTokenInputs, form: CrossAttentionForm,
                              builder: inout GraphBuilder) throws -> (output: String, records: [ParameterRecord]) {
         let dims = layout.dimensions
         let d = dims.hiddenSize, width = dims.numHeads * dims.headDim
@@ -335,7 +348,8 @@ public struct HybridLayerPass: ModelPass {
         let v = builder.splitHeads(project(slowTokens, "cross_attn.v_proj", out: dims.kvWidth, in: d, builder: &builder),
                                    heads: dims.numKVHeads, headDim: dims.headDim, "v")
         let attended = builder.queriedCrossAttention(query: qHeads, keys: k, values: v, inputs: inputs,
-                                                     heads: dims.numHeads, kvHeads: dims.numKVHeads, headDim: dims.headDim)
+                                                     heads: dims.numHeads, kvHeads: dims.numKVHeads, headDim: dims.headDim,
+                                                     form: form)
         let o = project(attended, "cross_attn.o_proj", out: d, in: width, builder: &builder)
         let attnGate = gate("cross_attn_attn_gate", builder: &builder)
         let attnDelta = builder.op("Mul", [builder.op("Mul", [o, attnGate], "attn/gated"), inputs.queryMask], "attn/masked")

@@ -11,6 +11,29 @@ public enum SlowKVSource: String, CaseIterable, Sendable {
     case inputs
 }
 
+/// How the cross-attention to the slow tokens is written (docs/DESIGN.md §9).
+public enum CrossAttentionForm: String, CaseIterable, Sendable {
+    /// `attention` at default-domain opset >= 23, else `multi-head-attention` when the model
+    /// already imports `com.microsoft`, else `decomposed`.
+    case auto
+    /// MatMul, Softmax, MatMul in float32: every runtime has them; the score tensor is materialised.
+    case decomposed
+    /// The standard `Attention` op (opset 23): grouped-query K/V as they are, the padding bias as
+    /// its mask. Refused below opset 23.
+    case attention
+    /// onnxruntime's `com.microsoft` `MultiHeadAttention`: K/V repeated to every head, the
+    /// padding mask as `key_padding_mask`. onnxruntime only; the domain is imported when missing.
+    case multiHeadAttention = "multi-head-attention"
+
+    /// The form `auto` resolves to for `model`.
+    public func resolved(for model: Model) -> CrossAttentionForm {
+        guard self == .auto else { return self }
+        if (model.opsetVersion("") ?? 1) >= 23 { return .attention }
+        if model.opsetVersion(Domain.microsoft) != nil { return .multiHeadAttention }
+        return .decomposed
+    }
+}
+
 /// The inputs every slow-fast rewrite adds, and the values derived from them once for all
 /// layers (docs/DESIGN.md §3). Every input is a real graph input with no initializer behind
 /// it, so every runtime feeds it (onnxruntime-genai skips inputs that have a default):
@@ -40,10 +63,12 @@ struct SlowTokenInputs {
     let slowTokens: String?
     /// Additive attention bias [batch, 1, 1, num_slow]: 0 for real tokens, -1e9 for padding.
     let maskBias: String
+    /// The slow-token mask [batch, num_slow] as int32 (1 = real), for `MultiHeadAttention`.
+    let maskInt32: String
     /// [batch, seq, 1]: 1 where a position may query, else 0.
     let queryMask: String
     /// [batch, k] int64: the positions (sequence index) that query, in order, k = the most
-    /// any sequence has; rows of sequences with fewer are padded with positions that do not
+    /// any sequence has (at least 1); rows of sequences with fewer are padded with positions that do not
     /// query (their result is multiplied by 0).
     let queryRows: String
     /// The inputs added, for the pass's result.
@@ -117,6 +142,7 @@ struct SlowTokenInputs {
         let padding = builder.op("Sub", [mask, builder.floats([1], dims: [], "one")], "mask/minus_one")
         let scaled = builder.op("Mul", [padding, builder.floats([1e9], dims: [], "mask_scale")], "mask/scale")
         maskBias = builder.unsqueeze(scaled, axes: [1, 2], "mask/bias")
+        maskInt32 = builder.op("Cast", [mask], "mask/int32", attributes: [.int("to", Int64(ElementType.int32.rawValue))])
 
         // Which positions query: position p of a sequence is excluded when start <= p < end
         // for one of its ranges. Summing (not max) keeps zero ranges and overlaps well defined.
@@ -147,7 +173,10 @@ struct SlowTokenInputs {
         let priority = builder.op("Mul", [queries, builder.op("Sub", [lengthFloat, steps], "query/reverse")], "query/priority")
         let counts = builder.reduce("ReduceSum", queries, axes: [1], keepDims: false, "query/counts")
         let most = builder.reduce("ReduceMax", counts, axes: [0], keepDims: true, "query/most")
-        let k = builder.op("Cast", [most], "query/k", attributes: [.int("to", Int64(ElementType.int64.rawValue))])
+        // At least one row (a row that does not query is zeroed by m): fused attention ops
+        // refuse an empty query.
+        let atLeastOne = builder.op("Max", [most, builder.floats([1], dims: [1], "query/one_row")], "query/at_least_one")
+        let k = builder.op("Cast", [atLeastOne], "query/k", attributes: [.int("to", Int64(ElementType.int64.rawValue))])
         let topK = builder.multiOutputOp("TopK", [priority, k], "query/top", outputs: 2,
                                          attributes: [.int("axis", -1), .int("largest", 1), .int("sorted", 1)])
         queryRows = topK[1]
@@ -232,14 +261,38 @@ extension GraphBuilder {
     ///   - query: [batch, heads, seq, head_dim], float32
     ///   - keys, values: [batch, kvHeads, num_slow, head_dim], float32
     mutating func queriedCrossAttention(query: String, keys: String, values: String, inputs: SlowTokenInputs,
-                                        heads: Int, kvHeads: Int, headDim: Int) -> String {
+                                        heads: Int, kvHeads: Int, headDim: Int, form: CrossAttentionForm) -> String {
         let width = Int64(heads * headDim)
         // rows [B, k] -> [B, 1, k, 1], broadcast over heads and head_dim.
         let rowIndex = unsqueeze(inputs.queryRows, axes: [1, 3], "rows/index")
         let gatherIndex = op("Expand", [rowIndex, int64s([1, Int64(heads), 1, Int64(headDim)], "rows/gather_shape")], "rows/gather_index")
         let rows = op("GatherElements", [query, gatherIndex], "rows/query", attributes: [.int("axis", 2)])
-        let attended = slowCrossAttention(query: rows, keys: keys, values: values, maskBias: inputs.maskBias,
-                                          heads: heads, kvHeads: kvHeads, headDim: headDim)   // [B, k, H·hd]
+        let scale = 1 / Float(headDim).squareRoot()
+        let attended: String   // [B, k, H·hd]
+        switch form {
+        case .attention:
+            // Q [B, H, k, hd], K/V [B, G, N, hd]: the op repeats K/V heads itself (GQA). Its mask
+            // must name the query length (onnxruntime checks it): [B, 1, 1, N] -> [B, 1, k, N].
+            let rowCount = op("Slice", [op("Shape", [rows], "attention/rows_shape"), int64s([2], "attention/rows_start"),
+                                        int64s([3], "attention/rows_end")], "attention/row_count")
+            let maskShape = op("Concat", [int64s([1, 1], "attention/mask_lead"), rowCount, int64s([1], "attention/mask_tail")],
+                               "attention/mask_shape", attributes: [.int("axis", 0)])
+            let mask = op("Expand", [inputs.maskBias, maskShape], "attention/mask")
+            let output = op("Attention", [rows, keys, values, mask], "attention",
+                            attributes: [.float("scale", scale), .int("is_causal", 0)])
+            attended = reshape(transpose(output, perm: [0, 2, 1, 3], "attention/to_blhd"), to: [0, 0, width], "attention/merge")
+        case .multiHeadAttention:
+            // Q [B, k, H·hd], K/V [B, H, N, hd] (BNSH, repeated to every head), padding as key_padding_mask.
+            let flatQuery = reshape(transpose(rows, perm: [0, 2, 1, 3], "mha/query_blhd"), to: [0, 0, width], "mha/query")
+            attended = op("MultiHeadAttention", [flatQuery, repeatHeads(keys, heads: heads, kvHeads: kvHeads, headDim: headDim, "k"),
+                                                 repeatHeads(values, heads: heads, kvHeads: kvHeads, headDim: headDim, "v"),
+                                                 "", inputs.maskInt32], "mha",
+                          attributes: [.int("num_heads", Int64(heads)), .float("scale", scale), .float("mask_filter_value", -1e9)],
+                          domain: Domain.microsoft)
+        case .decomposed, .auto:
+            attended = slowCrossAttention(query: rows, keys: keys, values: values, maskBias: inputs.maskBias,
+                                          heads: heads, kvHeads: kvHeads, headDim: headDim)
+        }
         let zeros = op("ConstantOfShape", [op("Concat", [
             op("Gather", [op("Shape", [query], "rows/query_shape"), int64s([0, 2], "rows/batch_seq")], "rows/batch_and_seq", attributes: [.int("axis", 0)]),
             int64s([width], "rows/width")], "rows/full_shape", attributes: [.int("axis", 0)])], "rows/zeros",
@@ -258,14 +311,8 @@ extension GraphBuilder {
     /// - Returns: [batch, seq, heads*head_dim]
     mutating func slowCrossAttention(query: String, keys: String, values: String, maskBias: String,
                                      heads: Int, kvHeads: Int, headDim: Int) -> String {
-        func repeated(_ value: String, _ label: String) -> String {
-            let repeats = heads / kvHeads
-            guard repeats > 1 else { return value }
-            let grouped = unsqueeze(value, axes: [2], "\(label)/group")
-            let expanded = op("Expand", [grouped, int64s([1, 1, Int64(repeats), 1, 1], "\(label)/repeat_shape")], "\(label)/repeat")
-            return reshape(expanded, to: [0, Int64(heads), -1, Int64(headDim)], "\(label)/repeated")
-        }
-        let keyHeads = repeated(keys, "k"), valueHeads = repeated(values, "v")
+        let keyHeads = repeatHeads(keys, heads: heads, kvHeads: kvHeads, headDim: headDim, "k")
+        let valueHeads = repeatHeads(values, heads: heads, kvHeads: kvHeads, headDim: headDim, "v")
         let keysT = transpose(keyHeads, perm: [0, 1, 3, 2], "k/transpose")
         let scores = op("MatMul", [query, keysT], "scores")
         let scaled = op("Mul", [scores, floats([1 / Float(headDim).squareRoot()], dims: [], "scale")], "scores/scale")
@@ -274,6 +321,16 @@ extension GraphBuilder {
         let attended = op("MatMul", [weights, valueHeads], "attend")
         let merged = transpose(attended, perm: [0, 2, 1, 3], "attend/to_blhd")
         return reshape(merged, to: [0, 0, Int64(heads * headDim)], "attend/merge")
+    }
+
+    /// [batch, kvHeads, n, head_dim] -> [batch, heads, n, head_dim], query head h reading kv
+    /// head h / (heads / kvHeads), as Hugging Face's repeat_kv.
+    mutating func repeatHeads(_ value: String, heads: Int, kvHeads: Int, headDim: Int, _ label: String) -> String {
+        let repeats = heads / kvHeads
+        guard repeats > 1 else { return value }
+        let grouped = unsqueeze(value, axes: [2], "\(label)/group")
+        let expanded = op("Expand", [grouped, int64s([1, 1, Int64(repeats), 1, 1], "\(label)/repeat_shape")], "\(label)/repeat")
+        return reshape(expanded, to: [0, Int64(heads), -1, Int64(headDim)], "\(label)/repeated")
     }
 
     /// x @ W + b with W stored [in, out] as the new initializer `weightName` (the transpose of

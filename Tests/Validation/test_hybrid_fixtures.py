@@ -19,11 +19,11 @@ GATED = 2
 N_SLOW = 10
 
 
-def rewrite(folder, tmp_path, mode="in-place", name="out", slow_kv="inline"):
+def rewrite(folder, tmp_path, mode="in-place", name="out", slow_kv="inline", cross_attention="auto"):
     out = tmp_path / name / "model.onnx"
     out.parent.mkdir(parents=True)
     result = run("rewrite", folder / "model.onnx", "-o", out, "--hybrid-layers", ",".join(map(str, LAYERS)),
-                 "--mode", mode, "--weights", "copy", "--slow-kv", slow_kv)
+                 "--mode", mode, "--weights", "copy", "--slow-kv", slow_kv, "--cross-attention", cross_attention)
     return out, result
 
 
@@ -263,6 +263,51 @@ def test_slow_kv_inputs_companion_and_weight_map(folder, tmp_path):
     assert result.returncode == 0, result.stderr
     for path in out.parent.iterdir():
         assert path.read_bytes() == (again.parent / path.name).read_bytes(), path.name
+
+
+def slowfast_ops(model):
+    return sorted({n.op_type for n in model.graph.node if n.name.startswith("/slowfast/layers.")
+                   and n.op_type in ("Attention", "MultiHeadAttention", "Softmax")})
+
+
+@pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
+def test_fused_cross_attention_equals_the_decomposed_form(folder, tmp_path):
+    """auto picks Attention at opset 23 and MultiHeadAttention where com.microsoft is imported;
+    every fused form the model allows gives the decomposed form's logits (1e-5 in float32),
+    gates on, with padding and excluded positions."""
+    opset = next(o.version for o in onnx.load(folder / "model.onnx", load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
+    genai = "genai" in folder.name
+    expected_auto = ["Attention"] if opset >= 23 else ["MultiHeadAttention"] if genai else ["Softmax"]
+    forms = ["decomposed", "auto", "multi-head-attention"] + (["attention"] if opset >= 23 else [])
+    cfg = config(folder)
+    dtype = float_type(folder)
+    slow = slow_tokens(cfg, dtype=dtype)
+    mask = np.ones((1, N_SLOW), dtype)
+    mask[0, 7:] = 0
+    exclude = np.array([[[1, 3]]], np.int64)
+    logits = {}
+    for form in forms:
+        out, result = rewrite(folder, tmp_path, name=form, cross_attention=form)
+        assert result.returncode == 0, result.stderr
+        assert checker_passes(folder / "model.onnx") == checker_passes(out), form
+        model = onnx.load(out)
+        assert slowfast_ops(model) == {"decomposed": ["Softmax"], "auto": expected_auto, "attention": ["Attention"],
+                                       "multi-head-attention": ["MultiHeadAttention"]}[form], form
+        for layer in LAYERS:
+            gates_on(model, layer)
+        logits[form] = ort_session(model).run(["logits"], {**graph_inputs(folder), **slow_feeds(out, slow, mask, exclude)})[0]
+    limit = tolerance(folder, float32=1e-5, float16=1e-2)
+    for form in forms[1:]:
+        assert np.abs(logits[form].astype(np.float64) - logits["decomposed"]).max() <= limit, form
+    original = ort_session(folder / "model.onnx").run(["logits"], graph_inputs(folder))[0]
+    assert np.abs(logits["decomposed"].astype(np.float64) - original).max() > 10 * limit
+
+
+def test_attention_op_below_opset_23_is_refused(tmp_path):
+    folder = next(f for f in FIXTURES if f.name == "qwen2-dynamo")
+    out, result = rewrite(folder, tmp_path, cross_attention="attention")
+    assert result.returncode != 0 and "--cross-attention attention needs default-domain opset 23" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and list(out.parent.iterdir()) == []
 
 
 def test_slow_kv_inputs_is_refused_in_insert_mode(tmp_path):
