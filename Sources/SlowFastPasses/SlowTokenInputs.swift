@@ -282,13 +282,16 @@ extension GraphBuilder {
                             attributes: [.float("scale", scale), .int("is_causal", 0)])
             attended = reshape(transpose(output, perm: [0, 2, 1, 3], "attention/to_blhd"), to: [0, 0, width], "attention/merge")
         case .multiHeadAttention:
-            // Q [B, k, H·hd], K/V [B, H, N, hd] (BNSH, repeated to every head), padding as key_padding_mask.
-            let flatQuery = reshape(transpose(rows, perm: [0, 2, 1, 3], "mha/query_blhd"), to: [0, 0, width], "mha/query")
-            attended = op("MultiHeadAttention", [flatQuery, repeatHeads(keys, heads: heads, kvHeads: kvHeads, headDim: headDim, "k"),
-                                                 repeatHeads(values, heads: heads, kvHeads: kvHeads, headDim: headDim, "v"),
-                                                 "", inputs.maskInt32], "mha",
-                          attributes: [.int("num_heads", Int64(heads)), .float("scale", scale), .float("mask_filter_value", -1e9)],
-                          domain: Domain.microsoft)
+            // Grouped as below, G heads: Q [B, r·k, G·hd], K/V [B, G, N, hd] (BNSH), padding as
+            // key_padding_mask.
+            let grouped = groupQueries(rows, heads: heads, kvHeads: kvHeads, headDim: headDim)
+            let flatQuery = reshape(transpose(grouped, perm: [0, 2, 1, 3], "mha/query_bsgd"), to: [0, 0, Int64(kvHeads * headDim)], "mha/query")
+            let output = op("MultiHeadAttention", [flatQuery, keys, values, "", inputs.maskInt32], "mha",
+                            attributes: [.int("num_heads", Int64(kvHeads)), .float("scale", scale), .float("mask_filter_value", -1e9)],
+                            domain: Domain.microsoft)
+            let perGroup = transpose(reshape(output, to: [0, 0, Int64(kvHeads), Int64(headDim)], "mha/output_heads"),
+                                     perm: [0, 2, 1, 3], "mha/output_bgsd")
+            attended = ungroupRows(perGroup, heads: heads, headDim: headDim)
         case .decomposed, .auto:
             attended = slowCrossAttention(query: rows, keys: keys, values: values, maskBias: inputs.maskBias,
                                           heads: heads, kvHeads: kvHeads, headDim: headDim)
@@ -302,35 +305,37 @@ extension GraphBuilder {
         return op("ScatterElements", [zeros, scatterIndex, attended], "rows/scatter", attributes: [.int("axis", 1)])
     }
 
-    /// softmax(Q K^T / sqrt(head_dim) + maskBias) V over the slow tokens, non-causal, with K/V
-    /// of `kvHeads` heads repeated to `heads` (grouped-query attention) and no RoPE on K.
+    /// softmax(Q K^T / sqrt(head_dim) + maskBias) V over the slow tokens, non-causal, no RoPE
+    /// on K, with grouped-query K/V used as they are (the queries are grouped instead).
     ///
     /// - Parameters:
-    ///   - query: [batch, heads, seq, head_dim]
+    ///   - query: [batch, heads, rows, head_dim]
     ///   - keys, values: [batch, kvHeads, num_slow, head_dim]
-    /// - Returns: [batch, seq, heads*head_dim]
+    /// - Returns: [batch, rows, heads*head_dim]
     mutating func slowCrossAttention(query: String, keys: String, values: String, maskBias: String,
                                      heads: Int, kvHeads: Int, headDim: Int) -> String {
-        let keyHeads = repeatHeads(keys, heads: heads, kvHeads: kvHeads, headDim: headDim, "k")
-        let valueHeads = repeatHeads(values, heads: heads, kvHeads: kvHeads, headDim: headDim, "v")
-        let keysT = transpose(keyHeads, perm: [0, 1, 3, 2], "k/transpose")
-        let scores = op("MatMul", [query, keysT], "scores")
+        let grouped = groupQueries(query, heads: heads, kvHeads: kvHeads, headDim: headDim)
+        let keysT = transpose(keys, perm: [0, 1, 3, 2], "k/transpose")
+        let scores = op("MatMul", [grouped, keysT], "scores")
         let scaled = op("Mul", [scores, floats([1 / Float(headDim).squareRoot()], dims: [], "scale")], "scores/scale")
         let masked = op("Add", [scaled, maskBias], "scores/mask")
         let weights = op("Softmax", [masked], "softmax", attributes: [.int("axis", -1)])
-        let attended = op("MatMul", [weights, valueHeads], "attend")
-        let merged = transpose(attended, perm: [0, 2, 1, 3], "attend/to_blhd")
-        return reshape(merged, to: [0, 0, Int64(heads * headDim)], "attend/merge")
+        return ungroupRows(op("MatMul", [weights, values], "attend"), heads: heads, headDim: headDim)
     }
 
-    /// [batch, kvHeads, n, head_dim] -> [batch, heads, n, head_dim], query head h reading kv
-    /// head h / (heads / kvHeads), as Hugging Face's repeat_kv.
-    mutating func repeatHeads(_ value: String, heads: Int, kvHeads: Int, headDim: Int, _ label: String) -> String {
-        let repeats = heads / kvHeads
-        guard repeats > 1 else { return value }
-        let grouped = unsqueeze(value, axes: [2], "\(label)/group")
-        let expanded = op("Expand", [grouped, int64s([1, 1, Int64(repeats), 1, 1], "\(label)/repeat_shape")], "\(label)/repeat")
-        return reshape(expanded, to: [0, Int64(heads), -1, Int64(headDim)], "\(label)/repeated")
+    /// Query heads sharing a K/V head, stacked: [B, H, k, hd] -> [B, G, (H/G)·k, hd]. Query head
+    /// h reads K/V head h / (H/G), as Hugging Face's repeat_kv; each row's softmax is its own,
+    /// so attending per group equals repeating K/V to every head, without the copies.
+    mutating func groupQueries(_ query: String, heads: Int, kvHeads: Int, headDim: Int) -> String {
+        guard heads != kvHeads else { return query }
+        return reshape(query, to: [0, Int64(kvHeads), -1, Int64(headDim)], "q/grouped")
+    }
+
+    /// [B, G, (H/G)·k, hd] -> [B, k, H·hd].
+    mutating func ungroupRows(_ value: String, heads: Int, headDim: Int) -> String {
+        let perHead = reshape(value, to: [0, Int64(heads), -1, Int64(headDim)], "attend/heads")
+        let merged = transpose(perHead, perm: [0, 2, 1, 3], "attend/to_blhd")
+        return reshape(merged, to: [0, 0, Int64(heads * headDim)], "attend/merge")
     }
 
     /// x @ W + b with W stored [in, out] as the new initializer `weightName` (the transpose of
