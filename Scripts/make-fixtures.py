@@ -15,12 +15,13 @@ the inputs fed, `logits` (onnxruntime on the export) and `logits_torch`, and per
 model's apply_rotary_pos_emb) and `attn_out_{i}` [batch, seq, heads*head_dim] (the input of
 o_proj, recorded by a forward pre-hook). `hybrid_*`: a PyTorch implementation of the hybrid
 layer (docs/DESIGN.md §1) at layers 0, 2, 4 with gates on, its slow tokens and gate values,
-and its logits for the prompt and two KV-cache decode steps (tokens 5, 9).
+and its logits for the prompt and three KV-cache decode steps (tokens 5, 9, 13).
 
 Needs torch + transformers (+ onnxruntime-genai): Scripts/requirements-fixtures.txt. Only
 fixture generation needs them; no test or demo does.
 
     make-fixtures.py [--only qwen2-dynamo,...] [--examples]
+    make-fixtures.py --hybrid-only [--only ...]   # recompute only the hybrid_* references in place
 
 qwen2-torchscript-fp16 is the Qwen2 model (same weights) in float16, exported by TorchScript;
 qwen2-torchscript-sdpa and llama-dynamo-sdpa use sdpa attention instead of eager;
@@ -112,12 +113,12 @@ def torch_reference(model, family):
 
 HYBRID_LAYERS = (0, 2, 4)
 HYBRID_SLOW = 10
-DECODE_TOKENS = (5, 9)
+DECODE_TOKENS = (5, 9, 13)
 
 
 def hybrid_reference(model, seed):
     """PyTorch implementation of docs/DESIGN.md §1 (the in-place hybrid layer), written
-    here independently of the Swift pass, run on the reference prompt and two decode steps
+    here independently of the Swift pass, run on the reference prompt and three decode steps
     (KV cache) with gates switched on; records the gate values and the logits of each step."""
     module = sys.modules[type(model.model.layers[0].self_attn).__module__]
     config = model.config
@@ -294,12 +295,51 @@ def build(family, exporter, folder, seed, half=False, attention="eager", opset=N
     print(f"{folder.relative_to(REPO)}: logits max abs diff vs torch {diff:.2e}")
 
 
+# How each fixture's PyTorch model is made (family, seed, make_model/build options).
+MODELS = {
+    **{f"qwen2-{e}": ("qwen2", 10, {}) for e in ("torchscript", "dynamo", "genai")},
+    **{f"llama-{e}": ("llama", 11, {}) for e in ("torchscript", "dynamo", "genai")},
+    "qwen2-torchscript-sdpa": ("qwen2", 10, {"attention": "sdpa"}),
+    "llama-dynamo-sdpa": ("llama", 11, {"attention": "sdpa"}),
+    "qwen2-dynamo-opset23": ("qwen2", 10, {"attention": "sdpa"}),
+    "qwen2-torchscript-fp16": ("qwen2", 10, {"half": True}),
+}
+
+
+def refresh_hybrid(name):
+    """Adds missing hybrid_* entries to an existing fixture's reference.npz (the exports and the
+    entries already there stay as they are); entries already there must come out within 1e-5
+    (another machine's float32 kernels round differently)."""
+    family, seed, options = MODELS[name]
+    model = make_model(family, seed, options.get("attention", "eager"))
+    if options.get("half"):
+        model = model.half()
+    path = FIXTURES / name / "reference.npz"
+    stored = dict(np.load(path))
+    fresh = hybrid_reference(model, seed)
+    worst = 0.0
+    for key, value in fresh.items():
+        if key in stored:
+            diff = float(np.abs(stored[key].astype(np.float64) - value.astype(np.float64)).max())
+            if diff > 1e-5:
+                raise RuntimeError(f"{path}: {key} differs from the stored reference by {diff}")
+            worst = max(worst, diff)
+    np.savez(path, **{**fresh, **stored})
+    print(f"{path.relative_to(REPO)}: hybrid references {sorted(set(fresh) - set(stored))} added "
+          f"(stored ones reproduced within {worst:.1e})")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", help="comma-separated fixture names, e.g. qwen2-dynamo")
     parser.add_argument("--examples", action="store_true", help="also build Examples/qwen2-tiny")
+    parser.add_argument("--hybrid-only", action="store_true", help="recompute only the hybrid_* entries of reference.npz")
     args = parser.parse_args()
     wanted = set(args.only.split(",")) if args.only else None
+    if args.hybrid_only:
+        for name in sorted(wanted or MODELS):
+            refresh_hybrid(name)
+        return
     for seed, family in enumerate(("qwen2", "llama")):
         for exporter in ("torchscript", "dynamo", "genai"):
             name = f"{family}-{exporter}"

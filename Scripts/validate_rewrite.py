@@ -39,11 +39,13 @@ def feeds_for(session, reference, rng, dims):
         if value.name in reference:
             feeds[value.name] = reference[value.name]
             continue
-        if value.name in ("slow_tokens_mask", "slow_query_mask"):
-            continue  # optional: their defaults are "all real" and "all query"
         shape = [d if isinstance(d, int) else dims.get(d, dims.get("*", 1)) for d in value.shape]
         kind = value.type
-        if value.name == "slow_tokens":
+        if value.name == "slow_tokens_mask":
+            feeds[value.name] = np.ones(shape, np.float32)  # off: every slow token real
+        elif value.name == "slow_query_exclude":
+            feeds[value.name] = np.zeros([shape[0], 1, 2], np.int64)  # off: one empty range
+        elif value.name == "slow_tokens" or ".encoder." in value.name:
             feeds[value.name] = rng.standard_normal(shape).astype(np.float32)
         elif "int" in kind:
             feeds[value.name] = rng.integers(0, 32, size=shape).astype(np.int64 if "int64" in kind else np.int32)

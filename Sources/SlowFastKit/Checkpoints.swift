@@ -81,15 +81,21 @@ public enum WeightExport {
     @discardableResult
     public static func export(_ model: Model, weightMap: WeightMap, to folder: String,
                               options: Options = Options()) throws -> (files: [String], tensors: [String]) {
-        let initializers = Dictionary(model.graph.initializers.compactMap { tensor in tensor.name.map { ($0, tensor) } },
-                                      uniquingKeysWith: { first, _ in first })
+        // Companion models the map lists (the slow K/V encoder) are read from beside the model.
+        var companions: [String: Model] = [:]
+        let modelFolder = ((model.sourcePath ?? ".") as NSString).deletingLastPathComponent
+        for file in Set(weightMap.entries.compactMap(\.file)) {
+            guard !file.contains("/"), !file.hasPrefix(".") else {
+                throw CheckpointError(file: model.sourcePath ?? "model", message: "the weight map names companion '\(file)' outside the model's folder")
+            }
+            companions[file] = try ModelReader.read(path: (modelFolder.isEmpty ? "." : modelFolder) + "/" + file)
+        }
+        let initializers = Initializers(model: model, companions: companions)
         var writer = SafeTensorsShardedWriter(maxShardBytes: options.maxShardBytes, metadata: ["format": "pt"])
-        var names: [String: String] = [:]
-        // An initializer named like a graph input is that input's default, not a parameter.
-        let inputs = Set(model.graph.inputs.compactMap(\.name))
-        for entry in weightMap.entries where entry.isNamed && entry.graph == nil && !inputs.contains(entry.onnxName)
+        var names: [String: (onnxName: String, tensor: Tensor)] = [:]
+        for entry in weightMap.entries where entry.isNamed && entry.graph == nil && !initializers.isInputDefault(entry)
             && (options.all || entry.kind != "kept") {
-            guard let tensor = initializers[entry.onnxName] else {
+            guard let tensor = initializers.tensor(entry) else {
                 throw CheckpointError(file: model.sourcePath ?? "model", message: "the weight map names '\(entry.onnxName)', which the model does not have")
             }
             guard let type = tensor.elementType, let dtype = SafeTensorsDType(type) else {
@@ -99,9 +105,12 @@ public enum WeightExport {
             let target = options.dtype.map { dtype.isConvertibleFloat ? $0 : dtype } ?? dtype
             for (name, shape) in try entry.transform.canonicalShapes(onnxShape: onnxShape, canonicalName: entry.canonicalName) {
                 if let other = names[name] {
-                    throw CheckpointError(file: model.sourcePath ?? "model", message: "'\(other)' and '\(entry.onnxName)' would both be exported as '\(name)'")
+                    // A copy (the slow K/V encoder's input norm) is exported once; anything else
+                    // under one name twice is an error.
+                    if entry.transform == .identity, other.tensor.hasSameValues(as: tensor) { continue }
+                    throw CheckpointError(file: model.sourcePath ?? "model", message: "'\(other.onnxName)' and '\(entry.onnxName)' would both be exported as '\(name)'")
                 }
-                names[name] = entry.onnxName
+                names[name] = (entry.onnxName, tensor)
                 // Values are made when the writer reaches them: memory stays at one tensor.
                 writer.add(name: name, dtype: target, shape: shape) { sink in
                     let onnx = RawTensor(name: entry.onnxName, dtype: dtype, shape: onnxShape, bytes: try tensor.withRawBytes { Array($0) })
@@ -132,17 +141,16 @@ public enum WeightImport {
     /// tensor's own dtype, laid out by the map's transform, every shape checked), and updates
     /// the map's init rules. With `strict`, any missing or unused tensor is an error and the
     /// model is left unchanged.
-    public static func apply(_ checkpoint: SafeTensorsCheckpoint, to model: Model, weightMap: inout WeightMap,
-                             strict: Bool = false) throws -> Report {
+    /// `companions` are the models written beside it (by file name, as map entries name them).
+    public static func apply(_ checkpoint: SafeTensorsCheckpoint, to model: Model, companions: [String: Model] = [:],
+                             weightMap: inout WeightMap, strict: Bool = false) throws -> Report {
         let file = checkpoint.path
-        let initializers = Dictionary(model.graph.initializers.compactMap { tensor in tensor.name.map { ($0, tensor) } },
-                                      uniquingKeysWith: { first, _ in first })
+        let initializers = Initializers(model: model, companions: companions)
         var used = Set<String>()
         var report = Report(filled: [], missing: [], unused: [])
         var replacements: [(Tensor, TensorStorage, Int)] = []
         let scratch = ScratchBuffers()
-        let inputs = Set(model.graph.inputs.compactMap(\.name))
-        for (position, entry) in weightMap.entries.enumerated() where entry.isNamed && entry.graph == nil && !inputs.contains(entry.onnxName) {
+        for (position, entry) in weightMap.entries.enumerated() where entry.isNamed && entry.graph == nil && !initializers.isInputDefault(entry) {
             let wanted = entry.pytorchNames
             let present = wanted.filter { checkpoint.entry(named: $0) != nil }
             if present.isEmpty {
@@ -153,7 +161,7 @@ public enum WeightImport {
                 throw CheckpointError(file: file, message: "'\(entry.canonicalName)' is packed from " + wanted.joined(separator: ", ")
                     + " but the checkpoint has only " + present.joined(separator: ", "))
             }
-            guard let tensor = initializers[entry.onnxName], let type = tensor.elementType, let dtype = SafeTensorsDType(type) else {
+            guard let tensor = initializers.tensor(entry), let type = tensor.elementType, let dtype = SafeTensorsDType(type) else {
                 throw CheckpointError(file: file, message: "the model has no initializer '\(entry.onnxName)' of a type safetensors holds")
             }
             let onnxShape = tensor.dims.map { Int($0) }
@@ -256,4 +264,27 @@ final class ScratchBuffers {
         }
         return buffers[index]
     }
+}
+
+/// The initializers of a model and its companions, by weight-map entry.
+struct Initializers {
+    private var byFile: [String?: [String: Tensor]] = [:]
+    private var inputsByFile: [String?: Set<String>] = [:]
+
+    init(model: Model, companions: [String: Model]) {
+        func index(_ model: Model) -> [String: Tensor] {
+            Dictionary(model.graph.initializers.compactMap { tensor in tensor.name.map { ($0, tensor) } }, uniquingKeysWith: { first, _ in first })
+        }
+        byFile[nil] = index(model)
+        inputsByFile[nil] = Set(model.graph.inputs.compactMap(\.name))
+        for (file, companion) in companions {
+            byFile[file] = index(companion)
+            inputsByFile[file] = Set(companion.graph.inputs.compactMap(\.name))
+        }
+    }
+
+    func tensor(_ entry: WeightMap.Entry) -> Tensor? { byFile[entry.file]?[entry.onnxName] }
+
+    /// An initializer named like a graph input is that input's default, not a parameter.
+    func isInputDefault(_ entry: WeightMap.Entry) -> Bool { inputsByFile[entry.file]?.contains(entry.onnxName) ?? false }
 }

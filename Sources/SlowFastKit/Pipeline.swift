@@ -41,14 +41,20 @@ public struct HybridRequest: Sendable {
     public var slowTokenWidth: Int?
     public var initStd: Double
     public var seed: UInt64
+    /// Slow K/V computed in the decoder (`inline`) or fed as inputs from a companion model.
+    public var slowKV: SlowKVSource
+    /// Fused attention op where the model allows it (`auto`), or a chosen form.
+    public var crossAttention: CrossAttentionForm
 
     public init(layers: LayerSelection, mode: HybridLayerOptions.Mode = .inPlace, slowTokenWidth: Int? = nil,
-                initStd: Double = 0.02, seed: UInt64 = 0) {
+                initStd: Double = 0.02, seed: UInt64 = 0, slowKV: SlowKVSource = .inline, crossAttention: CrossAttentionForm = .auto) {
+        self.crossAttention = crossAttention
         self.layers = layers
         self.mode = mode
         self.slowTokenWidth = slowTokenWidth
         self.initStd = initStd
         self.seed = seed
+        self.slowKV = slowKV
     }
 }
 
@@ -92,6 +98,8 @@ public struct RewriteOutcome {
 
     /// Every change of every pass, in order.
     public var changes: [ModelChange] { results.flatMap(\.result.changes) }
+    /// Models the passes built to be written beside the output.
+    public var companions: [CompanionModel] { results.flatMap(\.result.companions) }
 }
 
 /// A rewrite that failed, with the model file in front of the reason.
@@ -113,14 +121,16 @@ public enum Pipeline {
             layout = described
             passes.append(HybridLayerPass(layout: described, options: HybridLayerOptions(
                 layers: hybrid.layers.resolve(layerCount: described.layers.count), mode: hybrid.mode,
-                slowTokenWidth: hybrid.slowTokenWidth, initStd: hybrid.initStd, seed: hybrid.seed)))
+                slowTokenWidth: hybrid.slowTokenWidth, initStd: hybrid.initStd, seed: hybrid.seed, slowKV: hybrid.slowKV,
+                crossAttention: hybrid.crossAttention)))
         }
         if let srelu = request.srelu { passes.append(SReLUPass(options: srelu, allowNoSites: request.allowNoSites)) }
         return (passes, layout)
     }
 
-    /// Rewrites `model` in memory.
-    public static func apply(_ request: RewriteRequest, to model: Model) throws -> RewriteOutcome {
+    /// Rewrites `model` in memory. `output` (where it will be written) names companion models
+    /// in the weight map; without it they are named `<output>.<role>.onnx`.
+    public static func apply(_ request: RewriteRequest, to model: Model, output: String? = nil) throws -> RewriteOutcome {
         do {
             // The map of an earlier rewrite, read before this run adds its own marks.
             let previous = try model.sourcePath.flatMap {
@@ -129,15 +139,25 @@ public enum Pipeline {
             let (passes, layout) = try passes(for: request, model: model)
             let results = try PassManager(passes).run(model)
             let parameters = results.flatMap { $0.result.parameters }
+            let companions = results.flatMap { $0.result.companions }.map { companion in
+                (file: output.map { URL(fileURLWithPath: companion.path(besideOutput: $0)).lastPathComponent } ?? "<output>.\(companion.role).onnx",
+                 model: companion.model, parameters: companion.parameters)
+            }
             var described = layout
             if described == nil, request.weightsFrom != nil {
                 // No pass described the layers in this run: discovery names the weights to fill.
                 described = try request.layers.layout(of: model)
             }
-            var weightMap = WeightMap(model: model, layout: described, parameters: parameters, previous: previous)
+            var weightMap = WeightMap(model: model, layout: described, parameters: parameters, previous: previous,
+                                      companions: companions)
             var imported: WeightImport.Report?
             if let checkpoint = request.weightsFrom {
+                if companions.isEmpty, let file = previous?.entries.compactMap(\.file).first {
+                    throw CheckpointError(file: model.sourcePath ?? "model", message: "its slow K/V companion model (\(file)) holds "
+                        + "weights an import must fill too; import while rewriting instead: slowfast rewrite ORIGINAL ... --weights-from CKPT")
+                }
                 imported = try WeightImport.apply(try SafeTensorsCheckpoint.open(path: checkpoint), to: model,
+                                                  companions: Dictionary(companions.map { ($0.file, $0.model) }, uniquingKeysWith: { a, _ in a }),
                                                   weightMap: &weightMap, strict: request.strictWeights)
             }
             return RewriteOutcome(results: results, layout: layout, weightMap: weightMap, imported: imported)
@@ -153,11 +173,71 @@ public enum Pipeline {
     public static func rewrite(_ input: String, to output: String, request: RewriteRequest,
                                weights: WeightsMode = .auto, weightMapPath: String? = nil) throws -> (outcome: RewriteOutcome, report: WriteReport) {
         let model = try ModelReader.read(path: input)
-        let outcome = try apply(request, to: model)
+        let outcome = try apply(request, to: model, output: output)
         var options = WriteOptions(weights: weights)
         if weightMapPath != nil || !outcome.results.isEmpty || outcome.imported != nil {
             options.sidecars.append((weightMapPath ?? WeightMap.defaultPath(forOutput: output), try outcome.weightMap.jsonData()))
         }
+        options.companions = outcome.companions.map { ($0.path(besideOutput: output), $0.model) }
+        options.sidecars += try GenAIFolder.files(input: input, output: output)
         return (outcome, try ModelWriter.write(model, to: output, options: options))
     }
+}
+
+/// An onnxruntime-genai model folder (one with `genai_config.json`): what the generator reads
+/// besides the model goes beside the output too, so the output folder runs as it is.
+public enum GenAIFolder {
+    public static let configName = "genai_config.json"
+    /// Files a generator or its tokenizer reads (Hugging Face tokenizer and generation files,
+    /// SentencePiece models, chat templates).
+    static let knownFiles: Set<String> = [
+        "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json", "vocab.txt",
+        "merges.txt", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "generation_config.json", "config.json",
+        "chat_template.jinja", "chat_template.json", "preprocessor_config.json", "processor_config.json",
+    ]
+
+    /// The files to write beside `output` when `input`'s folder is a genai folder and the output
+    /// goes to another folder: `genai_config.json` (its decoder `filename` set to the output's
+    /// file name when that differs) and the known tokenizer/config files, byte for byte.
+    public static func files(input: String, output: String) throws -> [(path: String, bytes: [UInt8])] {
+        let inputURL = URL(fileURLWithPath: input), outputURL = URL(fileURLWithPath: output)
+        let inputFolder = inputURL.deletingLastPathComponent().path, outputFolder = outputURL.deletingLastPathComponent().path
+        let configPath = inputFolder + "/" + configName
+        guard FileManager.default.fileExists(atPath: configPath) else { return [] }
+        if inputURL.deletingLastPathComponent().resolvingSymlinksInPath().standardizedFileURL
+            == outputURL.deletingLastPathComponent().resolvingSymlinksInPath().standardizedFileURL {
+            return []
+        }
+        func read(_ path: String) throws -> [UInt8] {
+            do { return Array(try Data(contentsOf: URL(fileURLWithPath: path))) } catch {
+                throw GenAIFolderError(file: path, message: "cannot read: \(error.localizedDescription)")
+            }
+        }
+        var config = try read(configPath)
+        let outputName = outputURL.lastPathComponent
+        guard var json = (try? JSONSerialization.jsonObject(with: Data(config))) as? [String: Any],
+              var modelSection = json["model"] as? [String: Any], var decoder = modelSection["decoder"] as? [String: Any],
+              let filename = decoder["filename"] as? String else {
+            throw GenAIFolderError(file: configPath, message: "expected a JSON object with model.decoder.filename")
+        }
+        if filename != outputName {
+            decoder["filename"] = outputName
+            modelSection["decoder"] = decoder
+            json["model"] = modelSection
+            config = Array(try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) + [10]
+        }
+        var result: [(path: String, bytes: [UInt8])] = [(outputFolder + "/" + configName, config)]
+        let present = (try? FileManager.default.contentsOfDirectory(atPath: inputFolder)) ?? []
+        for name in present.sorted() where knownFiles.contains(name) && name != outputName {
+            result.append((outputFolder + "/" + name, try read(inputFolder + "/" + name)))
+        }
+        return result
+    }
+}
+
+/// A genai folder file that could not be read or understood.
+public struct GenAIFolderError: Error, CustomStringConvertible {
+    public let file: String
+    public let message: String
+    public var description: String { "\(file): \(message)" }
 }

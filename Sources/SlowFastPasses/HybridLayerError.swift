@@ -16,6 +16,9 @@ public enum HybridLayerError: Error, CustomStringConvertible, Equatable {
     case insertNeedsResidualValue(layer: Int)
     case alreadyHybrid(layer: Int, mode: String)
     case alreadyRewritten(layers: [Int])
+    case slowKVInputsNeedInPlace
+    case opsetTooOld(Int)
+    case attentionNeedsOpset23(Int)
 
     public var description: String {
         switch self {
@@ -43,6 +46,13 @@ public enum HybridLayerError: Error, CustomStringConvertible, Equatable {
         case .alreadyRewritten(let layers):
             return "this model already has hybrid layers \(layers.map(String.init).joined(separator: ",")) from an earlier rewrite; "
                 + "rewrite the original model with every layer you want at once"
+        case .slowKVInputsNeedInPlace:
+            return "--slow-kv inputs works with --mode in-place only; use --slow-kv inline with --mode insert"
+        case .attentionNeedsOpset23(let version):
+            return "--cross-attention attention needs default-domain opset 23 (the Attention op); this model imports opset \(version): "
+                + "use auto, decomposed or multi-head-attention"
+        case .opsetTooOld(let version):
+            return "hybrid layers need default-domain opset 11 or later (TopK, GatherElements, ScatterElements); this model imports opset \(version)"
         case .unsupportedQuery(let layer, let reason):
             return "layer \(layer): cannot find the query after RoPE: \(reason)"
         }

@@ -17,13 +17,22 @@ public struct HybridLayerOptions: Sendable {
     /// Std of the normal init of new projections that have nothing to copy (gate, insert mode).
     public var initStd: Double
     public var seed: UInt64
+    /// Where the slow keys and values come from: computed in the decoder (`inline`) or fed as
+    /// inputs computed once by a companion model (`inputs`, in-place mode only).
+    public var slowKV: SlowKVSource
+    /// How the cross-attention is written: a fused op where the model's opsets have one that
+    /// fits (`auto`), or a chosen form.
+    public var crossAttention: CrossAttentionForm
 
-    public init(layers: [Int], mode: Mode = .inPlace, slowTokenWidth: Int? = nil, initStd: Double = 0.02, seed: UInt64 = 0) {
+    public init(layers: [Int], mode: Mode = .inPlace, slowTokenWidth: Int? = nil, initStd: Double = 0.02, seed: UInt64 = 0,
+                slowKV: SlowKVSource = .inline, crossAttention: CrossAttentionForm = .auto) {
+        self.crossAttention = crossAttention
         self.layers = layers
         self.mode = mode
         self.slowTokenWidth = slowTokenWidth
         self.initStd = initStd
         self.seed = seed
+        self.slowKV = slowKV
     }
 }
 
@@ -70,6 +79,15 @@ public struct HybridLayerPass: ModelPass {
                 }
             }
         }
+        if options.slowKV == .inputs && options.mode != .inPlace {
+            throw HybridLayerError.slowKVInputsNeedInPlace
+        }
+        if options.crossAttention == .attention && (model.opsetVersion("") ?? 1) < 23 {
+            throw HybridLayerError.attentionNeedsOpset23(Int(model.opsetVersion("") ?? 1))
+        }
+        if (model.opsetVersion("") ?? 1) < 11 {
+            throw HybridLayerError.opsetTooOld(Int(model.opsetVersion("") ?? 1))
+        }
         if let width = options.slowTokenWidth, width != layout.dimensions.hiddenSize {
             throw HybridLayerError.slowTokenWidthMismatch(slowWidth: width, hiddenSize: layout.dimensions.hiddenSize)
         }
@@ -81,18 +99,25 @@ public struct HybridLayerPass: ModelPass {
         var builder = GraphBuilder(names: NameAllocator(model: model), scope: "/slowfast", opset: model.opsetVersion("") ?? 1)
         builder.parameterType = floatType
         builder.marks = [StringPair(RewriteMarks.pass, name)]
-        let inputs = try SlowTokenInputs(model: model, hiddenSize: dims.hiddenSize, floatType: floatType, builder: &builder)
         let layers = Array(Set(options.layers)).sorted()
+        let inputs = try SlowTokenInputs(model: model, hiddenSize: dims.hiddenSize, floatType: floatType, dims: dims, layers: layers,
+                                         slowKV: options.slowKV, positionSource: positionSource(model, first: layout.layers[layers[0]]),
+                                         builder: &builder)
+        var companion = options.slowKV == .inputs
+            ? SlowKVEncoder(model: model, floatType: floatType, dims: dims, batch: inputs.batch, numSlow: inputs.numSlow) : nil
         let nodesByName = Dictionary(graph.nodes.compactMap { node in node.name.map { ($0, node) } }, uniquingKeysWith: { first, _ in first })
         guard let firstNode = nodesByName[layout.layers[layers[0]].o.node] else {
             throw HybridLayerError.missingNode(layer: layers[0], role: "o_proj", name: layout.layers[layers[0]].o.node)
         }
         builder.insert(into: graph, before: firstNode)
 
-        var parameters = [SlowTokenInputs.slowTokensMask, SlowTokenInputs.queryMask].map {
-            ParameterRecord(onnxName: $0, canonicalName: $0, kind: .new, initRule: "ones [1, 1]: the default of the optional input")
-        }
+        var parameters: [ParameterRecord] = []
         var changes = inputs.changes
+        let form = options.crossAttention.resolved(for: model)
+        if form == .multiHeadAttention && model.opsetVersion(Domain.microsoft) == nil {
+            model.opsetImports.append(OpsetImport(domain: Domain.microsoft, version: 1))
+        }
+        changes.append(.crossAttentionForm(form: form.rawValue, chosen: options.crossAttention.rawValue))
         for layer in layers {
             let description = layout.layers[layer]
             guard let oNode = nodesByName[description.o.node] else {
@@ -104,7 +129,7 @@ public struct HybridLayerPass: ModelPass {
             let result: (output: String, records: [ParameterRecord])
             switch options.mode {
             case .inPlace:
-                result = try inPlace(layer: description, inputs: inputs, graph: graph, builder: &builder)
+                result = try inPlace(layer: description, inputs: inputs, graph: graph, form: form, companion: &companion, builder: &builder)
                 guard let slot = oNode.inputs.firstIndex(of: description.attentionOutput) else {
                     throw HybridLayerError.missingNode(layer: layer, role: "o_proj reading the attention output", name: description.o.node)
                 }
@@ -112,11 +137,12 @@ public struct HybridLayerPass: ModelPass {
                 oNode.inputs[slot] = result.output
                 changes.append(.hybridLayer(layer: layer, oProjection: description.o.node))
             case .insert:
-                result = try insertBlock(layer: description, inputs: inputs, builder: &builder)
+                result = try insertBlock(layer: description, inputs: inputs, form: form, builder: &builder)
                 let residual = description.residualInput
                 let firstUse = graph.index().consumers(of: residual).first
-                // Every existing reader of the layer's input now reads the block's output.
-                for node in graph.nodes {
+                // Every existing reader of the layer's input now reads the block's output
+                // (not the shared nodes this pass added, which read positions from it).
+                for node in graph.nodes where node.metadata(RewriteMarks.pass) != name {
                     for slot in node.inputs.indices where node.inputs[slot] == residual { node.inputs[slot] = result.output }
                 }
                 builder.insert(into: graph, before: firstUse)
@@ -125,7 +151,14 @@ public struct HybridLayerPass: ModelPass {
             parameters += result.records
         }
         try graph.sortTopologically()
-        return PassResult(changed: true, parameters: parameters, changes: changes)
+        var companions: [CompanionModel] = []
+        if var encoder = companion {
+            let built = encoder.finish()
+            companions.append(built)
+            changes.append(.companionModel(role: built.role, inputs: built.model.graph.inputs.compactMap { $0.name },
+                                           outputs: built.model.graph.outputs.compactMap { $0.name }))
+        }
+        return PassResult(changed: true, parameters: parameters, changes: changes, companions: companions)
     }
 
     public func ensures(_ model: Model, _ result: PassResult) throws {
@@ -138,8 +171,27 @@ public struct HybridLayerPass: ModelPass {
             throw PassContractError("parameter '\(record.onnxName)' is in the weight map but not in the graph")
         }
         let inputs = Set(model.graph.inputs.compactMap(\.name))
-        for name in [SlowTokenInputs.slowTokens, SlowTokenInputs.slowTokensMask, SlowTokenInputs.queryMask] where !inputs.contains(name) {
+        var required = [SlowTokenInputs.slowTokensMask, SlowTokenInputs.queryExclude]
+        switch options.slowKV {
+        case .inline: required.append(SlowTokenInputs.slowTokens)
+        case .inputs: required += Set(options.layers).sorted().flatMap { [SlowTokenInputs.slowKey($0), SlowTokenInputs.slowValue($0)] }
+        }
+        for name in required where !inputs.contains(name) {
             throw PassContractError("input '\(name)' is missing")
+        }
+        // Every input must be fed by the caller: an initializer of the same name would be a
+        // default that onnxruntime-genai never overrides.
+        for tensor in model.graph.initializers where tensor.name.map(required.contains) == true {
+            throw PassContractError("input '\(tensor.name ?? "")' has an initializer behind it")
+        }
+        if options.slowKV == .inputs {
+            guard let companion = result.companions.first, companion.role == SlowKVEncoder.role else {
+                throw PassContractError("no slow K/V companion model was built")
+            }
+            let outputs = Set(companion.model.graph.outputs.compactMap(\.name))
+            for layer in Set(options.layers) where !outputs.isSuperset(of: [SlowTokenInputs.presentKey(layer), SlowTokenInputs.presentValue(layer)]) {
+                throw PassContractError("the companion model lacks layer \(layer)'s slow keys or values")
+            }
         }
     }
 
@@ -168,7 +220,7 @@ public struct HybridLayerPass: ModelPass {
         }
     }
 
-    private func inPlace(layer: LayerDescription, inputs: SlowTokenInputs, graph: Graph,
+    private func inPlace(layer: LayerDescription, inputs: SlowTokenInputs, graph: Graph, form: CrossAttentionForm, companion: inout SlowKVEncoder?,
                          builder: inout GraphBuilder) throws -> (output: String, records: [ParameterRecord]) {
         let dims = layout.dimensions
         let prefix = "model.layers.\(layer.index).self_attn"
@@ -190,18 +242,41 @@ public struct HybridLayerPass: ModelPass {
 
         let query = try queryAfterRoPE(layer, builder: &builder)
         let attentionOutput = builder.toFloat(layer.attentionOutput, from: floatType, "attention_output/float")
-        let normWeight = builder.toFloat(layer.inputNorm.weight, from: floatType, "slow_norm/weight_float")
-        let normalised = builder.rmsNorm(inputs.slowTokens, weight: normWeight, epsilon: layer.inputNorm.epsilon, "slow_norm")
         let hasBias = key.bias != nil || value.bias != nil
         let kvBias = hasBias ? (key.bias ?? [Float](repeating: 0, count: dims.kvWidth)) + (value.bias ?? [Float](repeating: 0, count: dims.kvWidth))
                              : [Float](repeating: 0, count: 2 * dims.kvWidth)
-        let kv = builder.linear(normalised, canonicalWeight: key.weight + value.weight, outFeatures: 2 * dims.kvWidth,
-                                inFeatures: dims.hiddenSize, bias: kvBias, weightName: "\(prefix).cross_attn_kv_proj.weight",
-                                biasName: "\(prefix).cross_attn_kv_proj.bias", "kv_proj")
-        let keys = builder.slice(kv.output, axis: -1, start: 0, end: Int64(dims.kvWidth), "k")
-        let values = builder.slice(kv.output, axis: -1, start: Int64(dims.kvWidth), end: Int64(2 * dims.kvWidth), "v")
-        let attended = builder.slowCrossAttention(query: query, keys: keys, values: values, maskBias: inputs.maskBias,
-                                                  heads: dims.numHeads, kvHeads: dims.numKVHeads, headDim: dims.headDim)
+        let kvWeightName = "\(prefix).cross_attn_kv_proj.weight", kvBiasName = "\(prefix).cross_attn_kv_proj.bias"
+        let keys: String, values: String
+        var kvRecords: (weight: String, bias: String)?
+        if var encoder = companion {
+            // K/V come in as inputs; the companion model computes them once per generation.
+            guard let normTensor = graph.initializer(named: layer.inputNorm.weight) else {
+                throw HybridLayerError.missingInitializer(layer: layer.index, role: "input norm", name: layer.inputNorm.weight)
+            }
+            let canonicalNorm = canonical[layer.inputNorm.weight]?.canonicalName ?? layer.inputNorm.weight
+            encoder.addLayer(layer.index, normWeight: try normTensor.floatValues(), normName: canonicalNorm, epsilon: layer.inputNorm.epsilon,
+                             kvWeight: key.weight + value.weight, kvBias: kvBias, kvWeightName: kvWeightName, kvBiasName: kvBiasName,
+                             kvRule: "concat(\(kName), \(vName))",
+                             biasRule: hasBias ? "concat(\(kBias), \(vBias))" : "zeros (k_proj and v_proj have no bias)",
+                             biasKind: hasBias ? .derived : .new)
+            companion = encoder
+            keys = builder.toFloat(SlowTokenInputs.slowKey(layer.index), from: floatType, "slow_keys/float")
+            values = builder.toFloat(SlowTokenInputs.slowValue(layer.index), from: floatType, "slow_values/float")
+        } else {
+            guard let slowTokens = inputs.slowTokens else { throw PassContractError("inline K/V without slow_tokens") }
+            let normWeight = builder.toFloat(layer.inputNorm.weight, from: floatType, "slow_norm/weight_float")
+            let normalised = builder.rmsNorm(slowTokens, weight: normWeight, epsilon: layer.inputNorm.epsilon, "slow_norm")
+            let kv = builder.linear(normalised, canonicalWeight: key.weight + value.weight, outFeatures: 2 * dims.kvWidth,
+                                    inFeatures: dims.hiddenSize, bias: kvBias, weightName: kvWeightName, biasName: kvBiasName, "kv_proj")
+            keys = builder.splitHeads(builder.slice(kv.output, axis: -1, start: 0, end: Int64(dims.kvWidth), "k"),
+                                      heads: dims.numKVHeads, headDim: dims.headDim, "k")
+            values = builder.splitHeads(builder.slice(kv.output, axis: -1, start: Int64(dims.kvWidth), end: Int64(2 * dims.kvWidth), "v"),
+                                        heads: dims.numKVHeads, headDim: dims.headDim, "v")
+            kvRecords = (kv.weight, kv.bias!)
+        }
+        let attended = builder.queriedCrossAttention(query: query, keys: keys, values: values, inputs: inputs,
+                                                     heads: dims.numHeads, kvHeads: dims.numKVHeads, headDim: dims.headDim,
+                                                     form: form)
 
         // g = tanh(w_g · A_sa + b_g) · tanh(α), one scalar per token.
         let attentionWidth = dims.numHeads * dims.headDim
@@ -218,12 +293,16 @@ public struct HybridLayerPass: ModelPass {
         let output = builder.op("Add", [layer.attentionOutput, builder.fromFloat(masked, to: floatType, "delta/model_type")], "attention_plus_slow")
         builder.mark(output, RewriteMarks.passthrough, "0")
 
-        let kvRule = "concat(\(kName), \(vName))"
-        let records = [
-            ParameterRecord(onnxName: kv.weight, canonicalName: "\(prefix).cross_attn_kv_proj.weight", kind: .derived,
-                            transform: .transposed, initRule: kvRule),
-            ParameterRecord(onnxName: kv.bias!, canonicalName: "\(prefix).cross_attn_kv_proj.bias", kind: hasBias ? .derived : .new,
-                            initRule: hasBias ? "concat(\(kBias), \(vBias))" : "zeros (k_proj and v_proj have no bias)"),
+        var records: [ParameterRecord] = []
+        if let kvRecords {
+            records += [
+                ParameterRecord(onnxName: kvRecords.weight, canonicalName: kvWeightName, kind: .derived,
+                                transform: .transposed, initRule: "concat(\(kName), \(vName))"),
+                ParameterRecord(onnxName: kvRecords.bias, canonicalName: kvBiasName, kind: hasBias ? .derived : .new,
+                                initRule: hasBias ? "concat(\(kBias), \(vBias))" : "zeros (k_proj and v_proj have no bias)"),
+            ]
+        }
+        records += [
             ParameterRecord(onnxName: gate.weight, canonicalName: "\(prefix).cross_attn_gate_proj.0.weight", kind: .new,
                             transform: .transposed, initRule: "normal(0, \(options.initStd), seed \(options.seed &+ UInt64(layer.index)))"),
             ParameterRecord(onnxName: gate.bias!, canonicalName: "\(prefix).cross_attn_gate_proj.0.bias", kind: .new, initRule: "zeros"),
@@ -234,7 +313,7 @@ public struct HybridLayerPass: ModelPass {
 
     /// Insert mode: x <- x + tanh(a_attn)·m·XAttn(RMSNorm(x), S); x <- x + tanh(a_ff)·m·FFN(RMSNorm(x)).
     /// Own projections (normal init), norms of ones, gates at 0; no RoPE (docs/DESIGN.md §2).
-    private func insertBlock(layer: LayerDescription, inputs: SlowTokenInputs,
+    private func insertBlock(layer: LayerDescription, inputs: SlowTokenInputs, form: CrossAttentionForm,
                              builder: inout GraphBuilder) throws -> (output: String, records: [ParameterRecord]) {
         let dims = layout.dimensions
         let d = dims.hiddenSize, width = dims.numHeads * dims.headDim
@@ -269,10 +348,14 @@ public struct HybridLayerPass: ModelPass {
         let q = project(attnInput, "cross_attn.q_proj", out: width, in: d, builder: &builder)
         let qHeads = builder.transpose(builder.reshape(q, to: [0, 0, Int64(dims.numHeads), Int64(dims.headDim)], "q/heads"),
                                        perm: [0, 2, 1, 3], "q/to_bhld")
-        let k = project(inputs.slowTokens, "cross_attn.k_proj", out: dims.kvWidth, in: d, builder: &builder)
-        let v = project(inputs.slowTokens, "cross_attn.v_proj", out: dims.kvWidth, in: d, builder: &builder)
-        let attended = builder.slowCrossAttention(query: qHeads, keys: k, values: v, maskBias: inputs.maskBias,
-                                                  heads: dims.numHeads, kvHeads: dims.numKVHeads, headDim: dims.headDim)
+        guard let slowTokens = inputs.slowTokens else { throw HybridLayerError.slowKVInputsNeedInPlace }
+        let k = builder.splitHeads(project(slowTokens, "cross_attn.k_proj", out: dims.kvWidth, in: d, builder: &builder),
+                                   heads: dims.numKVHeads, headDim: dims.headDim, "k")
+        let v = builder.splitHeads(project(slowTokens, "cross_attn.v_proj", out: dims.kvWidth, in: d, builder: &builder),
+                                   heads: dims.numKVHeads, headDim: dims.headDim, "v")
+        let attended = builder.queriedCrossAttention(query: qHeads, keys: k, values: v, inputs: inputs,
+                                                     heads: dims.numHeads, kvHeads: dims.numKVHeads, headDim: dims.headDim,
+                                                     form: form)
         let o = project(attended, "cross_attn.o_proj", out: d, in: width, builder: &builder)
         let attnGate = gate("cross_attn_attn_gate", builder: &builder)
         let attnDelta = builder.op("Mul", [builder.op("Mul", [o, attnGate], "attn/gated"), inputs.queryMask], "attn/masked")
@@ -291,6 +374,21 @@ public struct HybridLayerPass: ModelPass {
         // its first input through (in the model's structure), for discovery of the output.
         for value in [x, afterAttention, afterMLP, output] { builder.mark(value, RewriteMarks.passthrough, "0") }
         return (output, records)
+    }
+
+    /// How the graph tells each token's position, read from the first chosen layer: the
+    /// fused attention's `seqlens_k`, else a `position_ids` input, else the columns of a 2-D
+    /// `attention_mask`, else 0...L−1.
+    private func positionSource(_ model: Model, first: LayerDescription) -> QueryPositions {
+        if case .fused(let rotary) = first.query { return .seqlens(seqlensK: rotary.seqlensK, query: first.attentionOutput) }
+        let inputs = Dictionary(model.graph.inputs.compactMap { info in info.name.map { ($0, info) } }, uniquingKeysWith: { a, _ in a })
+        if inputs["position_ids"] != nil { return .positionIDs("position_ids") }
+        if let mask = inputs["attention_mask"], case .tensor(_, let shape?)? = mask.type?.kind, shape.dims.count == 2 {
+            return .attentionMaskColumns(mask: "attention_mask", query: first.residualInput)
+        }
+        // The residual stream entering the layer: [batch, seq, d], defined before any block
+        // insert mode adds.
+        return .sequence(first.residualInput)
     }
 
     private func canonicalParameters() -> [String: CanonicalParameter] {

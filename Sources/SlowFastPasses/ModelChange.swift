@@ -19,6 +19,11 @@ public enum ModelChange: Equatable, Sendable, CustomStringConvertible {
     case functionAdded(domain: String, name: String, reused: Bool)
     /// The pass found nothing to change (allowed by the caller).
     case nothingFound(what: String)
+    /// A second model written beside the output (e.g. the slow K/V encoder), with its inputs
+    /// and outputs.
+    case companionModel(role: String, inputs: [String], outputs: [String])
+    /// How the cross-attention is written (`form`), and what the caller asked for (`chosen`).
+    case crossAttentionForm(form: String, chosen: String)
 
     public var description: String {
         switch self {
@@ -37,6 +42,12 @@ public enum ModelChange: Equatable, Sendable, CustomStringConvertible {
                           : "function \(domain)::\(name) added"
         case .nothingFound(let what):
             return "0 \(what)"
+        case .crossAttentionForm(let form, let chosen):
+            let what = ["attention": "the Attention op (opset 23)", "multi-head-attention": "com.microsoft MultiHeadAttention",
+                        "decomposed": "MatMul, Softmax, MatMul (float32)"][form] ?? form
+            return "cross-attention: \(what)\(chosen == form ? "" : " (\(chosen))"), computed only for the rows that query"
+        case .companionModel(let role, let inputs, let outputs):
+            return "companion model \(role) (<output>.\(role).onnx): \(inputs.joined(separator: ", ")) -> \(outputs.joined(separator: ", "))"
         }
     }
 

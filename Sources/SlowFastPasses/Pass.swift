@@ -9,11 +9,36 @@ public struct PassResult: Sendable {
     public var parameters: [ParameterRecord]
     /// Each change, in the order it was made; `plan` renders them.
     public var changes: [ModelChange]
+    /// Models the pass built to run beside the rewritten one (written in the same transaction).
+    public var companions: [CompanionModel]
 
-    public init(changed: Bool, parameters: [ParameterRecord] = [], changes: [ModelChange] = []) {
+    public init(changed: Bool, parameters: [ParameterRecord] = [], changes: [ModelChange] = [], companions: [CompanionModel] = []) {
         self.changed = changed
         self.parameters = parameters
         self.changes = changes
+        self.companions = companions
+    }
+}
+
+/// A model a pass built to go with the rewritten one, e.g. the slow K/V encoder; written as
+/// `<output without .onnx>.<role>.onnx` with every tensor inline.
+public struct CompanionModel: @unchecked Sendable {
+    /// Names the file and says what it is for, e.g. `slow-kv-encoder`.
+    public var role: String
+    public var model: Model
+    /// Its initializers, for the weight map.
+    public var parameters: [ParameterRecord]
+
+    public init(role: String, model: Model, parameters: [ParameterRecord]) {
+        self.role = role
+        self.model = model
+        self.parameters = parameters
+    }
+
+    /// Where it goes beside `output`: `out/model.onnx` -> `out/model.<role>.onnx`.
+    public func path(besideOutput output: String) -> String {
+        let stem = output.hasSuffix(".onnx") ? String(output.dropLast(5)) : output
+        return "\(stem).\(role).onnx"
     }
 }
 

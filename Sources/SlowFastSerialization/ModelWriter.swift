@@ -28,11 +28,16 @@ public struct WriteOptions {
 
     /// Other files written in the same transaction (e.g. the weight map), path -> bytes.
     public var sidecars: [(path: String, bytes: [UInt8])]
+    /// Other models written in the same transaction (e.g. a companion the rewrite built),
+    /// path -> model, every tensor inline (each must stay under 2 GiB).
+    public var companions: [(path: String, model: Model)]
 
-    public init(weights: WeightsMode = .auto, externalThreshold: Int = 1024, sidecars: [(path: String, bytes: [UInt8])] = []) {
+    public init(weights: WeightsMode = .auto, externalThreshold: Int = 1024, sidecars: [(path: String, bytes: [UInt8])] = [],
+                companions: [(path: String, model: Model)] = []) {
         self.weights = weights
         self.externalThreshold = externalThreshold
         self.sidecars = sidecars
+        self.companions = companions
     }
 }
 
@@ -176,6 +181,14 @@ public enum ModelWriter {
         if let newData {
             files.append(WrittenFile(path: newData.path, action: .written, bytes: newData.size))
         }
+        for companion in options.companions {
+            if let source = model.sourcePath, isSameFile(source, companion.path) {
+                throw ModelWriteError.outputIsInput(path: companion.path)
+            }
+            let bytes = try packInline(companion.model, path: companion.path)
+            try bytes.withUnsafeBytes { try transaction.stage(path: companion.path, bytes: $0) }
+            files.append(WrittenFile(path: companion.path, action: .written, bytes: bytes.count))
+        }
         for sidecar in options.sidecars {
             if let source = model.sourcePath, isSameFile(source, sidecar.path) {
                 throw ModelWriteError.outputIsInput(path: sidecar.path)
@@ -194,6 +207,28 @@ public enum ModelWriter {
         files.append(WrittenFile(path: path, action: .written, bytes: size))
         try transaction.commit()
         return WriteReport(files: files, weights: mode)
+    }
+
+    /// `model` packed with every tensor inside the message.
+    static func packInline(_ model: Model, path: String) throws -> [UInt8] {
+        let encoder = WireEncoder(place: { tensor in
+            switch tensor.storage {
+            case .embedded: return .asRead
+            case .external(let data): return .inline(data)
+            case .bytes(let bytes): return .inline(bytes)
+            case .computed(let data): return .inline(data)
+            }
+        })
+        let message = try encoder.model(model)
+        let size = withUnsafeMutablePointer(to: &message.pointee.base) { protobuf_c_message_get_packed_size($0) }
+        if size > protobufLimit { throw ModelWriteError.inlineTooLarge(path: path, bytes: size) }
+        var bytes = [UInt8](repeating: 0, count: size)
+        let packed = bytes.withUnsafeMutableBufferPointer { buffer in
+            withUnsafeMutablePointer(to: &message.pointee.base) { protobuf_c_message_pack($0, buffer.baseAddress!) }
+        }
+        withExtendedLifetime(encoder) {}
+        guard packed == size else { throw ModelWriteError.encodeFailed(path: path, reason: "packed \(packed) of \(size) bytes") }
+        return bytes
     }
 
     /// `<model file name>.data`, or a variant no input location uses.

@@ -26,16 +26,27 @@ public struct VideoWorkload: Codable, Equatable, Sendable {
     }
 }
 
+/// How the cross-attention is computed, for memory: the FLOPs are the same.
+public enum CrossAttentionKernel: String, Codable, CaseIterable, Sendable {
+    /// MatMul, Softmax, MatMul: the [H, L_q, N_s] score tensor is materialised.
+    case decomposed
+    /// A fused attention op (Attention, MultiHeadAttention): scores are not kept.
+    case fused
+}
+
 /// The slow-fast side of a comparison.
 public struct SlowFastSetup: Codable, Equatable, Sendable {
     public var fast: FastTokenConfig
     public var hybridLayers: [Int]
     public var queries: CrossAttentionQueries
+    public var attention: CrossAttentionKernel
 
-    public init(fast: FastTokenConfig = TokenPreset.s2t4.fastTokens, hybridLayers: [Int], queries: CrossAttentionQueries = .text) {
+    public init(fast: FastTokenConfig = TokenPreset.s2t4.fastTokens, hybridLayers: [Int], queries: CrossAttentionQueries = .text,
+                attention: CrossAttentionKernel = .decomposed) {
         self.fast = fast
         self.hybridLayers = hybridLayers
         self.queries = queries
+        self.attention = attention
     }
 
     /// The release's choice: layers range(0, numLayers, 8).
@@ -70,6 +81,16 @@ public struct MemoryBreakdown: Codable, Equatable, Sendable {
     public var total: Double = 0
 }
 
+/// The cost of one generated token (one decode step).
+public struct DecodeStepCost: Codable, Equatable, Sendable {
+    /// Positions already in the KV cache.
+    public var pastLength: Int
+    public var slowTokens: Int
+    /// For slow-fast: `cached` (slow K/V fed as inputs) or `recomputed` (kv_proj every step).
+    public var slowKV: String?
+    public var flops: FlopBreakdown
+}
+
 /// The cost of one prefill of one variant.
 public struct PrefillCost: Codable, Equatable, Sendable {
     public enum Variant: String, Codable, Sendable { case baseline, slowFast = "slow-fast" }
@@ -93,7 +114,8 @@ public struct PrefillCost: Codable, Equatable, Sendable {
 /// only. Activation peak (elements, times bytes per element), one layer at a time:
 ///   plain layer:  2*L*d + max(L*(H*hd + 2*kv) + H*L*L + L*H*hd,  3*L*I)
 ///   hybrid layer: 2*L*d + L*(H*hd + 2*kv) + H*L*L + L*H*hd          (self-attention kept)
-///                 + N_s*d + 2*N_s*kv + H*L_q*N_s + L*H*hd            (slow path)
+///                 + N_s*d + 2*N_s*kv + H*L_q*N_s + L*H*hd            (slow path; the H*L_q*N_s
+///                 scores only for the decomposed form)
 ///   slow-fast adds N_s*d for the slow-token input held through the whole prefill.
 public enum CostModel {
     /// The baseline: every frame's tokens in the sequence.
@@ -142,7 +164,8 @@ public enum CostModel {
         memory.slowKVCache = hybridCount * 2 * Double(slowTokens) * shape.kvWidth * bytes
         let L = Double(length), Ns = Double(slowTokens), H = Double(shape.dimensions.numHeads)
         let selfAttention = L * (shape.qWidth + 2 * shape.kvWidth) + H * L * L + L * shape.qWidth
-        let slowPath = Ns * shape.d + 2 * Ns * shape.kvWidth + H * Double(querying) * Ns + L * shape.qWidth
+        let scores = setup.attention == .decomposed ? H * Double(querying) * Ns : 0
+        let slowPath = Ns * shape.d + 2 * Ns * shape.kvWidth + scores + L * shape.qWidth
         let hybridPeak = 2 * L * shape.d + selfAttention + slowPath
         let peak = Ns * shape.d + (hybridCount > 0 ? max(plainLayerActivations(shape, length), hybridPeak) : plainLayerActivations(shape, length))
         memory.activationsPeak = peak * bytes
@@ -150,6 +173,31 @@ public enum CostModel {
         return PrefillCost(variant: .slowFast, frames: workload.frames, sequenceLength: length,
                            visualTokensInSequence: fastTokens, slowTokens: slowTokens, fastFrames: plan.fastFrames,
                            flops: flops, memory: memory)
+    }
+
+    /// One generated token after a prefill of `pastLength` positions: FLOPs per token.
+    /// With `slow` (hybrid layers and slow tokens), each hybrid layer adds the new token's
+    /// cross-attention and gate, plus `kv_proj` over every slow token when the slow K/V are
+    /// recomputed at each step (`--slow-kv inline`) instead of cached (`--slow-kv inputs`).
+    public static func decodeStep(_ shape: DecoderShape, pastLength: Int, hybridLayers: Int = 0, slowTokens: Int = 0,
+                                  slowKVCached: Bool = true) -> DecodeStepCost {
+        let layer = LayerFlops(shape, sequenceLength: 1)
+        let layers = Double(shape.dimensions.numLayers)
+        var flops = FlopBreakdown()
+        flops.projections = layers * layer.projections
+        // One query against past + 1 keys: 2 * 2 * (P + 1) * H*hd per layer.
+        flops.selfAttention = layers * 2 * 2 * Double(pastLength + 1) * shape.qWidth
+        flops.mlp = layers * layer.mlp
+        flops.lmHead = 2 * shape.d * Double(shape.vocabSize)
+        if hybridLayers > 0 {
+            let hybrid = HybridLayerFlops(shape, sequenceLength: 1, queryingPositions: 1, slowTokens: slowTokens)
+            flops.crossAttention = Double(hybridLayers) * hybrid.crossAttention
+            flops.gate = Double(hybridLayers) * hybrid.gate
+            flops.slowKVProjection = slowKVCached ? 0 : Double(hybridLayers) * hybrid.kvProjection
+        }
+        flops.total = flops.projections + flops.selfAttention + flops.mlp + flops.lmHead + flops.slowKVProjection + flops.crossAttention + flops.gate
+        return DecodeStepCost(pastLength: pastLength, slowTokens: hybridLayers > 0 ? slowTokens : 0,
+                              slowKV: hybridLayers == 0 ? nil : (slowKVCached ? "cached" : "recomputed"), flops: flops)
     }
 
     /// The fast-token plan for a workload: the slow grid is taken square (9x9 for 81) when

@@ -23,6 +23,9 @@ public struct WeightMap: Codable, Equatable {
         public var figures: [String: Double]?
         /// The graph holding the initializer, when it is not the main graph.
         public var graph: String?
+        /// The model file holding the initializer, when it is a companion model written beside
+        /// the output (e.g. `model.slow-kv-encoder.onnx`), not the output itself.
+        public var file: String?
     }
 
     public struct Summary: Codable, Equatable {
@@ -44,20 +47,24 @@ public struct WeightMap: Codable, Equatable {
     ///
     /// `previous` is the map of an earlier rewrite of this model: initializers that neither
     /// this run's passes nor discovery name keep what it said of them (the parameters the
-    /// earlier rewrite added stay named and `new`).
-    public init(model: Model, layout: ModelLayout?, parameters: [ParameterRecord], previous: WeightMap? = nil) {
-        let created = Dictionary(parameters.map { ($0.onnxName, $0) }, uniquingKeysWith: { first, _ in first })
+    /// earlier rewrite added stay named and `new`). `companions`: models written beside the
+    /// output (file name, model, their parameters); their initializers are listed too, each
+    /// with its `file`.
+    public init(model: Model, layout: ModelLayout?, parameters: [ParameterRecord], previous: WeightMap? = nil,
+                companions: [(file: String, model: Model, parameters: [ParameterRecord])] = []) {
+        var created = Dictionary(parameters.map { ($0.onnxName, $0) }, uniquingKeysWith: { first, _ in first })
         let named = Dictionary((layout?.parameters ?? []).map { ($0.onnxName, $0) }, uniquingKeysWith: { first, _ in first })
         let earlier = Dictionary((previous?.entries ?? []).filter { $0.graph == nil }.map { ($0.onnxName, $0) },
                                  uniquingKeysWith: { first, _ in first })
         var entries: [Entry] = []
         var summary = Summary(initializers: 0, kept: 0, new: 0, derived: 0, newElements: 0, newBytes: 0)
+        var file: String?
         func add(_ graph: Graph, label: String?) {
             for tensor in graph.initializers {
                 let name = tensor.name ?? ""
                 var entry = Entry(onnxName: name, canonicalName: name, canonicalSource: "onnx", kind: "kept", shape: tensor.dims,
                                   dtype: ElementType.name(of: tensor.dataType ?? 0), transform: .identity, initRule: nil,
-                                  figures: nil, graph: label)
+                                  figures: nil, graph: label, file: file)
                 if let record = created[name] {
                     entry.canonicalName = record.canonicalName
                     entry.canonicalSource = "pass"
@@ -68,7 +75,7 @@ public struct WeightMap: Codable, Equatable {
                     summary.newElements += tensor.elementCount ?? 0
                     summary.newBytes += tensor.byteCount ?? 0
                     if record.kind == .new { summary.new += 1 } else { summary.derived += 1 }
-                } else if label == nil, let before = earlier[name], before.kind != "kept" || named[name] == nil {
+                } else if label == nil, file == nil, let before = earlier[name], before.kind != "kept" || named[name] == nil {
                     entry.canonicalName = before.canonicalName
                     entry.canonicalSource = before.canonicalSource
                     entry.kind = before.kind
@@ -99,6 +106,11 @@ public struct WeightMap: Codable, Equatable {
             }
         }
         add(model.graph, label: nil)
+        for companion in companions {
+            file = companion.file
+            created = Dictionary(companion.parameters.map { ($0.onnxName, $0) }, uniquingKeysWith: { first, _ in first })
+            add(companion.model.graph, label: nil)
+        }
         summary.initializers = entries.count
         self.adapter = layout?.adapter
         self.summary = summary

@@ -3,6 +3,7 @@ import ArgumentParser
 import SlowFastKit
 
 extension CrossAttentionQueries: ExpressibleByArgument {}
+extension CrossAttentionKernel: ExpressibleByArgument {}
 
 struct CostCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -74,6 +75,11 @@ struct CostCommand: ParsableCommand {
     @Option(name: .customLong("cross-queries"), help: "Positions that query the slow tokens: text (release) or all.")
     var crossQueries: CrossAttentionQueries = .text
 
+    @Option(name: .customLong("cross-attention"), help: ArgumentHelp(
+        "Cross-attention form for the memory model: decomposed (scores materialised) or fused (default: what a MODEL slowfast rewrote uses, else decomposed).",
+        valueName: "decomposed|fused"))
+    var crossAttention: CrossAttentionKernel?
+
     @Flag(help: "Print the report as JSON (Schemas/cost.schema.json).")
     var json = false
 
@@ -87,7 +93,7 @@ struct CostCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let (shape, source, rewritten) = try resolveShape()
+            let (shape, source, rewritten, fused) = try resolveShape()
             var fast = fastPreset?.fastTokens ?? TokenPreset.s2t4.fastTokens
             if stride != nil || temporalKernel != nil {
                 fast = FastTokenConfig(temporalStride: stride ?? 1, temporalKernel: temporalKernel ?? 1)
@@ -106,7 +112,8 @@ struct CostCommand: ParsableCommand {
                 guard step >= 1 else { throw ValidationError("--every must be at least 1") }
                 hybrid = LayerSelection.every(step).resolve(layerCount: layerCount)
             }
-            let setup = SlowFastSetup(fast: fast, hybridLayers: hybrid, queries: crossQueries)
+            let setup = SlowFastSetup(fast: fast, hybridLayers: hybrid, queries: crossQueries,
+                                      attention: crossAttention ?? (fused == true ? .fused : .decomposed))
             let report = try CostReport(source: source, shape: shape, frames: try parseList(frames, "--frames"),
                                         tokensPerFrame: tokensPerFrame, textTokens: textTokens,
                                         referenceFrames: referenceFrames, setup: setup)
@@ -116,17 +123,21 @@ struct CostCommand: ParsableCommand {
 
     /// The decoder dims: from MODEL (layer discovery), a preset, or explicit options; explicit
     /// options override single numbers of the other two. For a model slowfast rewrote, also
-    /// the hybrid layers it has.
-    func resolveShape() throws -> (DecoderShape, String, [Int]?) {
+    /// the hybrid layers it has and whether its cross-attention is a fused op.
+    func resolveShape() throws -> (DecoderShape, String, [Int]?, Bool?) {
         var dims: ModelDimensions?
         var source = "explicit"
         var rewritten: [Int]?
+        var fused: Bool?
         if let model {
             // Intermediate size and vocabulary may be unknown to discovery; --intermediate and
             // --vocab fill them in below.
             let loaded = try ModelReader.read(path: model)
             dims = try LayerDiscovery.discover(loaded, adapters: try AdapterChoice(argument: adapter).adapters()).dimensions
             rewritten = RewriteSummary(model: loaded).hybridLayers.map(\.layer)
+            fused = loaded.graph.nodes.contains { node in
+                node.metadata(RewriteMarks.pass) == RewriteMarks.hybridPass && ["Attention", "MultiHeadAttention"].contains(node.opType)
+            }
             source = model
         }
         if model != nil && preset != nil { throw ValidationError("give MODEL or --preset, not both") }
@@ -141,7 +152,7 @@ struct CostCommand: ParsableCommand {
             throw ValidationError("give MODEL, --preset qwen2-7b, or all of --layers --hidden --heads --kv-heads --head-dim --intermediate --vocab")
         }
         if dims != nil && !overrides.isEmpty { source += " (overridden)" }
-        return (try DecoderShape(result, tiedEmbeddings: tiedEmbeddings, bytesPerElement: bytesPerElement), source, rewritten)
+        return (try DecoderShape(result, tiedEmbeddings: tiedEmbeddings, bytesPerElement: bytesPerElement), source, rewritten, fused)
     }
 }
 
@@ -152,7 +163,7 @@ enum CostTable {
         var lines: [String] = []
         lines.append("model: \(report.source): \(dims.numLayers) layers, d \(dims.hiddenSize), \(dims.numHeads)/\(dims.numKVHeads) heads x \(dims.headDim), MLP \(report.model.intermediateSize), vocab \(report.model.vocabSize), \(format(report.parameters / 1e9, 2))B parameters")
         let fast = report.setup.fast
-        lines.append("workload: \(report.tokensPerFrame) tokens/frame, \(report.textTokens) text tokens; fast s\(fast.temporalStride)t\(fast.temporalKernel) spatial \(fast.spatialPool) min \(fast.minFastFrames) frames; hybrid layers \(report.setup.hybridLayers.map(String.init).joined(separator: ",")); cross queries: \(report.setup.queries.rawValue)")
+        lines.append("workload: \(report.tokensPerFrame) tokens/frame, \(report.textTokens) text tokens; fast s\(fast.temporalStride)t\(fast.temporalKernel) spatial \(fast.spatialPool) min \(fast.minFastFrames) frames; hybrid layers \(report.setup.hybridLayers.map(String.init).joined(separator: ",")); cross queries: \(report.setup.queries.rawValue); cross-attention: \(report.setup.attention.rawValue)")
         lines.append("")
         let header = ["variant", "frames", "seq len", "slow tok", "TFLOPs", "vs base@\(report.referenceFrames)", "weights GB", "KV GB", "act GB"]
         var table: [[String]] = [header]
@@ -174,6 +185,15 @@ enum CostTable {
         lines.append("")
         for row in report.rows {
             lines.append("slow-fast@\(row.frames) / baseline@\(report.referenceFrames) = \(format(row.slowFastOverReference, 4))    baseline@\(row.frames) / baseline@\(report.referenceFrames) = \(format(row.baselineOverReference, 4))")
+        }
+        lines.append("")
+        lines.append("decode, one generated token after the prefill (GFLOPs per token):")
+        for row in report.rows {
+            let d = row.decode
+            lines.append("  @\(row.frames): baseline \(format(d.baseline.flops.total / 1e9, 3)) (past \(d.baseline.pastLength)); "
+                + "original \(format(d.original.flops.total / 1e9, 3)) (past \(d.original.pastLength)); "
+                + "slow-fast cached K/V \(format(d.slowFastCached.flops.total / 1e9, 3)) (x\(format(d.cachedOverOriginal, 4))), "
+                + "recomputed \(format(d.slowFastRecomputed.flops.total / 1e9, 3)) (x\(format(d.recomputedOverOriginal, 4)))")
         }
         return lines.joined(separator: "\n")
     }

@@ -2,6 +2,8 @@ import ArgumentParser
 import SlowFastKit
 
 extension HybridLayerOptions.Mode: ExpressibleByArgument {}
+extension SlowKVSource: ExpressibleByArgument {}
+extension CrossAttentionForm: ExpressibleByArgument {}
 
 /// Options that choose and shape hybrid layers; shared by `rewrite` and `plan`.
 struct HybridOptions: ParsableArguments {
@@ -19,6 +21,18 @@ struct HybridOptions: ParsableArguments {
 
     @Option(help: "in-place (the paper's hybrid layer) or insert (a gated cross-attention block before each layer).")
     var mode: HybridLayerOptions.Mode = .inPlace
+
+    @Option(name: .customLong("slow-kv"), help: ArgumentHelp(
+        "inline: the decoder computes each hybrid layer's slow keys/values from slow_tokens on every run. inputs: it takes them as "
+        + "inputs past_key_values.{i}.encoder.key/value, computed once per generation by <output>.slow-kv-encoder.onnx (in-place mode).",
+        valueName: "inline|inputs"))
+    var slowKV: SlowKVSource = .inline
+
+    @Option(name: .customLong("cross-attention"), help: ArgumentHelp(
+        "auto: the Attention op at opset >= 23, com.microsoft MultiHeadAttention when the model imports com.microsoft, else "
+        + "decomposed (MatMul, Softmax, MatMul). Or force one; multi-head-attention imports com.microsoft (onnxruntime only).",
+        valueName: "auto|decomposed|attention|multi-head-attention"))
+    var crossAttention: CrossAttentionForm = .auto
 
     @Option(name: .customLong("slow-token-width"), help: "Width of the slow tokens you will feed; must equal the hidden size.")
     var slowTokenWidth: Int?
@@ -61,7 +75,8 @@ struct HybridOptions: ParsableArguments {
         } else {
             selection = .every(every ?? 1, from: minDepth, below: maxDepth)
         }
-        return HybridRequest(layers: selection, mode: mode, slowTokenWidth: slowTokenWidth, initStd: initStd, seed: seed)
+        return HybridRequest(layers: selection, mode: mode, slowTokenWidth: slowTokenWidth, initStd: initStd, seed: seed, slowKV: slowKV,
+                             crossAttention: crossAttention)
     }
 
     /// Where the layer description comes from: --layout, else discovery with --adapter.

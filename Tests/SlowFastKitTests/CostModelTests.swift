@@ -32,6 +32,34 @@ final class CostModelTests: XCTestCase {
         XCTAssertEqual(hybrid.gate, 2 * 10 * 64)                     // w_g · A_sa per position
     }
 
+    func testDecodeStepByHand() throws {
+        let shape = try smallShape(layers: 3)
+        let one = LayerFlops(shape, sequenceLength: 1)
+        let original = CostModel.decodeStep(shape, pastLength: 20)
+        // Per layer: projections and MLP of one token, one query against 21 keys (Q·Kᵀ and P·V).
+        XCTAssertEqual(original.flops.selfAttention, 3 * 2 * 2 * 21 * 64)
+        XCTAssertEqual(original.flops.total, 3 * (one.projections + one.mlp) + 3 * 2 * 2 * 21 * 64 + 2 * 64 * 100)
+        XCTAssertNil(original.slowKV)
+        let cached = CostModel.decodeStep(shape, pastLength: 20, hybridLayers: 2, slowTokens: 50, slowKVCached: true)
+        XCTAssertEqual(cached.flops.crossAttention, 2 * (2 * 2 * 1 * 50 * 64))
+        XCTAssertEqual(cached.flops.gate, 2 * (2 * 1 * 64))
+        XCTAssertEqual(cached.flops.slowKVProjection, 0)
+        XCTAssertEqual(cached.slowKV, "cached")
+        let recomputed = CostModel.decodeStep(shape, pastLength: 20, hybridLayers: 2, slowTokens: 50, slowKVCached: false)
+        XCTAssertEqual(recomputed.flops.slowKVProjection, 2 * (2 * 50 * 64 * 64))
+        XCTAssertEqual(recomputed.flops.total - cached.flops.total, recomputed.flops.slowKVProjection)
+    }
+
+    func testFusedAttentionDropsTheScoresFromThePeak() throws {
+        let shape = try smallShape(layers: 3)
+        let workload = VideoWorkload(frames: 32, tokensPerFrame: 81, textTokens: 5)
+        let decomposed = try CostModel.slowFast(shape, workload, SlowFastSetup(hybridLayers: [0], attention: .decomposed))
+        let fused = try CostModel.slowFast(shape, workload, SlowFastSetup(hybridLayers: [0], attention: .fused))
+        XCTAssertEqual(decomposed.flops, fused.flops)
+        // Text queries: H * L_q * N_s = 4 * 5 * 2592 score elements at 2 bytes.
+        XCTAssertEqual(decomposed.memory.activationsPeak - fused.memory.activationsPeak, 4 * 5 * 2592 * 2)
+    }
+
     func testWholePrefillAddsUp() throws {
         let shape = try smallShape(layers: 3)
         // 4 frames x 9 tokens + 5 text tokens = 41 positions.

@@ -7,9 +7,10 @@ import XCTest
 /// The hybrid-layer pass: its typed changes, its marks, its contract, and what a second
 /// rewrite of a model it wrote does.
 final class HybridLayerPassTests: XCTestCase {
-    func rewrite(_ model: Model, layers: [Int], mode: HybridLayerOptions.Mode = .inPlace) throws -> (ModelLayout, PassResult) {
+    func rewrite(_ model: Model, layers: [Int], mode: HybridLayerOptions.Mode = .inPlace,
+                 slowKV: SlowKVSource = .inline) throws -> (ModelLayout, PassResult) {
         let layout = try LayerDiscovery.discover(model, adapters: try BuiltIn.adapters())
-        let pass = HybridLayerPass(layout: layout, options: HybridLayerOptions(layers: layers, mode: mode))
+        let pass = HybridLayerPass(layout: layout, options: HybridLayerOptions(layers: layers, mode: mode, slowKV: slowKV))
         return (layout, try PassManager([pass]).run(model)[0].result)
     }
 
@@ -24,8 +25,53 @@ final class HybridLayerPassTests: XCTestCase {
             if case .inputAdded(let name, _, _, _, _) = change { return name }
             return nil
         }
-        XCTAssertEqual(inputs, ["slow_tokens", "slow_tokens_mask", "slow_query_mask"])
-        XCTAssertEqual(result.parameters.count, 3 * 5 + 2)  // kv weight/bias, gate weight/bias, warm-up gate; two mask defaults
+        XCTAssertEqual(inputs, ["slow_tokens", "slow_tokens_mask", "slow_query_exclude"])
+        XCTAssertEqual(result.parameters.count, 3 * 5)  // kv weight/bias, gate weight/bias, warm-up gate
+        XCTAssertTrue(result.companions.isEmpty)
+    }
+
+    func testNoNewInputHasAnInitializerBehindIt() throws {
+        for slowKV in SlowKVSource.allCases {
+            let model = try TestSupport.exampleModel()
+            let (_, result) = try rewrite(model, layers: [0, 2], slowKV: slowKV)
+            let added = result.changes.compactMap { change -> String? in
+                if case .inputAdded(let name, _, _, _, _) = change { return name }
+                return nil
+            }
+            XCTAssertEqual(Set(added).intersection(model.graph.initializers.compactMap(\.name)), [], slowKV.rawValue)
+            XCTAssertTrue(Set(added).isSubset(of: model.graph.inputs.compactMap(\.name)), slowKV.rawValue)
+        }
+    }
+
+    func testSlowKVInputsBuildsTheCompanion() throws {
+        let model = try TestSupport.exampleModel()
+        let (_, result) = try rewrite(model, layers: [2, 0], slowKV: .inputs)
+        let inputs = result.changes.compactMap { change -> String? in
+            if case .inputAdded(let name, _, _, _, _) = change { return name }
+            return nil
+        }
+        XCTAssertEqual(inputs, ["past_key_values.0.encoder.key", "past_key_values.0.encoder.value", "past_key_values.2.encoder.key",
+                                "past_key_values.2.encoder.value", "slow_tokens_mask", "slow_query_exclude"])
+        XCTAssertEqual(result.companions.count, 1)
+        let companion = try XCTUnwrap(result.companions.first)
+        XCTAssertEqual(companion.role, "slow-kv-encoder")
+        XCTAssertEqual(companion.path(besideOutput: "out/model.onnx"), "out/model.slow-kv-encoder.onnx")
+        XCTAssertEqual(companion.model.graph.inputs.compactMap(\.name), ["slow_tokens"])
+        XCTAssertEqual(companion.model.graph.outputs.compactMap(\.name),
+                       ["present.0.encoder.key", "present.0.encoder.value", "present.2.encoder.key", "present.2.encoder.value"])
+        // The decoder keeps the gates; kv_proj and the norm copies live in the companion.
+        XCTAssertEqual(result.parameters.count, 2 * 3)
+        XCTAssertEqual(companion.parameters.count, 2 * 3)
+        XCTAssertEqual(Set(companion.parameters.map(\.onnxName)), Set(companion.model.graph.initializers.compactMap(\.name)))
+        XCTAssertFalse(model.graph.initializers.contains { $0.name?.contains("cross_attn_kv_proj") == true })
+        XCTAssertTrue(ModelVerifier.problems(of: companion.model).isEmpty)
+    }
+
+    func testSlowKVInputsNeedsInPlaceMode() throws {
+        let model = try TestSupport.exampleModel()
+        XCTAssertThrowsError(try rewrite(model, layers: [0], mode: .insert, slowKV: .inputs)) { error in
+            XCTAssertEqual((error as? PassError)?.underlying as? HybridLayerError, .slowKVInputsNeedInPlace)
+        }
     }
 
     func testEveryNewNodeIsMarkedWithItsLayer() throws {
@@ -72,10 +118,9 @@ final class HybridLayerPassTests: XCTestCase {
         let summary = RewriteSummary(model: model)
         XCTAssertEqual(summary.hybridLayers.map(\.layer), [0, 5])
         XCTAssertEqual(summary.hybridLayers.map(\.mode), ["insert", "insert"])
-        // Every parameter the pass reported (less the two mask defaults, read by shared nodes)
-        // belongs to exactly one layer.
+        // Every parameter the pass reported belongs to exactly one layer.
         let owned = summary.hybridLayers.flatMap(\.parameters)
         XCTAssertEqual(Set(owned).count, owned.count)
-        XCTAssertEqual(Set(owned), Set(result.parameters.map(\.onnxName)).subtracting(["slow_tokens_mask", "slow_query_mask"]))
+        XCTAssertEqual(Set(owned), Set(result.parameters.map(\.onnxName)))
     }
 }

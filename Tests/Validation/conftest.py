@@ -47,3 +47,20 @@ def checker_passes(path):
         return True
     except Exception:  # the checker raises several exception types
         return False
+
+
+def slow_inputs_off(batch, num_slow, dtype=None):
+    """The "off" values of a rewritten model's mask inputs (README, docs/DESIGN.md §3): every
+    slow token real, no position excluded from querying. Both are real inputs: feed them."""
+    import numpy as np
+    return {"slow_tokens_mask": np.ones((batch, num_slow), dtype or np.float32),
+            "slow_query_exclude": np.zeros((batch, 1, 2), np.int64)}
+
+
+def query_mask_of(exclude, length, start=0):
+    """[batch, length] float64: 1 where position start+j may query, for `slow_query_exclude` ranges."""
+    import numpy as np
+    exclude = np.asarray(exclude)
+    positions = start + np.arange(length)
+    inside = (positions[None, :, None] >= exclude[:, None, :, 0]) & (positions[None, :, None] < exclude[:, None, :, 1])
+    return (~inside.any(-1)).astype(np.float64)

@@ -80,3 +80,38 @@ def test_errors():
     assert "unknown model preset 'nope'" in result.stderr
     result = slowfast("cost", "--layers", 2, "--hidden", 8)
     assert result.returncode != 0
+
+
+def test_decode_step_with_and_without_the_slow_kv_cache():
+    report = cost_json("--preset", "qwen2-7b", "--frames", "128")
+    decode = report["rows"][0]["decode"]
+    assert decode["original"]["pastLength"] == report["rows"][0]["slowFast"]["sequenceLength"] == 1424
+    assert decode["baseline"]["pastLength"] == 10496
+    # Cached: only the new token's cross-attention and gate are added (+4%); recomputing kv_proj
+    # over 10368 slow tokens in 4 layers is about 20x the whole step (issue 9).
+    assert 1.0 < decode["cachedOverOriginal"] < 1.05
+    assert decode["recomputedOverOriginal"] > 15
+    assert decode["slowFastCached"]["flops"]["slowKVProjection"] == 0
+    extra = decode["slowFastRecomputed"]["flops"]["total"] - decode["slowFastCached"]["flops"]["total"]
+    assert extra == pytest.approx(4 * 2 * 10368 * 3584 * 2 * 512, rel=1e-12)
+    assert decode["cachedOverOriginal"] == pytest.approx(decode["slowFastCached"]["flops"]["total"] / decode["original"]["flops"]["total"], rel=1e-12)
+    text = slowfast("cost", "--preset", "qwen2-7b", "--frames", "128").stdout
+    assert "slow-fast cached K/V" in text and "recomputed" in text
+
+
+def test_the_attention_form_is_stated_and_read_from_a_rewritten_model(tmp_path):
+    report = cost_json("--preset", "qwen2-7b", "--frames", "128")
+    assert report["setup"]["attention"] == "decomposed"
+    assert any("cross-attention form: decomposed" in c for c in report["conventions"])
+    fused = cost_json("--preset", "qwen2-7b", "--frames", "128", "--cross-attention", "fused")
+    assert fused["rows"][0]["slowFast"]["flops"] == report["rows"][0]["slowFast"]["flops"]
+    scores = 28 * 128 * 10368 * 2  # H x text queries x N_s, bf16
+    assert report["rows"][0]["slowFast"]["memory"]["activationsPeak"] - fused["rows"][0]["slowFast"]["memory"]["activationsPeak"] == pytest.approx(scores)
+    genai = REPO / "Tests/Fixtures/qwen2-genai/model.onnx"
+    for form, expected in (("auto", "fused"), ("decomposed", "decomposed")):
+        out = tmp_path / form / "model.onnx"
+        out.parent.mkdir()
+        result = slowfast("rewrite", genai, "-o", out, "--hybrid-layers", "0,3", "--cross-attention", form)
+        assert result.returncode == 0, result.stderr
+        report = cost_json(out, "--frames", "16", "--intermediate", 128, "--vocab", 256)
+        assert report["setup"]["hybridLayers"] == [0, 3] and report["setup"]["attention"] == expected

@@ -110,12 +110,16 @@ def test_round_trip(tmp_path, name, mode):
         assert bitwise_equal(a, b), f"output {index}: max abs diff {np.nanmax(np.abs(a.astype(np.float64) - b.astype(np.float64)))}"
 
     written = sorted(str(p.relative_to(out.parent)) for p in out.parent.rglob("*") if p.is_file())
+    # An onnxruntime-genai folder stays one: its genai_config.json and config files come along.
+    genai = ["config.json", "genai_config.json"] if (source.parent / "genai_config.json").exists() else []
+    for name in genai:
+        assert (out.parent / name).read_bytes() == (source.parent / name).read_bytes(), name
     if mode == "inline":
-        assert written == ["model.onnx"], written
+        assert written == sorted(["model.onnx", *genai]), written
         assert data_files(out) == []
         return
     assert data_files(out) == inputs, "data files renamed"
-    assert written == sorted(["model.onnx", *inputs]), written
+    assert written == sorted(["model.onnx", *inputs, *genai]), written
     for name in inputs:
         src, dst = (source.parent / name).stat(), (out.parent / name).stat()
         same_fs = src.st_dev == out.parent.stat().st_dev

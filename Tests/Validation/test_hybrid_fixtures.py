@@ -1,6 +1,8 @@
-"""Hybrid layers on the six real exports, judged by onnxruntime and onnx.checker:
+"""Hybrid layers on the real exports, judged by onnxruntime and onnx.checker:
 function preservation at default init (both modes), the docs/DESIGN.md §1 and §2 equations with the
-gates on, the masks, the weight map, and KV-cache decode steps on the genai exports."""
+gates on, the masks, the weight map, and KV-cache decode steps on the genai exports, with the slow
+keys and values computed inside the decoder (`--slow-kv inline`) or fed from the companion model
+(`--slow-kv inputs`)."""
 import json
 
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 from onnx import numpy_helper
 
 import hybrid_reference
-from conftest import REPO, checker_passes, ort_session, run
+from conftest import REPO, checker_passes, ort_session, query_mask_of, run, slow_inputs_off
 from fixtures import FIXTURES, NAMES, config, float_type, graph_inputs, rope_from_caches, tolerance
 
 LAYERS = [0, 2, 4]
@@ -17,12 +19,35 @@ GATED = 2
 N_SLOW = 10
 
 
-def rewrite(folder, tmp_path, mode="in-place", name="out"):
+def rewrite(folder, tmp_path, mode="in-place", name="out", slow_kv="inline", cross_attention="auto"):
     out = tmp_path / name / "model.onnx"
     out.parent.mkdir(parents=True)
     result = run("rewrite", folder / "model.onnx", "-o", out, "--hybrid-layers", ",".join(map(str, LAYERS)),
-                 "--mode", mode, "--weights", "copy")
+                 "--mode", mode, "--weights", "copy", "--slow-kv", slow_kv, "--cross-attention", cross_attention)
     return out, result
+
+
+def companion_of(out):
+    return out.with_name(out.name[: -len(".onnx")] + ".slow-kv-encoder.onnx")
+
+
+def slow_feeds(out, slow, mask=None, exclude=None):
+    """What a rewritten decoder at `out` takes for the slow tokens `slow`: `slow_tokens`
+    (inline form) or, computed once by the companion model, the per-layer slow keys and values
+    (inputs form); plus the two mask inputs (their "off" values unless given)."""
+    feeds = slow_inputs_off(slow.shape[0], slow.shape[1], slow.dtype)
+    if mask is not None:
+        feeds["slow_tokens_mask"] = mask
+    if exclude is not None:
+        feeds["slow_query_exclude"] = exclude
+    companion = companion_of(out)
+    if not companion.exists():
+        return {**feeds, "slow_tokens": slow}
+    session = ort_session(companion)
+    names = [o.name for o in session.get_outputs()]
+    for name, value in zip(names, session.run(names, {"slow_tokens": slow})):
+        feeds[name.replace("present.", "past_key_values.", 1)] = value
+    return feeds
 
 
 def slow_tokens(cfg, batch=1, count=N_SLOW, seed=5, dtype=np.float32):
@@ -45,7 +70,7 @@ def test_default_init_is_function_preserving(folder, mode, tmp_path):
     assert checker_passes(folder / "model.onnx") == checker_passes(out)
     feeds = graph_inputs(folder)
     before = ort_session(folder / "model.onnx").run(["logits"], feeds)[0]
-    after = ort_session(out).run(["logits"], {**feeds, "slow_tokens": slow_tokens(config(folder), dtype=float_type(folder))})[0]
+    after = ort_session(out).run(["logits"], {**feeds, **slow_feeds(out, slow_tokens(config(folder), dtype=float_type(folder)))})[0]
     # float32: the output is the original's (1e-5). float16 insert mode: every inserted block
     # passes its residual through bit-exactly (checked by exposing it), yet the logits of the
     # whole rewritten graph differ by one float16 step (9.8e-4) in onnxruntime's CPU kernels;
@@ -137,10 +162,10 @@ def test_gates_on_follow_the_equations(folder, tmp_path):
     slow = slow_tokens(cfg, dtype=dtype)
     slow_mask = np.ones((1, N_SLOW), dtype)
     slow_mask[0, 6:] = 0
-    query_mask = np.ones((1, length), dtype)
-    query_mask[0, 1] = 0
+    exclude = np.array([[[1, 2]]], np.int64)  # position 1 does not query
+    query_mask = query_mask_of(exclude, length)
     values = exposed_run(model, anchors(layer) + [mixed],
-                         {**feeds, "slow_tokens": slow, "slow_tokens_mask": slow_mask, "slow_query_mask": query_mask}, out)
+                         {**feeds, **slow_feeds(out, slow, slow_mask, exclude)}, out)
     positions = np.arange(length)[None]
     expected = reference_mix(model, layer, values, gates, slow, cfg, positions, slow_mask, query_mask)
     assert np.abs(values[mixed] - expected).max() <= tolerance(folder)
@@ -161,12 +186,15 @@ def test_query_mask_zero_and_slow_padding(folder, tmp_path):
     dtype = float_type(folder)
     slow = slow_tokens(cfg, dtype=dtype)
     original = ort_session(folder / "model.onnx").run(["logits"], feeds)[0]
-    closed = session.run(["logits"], {**feeds, "slow_tokens": slow, "slow_query_mask": np.zeros((1, length), dtype)})[0]
+    closed = session.run(["logits"], {**feeds, **slow_feeds(out, slow, exclude=np.array([[[0, length]]], np.int64))})[0]
     assert np.abs(closed.astype(np.float64) - original).max() <= 1e-5
+    # Two ranges that together cover every position close it too.
+    split = session.run(["logits"], {**feeds, **slow_feeds(out, slow, exclude=np.array([[[3, 99], [0, 3]]], np.int64))})[0]
+    assert np.abs(split.astype(np.float64) - original).max() <= 1e-5
     mask = np.ones((1, N_SLOW), dtype)
     mask[0, N_SLOW // 2:] = 0
-    masked = session.run(["logits"], {**feeds, "slow_tokens": slow, "slow_tokens_mask": mask})[0]
-    half = session.run(["logits"], {**feeds, "slow_tokens": slow[:, : N_SLOW // 2]})[0]
+    masked = session.run(["logits"], {**feeds, **slow_feeds(out, slow, mask)})[0]
+    half = session.run(["logits"], {**feeds, **slow_feeds(out, slow[:, : N_SLOW // 2])})[0]
     assert np.abs(masked.astype(np.float64) - half).max() <= tolerance(folder, float32=1e-5, float16=1e-2)
     assert np.abs(masked.astype(np.float64) - original).max() > 10 * tolerance(folder, float32=1e-5, float16=1e-2)
 
@@ -194,11 +222,109 @@ def test_weight_map_accounts_for_every_initializer(folder, tmp_path):
 GENAI = [f for f in FIXTURES if "genai" in f.name]
 
 
-def decode(session, cfg, feeds_extra, steps=2, with_slow=None):
-    """Prefill on the reference prompt, then `steps` greedy decode steps feeding present K/V back."""
+@pytest.mark.parametrize("folder", [f for f in FIXTURES if f.name in ("qwen2-genai", "qwen2-torchscript-fp16", "llama-dynamo")],
+                         ids=["qwen2-genai", "qwen2-torchscript-fp16", "llama-dynamo"])
+def test_slow_kv_inputs_companion_and_weight_map(folder, tmp_path):
+    """--slow-kv inputs: the decoder has no kv_proj and takes per-layer K/V inputs; the companion
+    passes onnx.checker and holds each layer's norm copy and kv_proj, listed in the weight map
+    with its file; the same input gives byte-identical files."""
+    import jsonschema
+    out, result = rewrite(folder, tmp_path, slow_kv="inputs")
+    assert result.returncode == 0, result.stderr
+    companion = companion_of(out)
+    onnx.checker.check_model(str(companion), full_check=True)
+    assert checker_passes(folder / "model.onnx") == checker_passes(out)
+    decoder = onnx.load(out, load_external_data=False)
+    encoder = onnx.load(companion)
+    cfg = config(folder)
+    kv_shape = ["batch", cfg["num_key_value_heads"], "num_slow_tokens", cfg["head_dim"]]
+    inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in decoder.graph.input}
+    for layer in LAYERS:
+        for part in ("key", "value"):
+            shape = inputs[f"past_key_values.{layer}.encoder.{part}"]
+            assert shape[1:] == kv_shape[1:], shape
+    assert "slow_tokens" not in inputs and not any("cross_attn_kv_proj" in t.name for t in decoder.graph.initializer)
+    assert [i.name for i in encoder.graph.input] == ["slow_tokens"]
+    assert [o.name for o in encoder.graph.output] == [f"present.{l}.encoder.{p}" for l in LAYERS for p in ("key", "value")]
+
+    document = json.loads(out.with_name("model.weight-map.json").read_text())
+    jsonschema.Draft202012Validator(json.loads((REPO / "Schemas/weight-map.schema.json").read_text())).validate(document)
+    in_companion = {e["onnxName"]: e for e in document["entries"] if e.get("file") == companion.name}
+    assert set(in_companion) == {t.name for t in encoder.graph.initializer}
+    assert {e["onnxName"] for e in document["entries"] if "file" not in e} == {t.name for t in decoder.graph.initializer}
+    for layer in LAYERS:
+        kv = next(e for e in in_companion.values() if e["canonicalName"] == f"model.layers.{layer}.self_attn.cross_attn_kv_proj.weight")
+        assert kv["kind"] == "derived" and kv["initRule"].startswith("concat(") and kv["transform"] == "transpose"
+    assert sum(1 for e in in_companion.values() if e["initRule"].startswith("copy of the decoder's")) == len(LAYERS)
+    plan = run("plan", folder / "model.onnx", "--hybrid-layers", ",".join(map(str, LAYERS)), "--slow-kv", "inputs")
+    assert plan.returncode == 0 and "companion model slow-kv-encoder" in plan.stdout and "present.4.encoder.value" in plan.stdout
+
+    again, result = rewrite(folder, tmp_path, name="again", slow_kv="inputs")
+    assert result.returncode == 0, result.stderr
+    for path in out.parent.iterdir():
+        assert path.read_bytes() == (again.parent / path.name).read_bytes(), path.name
+
+
+def slowfast_ops(model):
+    return sorted({n.op_type for n in model.graph.node if n.name.startswith("/slowfast/layers.")
+                   and n.op_type in ("Attention", "MultiHeadAttention", "Softmax")})
+
+
+@pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
+def test_fused_cross_attention_equals_the_decomposed_form(folder, tmp_path):
+    """auto picks Attention at opset 23 and MultiHeadAttention where com.microsoft is imported;
+    every fused form the model allows gives the decomposed form's logits (1e-5 in float32),
+    gates on, with padding and excluded positions."""
+    opset = next(o.version for o in onnx.load(folder / "model.onnx", load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
+    genai = "genai" in folder.name
+    expected_auto = ["Attention"] if opset >= 23 else ["MultiHeadAttention"] if genai else ["Softmax"]
+    forms = ["decomposed", "auto", "multi-head-attention"] + (["attention"] if opset >= 23 else [])
+    cfg = config(folder)
+    dtype = float_type(folder)
+    slow = slow_tokens(cfg, dtype=dtype)
+    mask = np.ones((1, N_SLOW), dtype)
+    mask[0, 7:] = 0
+    exclude = np.array([[[1, 3]]], np.int64)
+    logits = {}
+    for form in forms:
+        out, result = rewrite(folder, tmp_path, name=form, cross_attention=form)
+        assert result.returncode == 0, result.stderr
+        assert checker_passes(folder / "model.onnx") == checker_passes(out), form
+        model = onnx.load(out)
+        assert slowfast_ops(model) == {"decomposed": ["Softmax"], "auto": expected_auto, "attention": ["Attention"],
+                                       "multi-head-attention": ["MultiHeadAttention"]}[form], form
+        for layer in LAYERS:
+            gates_on(model, layer)
+        logits[form] = ort_session(model).run(["logits"], {**graph_inputs(folder), **slow_feeds(out, slow, mask, exclude)})[0]
+    limit = tolerance(folder, float32=1e-5, float16=1e-2)
+    for form in forms[1:]:
+        assert np.abs(logits[form].astype(np.float64) - logits["decomposed"]).max() <= limit, form
+    original = ort_session(folder / "model.onnx").run(["logits"], graph_inputs(folder))[0]
+    assert np.abs(logits["decomposed"].astype(np.float64) - original).max() > 10 * limit
+
+
+def test_attention_op_below_opset_23_is_refused(tmp_path):
+    folder = next(f for f in FIXTURES if f.name == "qwen2-dynamo")
+    out, result = rewrite(folder, tmp_path, cross_attention="attention")
+    assert result.returncode != 0 and "--cross-attention attention needs default-domain opset 23" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and list(out.parent.iterdir()) == []
+
+
+def test_slow_kv_inputs_is_refused_in_insert_mode(tmp_path):
+    folder = next(f for f in FIXTURES if f.name == "qwen2-torchscript")
+    out, result = rewrite(folder, tmp_path, mode="insert", slow_kv="inputs")
+    assert result.returncode != 0 and "--slow-kv inputs works with --mode in-place only" in result.stderr
+    assert result.stderr.startswith(f"error: {folder / 'model.onnx'}: ") and len(result.stderr.strip().splitlines()) == 1
+    assert list(out.parent.iterdir()) == []
+
+
+def decode(session, cfg, feeds_extra, steps=3, with_slow=None):
+    """Prefill on the reference prompt, then `steps` greedy decode steps feeding present K/V back;
+    `feeds_extra` (the slow inputs) is the same at every step."""
     prompt = np.array([[3, 17, 42, 99, 128, 7, 201]], np.int64)
     names = [i.name for i in session.get_inputs()]
-    past = {n: np.zeros((1, cfg["num_key_value_heads"], 0, cfg["head_dim"]), np.float32) for n in names if n.startswith("past_key_values")}
+    past = {n: np.zeros((1, cfg["num_key_value_heads"], 0, cfg["head_dim"]), np.float32) for n in names
+            if n.startswith("past_key_values") and ".encoder." not in n}
     ids, total = prompt, prompt.shape[1]
     all_logits = []
     outputs = [o.name for o in session.get_outputs()]
@@ -221,13 +347,14 @@ def test_kv_cache_decode_steps(folder, tmp_path):
     cfg = config(folder)
     slow = slow_tokens(cfg)
     original, _ = decode(ort_session(folder / "model.onnx"), cfg, {})
-    rewritten, _ = decode(ort_session(out), cfg, {}, with_slow=slow)
+    rewritten, _ = decode(ort_session(out), cfg, slow_feeds(out, slow))
+    assert len(rewritten) == 4
     for a, b in zip(original, rewritten):
         assert np.abs(a - b).max() <= 1e-5
 
     # Gates on: in the last decode step, the new token's o_proj input follows the equations
-    # with its query rotated at its true position: the prompt fills 0...6, the two decoded
-    # tokens sit at 7 and 8.
+    # with its query rotated at its true position: the prompt fills 0...6, the three decoded
+    # tokens sit at 7, 8 and 9.
     layer = layout_of(folder)["layers"][GATED]
     model = onnx.load(out)
     gates = gates_on(model, GATED)
@@ -235,9 +362,9 @@ def test_kv_cache_decode_steps(folder, tmp_path):
     for name in anchors(layer) + [mixed]:
         model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
     session = ort_session(model)
-    logits, values = decode(session, cfg, {}, with_slow=slow)
+    logits, values = decode(session, cfg, slow_feeds(out, slow))
     values["__path__"] = str(out)
-    position = 8
+    position = 9
     expected = reference_mix(model, layer, values, gates, slow, cfg, np.array([[position]]))
     assert np.abs(values[mixed] - expected).max() <= 1e-4
     assert np.abs(logits[-1] - original[-1]).max() > 1e-4
@@ -294,30 +421,60 @@ def test_gates_on_match_the_pytorch_hybrid_model(folder, tmp_path):
     ref = dict(np.load(folder / "reference.npz"))
     model = onnx.load(out)
     set_reference_gates(model, ref)
-    feeds = {**graph_inputs(folder), "slow_tokens": ref["hybrid_slow_tokens"]}
+    feeds = {**graph_inputs(folder), **slow_feeds(out, ref["hybrid_slow_tokens"])}
     logits = ort_session(model).run(["logits"], feeds)[0].astype(np.float64)
     assert np.abs(logits - ref["hybrid_logits_step0"]).max() <= tolerance(folder)
     assert np.abs(logits - ref["logits"]).max() > 10 * tolerance(folder)  # the gates change the output
 
 
-@pytest.mark.parametrize("folder", GENAI, ids=[f.name for f in GENAI])
-def test_kv_cache_decode_steps_match_the_pytorch_hybrid_model(folder, tmp_path):
-    out, result = rewrite(folder, tmp_path)
-    assert result.returncode == 0, result.stderr
-    ref = dict(np.load(folder / "reference.npz"))
-    cfg = config(folder)
-    model = onnx.load(out)
-    set_reference_gates(model, ref)
-    session = ort_session(model)
+def reference_decode(session, folder, slow_feeds_once, ref):
+    """Prefill on the reference prompt, then the reference's decode tokens 5, 9, 13; logits of each step."""
     outputs = [o.name for o in session.get_outputs()]
     feeds = graph_inputs(folder)
     past = {k: v for k, v in feeds.items() if k.startswith("past_key_values")}
     ids, total = feeds["input_ids"], feeds["input_ids"].shape[1]
-    for step, token in enumerate([None, 5, 9]):
+    steps = []
+    for token in [None, 5, 9, 13]:
         if token is not None:
             ids, total = np.array([[token]], np.int64), total + 1
         values = dict(zip(outputs, session.run(outputs, {"input_ids": ids, "attention_mask": np.ones((1, total), np.int64),
-                                                           **past, "slow_tokens": ref["hybrid_slow_tokens"]})))
-        assert np.abs(values["logits"] - ref[f"hybrid_logits_step{step}"]).max() <= 1e-4, f"step {step}"
+                                                           **past, **slow_feeds_once})))
+        steps.append(values["logits"])
         past = {name: values[name.replace("past_key_values", "present")] for name in past}
+    return steps
+
+
+@pytest.mark.parametrize("folder", GENAI, ids=[f.name for f in GENAI])
+def test_kv_cache_decode_steps_match_the_pytorch_hybrid_model(folder, tmp_path):
+    """Prefill and three decode steps with the reference's gates on, in both forms: the slow
+    K/V computed inside the decoder at every step, and computed once by the companion model
+    and fed as inputs. Each step equals the PyTorch reference (1e-4) and the two forms equal
+    each other (1e-5); at default init each step of the inputs form equals the original (1e-5)."""
+    ref = dict(np.load(folder / "reference.npz"))
+    cfg = config(folder)
     assert cfg["num_hidden_layers"] == 6
+    slow = ref["hybrid_slow_tokens"]
+    steps = {}
+    for form in ("inline", "inputs"):
+        out, result = rewrite(folder, tmp_path, name=form, slow_kv=form)
+        assert result.returncode == 0, result.stderr
+        assert companion_of(out).exists() == (form == "inputs")
+        feeds = slow_feeds(out, slow)  # computed once, fed unchanged at every step
+        if form == "inputs":
+            assert "slow_tokens" not in feeds and len([n for n in feeds if ".encoder." in n]) == 2 * len(LAYERS)
+            assert "slow_tokens" not in {i.name for i in ort_session(out).get_inputs()}
+            default = reference_decode(ort_session(out), folder, feeds, ref)
+            original = reference_decode(ort_session(folder / "model.onnx"), folder, {}, ref)
+            for step, (a, b) in enumerate(zip(default, original)):
+                assert np.abs(a - b).max() <= 1e-5, f"default init, step {step}"
+        model = onnx.load(out)
+        set_reference_gates(model, ref)
+        steps[form] = reference_decode(ort_session(model), folder, feeds, ref)
+        for step, logits in enumerate(steps[form]):
+            assert np.abs(logits - ref[f"hybrid_logits_step{step}"]).max() <= 1e-4, f"{form}, step {step}"
+    assert len(steps["inputs"]) == 4
+    for step, (a, b) in enumerate(zip(steps["inline"], steps["inputs"])):
+        assert np.abs(a - b).max() <= 1e-5, f"inline vs inputs, step {step}"
+    # The gates really change every step (so the comparisons above can fail).
+    for step, (gated, plain) in enumerate(zip(steps["inputs"], original)):
+        assert np.abs(gated - plain).max() > 1e-3, f"step {step}"

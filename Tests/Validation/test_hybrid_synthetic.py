@@ -9,7 +9,7 @@ from onnx import numpy_helper
 
 import hybrid_reference
 import synthetic_decoder as syn
-from conftest import REPO
+from conftest import REPO, query_mask_of, slow_inputs_off
 from conftest import ort_session as session
 from conftest import run as slowfast
 
@@ -40,8 +40,19 @@ def test_default_init_preserves_the_function_and_passes_the_checker(rewritten):
     onnx.checker.check_model(model, full_check=True)
     x, s = inputs()
     before = session(source).run(None, {"x": x})[0]
-    after = session(out).run(None, {"x": x, "slow_tokens": s})[0]
+    after = session(out).run(None, {"x": x, "slow_tokens": s, **slow_inputs_off(2, 6)})[0]
     assert np.abs(before - after).max() <= 1e-5
+
+
+def test_every_input_is_a_real_input(rewritten):
+    """No initializer stands behind a new input (a runtime could skip it), and onnxruntime
+    lists each one."""
+    _, out = rewritten
+    model = onnx.load(out)
+    new = {"slow_tokens", "slow_tokens_mask", "slow_query_exclude"}
+    assert new <= {i.name for i in model.graph.input}
+    assert not new & {t.name for t in model.graph.initializer}
+    assert new <= {i.name for i in session(out).get_inputs()}
 
 
 def with_random_gates(model, seed=3):
@@ -83,10 +94,11 @@ def test_gates_on_match_the_numpy_reference(rewritten):
     x, s = inputs()
     slow_mask = np.ones((2, 6), np.float32)
     slow_mask[1, 3:] = 0
-    query_mask = np.ones((2, 5), np.float32)
-    query_mask[0, :2] = 0
+    exclude = np.array([[[0, 2], [4, 4]], [[0, 0], [9, 12]]], np.int64)  # batch 0: 0, 1 do not query; batch 1: all do
+    query_mask = query_mask_of(exclude, 5)
+    assert query_mask.tolist() == [[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]
     _, a_sa, q, got = session(model).run(None, {"x": x, "slow_tokens": s, "slow_tokens_mask": slow_mask,
-                                                "slow_query_mask": query_mask})
+                                                "slow_query_exclude": exclude})
     weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     kv_w = weights["model.layers.0.self_attn.cross_attn_kv_proj.weight"].T  # stored [in, out]
     # The derived init is concat(k_proj, v_proj) in PyTorch layout.
@@ -105,7 +117,9 @@ def test_zero_query_mask_gives_the_original_again(rewritten):
     with_random_gates(model)
     x, s = inputs()
     before = session(source).run(None, {"x": x})[0]
-    after = session(model).run(None, {"x": x, "slow_tokens": s, "slow_query_mask": np.zeros((2, 5), np.float32)})[0]
+    nobody = np.array([[[0, 5]], [[0, 3]]], np.int64)
+    nobody[1, 0] = [0, 99]
+    after = session(model).run(None, {"x": x, "slow_tokens": s, **slow_inputs_off(2, 6), "slow_query_exclude": nobody})[0]
     assert np.abs(before - after).max() <= 1e-5
 
 
@@ -117,8 +131,8 @@ def test_masked_slow_tokens_are_as_if_absent(rewritten):
     mask = np.ones((2, 8), np.float32)
     mask[:, 4:] = 0
     rewritten_session = session(model)
-    masked = rewritten_session.run(None, {"x": x, "slow_tokens": s, "slow_tokens_mask": mask})[0]
-    half = rewritten_session.run(None, {"x": x, "slow_tokens": s[:, :4]})[0]
+    masked = rewritten_session.run(None, {"x": x, "slow_tokens": s, **slow_inputs_off(2, 8), "slow_tokens_mask": mask})[0]
+    half = rewritten_session.run(None, {"x": x, "slow_tokens": s[:, :4], **slow_inputs_off(2, 4)})[0]
     assert np.abs(masked - half).max() <= 1e-5
 
 
@@ -132,7 +146,7 @@ def test_insert_mode_preserves_the_function(tmp_path):
     onnx.checker.check_model(onnx.load(out), full_check=True)
     x, s = inputs()
     before = session(source).run(None, {"x": x})[0]
-    after = session(out).run(None, {"x": x, "slow_tokens": s})[0]
+    after = session(out).run(None, {"x": x, "slow_tokens": s, **slow_inputs_off(2, 6)})[0]
     assert np.abs(before - after).max() <= 1e-5
     names = [e["canonicalName"] for e in json.loads((tmp_path / "out.weight-map.json").read_text())["entries"]]
     assert "model.layers.0.cross_attn_block.cross_attn.q_proj.weight" in names

@@ -8,8 +8,6 @@ import pytest
 from conftest import run
 from fixtures import FIXTURES
 
-MASK_DEFAULTS = {"slow_tokens_mask", "slow_query_mask"}
-
 
 def snapshot(folder):
     return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()}
@@ -35,9 +33,8 @@ def test_inspect_lists_what_the_rewrite_made(folder, tmp_path):
         sites = report["sreluSites"]
         assert len(sites) == 6 and all(len(site["parameters"]) == 4 for site in sites)
         owned = set().union(*per_layer, *(set(site["parameters"]) for site in sites))
-        # Exactly the tensors the weight map calls new or derived (the mask inputs' defaults
-        # are read by nodes every layer shares).
-        assert owned == created - MASK_DEFAULTS
+        # Exactly the tensors the weight map calls new or derived.
+        assert owned == created
         for layer in report["hybridLayers"]:
             assert all(f"layers.{layer['layer']}." in name for name in layer["parameters"]), layer
 

@@ -12,7 +12,7 @@ import pytest
 from onnx import numpy_helper
 from safetensors.numpy import load_file, save_file
 
-from conftest import REPO, ort_session, run
+from conftest import REPO, ort_session, run, slow_inputs_off
 from fixtures import FIXTURES, NAMES, graph_inputs, tolerance
 
 STATE_DICTS = REPO / "Tests/Fixtures/state-dicts"
@@ -76,8 +76,9 @@ def test_export_then_import_into_a_fresh_rewrite_is_byte_identical(folder, tmp_p
     assert differ == []
     # The fresh rewrite really was different before the import (other seed).
     assert any(a[n].tobytes() != v.tobytes() for n, v in initializers(fresh).items())
-    feeds = {**graph_inputs(folder), "slow_tokens": np.random.default_rng(0).standard_normal((1, 5, 64)).astype(
-        np.float16 if folder.name.endswith("fp16") else np.float32)}
+    dtype = np.float16 if folder.name.endswith("fp16") else np.float32
+    feeds = {**graph_inputs(folder), "slow_tokens": np.random.default_rng(0).standard_normal((1, 5, 64)).astype(dtype),
+             **slow_inputs_off(1, 5, dtype)}
     outputs_a = ort_session(str(first)).run(None, feeds)
     outputs_b = ort_session(str(out)).run(None, feeds)
     for x, y in zip(outputs_a, outputs_b):
@@ -111,7 +112,8 @@ def test_a_python_checkpoint_gives_the_pytorch_hybrid_model(folder, tmp_path):
     result = run("rewrite", folder / "model.onnx", "-o", out, "--hybrid-layers", "0,2,4", "--weights-from", ckpt)
     assert result.returncode == 0, result.stderr
     assert "filled 15 parameters" in result.stdout
-    feeds = {**graph_inputs(folder), "slow_tokens": ref["hybrid_slow_tokens"]}
+    slow = ref["hybrid_slow_tokens"]
+    feeds = {**graph_inputs(folder), "slow_tokens": slow, **slow_inputs_off(1, slow.shape[1], slow.dtype)}
     logits = ort_session(str(out)).run(["logits"], feeds)[0].astype(np.float64)
     assert np.abs(logits - ref["hybrid_logits_step0"]).max() <= tolerance(folder)
     weight_map = json.loads(out.with_suffix(".weight-map.json").read_text())
@@ -136,12 +138,38 @@ def test_a_bfloat16_checkpoint_is_converted_on_import(tmp_path):
         result = run("rewrite", folder / "model.onnx", "-o", out, "--hybrid-layers", "0,2,4",
                      "--weights-from", tmp_path / f"{name}.safetensors")
         assert result.returncode == 0, result.stderr
-        feeds = {**graph_inputs(folder), "slow_tokens": ref["hybrid_slow_tokens"]}
+        slow = ref["hybrid_slow_tokens"]
+        feeds = {**graph_inputs(folder), "slow_tokens": slow, **slow_inputs_off(1, slow.shape[1], slow.dtype)}
         logits[name] = ort_session(str(out)).run(["logits"], feeds)[0]
     a, b = initializers(tmp_path / "bf16/model.onnx"), initializers(tmp_path / "rounded/model.onnx")
     assert all(a[n].tobytes() == b[n].tobytes() for n in a)
     assert np.array_equal(logits["bf16"], logits["rounded"])
     assert np.abs(logits["bf16"].astype(np.float64) - ref["hybrid_logits_step0"]).max() <= 5e-3
+
+
+def test_the_slow_kv_encoder_is_filled_and_exported_too(tmp_path):
+    """With --slow-kv inputs, cross_attn_kv_proj lives in the companion model: an import fills
+    it there, and an export reads it from there (the input norm it copies is exported once)."""
+    folder = next(f for f in FIXTURES if f.name == "qwen2-genai")
+    ckpt = tmp_path / "c.safetensors"
+    tensors = hybrid_checkpoint(folder, np.float32)
+    tensors = {k: (v * 1.5 if "kv_proj" in k else v) for k, v in tensors.items()}
+    save_file(tensors, str(ckpt))
+    out = tmp_path / "out/model.onnx"
+    out.parent.mkdir()
+    result = run("rewrite", folder / "model.onnx", "-o", out, "--hybrid-layers", "0,2,4", "--slow-kv", "inputs",
+                 "--weights-from", ckpt)
+    assert result.returncode == 0, result.stderr
+    encoder = initializers(out.parent / "model.slow-kv-encoder.onnx")
+    weight = tensors["model.layers.2.self_attn.cross_attn_kv_proj.weight"]
+    assert np.array_equal(encoder["model.layers.2.self_attn.cross_attn_kv_proj.weight"], weight.T)
+    result = run("weights", "export", out, "-o", tmp_path / "ckpt")
+    assert result.returncode == 0, result.stderr
+    got = exported(tmp_path / "ckpt")
+    assert np.array_equal(got["model.layers.2.self_attn.cross_attn_kv_proj.weight"], weight)
+    result = run("weights", "export", out, "-o", tmp_path / "all", "--all")
+    assert result.returncode == 0, result.stderr
+    assert sorted(exported(tmp_path / "all")) == sorted(set(source_state_dict(folder)) | set(tensors))
 
 
 def test_strict_and_the_report(tmp_path):

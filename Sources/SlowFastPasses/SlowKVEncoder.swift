@@ -1,0 +1,78 @@
+import SlowFastWeights
+import SlowFastIR
+import SlowFastAdapters
+/// The companion model of `--slow-kv inputs` (docs/DESIGN.md §9): from `slow_tokens`
+/// [batch, num_slow_tokens, d] it computes, per hybrid layer i, exactly what the inline form
+/// computes inside the decoder,
+///
+///     [K_x | V_x] = RMSNorm_in,i(S) W_kv,iᵀ + b_kv,i   -> [batch, kv_heads, num_slow_tokens, head_dim]
+///
+/// as outputs `present.{i}.encoder.key` / `.value` in the model's float type, which the
+/// decoder takes as `past_key_values.{i}.encoder.key` / `.value` at every step. It holds each
+/// layer's input-norm weight (a copy) and `cross_attn_kv_proj`, all inline.
+struct SlowKVEncoder {
+    static let role = "slow-kv-encoder"
+
+    private let graph: Graph
+    private let model: Model
+    private var builder: GraphBuilder
+    private let floatType: ElementType
+    private let dims: ModelDimensions
+    private let slowTokens: String
+    private let batch: Dimension
+    private let numSlow: Dimension
+    private var parameters: [ParameterRecord] = []
+
+    init(model decoder: Model, floatType: ElementType, dims: ModelDimensions, batch: Dimension, numSlow: Dimension) {
+        graph = Graph(name: "slow_kv_encoder")
+        graph.inputs = [ValueInfo(name: SlowTokenInputs.slowTokens, type: .tensor(floatType, [batch, numSlow, .value(Int64(dims.hiddenSize))]))]
+        let opset = decoder.opsetVersion("") ?? 11
+        model = Model(graph: graph, irVersion: decoder.irVersion ?? 8, opsetImports: [OpsetImport(domain: "", version: opset)])
+        model.producerName = "slowfast"
+        model.docString = "Slow keys and values of each hybrid layer, computed once per generation (docs/DESIGN.md §9)."
+        builder = GraphBuilder(names: NameAllocator(graph: graph), scope: "/slowfast/slow_kv", opset: opset)
+        _ = builder.names.reserve(SlowTokenInputs.slowTokens)
+        builder.parameterType = floatType
+        builder.marks = [StringPair(RewriteMarks.pass, RewriteMarks.hybridPass)]
+        self.floatType = floatType
+        self.dims = dims
+        self.batch = batch
+        self.numSlow = numSlow
+        slowTokens = builder.toFloat(SlowTokenInputs.slowTokens, from: floatType, "slow_tokens/float")
+    }
+
+    mutating func addLayer(_ layer: Int, normWeight: [Float], normName: String, epsilon: Float, kvWeight: [Float], kvBias: [Float],
+                           kvWeightName: String, kvBiasName: String, kvRule: String, biasRule: String, biasKind: ParameterRecord.Kind) {
+        builder.scope = "/slowfast/layers.\(layer)/slow_kv"
+        builder.marks = [StringPair(RewriteMarks.pass, RewriteMarks.hybridPass), StringPair(RewriteMarks.layer, String(layer))]
+        let normParameterName = normName
+        let norm = builder.parameter(floats: normWeight, dims: [Int64(normWeight.count)], name: normParameterName)
+        let normalised = builder.rmsNorm(slowTokens, weight: norm.value, epsilon: epsilon, "slow_norm")
+        let kv = builder.linear(normalised, canonicalWeight: kvWeight, outFeatures: 2 * dims.kvWidth, inFeatures: dims.hiddenSize,
+                                bias: kvBias, weightName: kvWeightName, biasName: kvBiasName, "kv_proj")
+        for (index, (name, label)) in [(SlowTokenInputs.presentKey(layer), "k"), (SlowTokenInputs.presentValue(layer), "v")].enumerated() {
+            let part = builder.slice(kv.output, axis: -1, start: Int64(index * dims.kvWidth), end: Int64((index + 1) * dims.kvWidth), label)
+            let heads = builder.splitHeads(part, heads: dims.numKVHeads, headDim: dims.headDim, label)
+            var result = builder.fromFloat(heads, to: floatType, "\(label)/model_type")
+            if result == heads { result = builder.op("Identity", [heads], "\(label)/output") }
+            _ = builder.names.reserve(name)
+            builder.renameLastOutput(from: result, to: name)
+            graph.outputs.append(ValueInfo(name: name, type: .tensor(floatType, [batch, .value(Int64(dims.numKVHeads)), numSlow,
+                                                                               .value(Int64(dims.headDim))])))
+        }
+        parameters += [
+            ParameterRecord(onnxName: norm.stored, canonicalName: normParameterName, kind: .derived,
+                            initRule: "copy of the decoder's \(normName) (the layer's input norm, applied to the slow tokens)"),
+            ParameterRecord(onnxName: kv.weight, canonicalName: kvWeightName, kind: .derived, transform: .transposed, initRule: kvRule),
+            ParameterRecord(onnxName: kv.bias!, canonicalName: kvBiasName, kind: biasKind, initRule: biasRule),
+        ]
+    }
+
+    /// The finished model.
+    mutating func finish() -> CompanionModel {
+        graph.nodes = builder.takeNodes()
+        graph.initializers = builder.takeInitializers()
+        return CompanionModel(role: SlowKVEncoder.role, model: model, parameters: parameters)
+    }
+}
+

@@ -1,0 +1,170 @@
+"""The rewritten genai exports in onnxruntime-genai's generator, driven by the example program
+Examples/genai_generate.py: the output folder runs as written (genai_config.json and the
+tokenizer files beside the model), greedy tokens equal the original's at default init, with
+gates on every step's logits equal a plain onnxruntime loop (1e-5), and every mask input
+changes the result exactly as it does in plain onnxruntime."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from conftest import REPO, ort_session, run
+from fixtures import FIXTURES, config
+
+og = pytest.importorskip("onnxruntime_genai")
+GENAI = [f for f in FIXTURES if "genai" in f.name]
+PROMPT = [3, 17, 42, 99, 128, 7, 201]
+NEW_TOKENS = 5
+N_SLOW = 10
+EXAMPLE = REPO / "Examples/genai_generate.py"
+
+
+def rewritten_folder(folder, tmp_path, slow_kv, name="decoder.onnx"):
+    """The fixture folder, with a tokenizer file added, rewritten at layers 0, 2, 4 into
+    tmp_path/out/<name> (another file name than the input's, so genai_config must follow)."""
+    source = tmp_path / "in"
+    shutil.copytree(folder, source)
+    (source / "tokenizer.json").write_text('{"version": "1.0", "model": {"type": "stand-in"}}\n')
+    out = tmp_path / "out" / name
+    out.parent.mkdir()
+    result = run("rewrite", source / "model.onnx", "-o", out, "--hybrid-layers", "0,2,4", "--slow-kv", slow_kv)
+    assert result.returncode == 0, result.stderr
+    return source, out
+
+
+def open_gates(out, seed=7):
+    """alpha, w_g, b_g of every hybrid layer set to non-zero values, in the written file."""
+    rng = np.random.default_rng(seed)
+    model = onnx.load(out, load_external_data=False)
+    changed = 0
+    for tensor in model.graph.initializer:
+        name = tensor.name
+        if not ("cross_attn_warm_up_gate" in name or "cross_attn_gate_proj" in name):
+            continue
+        assert not tensor.external_data, name  # small: stored inline, so this edit is the whole change
+        value = numpy_helper.to_array(tensor)
+        if name.endswith("cross_attn_warm_up_gate"):
+            value = np.full_like(value, 0.9)
+        elif name.endswith("bias"):
+            value = np.full_like(value, 0.3)
+        else:
+            value = (rng.standard_normal(value.shape) * 0.5).astype(value.dtype)
+        tensor.CopyFrom(numpy_helper.from_array(value, name))
+        changed += 1
+    assert changed == 9
+    onnx.save(model, out)
+
+
+def example(folder, tmp_path, *args, tag="run"):
+    """Runs the example program; returns (tokens, logits per step)."""
+    saved = tmp_path / f"{tag}.npz"
+    result = subprocess.run([sys.executable, EXAMPLE, folder, "--prompt-ids", ",".join(map(str, PROMPT)),
+                             "--max-new-tokens", str(NEW_TOKENS), "--save-logits", saved, *map(str, args)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    data = np.load(saved)
+    return data["tokens"].tolist(), data["logits"]
+
+
+def plain_loop(path, tokens, steps, slow_inputs):
+    """Plain onnxruntime on the same tokens: prefill the prompt, then one token per step;
+    the slow inputs are the same at every step. Last-position logits of each step."""
+    session = ort_session(path)
+    names = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    cfg = json.loads((path.parent / "genai_config.json").read_text())["model"]["decoder"]
+    past = {n: np.zeros((1, cfg["num_key_value_heads"], 0, cfg["head_size"]), np.float32)
+            for n in names if n.startswith("past_key_values") and ".encoder." not in n}
+    ids, total, logits = np.array([tokens[: len(PROMPT)]], np.int64), len(PROMPT), []
+    for step in range(steps):
+        values = dict(zip(outputs, session.run(outputs, {"input_ids": ids, "attention_mask": np.ones((1, total), np.int64),
+                                                           **past, **slow_inputs})))
+        logits.append(values["logits"][0, -1])
+        past = {n: values[n.replace("past_key_values", "present")] for n in past}
+        ids = np.array([[tokens[total]]], np.int64)
+        total += 1
+    return np.stack(logits)
+
+
+def slow_tokens(folder, count=N_SLOW):
+    return np.random.default_rng(5).standard_normal((1, count, config(folder)["hidden_size"])).astype(np.float32)
+
+
+def example_inputs(out, slow, mask_from=None, exclude=()):
+    sys.path.insert(0, str(REPO / "Examples"))
+    import genai_generate
+    return genai_generate.slow_inputs(out.parent, slow, mask_from, exclude)
+
+
+@pytest.mark.parametrize("slow_kv", ["inputs", "inline"])
+@pytest.mark.parametrize("folder", GENAI, ids=[f.name for f in GENAI])
+def test_output_folder_runs_in_the_generator(folder, slow_kv, tmp_path):
+    source, out = rewritten_folder(folder, tmp_path, slow_kv)
+    files = {p.name for p in out.parent.iterdir()}
+    assert {"genai_config.json", "config.json", "tokenizer.json", "decoder.onnx"} <= files
+    assert (slow_kv == "inputs") == ("decoder.slow-kv-encoder.onnx" in files)
+    assert "reference.npz" not in files and "meta.json" not in files
+    for name in ("config.json", "tokenizer.json"):
+        assert (out.parent / name).read_bytes() == (source / name).read_bytes()
+    written = json.loads((out.parent / "genai_config.json").read_text())
+    original = json.loads((source / "genai_config.json").read_text())
+    assert written["model"]["decoder"].pop("filename") == "decoder.onnx"
+    original["model"]["decoder"].pop("filename")
+    assert written == original
+
+    # Default init: the generator's greedy tokens and logits are the original's.
+    slow = slow_tokens(folder)
+    np.save(tmp_path / "slow.npy", slow)
+    tokens, logits = example(out.parent, tmp_path, "--slow-tokens", tmp_path / "slow.npy", tag="default")
+    model = og.Model(str(source))
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(PROMPT) + NEW_TOKENS, do_sample=False)
+    generator = og.Generator(model, params)
+    generator.append_tokens(np.array([PROMPT], np.int32))
+    while not generator.is_done():
+        generator.generate_next_token()
+    expected = [int(t) for t in generator.get_sequence(0)]
+    assert tokens == expected and len(tokens) == len(PROMPT) + NEW_TOKENS
+    plain_original = plain_loop(source / "model.onnx", tokens, len(logits), {})
+    assert np.abs(logits - plain_original).max() <= 1e-5
+
+
+@pytest.mark.parametrize("slow_kv", ["inputs", "inline"])
+@pytest.mark.parametrize("folder", GENAI, ids=[f.name for f in GENAI])
+def test_gates_on_and_masks_match_plain_onnxruntime(folder, slow_kv, tmp_path):
+    source, out = rewritten_folder(folder, tmp_path, slow_kv)
+    open_gates(out)
+    slow = slow_tokens(folder)
+    np.save(tmp_path / "slow.npy", slow)
+    np.save(tmp_path / "half.npy", slow[:, : N_SLOW // 2])
+    plain_original = None
+
+    def check(tag, args, inputs):
+        tokens, logits = example(out.parent, tmp_path, *args, tag=tag)
+        assert len(logits) == NEW_TOKENS
+        expected = plain_loop(out, tokens, len(logits), inputs)
+        assert np.abs(logits - expected).max() <= 1e-5, tag
+        return tokens, logits
+
+    tokens, gated = check("gated", ["--slow-tokens", tmp_path / "slow.npy"], example_inputs(out, slow))
+    plain_original = plain_loop(source / "model.onnx", tokens, len(gated), {})
+    assert np.abs(gated - plain_original).max() > 1e-3  # the gates really change every run
+
+    # Half the slow tokens masked as padding = only the other half passed.
+    _, masked = check("masked", ["--slow-tokens", tmp_path / "slow.npy", "--slow-mask-from", N_SLOW // 2],
+                      example_inputs(out, slow, mask_from=N_SLOW // 2))
+    _, half = check("half", ["--slow-tokens", tmp_path / "half.npy"], example_inputs(out, slow[:, : N_SLOW // 2]))
+    assert np.abs(masked - half).max() <= 1e-5
+    assert np.abs(masked - gated).max() > 1e-3
+
+    # The prompt may not query: the prefill step is the original's, decode steps still query.
+    tokens, excluded = check("excluded", ["--slow-tokens", tmp_path / "slow.npy", "--exclude", f"0:{len(PROMPT)}"],
+                             example_inputs(out, slow, exclude=[(0, len(PROMPT))]))
+    original_steps = plain_loop(source / "model.onnx", tokens, len(excluded), {})
+    assert np.abs(excluded[0] - original_steps[0]).max() <= 1e-5
+    assert np.abs(excluded[1:] - original_steps[1:]).max() > 1e-3
