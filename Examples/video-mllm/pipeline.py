@@ -113,6 +113,13 @@ def run(vision_path, llm_path, frames, new_tokens=6, gates=None, video=None):
         nonlocal length, past
         length += embeds.shape[1]
         feeds = {"inputs_embeds": embeds, "attention_mask": np.ones((1, length), np.int64), "slow_tokens": slow, **past}
+        # The rewritten LLM's mask inputs at their "off" values: every slow token real, no
+        # position excluded from querying (as the PyTorch reference computes).
+        names = {i.name for i in llm.get_inputs()}
+        if "slow_tokens_mask" in names:
+            feeds["slow_tokens_mask"] = np.ones(slow.shape[:2], np.float32)
+        if "slow_query_exclude" in names:
+            feeds["slow_query_exclude"] = np.zeros((1, 1, 2), np.int64)
         result = dict(zip(outputs, llm.run(outputs, feeds)))
         past = {name.replace("present.", "past_key_values."): result[name] for name in presents}
         return result["logits"][0, -1]
