@@ -7,8 +7,9 @@ this machine beside `slowfast cost`'s prediction for the same dims. Not a test.
     /tmp/fixture-venv/bin/python Scripts/make-bench-model.py --genai Benchmarks/out/qwen2-0.5b-genai
     .venv/bin/python Benchmarks/bench_runtime.py --model Benchmarks/out/qwen2-0.5b-genai
 
-It prints, each with its best wall time of --repeats runs after a warm-up (the median too:
-on a shared machine the slower runs measure other work), the peak RSS of the process that ran it (GNU time,
+It prints, each with its best wall time (timed round-robin with the other variants of its
+group in one process, --rounds rounds after a warm-up, so load from other work on a shared
+machine falls on all alike; baseline@128 alone, one run), the peak RSS of the process that ran it (GNU time,
 one child process per measurement) and the cost model's prediction:
 
   prefill  baseline@16   sequence 128 text + 16x81 = 1424 tokens
@@ -48,12 +49,9 @@ SLOW = FRAMES_SLOW * PER_FRAME            # 10368
 FAST_START = TEXT // 2                    # system prompt, then the fast tokens, then the question
 
 
-def child(spec):
-    """Runs one measurement in this process and prints its JSON result."""
+def prepare(spec, options):
+    """The session and feeds of one measurement; the companion's time when it runs."""
     import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = spec["threads"]
     rng = np.random.default_rng(0)
     config = json.loads((Path(spec["model"]).parent / "genai_config.json").read_text())["model"]
     decoder = config["decoder"]
@@ -85,19 +83,47 @@ def child(spec):
     missing = names - set(feeds)
     if missing:
         sys.exit(f"error: {spec['model']}: inputs this benchmark does not feed: {sorted(missing)}")
-    feeds = {k: v for k, v in feeds.items() if k in names}
-    outputs = ["logits"]
+    return session, {k: v for k, v in feeds.items() if k in names}, companion_seconds
+
+
+def session_options(threads):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    return options
+
+
+def child(spec):
+    """Runs one measurement in this process (for its peak RSS) and prints its JSON result."""
+    session, feeds, companion_seconds = prepare(spec, session_options(spec["threads"]))
     for _ in range(spec["warmup"]):
-        session.run(outputs, feeds)
+        session.run(["logits"], feeds)
     times = []
     for _ in range(spec["repeats"]):
         start = time.perf_counter()
-        session.run(outputs, feeds)
+        session.run(["logits"], feeds)
         times.append(time.perf_counter() - start)
     # The best run is the figure used: on a machine shared with other work, the slower runs
     # measure the other work. The median is kept beside it.
     print(json.dumps({"seconds": min(times), "median": statistics.median(times), "times": times,
                       "companion_seconds": companion_seconds}))
+
+
+def interleaved(specs, rounds):
+    """Times every spec in one process, round-robin (each round runs each once), so load from
+    other work on a shared machine falls on all of them alike. Returns key -> best seconds."""
+    options = session_options(specs[0]["threads"])
+    prepared = {spec["key"]: prepare(spec, options)[:2] for spec in specs}
+    for session, feeds in prepared.values():
+        session.run(["logits"], feeds)  # warm-up
+    times = {key: [] for key in prepared}
+    for _ in range(rounds):
+        for key, (session, feeds) in prepared.items():
+            start = time.perf_counter()
+            session.run(["logits"], feeds)
+            times[key].append(time.perf_counter() - start)
+    return {key: {"best": min(t), "median": statistics.median(t), "times": t} for key, t in times.items()}
 
 
 def measure(spec):
@@ -127,12 +153,18 @@ def main():
     parser.add_argument("--bin", default=os.environ.get("SLOWFAST_BIN", str(REPO / ".build/debug/slowfast")))
     parser.add_argument("--out", default=str(REPO / "Benchmarks/out/runtime"), help="where the rewrites go")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--repeats", type=int, default=3, help="timed prefill runs (after one warm-up); the best is used")
-    parser.add_argument("--decode-repeats", type=int, default=20)
+    parser.add_argument("--decode-repeats", type=int, default=20, help="rounds of the interleaved decode timing")
     parser.add_argument("--skip-baseline-128", action="store_true", help="skip the long baseline@128 prefill")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of the interleaved timing (prefill: baseline@16 and the four slow-fast@128; decode: the three steps)")
+    parser.add_argument("--interleaved-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(json.loads(args.child))
+    if args.interleaved_child:
+        request = json.loads(args.interleaved_child)
+        print(json.dumps(interleaved(request["specs"], request["rounds"])))
+        return
 
     model = Path(args.model) / "model.onnx"
     if not model.exists():
@@ -162,25 +194,51 @@ def main():
     rows = {q: {row["frames"]: row for row in report["rows"]} for q, report in cost.items()}
     reference = cost["text"]["reference"]["flops"]["total"]
 
-    base = dict(threads=args.threads, past=0, slow=0, exclude=[0, 0], warmup=1, repeats=args.repeats, companion=None)
+    base = dict(threads=args.threads, past=0, slow=0, exclude=[0, 0], warmup=1, repeats=1, companion=None)
     text_exclude, all_exclude = [FAST_START, FAST_START + FAST], [0, 0]
     short = TEXT + FAST                    # 1424
     results = {}
     print("measuring (one process each):", flush=True)
-    results["base16"] = measure({**base, "label": "prefill baseline@16", "model": str(model), "length": short})
+    specs = {"base16": {**base, "label": "prefill baseline@16", "model": str(model), "length": short}}
     for form, key in (("fused", "inline"), ("decomposed", "inline-decomposed")):
         for queries, exclude in (("text", text_exclude), ("all", all_exclude)):
-            results[f"sf128-{queries}-{form}"] = measure({**base, "label": f"prefill slow-fast@128 {queries}-only {form}"
-                                                          if queries == "text" else f"prefill slow-fast@128 all-queries {form}",
-                                                          "model": str(rewrites[key]), "length": short, "slow": SLOW,
-                                                          "exclude": exclude})
-    decode = dict(base, past=short, length=1, warmup=2, repeats=args.decode_repeats)
-    results["dec-original"] = measure({**decode, "label": "decode original", "model": str(model)})
-    results["dec-cached"] = measure({**decode, "label": "decode slow-fast, cached slow K/V", "model": str(rewrites["inputs"]),
-                                     "slow": SLOW, "companion": str(rewrites["inputs"].with_name("model.slow-kv-encoder.onnx"))})
-    results["dec-recomputed"] = measure({**decode, "label": "decode slow-fast, recomputed slow K/V", "model": str(rewrites["inline"]),
-                                         "slow": SLOW})
-    if not args.skip_baseline_128:  # last: minutes on 2 cores
+            label = f"prefill slow-fast@128 {'text-only' if queries == 'text' else 'all-queries'} {form}"
+            specs[f"sf128-{queries}-{form}"] = {**base, "label": label, "model": str(rewrites[key]), "length": short,
+                                                 "slow": SLOW, "exclude": exclude}
+    decode = dict(base, past=short, length=1)
+    companion_path = str(rewrites["inputs"].with_name("model.slow-kv-encoder.onnx"))
+    specs["dec-original"] = {**decode, "label": "decode original", "model": str(model)}
+    specs["dec-cached"] = {**decode, "label": "decode slow-fast, cached slow K/V", "model": str(rewrites["inputs"]),
+                           "slow": SLOW, "companion": companion_path}
+    specs["dec-recomputed"] = {**decode, "label": "decode slow-fast, recomputed slow K/V", "model": str(rewrites["inline"]),
+                               "slow": SLOW}
+    for key, spec in specs.items():
+        spec["key"] = key
+
+    # Peak RSS: each measurement alone in its own process (one run).
+    print("peak RSS, one process each:", flush=True)
+    for key, spec in specs.items():
+        results[key] = measure({**spec, "warmup": 0, "repeats": 1})
+    # Times: interleaved round-robin in one process per group, so other work on a shared machine
+    # slows every variant alike; the best round of each is the figure.
+    groups = [["base16", "sf128-text-fused", "sf128-all-fused"], ["base16", "sf128-text-decomposed", "sf128-all-decomposed"],
+              ["dec-original", "dec-cached", "dec-recomputed"]]
+    print("times, interleaved:", flush=True)
+    for group in groups:
+        rounds = args.decode_repeats if group[0].startswith("dec") else args.rounds
+        request = json.dumps({"specs": [specs[k] for k in group], "rounds": rounds})
+        result = subprocess.run([sys.executable, __file__, "--interleaved-child", request], capture_output=True, text=True)
+        if result.returncode != 0:
+            sys.exit(f"error: interleaved timing of {group} failed:\n{result.stderr[-2000:]}")
+        for key, timing in json.loads(result.stdout.strip().splitlines()[-1]).items():
+            if key == "base16" and "seconds_interleaved" in results[key]:
+                results[key]["check_second_group"] = timing["best"]
+                continue
+            results[key]["seconds_alone"] = results[key]["seconds"]
+            results[key]["seconds"] = results[key]["seconds_interleaved"] = timing["best"]
+            results[key]["interleaved"] = timing
+            print(f"  {specs[key]['label']}: best {timing['best']:.4f} s, median {timing['median']:.4f} s", flush=True)
+    if not args.skip_baseline_128:  # alone, one run: minutes on 2 cores
         results["base128"] = measure({**base, "label": "prefill baseline@128", "model": str(model),
                                       "length": TEXT + FRAMES_SLOW * PER_FRAME, "warmup": 0, "repeats": 1})
 
@@ -216,7 +274,9 @@ def main():
         if index == 0:
             print("  ".join("-" * w for w in widths))
     companion = results["dec-cached"]["companion_seconds"]
-    print(f"\ncompanion (slow K/V of 3 layers for {SLOW} slow tokens, once per generation): {companion:.4f} s")
+    if "check_second_group" in results["base16"]:
+        print(f"\nbaseline@16 timed again beside the decomposed forms: {results['base16']['check_second_group']:.4f} s")
+    print(f"companion (slow K/V of 3 layers for {SLOW} slow tokens, once per generation): {companion:.4f} s")
     print(f"cost model: FLOPs, {config['vocab_size']}-token vocabulary, LM head on the last position only; "
           f"baseline@16 = {reference / 1e12:.3f} TFLOP")
 
