@@ -5,6 +5,12 @@ float32, exported by torch.onnx's dynamo exporter with external data (about 2 GB
 file), the way docs/DESIGN.md §8's peer numbers were measured. Never committed.
 
     make-bench-model.py OUTDIR
+    make-bench-model.py --genai [--vocab N] OUTDIR   # onnxruntime-genai builder export (KV cache, GQA)
+
+The genai form is what Benchmarks/bench_runtime.py measures (issue 9): prefill and decode
+with a KV cache. Its builder computes logits for every position of a prefill, so the
+benchmark uses a smaller vocabulary (default 2048) to keep a 10496-token prefill's logits
+from dominating; the cost model is given the same vocabulary.
 
 Needs the fixture tools (Scripts/requirements-fixtures.txt); reuses make-fixtures.py's code.
 """
@@ -24,12 +30,27 @@ QWEN2_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, 
 
 
 def main():
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    genai = "--genai" in args
+    if genai:
+        args.remove("--genai")
+    vocab = None
+    if "--vocab" in args:
+        at = args.index("--vocab")
+        vocab = int(args[at + 1])
+        del args[at: at + 2]
+    if len(args) != 1:
         sys.exit(__doc__)
-    out = Path(sys.argv[1])
+    out = Path(args[0])
     start = time.time()
-    model = fixtures.make_model("qwen2", seed=0, **QWEN2_05B)
-    path = fixtures.export_torch(model, out, dynamo=True)
+    dims = dict(QWEN2_05B)
+    if genai:
+        dims["vocab_size"] = vocab or 2048
+        dims["max_position_embeddings"] = 16384
+    elif vocab:
+        dims["vocab_size"] = vocab
+    model = fixtures.make_model("qwen2", seed=0, **dims)
+    path = fixtures.export_genai(model, "qwen2", out) if genai else fixtures.export_torch(model, out, dynamo=True)
     sizes = {p.name: p.stat().st_size for p in out.iterdir()}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{path}: {sizes} in {time.time() - start:.1f} s, peak RSS {peak:.0f} MB")

@@ -100,9 +100,10 @@ public struct HybridLayerPass: ModelPass {
         builder.parameterType = floatType
         builder.marks = [StringPair(RewriteMarks.pass, name)]
         let layers = Array(Set(options.layers)).sorted()
+        let form = options.crossAttention.resolved(for: model)
         let inputs = try SlowTokenInputs(model: model, hiddenSize: dims.hiddenSize, floatType: floatType, dims: dims, layers: layers,
-                                         slowKV: options.slowKV, positionSource: positionSource(model, first: layout.layers[layers[0]]),
-                                         builder: &builder)
+                                         slowKV: options.slowKV, form: form,
+                                         positionSource: positionSource(model, first: layout.layers[layers[0]]), builder: &builder)
         var companion = options.slowKV == .inputs
             ? SlowKVEncoder(model: model, floatType: floatType, dims: dims, batch: inputs.batch, numSlow: inputs.numSlow) : nil
         let nodesByName = Dictionary(graph.nodes.compactMap { node in node.name.map { ($0, node) } }, uniquingKeysWith: { first, _ in first })
@@ -113,7 +114,6 @@ public struct HybridLayerPass: ModelPass {
 
         var parameters: [ParameterRecord] = []
         var changes = inputs.changes
-        let form = options.crossAttention.resolved(for: model)
         if form == .multiHeadAttention && model.opsetVersion(Domain.microsoft) == nil {
             model.opsetImports.append(OpsetImport(domain: Domain.microsoft, version: 1))
         }

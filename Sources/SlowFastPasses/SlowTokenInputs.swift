@@ -63,8 +63,9 @@ struct SlowTokenInputs {
     let slowTokens: String?
     /// Additive attention bias [batch, 1, 1, num_slow]: 0 for real tokens, -1e9 for padding.
     let maskBias: String
-    /// The slow-token mask [batch, num_slow] as int32 (1 = real), for `MultiHeadAttention`.
-    let maskInt32: String
+    /// The slow-token mask [batch, num_slow] as int32 (1 = real), for `MultiHeadAttention`
+    /// (emitted only for that form).
+    let maskInt32: String?
     /// [batch, seq, 1]: 1 where a position may query, else 0.
     let queryMask: String
     /// [batch, k] int64: the positions (sequence index) that query, in order, k = the most
@@ -81,7 +82,7 @@ struct SlowTokenInputs {
     ///
     /// - Parameter positionSource: how each token's position is read (for `slow_query_exclude`).
     init(model: Model, hiddenSize: Int, floatType: ElementType, dims: ModelDimensions, layers: [Int], slowKV: SlowKVSource,
-         positionSource: QueryPositions, builder: inout GraphBuilder) throws {
+         form: CrossAttentionForm, positionSource: QueryPositions, builder: inout GraphBuilder) throws {
         let graph = model.graph
         var names = [SlowTokenInputs.slowTokensMask, SlowTokenInputs.queryExclude]
         switch slowKV {
@@ -142,7 +143,8 @@ struct SlowTokenInputs {
         let padding = builder.op("Sub", [mask, builder.floats([1], dims: [], "one")], "mask/minus_one")
         let scaled = builder.op("Mul", [padding, builder.floats([1e9], dims: [], "mask_scale")], "mask/scale")
         maskBias = builder.unsqueeze(scaled, axes: [1, 2], "mask/bias")
-        maskInt32 = builder.op("Cast", [mask], "mask/int32", attributes: [.int("to", Int64(ElementType.int32.rawValue))])
+        maskInt32 = form == .multiHeadAttention
+            ? builder.op("Cast", [mask], "mask/int32", attributes: [.int("to", Int64(ElementType.int32.rawValue))]) : nil
 
         // Which positions query: position p of a sequence is excluded when start <= p < end
         // for one of its ranges. Summing (not max) keeps zero ranges and overlaps well defined.
@@ -286,7 +288,7 @@ extension GraphBuilder {
             // key_padding_mask.
             let grouped = groupQueries(rows, heads: heads, kvHeads: kvHeads, headDim: headDim)
             let flatQuery = reshape(transpose(grouped, perm: [0, 2, 1, 3], "mha/query_bsgd"), to: [0, 0, Int64(kvHeads * headDim)], "mha/query")
-            let output = op("MultiHeadAttention", [flatQuery, keys, values, "", inputs.maskInt32], "mha",
+            let output = op("MultiHeadAttention", [flatQuery, keys, values, "", inputs.maskInt32 ?? ""], "mha",
                             attributes: [.int("num_heads", Int64(kvHeads)), .float("scale", scale), .float("mask_filter_value", -1e9)],
                             domain: Domain.microsoft)
             let perGroup = transpose(reshape(output, to: [0, 0, Int64(kvHeads), Int64(headDim)], "mha/output_heads"),
