@@ -126,6 +126,14 @@ public final class SafeTensorsFile: @unchecked Sendable {
         }
     }
 
+    /// Lends the bytes of `entry` from the mapping (same checks as `withBytes`), then tells the
+    /// kernel this process is done with those pages: they leave its resident set, so reading
+    /// a whole checkpoint tensor by tensor keeps memory at one tensor.
+    public func withBytesOnce<R>(of entry: SafeTensorsEntry, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        defer { mapping.release(offset: dataStart + entry.dataRange.lowerBound, count: entry.dataRange.count) }
+        return try withBytes(of: entry, body)
+    }
+
     /// Reads the bytes of `entry` with `pread` into the start of `buffer`, which must hold at
     /// least `entry.dataRange.count` bytes; a file that shrank gives `fileShrunk`.
     public func readBytes(of entry: SafeTensorsEntry, into buffer: UnsafeMutableRawBufferPointer) throws {
@@ -213,6 +221,17 @@ final class MappedRegion: @unchecked Sendable {
             throw SafeTensorsError.io(path: "<mapping>", operation: "bounds check", code: EINVAL)
         }
         return try body(UnsafeRawBufferPointer(start: base + offset, count: count))
+    }
+
+    /// Drops the whole pages inside `offset ..< offset + count` from the process's resident
+    /// set (MADV_DONTNEED on a read-only private mapping of an unmodified file: the next read
+    /// faults the same bytes in again from the file).
+    func release(offset: Int, count: Int) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard page > 0, offset >= 0, count > 0, offset <= length, count <= length - offset else { return }
+        let start = (offset + page - 1) / page * page, end = (offset + count) / page * page
+        guard end > start else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
     }
 
     func unmap() {

@@ -221,21 +221,21 @@ final class ImportedValues: TensorData {
     }
 
     func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
-        // The common case (one tensor, same dtype, at most a transpose) reads straight into
-        // buffers reused from tensor to tensor: no fresh memory, so no page faults per tensor.
+        // The common case (one tensor, same dtype, at most a transpose) works on the mapped
+        // checkpoint directly (its pages released after each tensor) and one buffer reused
+        // from tensor to tensor: no fresh memory, so no page faults per tensor.
         if names.count == 1, transform.parts == nil, transform.offset == nil, transform.scale == nil,
            let found = checkpoint.entry(named: names[0]), found.entry.dtype == dtype {
             let count = found.entry.dataRange.count
-            let read = scratch.buffer(0, count)
-            try found.file.readBytes(of: found.entry, into: read)
-            guard transform.transpose else { return try body(UnsafeRawBufferPointer(rebasing: read[0 ..< count])) }
+            guard transform.transpose else { return try found.file.withBytesOnce(of: found.entry, body) }
             let shape = shapes[0]
             guard shape.count == 2 else {
                 throw WeightTransformError.shapeMismatch(tensor: names[0], shape: shape, expected: [0, 0])
             }
             let written = scratch.buffer(1, count)
-            ParameterTransform.transpose(UnsafeRawBufferPointer(read), into: written, rows: shape[0], columns: shape[1],
-                                         width: dtype.byteWidth)
+            try found.file.withBytesOnce(of: found.entry) { mapped in
+                ParameterTransform.transpose(mapped, into: written, rows: shape[0], columns: shape[1], width: dtype.byteWidth)
+            }
             return try body(UnsafeRawBufferPointer(rebasing: written[0 ..< count]))
         }
         var parts: [RawTensor] = []
