@@ -96,5 +96,22 @@ public struct MatchFailure: Error, CustomStringConvertible, Equatable {
     /// Where in the pattern (e.g. "Mul > input 1 > Sigmoid").
     public let path: String
     public let reason: String
+    /// The node whose value the failing step looked at, when a node computes it.
+    public let node: String?
+
+    public init(path: String, reason: String, node: String? = nil) {
+        self.path = path
+        self.reason = reason
+        self.node = node
+    }
+
+    /// How many pattern steps deep the failure is: the number of nodes the match had
+    /// walked through before it (a failure at the root is 0 or 1).
+    public var depth: Int { path.isEmpty ? 0 : path.components(separatedBy: " > ").filter { !$0.hasPrefix("input ") }.count }
+
+    /// The deeper of two failures; `self` on a tie. A deeper failure got further into the
+    /// pattern, so it is the one that tells a user what their export does differently.
+    public func deeper(_ other: MatchFailure) -> MatchFailure { other.depth > depth ? other : self }
+
     public var description: String { path.isEmpty ? reason : "\(path): \(reason)" }
 }
