@@ -135,11 +135,17 @@ public struct LayerDescription: Codable, Equatable, Sendable {
     /// MLP projections (gate, up, down) and the activation nodes between them.
     public var mlp: [String: ProjectionWeight]
     public var activationNodes: [String]
+    /// The factor the layer's self-attention multiplies q·kᵀ by, as the graph holds it; nil
+    /// where the graph does not say (1/√head_dim). The cross-attention term scores the slow
+    /// keys with the same factor (docs/DESIGN.md §1).
+    public var attentionScale: Double?
 
     public init(index: Int, residualInput: String, residualOutput: String, inputNorm: RMSNormDescription,
                 q: ProjectionWeight, k: ProjectionWeight, v: ProjectionWeight, query: QueryAnchor,
                 attentionOutput: String, o: ProjectionWeight, attentionResidual: String,
-                postAttentionNorm: RMSNormDescription?, mlp: [String: ProjectionWeight], activationNodes: [String]) {
+                postAttentionNorm: RMSNormDescription?, mlp: [String: ProjectionWeight], activationNodes: [String],
+                attentionScale: Double? = nil) {
+        self.attentionScale = attentionScale
         self.index = index
         self.residualInput = residualInput
         self.residualOutput = residualOutput

@@ -200,8 +200,11 @@ public struct HybridLayerPass: ModelPass {
                                 biasName: "\(prefix).cross_attn_kv_proj.bias", "kv_proj")
         let keys = builder.slice(kv.output, axis: -1, start: 0, end: Int64(dims.kvWidth), "k")
         let values = builder.slice(kv.output, axis: -1, start: Int64(dims.kvWidth), end: Int64(2 * dims.kvWidth), "v")
+        // The layer's own score factor (a model may scale by other than 1/√hd): the slow keys
+        // are scored as the layer scores its own keys.
         let attended = builder.slowCrossAttention(query: query, keys: keys, values: values, maskBias: inputs.maskBias,
-                                                  heads: dims.numHeads, kvHeads: dims.numKVHeads, headDim: dims.headDim)
+                                                  heads: dims.numHeads, kvHeads: dims.numKVHeads, headDim: dims.headDim,
+                                                  scale: layer.attentionScale)
 
         // g = tanh(w_g · A_sa + b_g) · tanh(α), one scalar per token.
         let attentionWidth = dims.numHeads * dims.headDim

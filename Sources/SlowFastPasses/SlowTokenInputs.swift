@@ -72,15 +72,16 @@ struct SlowTokenInputs {
 }
 
 extension GraphBuilder {
-    /// softmax(Q K^T / sqrt(head_dim) + maskBias) V over the slow tokens, non-causal, with K/V
+    /// softmax(Q K^T · scale + maskBias) V over the slow tokens, non-causal, with K/V
     /// of `kvHeads` heads repeated to `heads` (grouped-query attention) and no RoPE on K.
+    /// `scale` defaults to 1/sqrt(head_dim).
     ///
     /// - Parameters:
     ///   - query: [batch, heads, seq, head_dim]
     ///   - keys, values: [batch, num_slow, kvHeads*head_dim]
     /// - Returns: [batch, seq, heads*head_dim]
     mutating func slowCrossAttention(query: String, keys: String, values: String, maskBias: String,
-                                     heads: Int, kvHeads: Int, headDim: Int) -> String {
+                                     heads: Int, kvHeads: Int, headDim: Int, scale: Double? = nil) -> String {
         func split(_ value: String, _ label: String) -> String {
             let perHead = reshape(value, to: [0, 0, Int64(kvHeads), Int64(headDim)], "\(label)/heads")
             var result = transpose(perHead, perm: [0, 2, 1, 3], "\(label)/to_bhnd")
@@ -95,7 +96,7 @@ extension GraphBuilder {
         let keyHeads = split(keys, "k"), valueHeads = split(values, "v")
         let keysT = transpose(keyHeads, perm: [0, 1, 3, 2], "k/transpose")
         let scores = op("MatMul", [query, keysT], "scores")
-        let scaled = op("Mul", [scores, floats([1 / Float(headDim).squareRoot()], dims: [], "scale")], "scores/scale")
+        let scaled = op("Mul", [scores, floats([scale.map(Float.init) ?? 1 / Float(headDim).squareRoot()], dims: [], "scale")], "scores/scale")
         let masked = op("Add", [scaled, maskBias], "scores/mask")
         let weights = op("Softmax", [masked], "softmax", attributes: [.int("axis", -1)])
         let attended = op("MatMul", [weights, valueHeads], "attend")
