@@ -99,15 +99,16 @@ public struct MatchFailure: Error, CustomStringConvertible, Equatable {
     /// The node whose value the failing step looked at, when a node computes it.
     public let node: String?
 
+    /// How many pattern steps deep the failure is: the node steps in `path` (a failure at
+    /// the root is 0 or 1). Computed once: the matcher compares depths at every choice.
+    public let depth: Int
+
     public init(path: String, reason: String, node: String? = nil) {
         self.path = path
         self.reason = reason
         self.node = node
+        depth = path.isEmpty ? 0 : path.split(separator: " > ", omittingEmptySubsequences: true).reduce(0) { $1.hasPrefix("input ") ? $0 : $0 + 1 }
     }
-
-    /// How many pattern steps deep the failure is: the number of nodes the match had
-    /// walked through before it (a failure at the root is 0 or 1).
-    public var depth: Int { path.isEmpty ? 0 : path.components(separatedBy: " > ").filter { !$0.hasPrefix("input ") }.count }
 
     /// The deeper of two failures; `self` on a tie. A deeper failure got further into the
     /// pattern, so it is the one that tells a user what their export does differently.
