@@ -139,13 +139,19 @@ public struct LayerDescription: Codable, Equatable, Sendable {
     /// where the graph does not say (1/√head_dim). The cross-attention term scores the slow
     /// keys with the same factor (docs/DESIGN.md §1).
     public var attentionScale: Double?
+    /// Per-head RMSNorms over head_dim on the queries and keys before RoPE (Qwen3's q_norm and
+    /// k_norm); nil where the layer has none. Slow keys go through `kNorm` (docs/DESIGN.md §1).
+    public var qNorm: RMSNormDescription?
+    public var kNorm: RMSNormDescription?
 
     public init(index: Int, residualInput: String, residualOutput: String, inputNorm: RMSNormDescription,
                 q: ProjectionWeight, k: ProjectionWeight, v: ProjectionWeight, query: QueryAnchor,
                 attentionOutput: String, o: ProjectionWeight, attentionResidual: String,
                 postAttentionNorm: RMSNormDescription?, mlp: [String: ProjectionWeight], activationNodes: [String],
-                attentionScale: Double? = nil) {
+                attentionScale: Double? = nil, qNorm: RMSNormDescription? = nil, kNorm: RMSNormDescription? = nil) {
         self.attentionScale = attentionScale
+        self.qNorm = qNorm
+        self.kNorm = kNorm
         self.index = index
         self.residualInput = residualInput
         self.residualOutput = residualOutput

@@ -293,7 +293,8 @@ public enum LayerDiscovery {
                 q: q, k: k, v: v, query: query, attentionOutput: try need("attentionOutput", "no attention output before o_proj"),
                 o: ProjectionWeight(weight: oWeightName, layout: .inputMajor, node: oNode.name ?? ""),
                 attentionResidual: attentionResidual, postAttentionNorm: postNorm, mlp: mlp, activationNodes: activations,
-                attentionScale: try attentionScale(match, matcher: matcher)))
+                attentionScale: try attentionScale(match, matcher: matcher),
+                qNorm: try headNorm("q", match, matcher: matcher), kNorm: try headNorm("k", match, matcher: matcher)))
         }
         guard var dimensions = dims else {
             throw LayerDiscoveryError.noAdapterMatched(file: file, findings: ["\(adapter.name): 0 layers"])
@@ -387,6 +388,8 @@ public enum LayerDiscovery {
             let prefix = "model.layers.\(layer.index)"
             add(layer.inputNorm.weight, "\(prefix).input_layernorm.weight", .identity)
             add(layer.postAttentionNorm?.weight, "\(prefix).post_attention_layernorm.weight", .identity)
+            add(layer.qNorm?.weight, "\(prefix).self_attn.q_norm.weight", .identity)
+            add(layer.kNorm?.weight, "\(prefix).self_attn.k_norm.weight", .identity)
             let projections = [("q", layer.q), ("k", layer.k), ("v", layer.v)]
             if layer.q.weight == layer.k.weight {
                 // One packed tensor: its q, k and v rows are the three PyTorch projections.
@@ -415,6 +418,16 @@ public enum LayerDiscovery {
 }
 
 extension LayerDiscovery {
+    /// The per-head RMSNorm of `role` (q or k) where the pattern captured one
+    /// (`qNormWeight`, `qNormEpsilon`).
+    static func headNorm(_ role: String, _ match: Match, matcher: PatternMatcher) throws -> RMSNormDescription? {
+        guard let weight = match["\(role)NormWeight"] else { return nil }
+        guard let name = match["\(role)NormEpsilon"], let epsilon = try matcher.constantTensor(name)?.floatValues().first else {
+            return nil
+        }
+        return RMSNormDescription(weight: weight, epsilon: epsilon, input: "", output: "")
+    }
+
     /// The factor the layer multiplies q·kᵀ by, as the graph holds it: an attention op's
     /// `scale` attribute, a constant multiplying the scores, or (sdpa) the product of the
     /// constants multiplying q and kᵀ. nil when the graph does not say (a fused op's default,

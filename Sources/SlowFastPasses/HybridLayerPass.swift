@@ -198,8 +198,17 @@ public struct HybridLayerPass: ModelPass {
         let kv = builder.linear(normalised, canonicalWeight: key.weight + value.weight, outFeatures: 2 * dims.kvWidth,
                                 inFeatures: dims.hiddenSize, bias: kvBias, weightName: "\(prefix).cross_attn_kv_proj.weight",
                                 biasName: "\(prefix).cross_attn_kv_proj.bias", "kv_proj")
-        let keys = builder.slice(kv.output, axis: -1, start: 0, end: Int64(dims.kvWidth), "k")
+        var keys = builder.slice(kv.output, axis: -1, start: 0, end: Int64(dims.kvWidth), "k")
         let values = builder.slice(kv.output, axis: -1, start: Int64(dims.kvWidth), end: Int64(2 * dims.kvWidth), "v")
+        // A layer that norms its keys per head before RoPE (Qwen3's k_norm) scores queries that
+        // were normed the same way: the slow keys go through the same k_norm (weight and
+        // epsilon), per head, so they live where the layer's queries look (docs/DESIGN.md §1).
+        if let kNorm = layer.kNorm {
+            let perHead = builder.reshape(keys, to: [0, 0, Int64(dims.numKVHeads), Int64(dims.headDim)], "k_norm/heads")
+            let weight = builder.toFloat(kNorm.weight, from: floatType, "k_norm/weight_float")
+            let normed = builder.rmsNorm(perHead, weight: weight, epsilon: kNorm.epsilon, "k_norm")
+            keys = builder.reshape(normed, to: [0, 0, Int64(dims.kvWidth)], "k_norm/merge")
+        }
         // The layer's own score factor (a model may scale by other than 1/√hd): the slow keys
         // are scored as the layer scores its own keys.
         let attended = builder.slowCrossAttention(query: query, keys: keys, values: values, maskBias: inputs.maskBias,

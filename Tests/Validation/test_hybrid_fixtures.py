@@ -1,6 +1,6 @@
 """Hybrid layers on the six real exports, judged by onnxruntime and onnx.checker:
 function preservation at default init (both modes), the docs/DESIGN.md §1 and §2 equations with the
-gates on, the masks, the weight map, and KV-cache decode steps on the genai exports."""
+gates on, the masks, the weight map, and KV-cache decode steps (present K/V included) on every export with a cache (genai, torch.onnx with past_key_values)."""
 import json
 
 import numpy as np
@@ -103,7 +103,8 @@ def reference_mix(model, layer, values, gates, slow, cfg, positions, slow_mask=N
         weights[layer["inputNorm"]["weight"]], layer["inputNorm"]["epsilon"],  # float64 reference
         weights[prefix + "cross_attn_kv_proj.weight"].T, weights[prefix + "cross_attn_kv_proj.bias"],
         gates["w"].T, gates["b"], gates["alpha"], cfg["num_attention_heads"], cfg["num_key_value_heads"],
-        cfg["head_dim"], slow_mask, query_mask)
+        cfg["head_dim"], slow_mask, query_mask,
+        (weights[layer["kNorm"]["weight"]], layer["kNorm"]["epsilon"]) if layer.get("kNorm") else None)
 
 
 def exposed_run(model, names, feeds, path):
@@ -191,7 +192,13 @@ def test_weight_map_accounts_for_every_initializer(folder, tmp_path):
     assert canonical["model.layers.0.self_attn.o_proj.weight"]["canonicalSource"] == "adapter"
 
 
-GENAI = [f for f in FIXTURES if "genai" in f.name]
+def has_kv_cache(folder):
+    model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    return any(i.name.startswith("past_key_values") for i in model.graph.input)
+
+
+# Exports with a KV cache: the genai builds, and torch.onnx with past_key_values (issue 11).
+KV = [f for f in FIXTURES if has_kv_cache(f)]
 
 
 def decode(session, cfg, feeds_extra, steps=2, with_slow=None):
@@ -214,16 +221,21 @@ def decode(session, cfg, feeds_extra, steps=2, with_slow=None):
     return all_logits, values
 
 
-@pytest.mark.parametrize("folder", GENAI, ids=[f.name for f in GENAI])
+@pytest.mark.parametrize("folder", KV, ids=[f.name for f in KV])
 def test_kv_cache_decode_steps(folder, tmp_path):
     out, result = rewrite(folder, tmp_path)
     assert result.returncode == 0, result.stderr
     cfg = config(folder)
     slow = slow_tokens(cfg)
-    original, _ = decode(ort_session(folder / "model.onnx"), cfg, {})
-    rewritten, _ = decode(ort_session(out), cfg, {}, with_slow=slow)
+    original, original_values = decode(ort_session(folder / "model.onnx"), cfg, {})
+    rewritten, rewritten_values = decode(ort_session(out), cfg, {}, with_slow=slow)
     for a, b in zip(original, rewritten):
         assert np.abs(a - b).max() <= 1e-5
+    # Every present K/V of the last step too: the cache the next step would read.
+    presents = [name for name in original_values if name.startswith("present")]
+    assert len(presents) == 2 * cfg["num_hidden_layers"]
+    for name in presents:
+        assert np.abs(original_values[name] - rewritten_values[name]).max() <= 1e-5, name
 
     # Gates on: in the last decode step, the new token's o_proj input follows the equations
     # with its query rotated at its true position: the prompt fills 0...6, the two decoded
@@ -300,7 +312,7 @@ def test_gates_on_match_the_pytorch_hybrid_model(folder, tmp_path):
     assert np.abs(logits - ref["logits"]).max() > 10 * tolerance(folder)  # the gates change the output
 
 
-@pytest.mark.parametrize("folder", GENAI, ids=[f.name for f in GENAI])
+@pytest.mark.parametrize("folder", KV, ids=[f.name for f in KV])
 def test_kv_cache_decode_steps_match_the_pytorch_hybrid_model(folder, tmp_path):
     out, result = rewrite(folder, tmp_path)
     assert result.returncode == 0, result.stderr
