@@ -8,6 +8,10 @@ head_dim 16), exported three ways each:
     dynamo       torch.onnx.export(dynamo=True), external data, no KV cache
     genai        onnxruntime-genai's model builder (fp32, cpu): fused qkv,
                  GroupQueryAttention with RoPE inside, SkipSimplifiedLayerNormalization, KV cache
+    torchscript-kv  torch.onnx.export(dynamo=False) with a KV cache: past_key_values.{i}.key/value
+                 in, present.{i}.key/value out (genai's names), keys and values appended with
+                 Concat(past, new); traced with a past of 2 positions, so the Concat is in the
+                 graph, and fed an empty past for the prompt (issue 11)
 
 into Tests/Fixtures/<family>-<exporter>/ with config.json, meta.json and reference.npz:
 the inputs fed, `logits` (onnxruntime on the export) and `logits_torch`, and per layer i
@@ -26,6 +30,8 @@ fixture generation needs them; no test or demo does.
 qwen2-torchscript-fp16 is the Qwen2 model (same weights) in float16, exported by TorchScript;
 qwen2-torchscript-sdpa and llama-dynamo-sdpa use sdpa attention instead of eager;
 qwen2-dynamo-opset23 is exported at opset 23 (Attention, RotaryEmbedding, RMSNormalization ops).
+qwen3-torchscript and qwen3-dynamo are Qwen3 (per-head q_norm/k_norm before RoPE, no biases);
+the hybrid reference sends its slow keys through the layer's k_norm.
 """
 import argparse
 import json
@@ -51,8 +57,9 @@ TOKENS = [[3, 17, 42, 99, 128, 7, 201]]
 
 
 def make_model(family, seed, attention="eager", **dims):
-    config_class = {"qwen2": transformers.Qwen2Config, "llama": transformers.LlamaConfig}[family]
-    model_class = {"qwen2": transformers.Qwen2ForCausalLM, "llama": transformers.LlamaForCausalLM}[family]
+    config_class = {"qwen2": transformers.Qwen2Config, "llama": transformers.LlamaConfig, "qwen3": transformers.Qwen3Config}[family]
+    model_class = {"qwen2": transformers.Qwen2ForCausalLM, "llama": transformers.LlamaForCausalLM,
+                   "qwen3": transformers.Qwen3ForCausalLM}[family]
     config = config_class(**{**TINY, **dims})
     config._attn_implementation = attention
     torch.manual_seed(seed)
@@ -146,7 +153,10 @@ def hybrid_reference(model, seed):
             k = layer.self_attn.k_proj(s_hat)                # [K_x | V_x] = concat(k_proj, v_proj)
             v = layer.self_attn.v_proj(s_hat)
             n = slow.shape[1]
-            k = k.view(1, n, kv_heads, head_dim).transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
+            k = k.view(1, n, kv_heads, head_dim)
+            if hasattr(layer.self_attn, "k_norm"):           # Qwen3: slow keys through the layer's k_norm
+                k = layer.self_attn.k_norm(k)
+            k = k.transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
             v = v.view(1, n, kv_heads, head_dim).transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
             # Softmax in float32, as the eager attention of the model itself does.
             weights = torch.softmax((q @ k.transpose(2, 3) / head_dim ** 0.5).float(), dim=-1).to(q.dtype)  # no mask: all real
@@ -200,6 +210,45 @@ def export_torch(model, folder, dynamo, opset=None):
                           input_names=["input_ids", "attention_mask"], output_names=["logits"],
                           dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
                                         "logits": {0: "batch", 1: "sequence"}})
+    return path
+
+
+class WithCache(torch.nn.Module):
+    """logits and present K/V from input_ids, attention_mask and the past K/V as flat tensors."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, *past):
+        cache = transformers.DynamicCache(config=self.model.config)
+        for i in range(self.model.config.num_hidden_layers):
+            cache.update(past[2 * i], past[2 * i + 1], i)
+        output = self.model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, use_cache=True)
+        presents = []
+        for layer in output.past_key_values.layers:
+            presents += [layer.keys, layer.values]
+        return (output.logits, *presents)
+
+
+def export_torch_kv(model, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    layers, traced_past = config.num_hidden_layers, 2
+    ids = torch.tensor(TOKENS)
+    mask = torch.ones((1, ids.shape[1] + traced_past), dtype=torch.long)
+    dtype = next(model.parameters()).dtype
+    past = [torch.randn(1, config.num_key_value_heads, traced_past, config.head_dim, dtype=dtype) for _ in range(2 * layers)]
+    past_names = [f"past_key_values.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
+    present_names = [name.replace("past_key_values", "present") for name in past_names]
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total_sequence"},
+            "logits": {0: "batch", 1: "sequence"}}
+    axes.update({name: {0: "batch", 2: "past_sequence"} for name in past_names})
+    axes.update({name: {0: "batch", 2: "total_sequence"} for name in present_names})
+    path = folder / "model.onnx"
+    torch.onnx.export(WithCache(model), (ids, mask, *past), str(path), dynamo=False, opset_version=17,
+                      input_names=["input_ids", "attention_mask", *past_names], output_names=["logits", *present_names],
+                      dynamic_axes=axes)
     return path
 
 
@@ -276,6 +325,8 @@ def build(family, exporter, folder, seed, half=False, attention="eager", opset=N
         shutil.rmtree(folder)
     if exporter == "genai":
         path = export_genai(model, family, folder)
+    elif exporter == "torchscript-kv":
+        path = export_torch_kv(model, folder)
     else:
         path = export_torch(model, folder, dynamo=exporter == "dynamo", opset=opset)
     session, feeds = onnx_feeds(path, model.config)
@@ -353,6 +404,13 @@ def main():
     # opset 23: Attention, RotaryEmbedding and RMSNormalization as standard ops.
     if wanted is None or "qwen2-dynamo-opset23" in wanted:
         build("qwen2", "dynamo", FIXTURES / "qwen2-dynamo-opset23", seed=10, attention="sdpa", opset=23)
+    # Qwen3: per-head q_norm/k_norm before RoPE (issue 11).
+    for exporter in ("torchscript", "dynamo"):
+        if wanted is None or f"qwen3-{exporter}" in wanted:
+            build("qwen3", exporter, FIXTURES / f"qwen3-{exporter}", seed=12)
+    # A KV cache in a torch.onnx export: Concat(past, new) before repeat_kv.
+    if wanted is None or "qwen2-torchscript-kv" in wanted:
+        build("qwen2", "torchscript-kv", FIXTURES / "qwen2-torchscript-kv", seed=10)
     if wanted is None or "qwen2-torchscript-fp16" in wanted:
         build("qwen2", "torchscript", FIXTURES / "qwen2-torchscript-fp16", seed=10, half=True)
     if args.examples or wanted is None:

@@ -68,10 +68,19 @@ struct AdapterFile: Decodable {
     var description: String?
     var layerIndex: [IndexSource]?
     var residual: Adapter.ResidualKind
+    /// Pattern libraries (`*.patterns.yaml`) whose named patterns this file may `use:`.
+    var include: [String]?
     var patterns: [String: PatternSpec]?
     var attention: PatternSpec
     var inputNorm: PatternSpec
     var mlp: PatternSpec?
+}
+
+/// A pattern library: named patterns that adapter files include (`include: [NAME.patterns.yaml]`).
+struct PatternLibraryFile: Decodable {
+    var description: String?
+    var include: [String]?
+    var patterns: [String: PatternSpec]
 }
 
 /// One pattern in YAML. Exactly one of `op`, `value`, `any`, `constant`, `oneOf`, `use`.
@@ -140,22 +149,40 @@ final class PatternSpec: Decodable {
 }
 
 extension Adapter {
-    /// Reads one adapter file.
-    public static func load(path: String) throws -> Adapter {
+    /// True for a pattern library (`NAME.patterns.yaml`): included by adapters, not one itself.
+    public static func isPatternLibrary(_ fileName: String) -> Bool { fileName.hasSuffix(".patterns.yaml") }
+
+    /// Reads one adapter file. An `include:` is looked up beside the file, then in `library`
+    /// (file name -> text; the built-in pattern libraries).
+    public static func load(path: String, library: [String: String] = [:]) throws -> Adapter {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
             throw AdapterError(file: path, message: "cannot read: \(error.localizedDescription)")
         }
-        return try parse(text, source: path)
+        let folder = (path as NSString).deletingLastPathComponent
+        return try parse(text, source: path) { name in
+            let beside = (folder.isEmpty ? name : folder + "/" + name)
+            if FileManager.default.fileExists(atPath: beside) {
+                do { return (try String(contentsOfFile: beside, encoding: .utf8), beside) } catch {
+                    throw AdapterError(file: path, message: "cannot read included '\(beside)': \(error.localizedDescription)")
+                }
+            }
+            return library[name].map { ($0, "built-in \(name)") }
+        }
     }
 
-    /// Parses the text of an adapter file; `source` names it in errors.
-    public static func parse(_ text: String, source path: String) throws -> Adapter {
+    /// Parses the text of an adapter file; `source` names it in errors. `resolve` gives the
+    /// text (and a name for messages) of an included pattern library, nil when there is none.
+    public static func parse(_ text: String, source path: String,
+                             resolve: (String) throws -> (text: String, source: String)? = { _ in nil }) throws -> Adapter {
         let file: AdapterFile
         do { file = try YAMLDecoder().decode(AdapterFile.self, from: text) } catch {
             throw AdapterError(file: path, message: "not an adapter: \(error)")
         }
-        let named = file.patterns ?? [:]
+        // Included patterns first; the adapter's own patterns override them by name (how an
+        // adapter for a new export changes one shared pattern).
+        var named = try includedPatterns(file.include ?? [], from: path, resolve: resolve, seen: [])
+        for (name, spec) in file.patterns ?? [:] { named[name] = spec }
         var sources: [LayerIndexSource] = []
         for source in file.layerIndex ?? [] {
             if let regex = source.nodeName { sources.append(.nodeName(regex)) }
@@ -171,12 +198,47 @@ extension Adapter {
                        mlp: try file.mlp?.compile(named, file: path), source: path)
     }
 
-    /// Every `*.yaml` in `folder`, in name order.
+    /// The named patterns of `includes` (and of what they include), in order; a name two
+    /// libraries both define is an error, as is an include cycle or a missing library.
+    static func includedPatterns(_ includes: [String], from path: String,
+                                 resolve: (String) throws -> (text: String, source: String)?,
+                                 seen: [String]) throws -> [String: PatternSpec] {
+        var result: [String: PatternSpec] = [:]
+        var origin: [String: String] = [:]
+        for name in includes {
+            guard isPatternLibrary(name) else {
+                throw AdapterError(file: path, message: "include '\(name)': expected a pattern library named NAME.patterns.yaml")
+            }
+            guard !seen.contains(name) else {
+                throw AdapterError(file: path, message: "include '\(name)': an include cycle (\((seen + [name]).joined(separator: " -> ")))")
+            }
+            guard let (text, source) = try resolve(name) else {
+                throw AdapterError(file: path, message: "include '\(name)': no such pattern library beside the file or built in")
+            }
+            let library: PatternLibraryFile
+            do { library = try YAMLDecoder().decode(PatternLibraryFile.self, from: text) } catch {
+                throw AdapterError(file: source, message: "not a pattern library (expected patterns:): \(error)")
+            }
+            var patterns = try includedPatterns(library.include ?? [], from: source, resolve: resolve, seen: seen + [name])
+            for (key, spec) in library.patterns { patterns[key] = spec }
+            for (key, spec) in patterns {
+                if let other = origin[key], other != source {
+                    throw AdapterError(file: path, message: "pattern '\(key)' is defined by both \(other) and \(source)")
+                }
+                origin[key] = source
+                result[key] = spec
+            }
+        }
+        return result
+    }
+
+    /// Every adapter `*.yaml` in `folder` (pattern libraries excluded), in name order.
     public static func loadAll(folder: String) throws -> [Adapter] {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: folder) } catch {
             throw AdapterError(file: folder, message: "cannot list adapters: \(error.localizedDescription)")
         }
-        return try names.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted().map { try load(path: folder + "/" + $0) }
+        return try names.filter { ($0.hasSuffix(".yaml") || $0.hasSuffix(".yml")) && !isPatternLibrary($0) }.sorted()
+            .map { try load(path: folder + "/" + $0) }
     }
 }

@@ -135,11 +135,23 @@ public struct LayerDescription: Codable, Equatable, Sendable {
     /// MLP projections (gate, up, down) and the activation nodes between them.
     public var mlp: [String: ProjectionWeight]
     public var activationNodes: [String]
+    /// The factor the layer's self-attention multiplies q·kᵀ by, as the graph holds it; nil
+    /// where the graph does not say (1/√head_dim). The cross-attention term scores the slow
+    /// keys with the same factor (docs/DESIGN.md §1).
+    public var attentionScale: Double?
+    /// Per-head RMSNorms over head_dim on the queries and keys before RoPE (Qwen3's q_norm and
+    /// k_norm); nil where the layer has none. Slow keys go through `kNorm` (docs/DESIGN.md §1).
+    public var qNorm: RMSNormDescription?
+    public var kNorm: RMSNormDescription?
 
     public init(index: Int, residualInput: String, residualOutput: String, inputNorm: RMSNormDescription,
                 q: ProjectionWeight, k: ProjectionWeight, v: ProjectionWeight, query: QueryAnchor,
                 attentionOutput: String, o: ProjectionWeight, attentionResidual: String,
-                postAttentionNorm: RMSNormDescription?, mlp: [String: ProjectionWeight], activationNodes: [String]) {
+                postAttentionNorm: RMSNormDescription?, mlp: [String: ProjectionWeight], activationNodes: [String],
+                attentionScale: Double? = nil, qNorm: RMSNormDescription? = nil, kNorm: RMSNormDescription? = nil) {
+        self.attentionScale = attentionScale
+        self.qNorm = qNorm
+        self.kNorm = kNorm
         self.index = index
         self.residualInput = residualInput
         self.residualOutput = residualOutput

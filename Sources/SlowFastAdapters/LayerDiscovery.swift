@@ -74,7 +74,8 @@ public enum LayerDiscovery {
         let graph = model.graph
         let index = matcher.index
         var attentionMatches: [Match] = []
-        var firstFailure: MatchFailure?
+        // The attempt that got deepest into the pattern, and the candidate o_proj it started at.
+        var deepest: (failure: MatchFailure, root: Node)?
         // Per layer number, the failure that got furthest into the pattern: what a user whose
         // layer 3 does not match needs to see.
         var closest: [Int: MatchFailure] = [:]
@@ -83,15 +84,21 @@ public enum LayerDiscovery {
             switch matcher.match(adapter.attention, at: output) {
             case .success(let match): attentionMatches.append(match)
             case .failure(let failure):
-                guard failure.path.contains(">") else { continue }
-                // The deepest failure is the one that tells the user most.
-                if failure.path.count > (firstFailure?.path.count ?? 0) { firstFailure = failure }
+                // A failure at the root says only that this MatMul is not an o_proj.
+                guard failure.depth > 1 else { continue }
+                if failure.depth > (deepest?.failure.depth ?? 0) { deepest = (failure, node) }
                 if let number = adapter.layerNumbering.number(of: node),
-                   failure.path.count > (closest[number]?.path.count ?? 0) { closest[number] = failure }
+                   failure.depth > (closest[number]?.depth ?? 0) { closest[number] = failure }
             }
         }
         guard !attentionMatches.isEmpty else {
-            let hint = firstFailure.map { " (closest: \($0.description))" } ?? ""
+            let hint: String
+            if let (failure, root) = deepest {
+                hint = "; its deepest attempt, from \(root.op) '\(root.name ?? "")', reached pattern step \(failure.depth) ("
+                    + "\(failure.path)) at \(failure.node ?? "a value no node computes"): \(failure.reason)"
+            } else {
+                hint = "; no MatMul or Gemm got past the pattern's first step"
+            }
             throw LayerDiscoveryError.noAdapterMatched(file: file, findings: ["\(adapter.name): 0 layers, no attention block\(hint)"])
         }
         // Layer numbers.
@@ -135,31 +142,24 @@ public enum LayerDiscovery {
             floatType = oWeight.dataType ?? floatType
             let hidden = Int(oWeight.dims[1]), attentionWidth = Int(oWeight.dims[0])
 
-            // Dimensions: head_dim from the attention scale or the fused op's attributes.
-            var heads: Int, kvHeads: Int, headDim: Int
-            // A fused attention op (one carrying num_heads) computes the attention output itself.
+            // Dimensions come from shapes: reshape constants, the fused op's head counts and
+            // the weights' widths, checked against each other. The softmax scale is a value of
+            // its own (a model may scale by anything, e.g. Granite's attention multiplier).
             let fusedNode = match.node("fusedAttention")
                 ?? match.node("attentionOutput").flatMap { $0.intAttribute("num_heads") != nil ? $0 : nil }
-            if let fusedNode, let numHeads = fusedNode.intAttribute("num_heads"), let numKV = fusedNode.intAttribute("kv_num_heads") {
-                heads = Int(numHeads)
-                kvHeads = Int(numKV)
-                headDim = attentionWidth / heads
-            } else {
-                // `scale` multiplies the scores by 1/sqrt(head_dim); `sqrtScale` multiplies q and k
-                // each by head_dim^(-1/4), as torch.onnx writes scaled_dot_product_attention.
-                // An attention op's own `scale` attribute (opset-23 Attention) says the same.
-                if let scale = match.node("attentionCore")?.floatAttribute("scale"), scale > 0 {
-                    headDim = Int((1 / (Double(scale) * Double(scale))).rounded())
-                } else if let name = match["scale"], let scale = try matcher.constantTensor(name)?.floatValues().first, scale > 0 {
-                    headDim = Int((1 / (Double(scale) * Double(scale))).rounded())
-                } else if let name = match["sqrtScale"], let root = try matcher.constantTensor(name)?.floatValues().first, root > 0 {
-                    headDim = Int((1 / pow(Double(root), 4)).rounded())
-                } else {
-                    throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "no attention scale to read head_dim from")
-                }
-                heads = attentionWidth / max(headDim, 1)
-                kvHeads = 0
+            let evidence = try HeadEvidence(match: match, fused: fusedNode, matcher: matcher)
+            func fail(_ message: String) -> LayerDiscoveryError {
+                .incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: message)
             }
+            let headDim = try evidence.headDim(attentionWidth: attentionWidth, fail: fail)
+            guard attentionWidth % headDim == 0 else {
+                throw fail("o_proj's input width \(attentionWidth) is not a multiple of head_dim \(headDim) (\(evidence.headDimSources))")
+            }
+            let heads = attentionWidth / headDim
+            if let (source, count) = evidence.heads.first(where: { $0.1 != heads }) {
+                throw fail("\(source) says \(count) heads, but o_proj's input width \(attentionWidth) / head_dim \(headDim) is \(heads)")
+            }
+            var kvHeads = evidence.kvHeads.first?.1 ?? 0
 
             // Projections: separate q/k/v, or one packed qkv.
             func projection(_ role: String, start: Int? = nil, count: Int? = nil) throws -> ProjectionWeight {
@@ -173,20 +173,34 @@ public enum LayerDiscovery {
             let q: ProjectionWeight, k: ProjectionWeight, v: ProjectionWeight
             if match["qkvWeight"] != nil {
                 guard kvHeads > 0 else {
-                    throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "packed qkv without kv_num_heads")
+                    throw fail("packed qkv without kv_num_heads")
                 }
                 let kvWidth = kvHeads * headDim
                 q = try projection("qkv", start: 0, count: attentionWidth)
                 k = try projection("qkv", start: attentionWidth, count: kvWidth)
                 v = try projection("qkv", start: attentionWidth + kvWidth, count: kvWidth)
+                // The slices must cover the packed weight exactly: q, then k, then v.
+                if let packed = index.initializer(q.weight), packed.dims.count == 2, Int(packed.dims[1]) != attentionWidth + 2 * kvWidth {
+                    throw fail("packed qkv weight '\(q.weight)' has \(packed.dims[1]) outputs, but \(heads) heads and \(kvHeads) kv heads of \(headDim) make \(attentionWidth) + 2 x \(kvWidth)")
+                }
             } else {
                 q = try projection("q")
                 k = try projection("k")
                 v = try projection("v")
                 guard let kWeight = index.initializer(k.weight), kWeight.dims.count == 2 else {
-                    throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "k_proj weight is not a 2-D initializer")
+                    throw fail("k_proj weight is not a 2-D initializer")
                 }
-                kvHeads = Int(kWeight.dims[1]) / max(headDim, 1)
+                let kvWidth = Int(kWeight.dims[1])
+                guard kvWidth % headDim == 0 else {
+                    throw fail("k_proj's width \(kvWidth) is not a multiple of head_dim \(headDim) (\(evidence.headDimSources))")
+                }
+                kvHeads = kvWidth / headDim
+                if let (source, count) = evidence.kvHeads.first(where: { $0.1 != kvHeads }) {
+                    throw fail("\(source) says \(count) kv heads, but k_proj's width \(kvWidth) / head_dim \(headDim) is \(kvHeads)")
+                }
+            }
+            if let rotary = evidence.rotaryDim, rotary > headDim || rotary % 2 != 0 {
+                throw fail("the RoPE tables rotate \(rotary) dims, which does not fit head_dim \(headDim) (\(evidence.headDimSources))")
             }
             let layerDims = ModelDimensions(numLayers: numbered.count, hiddenSize: hidden, numHeads: heads, numKVHeads: kvHeads, headDim: headDim)
             // The match is only as good as the shapes agree: every weight must fit the dims.
@@ -278,7 +292,9 @@ public enum LayerDiscovery {
                 index: number, residualInput: residualInput, residualOutput: residualOutput, inputNorm: inputNorm,
                 q: q, k: k, v: v, query: query, attentionOutput: try need("attentionOutput", "no attention output before o_proj"),
                 o: ProjectionWeight(weight: oWeightName, layout: .inputMajor, node: oNode.name ?? ""),
-                attentionResidual: attentionResidual, postAttentionNorm: postNorm, mlp: mlp, activationNodes: activations))
+                attentionResidual: attentionResidual, postAttentionNorm: postNorm, mlp: mlp, activationNodes: activations,
+                attentionScale: try attentionScale(match, matcher: matcher),
+                qNorm: try headNorm("q", match, matcher: matcher), kNorm: try headNorm("k", match, matcher: matcher)))
         }
         guard var dimensions = dims else {
             throw LayerDiscoveryError.noAdapterMatched(file: file, findings: ["\(adapter.name): 0 layers"])
@@ -372,6 +388,8 @@ public enum LayerDiscovery {
             let prefix = "model.layers.\(layer.index)"
             add(layer.inputNorm.weight, "\(prefix).input_layernorm.weight", .identity)
             add(layer.postAttentionNorm?.weight, "\(prefix).post_attention_layernorm.weight", .identity)
+            add(layer.qNorm?.weight, "\(prefix).self_attn.q_norm.weight", .identity)
+            add(layer.kNorm?.weight, "\(prefix).self_attn.k_norm.weight", .identity)
             let projections = [("q", layer.q), ("k", layer.k), ("v", layer.v)]
             if layer.q.weight == layer.k.weight {
                 // One packed tensor: its q, k and v rows are the three PyTorch projections.
@@ -393,6 +411,108 @@ public enum LayerDiscovery {
             add(layer.o.weight, "\(prefix).self_attn.o_proj.weight", layer.o.layout == .inputMajor ? .transposed : .identity)
             for (role, projection) in layer.mlp.sorted(by: { $0.key < $1.key }) {
                 add(projection.weight, "\(prefix).mlp.\(role).weight", projection.layout == .inputMajor ? .transposed : .identity)
+            }
+        }
+        return result
+    }
+}
+
+extension LayerDiscovery {
+    /// The per-head RMSNorm of `role` (q or k) where the pattern captured one
+    /// (`qNormWeight`, `qNormEpsilon`).
+    static func headNorm(_ role: String, _ match: Match, matcher: PatternMatcher) throws -> RMSNormDescription? {
+        guard let weight = match["\(role)NormWeight"] else { return nil }
+        guard let name = match["\(role)NormEpsilon"], let epsilon = try matcher.constantTensor(name)?.floatValues().first else {
+            return nil
+        }
+        return RMSNormDescription(weight: weight, epsilon: epsilon, input: "", output: "")
+    }
+
+    /// The factor the layer multiplies q·kᵀ by, as the graph holds it: an attention op's
+    /// `scale` attribute, a constant multiplying the scores, or (sdpa) the product of the
+    /// constants multiplying q and kᵀ. nil when the graph does not say (a fused op's default,
+    /// 1/√head_dim). Read as a value of its own: it never decides a head count.
+    static func attentionScale(_ match: Match, matcher: PatternMatcher) throws -> Double? {
+        if let scale = match.node("attentionCore")?.floatAttribute("scale") { return Double(scale) }
+        if let fused = match.node("fusedAttention"), let scale = fused.floatAttribute("scale"), scale != 0 { return Double(scale) }
+        func constant(_ capture: String) throws -> Double? {
+            guard let name = match[capture], let value = try matcher.constantTensor(name)?.floatValues().first else { return nil }
+            return Double(value)
+        }
+        if let scale = try constant("scale") { return scale }
+        if let root = try constant("sqrtScale") { return root * (try constant("sqrtScaleKey") ?? root) }
+        return nil
+    }
+}
+
+/// What a layer's graph says about its heads: each number with where it was read, so that a
+/// disagreement can name both sides.
+struct HeadEvidence {
+    var headDims: [(String, Int)] = []
+    var heads: [(String, Int)] = []
+    var kvHeads: [(String, Int)] = []
+    /// The width the RoPE tables rotate (twice a cos cache's width), where the graph holds one.
+    var rotaryDim: Int?
+
+    init(match: Match, fused: Node?, matcher: PatternMatcher) throws {
+        if let fused {
+            if let count = fused.intAttribute("num_heads") { heads.append(("\(fused.op) '\(fused.name ?? "")' num_heads", Int(count))) }
+            if let count = fused.intAttribute("kv_num_heads") { kvHeads.append(("\(fused.op) '\(fused.name ?? "")' kv_num_heads", Int(count))) }
+        }
+        if let core = match.node("attentionCore") {
+            if let count = core.intAttribute("q_num_heads") { heads.append(("\(core.op) '\(core.name ?? "")' q_num_heads", Int(count))) }
+            if let count = core.intAttribute("kv_num_heads") { kvHeads.append(("\(core.op) '\(core.name ?? "")' kv_num_heads", Int(count))) }
+        }
+        for (capture, role) in [("qReshape", "q"), ("kReshape", "k")] {
+            guard let node = match.node(capture), node.inputs.count > 1 else { continue }
+            let shape = Self.constantShape(node.inputs[1], matcher: matcher)
+            let label = "\(role) Reshape '\(node.name ?? "")'"
+            guard shape.count >= 2 else { continue }
+            if let last = shape[shape.count - 1], last > 0 { headDims.append(("\(label) head_dim", last)) }
+            if let count = shape[shape.count - 2], count > 0 {
+                if role == "q" { heads.append(("\(label)", count)) } else { kvHeads.append(("\(label)", count)) }
+            }
+        }
+        if let name = match["cosCache"], let cache = matcher.index.initializer(name), cache.dims.count == 2 {
+            rotaryDim = 2 * Int(cache.dims[1])
+        }
+    }
+
+    var headDimSources: String {
+        let all = headDims.map { "\($0.0) \($0.1)" } + heads.map { "\($0.0): \($0.1) heads" }
+        return all.isEmpty ? "no source" : all.joined(separator: ", ")
+    }
+
+    /// head_dim: every source that states it must agree; else the width over a stated head count.
+    func headDim(attentionWidth: Int, fail: (String) -> LayerDiscoveryError) throws -> Int {
+        if let first = headDims.first {
+            if let other = headDims.first(where: { $0.1 != first.1 }) {
+                throw fail("head_dim disagrees: \(first.0) is \(first.1), \(other.0) is \(other.1)")
+            }
+            return first.1
+        }
+        if let (source, count) = heads.first {
+            guard count > 0, attentionWidth % count == 0 else {
+                throw fail("\(source) says \(count) heads, which does not divide o_proj's input width \(attentionWidth)")
+            }
+            return attentionWidth / count
+        }
+        throw fail("no reshape constant or attention attribute gives head_dim (the softmax scale is not read as one)")
+    }
+
+    /// The entries of a shape value that are constants: a constant tensor, or a Concat of
+    /// constant pieces and run-time ones (nil for the run-time entries).
+    static func constantShape(_ name: String, matcher: PatternMatcher) -> [Int?] {
+        if let tensor = matcher.constantTensor(name), let values = try? tensor.int64Values() { return values.map { Int($0) } }
+        guard let concat = matcher.index.producer(of: name), concat.op == "Concat" else { return [] }
+        var result: [Int?] = []
+        for input in concat.inputs {
+            if let tensor = matcher.constantTensor(input), let values = try? tensor.int64Values() {
+                result += values.map { Int($0) }
+            } else {
+                // A run-time piece (batch, sequence length), taken as one entry: callers read
+                // only the trailing entries, whose positions do not depend on it.
+                result.append(nil)
             }
         }
         return result

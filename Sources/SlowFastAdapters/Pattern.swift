@@ -96,5 +96,23 @@ public struct MatchFailure: Error, CustomStringConvertible, Equatable {
     /// Where in the pattern (e.g. "Mul > input 1 > Sigmoid").
     public let path: String
     public let reason: String
+    /// The node whose value the failing step looked at, when a node computes it.
+    public let node: String?
+
+    /// How many pattern steps deep the failure is: the node steps in `path` (a failure at
+    /// the root is 0 or 1). Computed once: the matcher compares depths at every choice.
+    public let depth: Int
+
+    public init(path: String, reason: String, node: String? = nil) {
+        self.path = path
+        self.reason = reason
+        self.node = node
+        depth = path.isEmpty ? 0 : path.split(separator: " > ", omittingEmptySubsequences: true).reduce(0) { $1.hasPrefix("input ") ? $0 : $0 + 1 }
+    }
+
+    /// The deeper of two failures; `self` on a tie. A deeper failure got further into the
+    /// pattern, so it is the one that tells a user what their export does differently.
+    public func deeper(_ other: MatchFailure) -> MatchFailure { other.depth > depth ? other : self }
+
     public var description: String { path.isEmpty ? reason : "\(path): \(reason)" }
 }

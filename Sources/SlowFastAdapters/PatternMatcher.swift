@@ -3,7 +3,10 @@ import SlowFastIR
 ///
 /// One engine for every pattern: commutative inputs are tried in both orders, optional nodes
 /// are skipped when they do not match, captures must agree when a name is used twice, and a
-/// failure says where and why.
+/// failure says where and why. Where several attempts fail (both input orders, every
+/// alternative of a `oneOf`, an optional node matched and skipped) the failure reported is
+/// the deepest one: the attempt that got furthest says what the export does differently,
+/// while the shallow mismatch after skipping an optional node says nothing.
 public struct PatternMatcher {
     public let index: GraphIndex
 
@@ -62,22 +65,33 @@ public struct PatternMatcher {
             }
             return nil
         case .oneOf(let alternatives):
-            var reasons: [String] = []
+            var failures: [MatchFailure] = []
             for alternative in alternatives {
                 var attempt = match
                 if let failure = self.match(alternative, name, &attempt, path: path) {
-                    reasons.append(failure.description)
+                    failures.append(failure)
                 } else {
                     match = attempt
                     return nil
                 }
             }
-            return MatchFailure(path: path, reason: "no alternative matched (" + reasons.joined(separator: "; ") + ")")
+            // One alternative got further than every other: it is the one the user meant.
+            let deepest = failures.reduce(failures[0]) { $0.deeper($1) }
+            if failures.filter({ $0.depth == deepest.depth }).count == 1 { return deepest }
+            return MatchFailure(path: path, reason: "no alternative matched (" + failures.map(\.description).joined(separator: "; ") + ")",
+                                node: deepest.node)
         case .node(let nodePattern):
             var attempt = match
             if let failure = matchNode(nodePattern, name, &attempt, path: path) {
                 if nodePattern.optional, let skip = nodePattern.inputs.first {
-                    return self.match(skip, name, &match, path: path)
+                    var skipped = match
+                    guard let skipFailure = self.match(skip, name, &skipped, path: path) else {
+                        match = skipped
+                        return nil
+                    }
+                    // The node was there and its inputs failed further in: that failure, not
+                    // the shallow mismatch of treating the node as absent, is what to report.
+                    return skipFailure.deeper(failure)
                 }
                 return failure
             }
@@ -93,25 +107,26 @@ public struct PatternMatcher {
             return MatchFailure(path: here, reason: "'\(name)' is not computed by a node")
         }
         let node = index.graph.nodes[slot.node]
+        let nodeName = "\(node.op) '\(node.name ?? "")'"
         guard pattern.opTypes.contains(node.op) else {
-            return MatchFailure(path: here, reason: "'\(name)' comes from \(node.op) '\(node.name ?? "")'")
+            return MatchFailure(path: here, reason: "'\(name)' comes from \(node.op) '\(node.name ?? "")'", node: nodeName)
         }
         if let domain = pattern.domain {
             let same = Domain.isONNX(domain) ? Domain.isONNX(node.domain) : node.domain == domain
-            if !same { return MatchFailure(path: here, reason: "node '\(node.name ?? "")' is in domain '\(node.domainName)', not '\(domain)'") }
+            if !same { return MatchFailure(path: here, reason: "node '\(node.name ?? "")' is in domain '\(node.domainName)', not '\(domain)'", node: nodeName) }
         }
         if let outputIndex = pattern.outputIndex, slot.output != outputIndex {
-            return MatchFailure(path: here, reason: "'\(name)' is output \(slot.output) of '\(node.name ?? "")', not \(outputIndex)")
+            return MatchFailure(path: here, reason: "'\(name)' is output \(slot.output) of '\(node.name ?? "")', not \(outputIndex)", node: nodeName)
         }
         let present = node.inputs
         if present.count < pattern.inputs.count || (!pattern.allowExtraInputs && present.count > pattern.inputs.count) {
-            return MatchFailure(path: here, reason: "node '\(node.name ?? "")' has \(present.count) inputs, expected \(pattern.inputs.count)")
+            return MatchFailure(path: here, reason: "node '\(node.name ?? "")' has \(present.count) inputs, expected \(pattern.inputs.count)", node: nodeName)
         }
         if let condition = pattern.condition, let reason = condition(node) {
-            return MatchFailure(path: here, reason: "node '\(node.name ?? "")': \(reason)")
+            return MatchFailure(path: here, reason: "node '\(node.name ?? "")': \(reason)", node: nodeName)
         }
         if let capture = pattern.capture, !match.bind(capture, value: name, node: node) {
-            return MatchFailure(path: here, reason: "'\(capture)' already bound to another value")
+            return MatchFailure(path: here, reason: "'\(capture)' already bound to another value", node: nodeName)
         }
         let orders: [[Int]] = pattern.commutative && pattern.inputs.count == 2 ? [[0, 1], [1, 0]] : [Array(pattern.inputs.indices)]
         var firstFailure: MatchFailure?
@@ -126,7 +141,7 @@ public struct PatternMatcher {
                 }
             }
             if let failed {
-                firstFailure = firstFailure ?? failed
+                firstFailure = firstFailure.map { $0.deeper(failed) } ?? failed
                 continue
             }
             attempt.cover(node)

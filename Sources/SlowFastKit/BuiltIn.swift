@@ -4,15 +4,25 @@
 public enum BuiltIn {
     /// The built-in adapters, in file-name order.
     public static func adapters() throws -> [Adapter] {
-        try EmbeddedFiles.adapters.map { try Adapter.parse($0.text, source: "built-in adapter \($0.name)") }
+        try EmbeddedFiles.adapters.filter { !Adapter.isPatternLibrary($0.name) }.map { file in
+            try Adapter.parse(file.text, source: "built-in adapter \(file.name)") { name in
+                patternLibraries[name].map { ($0, "built-in \(name)") }
+            }
+        }
     }
 
-    /// Names of the built-in adapters (file names without `.yaml`).
+    /// The built-in pattern libraries (`Adapters/*.patterns.yaml`) by file name: what an
+    /// adapter's `include:` finds when no file of that name is beside it.
+    public static var patternLibraries: [String: String] {
+        Dictionary(EmbeddedFiles.adapters.filter { Adapter.isPatternLibrary($0.name) }.map { ($0.name, $0.text) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Names of the built-in adapters (file names without `.yaml`; pattern libraries excluded).
     public static var adapterNames: [String] {
-        EmbeddedFiles.adapters.map { String($0.name.dropLast(".yaml".count)) }
+        EmbeddedFiles.adapters.filter { !Adapter.isPatternLibrary($0.name) }.map { String($0.name.dropLast(".yaml".count)) }
     }
 
-    /// The YAML text of built-in adapter `name`.
+    /// The YAML text of built-in adapter (or pattern library, `NAME.patterns`) `name`.
     public static func adapterText(named name: String) -> String? {
         EmbeddedFiles.adapters.first { $0.name == name + ".yaml" }?.text
     }
@@ -55,7 +65,7 @@ public enum AdapterChoice: Equatable, Sendable {
         case .auto:
             return try BuiltIn.adapters()
         case .file(let path):
-            return [try Adapter.load(path: path)]
+            return [try Adapter.load(path: path, library: BuiltIn.patternLibraries)]
         case .builtIn(let name):
             guard let adapter = try BuiltIn.adapters().first(where: { $0.name == name }) else {
                 throw AdapterError(file: name, message: "no built-in adapter of that name; built in: "

@@ -246,7 +246,7 @@ public struct HybridLayerPass: ModelPass {
         let kvBias = hasBias ? (key.bias ?? [Float](repeating: 0, count: dims.kvWidth)) + (value.bias ?? [Float](repeating: 0, count: dims.kvWidth))
                              : [Float](repeating: 0, count: 2 * dims.kvWidth)
         let kvWeightName = "\(prefix).cross_attn_kv_proj.weight", kvBiasName = "\(prefix).cross_attn_kv_proj.bias"
-        let keys: String, values: String
+        var keys: String, values: String
         var kvRecords: (weight: String, bias: String)?
         if var encoder = companion {
             // K/V come in as inputs; the companion model computes them once per generation.
@@ -274,9 +274,19 @@ public struct HybridLayerPass: ModelPass {
                                         heads: dims.numKVHeads, headDim: dims.headDim, "v")
             kvRecords = (kv.weight, kv.bias!)
         }
+        // A layer that norms its keys per head before RoPE (Qwen3's k_norm) scores queries that
+        // were normed the same way: the slow keys [B, G, N, hd] go through the same k_norm
+        // (weight and epsilon, over head_dim), so they live where the layer's queries look
+        // (docs/DESIGN.md §1).
+        if let kNorm = layer.kNorm {
+            let weight = builder.toFloat(kNorm.weight, from: floatType, "k_norm/weight_float")
+            keys = builder.rmsNorm(keys, weight: weight, epsilon: kNorm.epsilon, "k_norm")
+        }
+        // The layer's own score factor (a model may scale by other than 1/√hd): the slow keys
+        // are scored as the layer scores its own keys.
         let attended = builder.queriedCrossAttention(query: query, keys: keys, values: values, inputs: inputs,
                                                      heads: dims.numHeads, kvHeads: dims.numKVHeads, headDim: dims.headDim,
-                                                     form: form)
+                                                     form: form, scale: layer.attentionScale)
 
         // g = tanh(w_g · A_sa + b_g) · tanh(α), one scalar per token.
         let attentionWidth = dims.numHeads * dims.headDim

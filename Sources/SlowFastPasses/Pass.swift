@@ -45,7 +45,8 @@ public struct CompanionModel: @unchecked Sendable {
 /// A rewrite of a model in memory. Passes never touch files; reading and writing happen at
 /// the edges (`ModelReader`, `ModelWriter`).
 ///
-/// `PassManager` calls `requires`, then `run`, then `ensures`, then `ModelVerifier`; the first
+/// `PassManager` calls `requires`, then `run`, then `ensures`, then `ModelVerifier` and
+/// `AddedNodeCheck` (types and known dims of the added nodes); the first
 /// that throws stops the pipeline with the pass's name in front of the reason.
 public protocol ModelPass {
     /// Shown in plans and in errors ("pass 'hybrid-layers': ...").
@@ -92,11 +93,21 @@ public struct PassManager {
         for pass in passes {
             do {
                 try pass.requires(model)
+                let existing = Set(model.graph.nodes.map(ObjectIdentifier.init))
+                let existingFunctions = Set(model.functions.map(ObjectIdentifier.init))
                 let result = try pass.run(model)
                 try pass.ensures(model, result)
                 let broken = ModelVerifier.problems(of: model).filter { !before.contains($0) }
                 if let first = broken.first {
                     throw PassContractError("\(first)" + (broken.count > 1 ? " (and \(broken.count - 1) more)" : ""))
+                }
+                // Element types and known dims of what the pass added and of the nodes that
+                // now read it: a model a runtime would refuse is never written.
+                let added = Set(model.graph.nodes.map(ObjectIdentifier.init)).subtracting(existing)
+                let addedFunctions = Set(model.functions.map(ObjectIdentifier.init)).subtracting(existingFunctions)
+                let mistyped = AddedNodeCheck.problems(of: model, added: added, addedFunctions: addedFunctions)
+                if let first = mistyped.first {
+                    throw PassContractError(first + (mistyped.count > 1 ? " (and \(mistyped.count - 1) more)" : ""))
                 }
                 results.append((pass.name, result))
             } catch {

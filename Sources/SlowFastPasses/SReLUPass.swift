@@ -47,6 +47,8 @@ public enum SReLUError: Error, CustomStringConvertible, Equatable {
     case noSites(targets: [String])
     case unknownChannels(site: String)
     case badScope(String)
+    /// SReLU is written with Where, Greater and Less (opset 9).
+    case opsetTooOld(Int64)
 
     public var description: String {
         switch self {
@@ -56,6 +58,8 @@ public enum SReLUError: Error, CustomStringConvertible, Equatable {
             return "activation '\(site)': cannot tell its channel count from the graph; give --srelu-channel-axis and --srelu-channels"
         case .badScope(let pattern):
             return "--activation-scope '\(pattern)' is not a regular expression"
+        case .opsetTooOld(let opset):
+            return "the model imports opset \(opset); SReLU needs Where, Greater and Less of opset 9 or later (convert the model with onnx.version_converter first)"
         }
     }
 }
@@ -102,6 +106,7 @@ public struct SReLUPass: ModelPass {
         }
 
         let opset = model.opsetVersion("") ?? 9
+        guard opset >= 9 else { throw SReLUError.opsetTooOld(opset) }
         var builder = GraphBuilder(names: NameAllocator(model: model), scope: "/slowfast/srelu", opset: opset)
         let channelFinder = ChannelFinder(graph: graph)
         var fits: [ActivationKind: SReLUFit] = [:]

@@ -262,14 +262,16 @@ extension GraphBuilder {
     /// - Parameters:
     ///   - query: [batch, heads, seq, head_dim], float32
     ///   - keys, values: [batch, kvHeads, num_slow, head_dim], float32
+    /// `scale` is the layer's own score factor where the graph states one (default 1/√head_dim).
     mutating func queriedCrossAttention(query: String, keys: String, values: String, inputs: SlowTokenInputs,
-                                        heads: Int, kvHeads: Int, headDim: Int, form: CrossAttentionForm) -> String {
+                                        heads: Int, kvHeads: Int, headDim: Int, form: CrossAttentionForm,
+                                        scale layerScale: Double? = nil) -> String {
         let width = Int64(heads * headDim)
         // rows [B, k] -> [B, 1, k, 1], broadcast over heads and head_dim.
         let rowIndex = unsqueeze(inputs.queryRows, axes: [1, 3], "rows/index")
         let gatherIndex = op("Expand", [rowIndex, int64s([1, Int64(heads), 1, Int64(headDim)], "rows/gather_shape")], "rows/gather_index")
         let rows = op("GatherElements", [query, gatherIndex], "rows/query", attributes: [.int("axis", 2)])
-        let scale = 1 / Float(headDim).squareRoot()
+        let scale = layerScale.map(Float.init) ?? 1 / Float(headDim).squareRoot()
         let attended: String   // [B, k, H·hd]
         switch form {
         case .attention:
@@ -296,7 +298,7 @@ extension GraphBuilder {
             attended = ungroupRows(perGroup, heads: heads, headDim: headDim)
         case .decomposed, .auto:
             attended = slowCrossAttention(query: rows, keys: keys, values: values, maskBias: inputs.maskBias,
-                                          heads: heads, kvHeads: kvHeads, headDim: headDim)
+                                          heads: heads, kvHeads: kvHeads, headDim: headDim, scale: layerScale)
         }
         let zeros = op("ConstantOfShape", [op("Concat", [
             op("Gather", [op("Shape", [query], "rows/query_shape"), int64s([0, 2], "rows/batch_seq")], "rows/batch_and_seq", attributes: [.int("axis", 0)]),
@@ -307,19 +309,20 @@ extension GraphBuilder {
         return op("ScatterElements", [zeros, scatterIndex, attended], "rows/scatter", attributes: [.int("axis", 1)])
     }
 
-    /// softmax(Q K^T / sqrt(head_dim) + maskBias) V over the slow tokens, non-causal, no RoPE
-    /// on K, with grouped-query K/V used as they are (the queries are grouped instead).
+    /// softmax(Q K^T · scale + maskBias) V over the slow tokens (scale: 1/sqrt(head_dim) unless
+    /// given), non-causal, no RoPE on K, with grouped-query K/V used as they are (the queries are
+    /// grouped instead).
     ///
     /// - Parameters:
     ///   - query: [batch, heads, rows, head_dim]
     ///   - keys, values: [batch, kvHeads, num_slow, head_dim]
     /// - Returns: [batch, rows, heads*head_dim]
     mutating func slowCrossAttention(query: String, keys: String, values: String, maskBias: String,
-                                     heads: Int, kvHeads: Int, headDim: Int) -> String {
+                                     heads: Int, kvHeads: Int, headDim: Int, scale: Double? = nil) -> String {
         let grouped = groupQueries(query, heads: heads, kvHeads: kvHeads, headDim: headDim)
         let keysT = transpose(keys, perm: [0, 1, 3, 2], "k/transpose")
         let scores = op("MatMul", [grouped, keysT], "scores")
-        let scaled = op("Mul", [scores, floats([1 / Float(headDim).squareRoot()], dims: [], "scale")], "scores/scale")
+        let scaled = op("Mul", [scores, floats([scale.map(Float.init) ?? 1 / Float(headDim).squareRoot()], dims: [], "scale")], "scores/scale")
         let masked = op("Add", [scaled, maskBias], "scores/mask")
         let weights = op("Softmax", [masked], "softmax", attributes: [.int("axis", -1)])
         return ungroupRows(op("MatMul", [weights, values], "attend"), heads: heads, headDim: headDim)

@@ -69,4 +69,106 @@ final class LayerDiscoveryTests: XCTestCase {
         }
         XCTAssertEqual(model.graph.nodes.count, nodes)
     }
+
+    /// The Constant node (or initializer) feeding a Reshape's shape as its last piece: the
+    /// head_dim entry of TorchScript's Concat(batch, length, -1, head_dim).
+    func headDimConstant(of reshape: Node, in graph: Graph) -> Node? {
+        let index = graph.index()
+        guard let concat = index.producer(of: reshape.inputs[1]), concat.op == "Concat", let last = concat.inputs.last else { return nil }
+        return index.producer(of: last).flatMap { $0.op == "Constant" ? $0 : nil }
+    }
+
+    /// Granite-style: the scores scaled by 0.1 instead of 1/sqrt(16). The head count stays
+    /// 4 x 16 (it comes from the reshape and the weights), and the scale is read as it is.
+    func testANonDefaultAttentionScaleDoesNotChangeTheHeadCount() throws {
+        let model = try fixture("qwen2-torchscript")
+        var replaced = 0
+        for node in model.graph.nodes where node.op == "Constant" {
+            guard case .tensor(let tensor)? = node.attribute("value"), tensor.dims.isEmpty, tensor.elementType == .float,
+                  let value = try tensor.floatValues().first, value == 0.25 else { continue }
+            node.attributes = [.tensor("value", Tensor(name: "", dims: [], floats: [0.1]))]
+            replaced += 1
+        }
+        for tensor in model.graph.initializers where tensor.dims.isEmpty && tensor.elementType == .float {
+            if try tensor.floatValues().first == 0.25 {
+                model.graph.initializers[model.graph.initializers.firstIndex { $0 === tensor }!] = Tensor(name: tensor.name ?? "", dims: [], floats: [0.1])
+                replaced += 1
+            }
+        }
+        XCTAssertGreaterThanOrEqual(replaced, 1)
+        let layout = try LayerDiscovery.discover(model, adapters: try adapters())
+        XCTAssertEqual(layout.dimensions.numHeads, 4)
+        XCTAssertEqual(layout.dimensions.numKVHeads, 2)
+        XCTAssertEqual(layout.dimensions.headDim, 16)
+        for layer in layout.layers { XCTAssertEqual(layer.attentionScale ?? 0, 0.1, accuracy: 1e-7) }
+    }
+
+    /// A q reshape that says head_dim 8 while the k reshape says 16 is an error that names
+    /// the layer and both numbers, not a guess.
+    func testReshapeConstantsThatDisagreeAreAnErrorNamingTheLayerAndTheNumbers() throws {
+        let model = try fixture("qwen2-torchscript")
+        let layout = try LayerDiscovery.discover(model, adapters: try adapters())
+        let index = model.graph.index()
+        // Layer 2's q projection: MatMul -> Add(bias) -> Reshape.
+        var value = index.graph.nodes.first { $0.name == layout.layers[2].q.node }!.outputs[0]
+        var reshape: Node?
+        for _ in 0 ..< 3 {
+            guard let next = index.consumers(of: value).first else { break }
+            if next.op == "Reshape" { reshape = next; break }
+            value = next.outputs[0]
+        }
+        let constant = try XCTUnwrap(headDimConstant(of: try XCTUnwrap(reshape), in: model.graph))
+        // A fresh Constant, so that no other reshape that shared the old one changes.
+        let fresh = Node("Constant", name: "test/head_dim_8", inputs: [], outputs: ["test/head_dim_8"],
+                         attributes: [.tensor("value", Tensor(name: "", elementType: .int64, dims: [1], storage: .bytes(TensorBytes(int64s: [8]))))])
+        let concat = model.graph.index().producer(of: reshape!.inputs[1])!
+        concat.inputs[concat.inputs.count - 1] = fresh.outputs[0]
+        model.graph.nodes.insert(fresh, at: model.graph.nodes.firstIndex { $0 === constant }!)
+        XCTAssertThrowsError(try LayerDiscovery.discover(model, adapters: try adapters())) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("layer 2"), text)
+            XCTAssertTrue(text.contains("head_dim disagrees"), text)
+            XCTAssertTrue(text.contains("is 8") && text.contains("is 16"), text)
+        }
+    }
+
+    /// No adapter matches a Qwen2 whose rotated keys pass through an op no adapter expects
+    /// there (as a KV cache's Concat(past, new) did before issue 11): each adapter's report
+    /// names the deepest step of its best attempt and the node there, through the optional
+    /// repeat_kv nodes, instead of the shallow mismatch after skipping them.
+    func testNoAdapterMatchedReportsEachAdaptersDeepestPoint() throws {
+        let model = try fixture("qwen2-torchscript")
+        let layout = try LayerDiscovery.discover(model, adapters: try adapters())
+        let graph = model.graph
+        // Put Concat(past, k_rotated) between every layer's rotated keys and their consumers.
+        var inserted = 0
+        for layer in layout.layers {
+            let index = graph.index()
+            // k MatMul -> Add(bias) -> Reshape -> Transpose -> Mul(cos) -> Add (RoPE).
+            var value = index.graph.nodes.first { $0.name == layer.k.node }!.outputs[0]
+            for op in ["Add", "Reshape", "Transpose"] {
+                guard let next = index.consumers(of: value).first(where: { $0.op == op }) else { break }
+                value = next.outputs[0]
+            }
+            let rotated = index.consumers(of: value).filter { $0.op == "Mul" }
+                .compactMap { mul in index.consumers(of: mul.outputs[0]).first { $0.op == "Add" } }.first
+            guard let rope = rotated else { continue }
+            let out = rope.outputs[0], renamed = out + "/new"
+            rope.outputs[0] = renamed
+            let concat = Node("Sin", name: "/model/model/layers.\(layer.index)/self_attn/mystery", inputs: [renamed], outputs: [out])
+            graph.nodes.insert(concat, at: graph.nodes.firstIndex { $0 === rope }! + 1)
+            inserted += 1
+        }
+        XCTAssertEqual(inserted, layout.layers.count)
+        XCTAssertThrowsError(try LayerDiscovery.discover(model, adapters: try adapters())) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("no adapter matched"), text)
+            XCTAssertFalse(text.contains("\n"), text)
+            // The eager adapter got through Transpose, Reshape, Expand, Unsqueeze to where the
+            // keys (or the cache's Concat) belong, and found the Sin there.
+            XCTAssertTrue(text.contains("hf-torch-eager: 0 layers"), text)
+            XCTAssertTrue(text.contains("Unsqueeze > input 0) at Sin '/model/model/layers."), text)
+            for name in ["hf-torch-sdpa", "hf-torch-onnx-attention", "ort-genai-gqa"] { XCTAssertTrue(text.contains(name), text) }
+        }
+    }
 }

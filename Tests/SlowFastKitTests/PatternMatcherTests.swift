@@ -49,6 +49,36 @@ final class PatternMatcherTests: XCTestCase {
         XCTAssertEqual(try PatternMatcher(graph: without).match(pattern, at: "y").get()["relu"], "y")
     }
 
+    /// y = Cast(Relu(Tanh(x))) against Cast?(Relu(Sigmoid(x))): the Cast and the Relu are
+    /// there, the Sigmoid is not. Skipping the optional Cast fails at once ("y comes from
+    /// Cast"); the failure reported must be the one two nodes further in, at the Tanh.
+    func testAFailedOptionalNodeReportsTheDeepestFailureThroughIt() {
+        let pattern = Pattern.node(NodePattern(opTypes: ["Cast"], inputs: [.op("Relu", [.op("Sigmoid", [.value("x")])])], optional: true))
+        let graph = Graph(name: "g", nodes: [Node("Tanh", name: "t", inputs: ["x"], outputs: ["a"]),
+                                             Node("Relu", name: "r", inputs: ["a"], outputs: ["b"]),
+                                             Node("Cast", name: "c", inputs: ["b"], outputs: ["y"], attributes: [.int("to", 1)])])
+        guard case .failure(let failure) = PatternMatcher(graph: graph).match(pattern, at: "y") else { return XCTFail("matched") }
+        XCTAssertEqual(failure.path, "Cast > input 0 > Relu > input 0 > Sigmoid")
+        XCTAssertEqual(failure.node, "Tanh 't'")
+        XCTAssertEqual(failure.depth, 3)
+        // Where the optional node is absent, the skip is the attempt that got further.
+        let without = Graph(name: "g", nodes: [Node("Tanh", name: "t", inputs: ["x"], outputs: ["a"]),
+                                               Node("Relu", name: "r", inputs: ["a"], outputs: ["y"])])
+        guard case .failure(let skipped) = PatternMatcher(graph: without).match(pattern, at: "y") else { return XCTFail("matched") }
+        XCTAssertEqual(skipped.path, "Relu > input 0 > Sigmoid")
+        XCTAssertEqual(skipped.node, "Tanh 't'")
+    }
+
+    /// Of a oneOf's alternatives, the one that got furthest is reported, not a list.
+    func testOneOfReportsTheAlternativeThatGotFurthest() {
+        let pattern = Pattern.oneOf([.op("Add", [.value("x"), .value("y")]), .op("Relu", [.op("Sigmoid", [.value("x")])])])
+        let graph = Graph(name: "g", nodes: [Node("Tanh", name: "t", inputs: ["x"], outputs: ["a"]),
+                                             Node("Relu", name: "r", inputs: ["a"], outputs: ["y"])])
+        guard case .failure(let failure) = PatternMatcher(graph: graph).match(pattern, at: "y") else { return XCTFail("matched") }
+        XCTAssertEqual(failure.path, "Relu > input 0 > Sigmoid")
+        XCTAssertEqual(failure.node, "Tanh 't'")
+    }
+
     func testConstantsFromInitializersAndConstantNodes() throws {
         let two = Tensor(name: "two", dims: [], floats: [2])
         let constantNode = Node("Constant", name: "k", inputs: [], outputs: ["eps"], attributes: [.tensor("value", Tensor(name: "", dims: [], floats: [1e-6]))])

@@ -5,9 +5,13 @@ import XCTest
 /// The library's pipeline and what the build compiles into it.
 final class PipelineTests: XCTestCase {
     func testBuiltInAdaptersAreTheRepositoryFiles() throws {
-        let files = try FileManager.default.contentsOfDirectory(atPath: TestSupport.path("Adapters")).filter { $0.hasSuffix(".yaml") }.sorted()
+        let all = try FileManager.default.contentsOfDirectory(atPath: TestSupport.path("Adapters")).filter { $0.hasSuffix(".yaml") }.sorted()
+        let files = all.filter { !Adapter.isPatternLibrary($0) }
         XCTAssertEqual(BuiltIn.adapterNames, files.map { String($0.dropLast(5)) })
-        for name in BuiltIn.adapterNames {
+        // Pattern libraries are built in too, for adapters' include: and `slowfast adapters NAME`.
+        XCTAssertEqual(BuiltIn.patternLibraries.keys.sorted(), all.filter(Adapter.isPatternLibrary))
+        XCTAssertFalse(BuiltIn.patternLibraries.isEmpty)
+        for name in BuiltIn.adapterNames + BuiltIn.patternLibraries.keys.map({ String($0.dropLast(5)) }) {
             let text = try String(contentsOfFile: TestSupport.path("Adapters/\(name).yaml"), encoding: .utf8)
             XCTAssertEqual(BuiltIn.adapterText(named: name), text, name)
         }

@@ -10,12 +10,78 @@ from conftest import REPO, run
 from fixtures import FIXTURES
 
 SCHEMA = json.loads((REPO / "Schemas/adapter.schema.json").read_text())
-ADAPTERS = sorted((REPO / "Adapters").glob("*.yaml"))
+ADAPTERS = sorted(p for p in (REPO / "Adapters").glob("*.yaml") if not p.name.endswith(".patterns.yaml"))
+LIBRARIES = sorted((REPO / "Adapters").glob("*.patterns.yaml"))
 
 
 @pytest.mark.parametrize("path", ADAPTERS, ids=lambda p: p.name)
 def test_adapter_validates_against_the_schema(path):
     jsonschema.Draft202012Validator(SCHEMA).validate(yaml.safe_load(path.read_text()))
+
+
+@pytest.mark.parametrize("path", LIBRARIES, ids=lambda p: p.name)
+def test_pattern_library_validates_against_the_schema(path):
+    library_schema = {**SCHEMA, "$ref": "#/$defs/patternLibrary"}
+    for key in ("required", "properties", "additionalProperties", "type"):
+        library_schema.pop(key, None)
+    jsonschema.Draft202012Validator(library_schema).validate(yaml.safe_load(path.read_text()))
+    # And it is used: some adapter includes it.
+    assert any(path.name in (yaml.safe_load(a.read_text()).get("include") or []) for a in ADAPTERS)
+
+
+def layout(folder, adapter):
+    result = run("inspect", folder / "model.onnx", "--layers", "--json", "--adapter", adapter)
+    return result, (json.loads(result.stdout)["layout"] if result.returncode == 0 else None)
+
+
+def test_an_adapter_for_a_new_export_is_one_pattern_change_and_no_swift(tmp_path):
+    """The README's worked example: a torch.onnx export with a KV cache differs from the eager
+    export in one place, keys and values pass through Concat(past, new). An adapter that says
+    so, including the shared patterns and redefining keysCached and valuesCached, finds every
+    layer of the KV export with its config dims; the same file fails on the export without a
+    cache, and its error names the step and the node where the Concat was expected."""
+    # Start from the built-in eager adapter, as the README says (`slowfast adapters
+    # hf-torch-eager > mine.yaml`), and change one thing: the cache's Concat is required.
+    base = run("adapters", "hf-torch-eager")
+    assert base.returncode == 0, base.stderr
+    text = base.stdout.replace("name: hf-torch-eager", "name: my-kv-export")
+    assert "\npatterns:\n" in text
+    text = text.replace("\npatterns:\n", """
+patterns:
+  keysCached: {op: Concat, inputs: [{any: true}, {use: keysRope}]}
+  valuesCached: {op: Concat, inputs: [{any: true}, {use: valueHeads}]}
+""", 1)
+    own = tmp_path / "my-kv-export.yaml"
+    own.write_text(text)
+    kv = next(f for f in FIXTURES if f.name == "qwen2-torchscript-kv")
+    cfg = json.loads((kv / "config.json").read_text())
+    result, found = layout(kv, own)
+    assert result.returncode == 0, result.stderr
+    assert found["adapter"] == "my-kv-export"
+    assert [layer["index"] for layer in found["layers"]] == list(range(cfg["num_hidden_layers"]))
+    dims = found["dimensions"]
+    assert (dims["numHeads"], dims["numKVHeads"], dims["headDim"]) == (cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"])
+
+    plain = next(f for f in FIXTURES if f.name == "qwen2-torchscript")
+    result, _ = layout(plain, own)
+    assert result.returncode != 0
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1
+    assert "my-kv-export: 0 layers" in line and "Unsqueeze > input 0 > Concat" in line and "at Add '" in line, line
+
+
+def test_an_include_that_is_missing_or_defined_twice_is_a_clear_error(tmp_path):
+    own = tmp_path / "own.yaml"
+    own.write_text("name: own\nresidual: add\ninclude: [nowhere.patterns.yaml]\nattention: {any: true}\ninputNorm: {any: true}\n")
+    result = run("inspect", FIXTURES[0] / "model.onnx", "--layers", "--adapter", own)
+    assert result.returncode != 0
+    assert str(own) in result.stderr and "include 'nowhere.patterns.yaml': no such pattern library" in result.stderr
+    (tmp_path / "a.patterns.yaml").write_text("patterns:\n  x: {any: true}\n")
+    (tmp_path / "b.patterns.yaml").write_text("patterns:\n  x: {any: true}\n")
+    own.write_text("name: own\nresidual: add\ninclude: [a.patterns.yaml, b.patterns.yaml]\nattention: {use: x}\ninputNorm: {any: true}\n")
+    result = run("inspect", FIXTURES[0] / "model.onnx", "--layers", "--adapter", own)
+    assert result.returncode != 0
+    assert "pattern 'x' is defined by both" in result.stderr and "a.patterns.yaml" in result.stderr, result.stderr
 
 
 def test_user_adapter_file_is_used_by_path(tmp_path):

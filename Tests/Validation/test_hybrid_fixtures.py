@@ -128,7 +128,8 @@ def reference_mix(model, layer, values, gates, slow, cfg, positions, slow_mask=N
         weights[layer["inputNorm"]["weight"]], layer["inputNorm"]["epsilon"],  # float64 reference
         weights[prefix + "cross_attn_kv_proj.weight"].T, weights[prefix + "cross_attn_kv_proj.bias"],
         gates["w"].T, gates["b"], gates["alpha"], cfg["num_attention_heads"], cfg["num_key_value_heads"],
-        cfg["head_dim"], slow_mask, query_mask)
+        cfg["head_dim"], slow_mask, query_mask,
+        (weights[layer["kNorm"]["weight"]], layer["kNorm"]["epsilon"]) if layer.get("kNorm") else None)
 
 
 def exposed_run(model, names, feeds, path):
@@ -346,11 +347,16 @@ def test_kv_cache_decode_steps(folder, tmp_path):
     assert result.returncode == 0, result.stderr
     cfg = config(folder)
     slow = slow_tokens(cfg)
-    original, _ = decode(ort_session(folder / "model.onnx"), cfg, {})
-    rewritten, _ = decode(ort_session(out), cfg, slow_feeds(out, slow))
+    original, original_values = decode(ort_session(folder / "model.onnx"), cfg, {})
+    rewritten, rewritten_values = decode(ort_session(out), cfg, slow_feeds(out, slow))
     assert len(rewritten) == 4
     for a, b in zip(original, rewritten):
         assert np.abs(a - b).max() <= 1e-5
+    # Every present K/V of the last step too: the cache the next step would read.
+    presents = [name for name in original_values if name.startswith("present")]
+    assert len(presents) == 2 * cfg["num_hidden_layers"]
+    for name in presents:
+        assert np.abs(original_values[name] - rewritten_values[name]).max() <= 1e-5, name
 
     # Gates on: in the last decode step, the new token's o_proj input follows the equations
     # with its query rotated at its true position: the prompt fills 0...6, the three decoded
