@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import backend_models, ort_session, run
+from conftest import backend_models, ort_session, run, slow_inputs_off
 from fixtures import FIXTURES, NAMES, config, float_type, graph_inputs
 
 PASSES = {
@@ -48,6 +48,7 @@ def test_every_pass_on_every_fixture_loads_in_onnxruntime(folder, name, tmp_path
     if name.startswith("hybrid"):
         rng = np.random.default_rng(3)
         feeds["slow_tokens"] = rng.standard_normal((1, 6, config(folder)["hidden_size"])).astype(float_type(folder))
+        feeds.update(slow_inputs_off(1, 6, float_type(folder)))
     logits = session.run(["logits"], feeds)[0]
     assert logits.shape[-1] == config(folder)["vocab_size"]
     assert np.isfinite(logits.astype(np.float64)).all()
