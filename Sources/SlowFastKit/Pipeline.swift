@@ -89,6 +89,9 @@ public struct RewriteOutcome {
     public var weightMap: WeightMap
     /// What the checkpoint import did, when one was asked for.
     public var imported: WeightImport.Report?
+    /// Files the rewrite read besides the model and its data (checkpoint files, an index):
+    /// the write must not replace any of them.
+    public var inputFiles: [String] = []
 
     /// Every change of every pass, in order.
     public var changes: [ModelChange] { results.flatMap(\.result.changes) }
@@ -136,11 +139,16 @@ public enum Pipeline {
             }
             var weightMap = WeightMap(model: model, layout: described, parameters: parameters, previous: previous)
             var imported: WeightImport.Report?
+            var inputFiles: [String] = []
+            if let sourcePath = model.sourcePath { inputFiles.append(WeightMap.defaultPath(forOutput: sourcePath)) }
             if let checkpoint = request.weightsFrom {
-                imported = try WeightImport.apply(try SafeTensorsCheckpoint.open(path: checkpoint), to: model,
-                                                  weightMap: &weightMap, strict: request.strictWeights)
+                let opened = try SafeTensorsCheckpoint.open(path: checkpoint)
+                inputFiles += opened.files.map(\.path) + [opened.indexPath].compactMap { $0 }
+                imported = try WeightImport.apply(opened, to: model, weightMap: &weightMap, strict: request.strictWeights)
             }
-            return RewriteOutcome(results: results, layout: layout, weightMap: weightMap, imported: imported)
+            var outcome = RewriteOutcome(results: results, layout: layout, weightMap: weightMap, imported: imported)
+            outcome.inputFiles = inputFiles
+            return outcome
         } catch let error as PassError {
             throw RewriteError(file: model.sourcePath ?? "model", underlying: error)
         }
@@ -155,6 +163,7 @@ public enum Pipeline {
         let model = try ModelReader.read(path: input)
         let outcome = try apply(request, to: model)
         var options = WriteOptions(weights: weights)
+        options.inputs = outcome.inputFiles
         if weightMapPath != nil || !outcome.results.isEmpty || outcome.imported != nil {
             options.sidecars.append((weightMapPath ?? WeightMap.defaultPath(forOutput: output), try outcome.weightMap.jsonData()))
         }

@@ -29,6 +29,10 @@ public struct WriteOptions {
     /// Other files written in the same transaction (e.g. the weight map), path -> bytes.
     public var sidecars: [(path: String, bytes: [UInt8])]
 
+    /// Files read besides the model and its data files (e.g. checkpoint files): no file the
+    /// write touches may be one of them.
+    public var inputs: [String] = []
+
     public init(weights: WeightsMode = .auto, externalThreshold: Int = 1024, sidecars: [(path: String, bytes: [UInt8])] = []) {
         self.weights = weights
         self.externalThreshold = externalThreshold
@@ -109,6 +113,9 @@ public enum ModelWriter {
         let transaction = OutputTransaction()
         let newDataName = freshDataName(for: Path.fileName(of: path), taken: Set(locationOrder))
         let useNewDataFile = mode != .inline && inputWasExternal
+        try refuseOverlaps(model: model, output: path, dataFiles: mode == .inline ? [] : locationOrder.map { (outputFolder + "/" + $0, sources[$0]) },
+                           newData: useNewDataFile ? outputFolder + "/" + newDataName : nil,
+                           sidecars: options.sidecars.map(\.path), inputs: options.inputs, inputData: Array(inputFiles.values))
         var newData: OutputTransaction.Appender?
         func placeValues(_ data: any TensorData) throws -> TensorPlacement {
             if useNewDataFile {
@@ -194,6 +201,44 @@ public enum ModelWriter {
         files.append(WrittenFile(path: path, action: .written, bytes: size))
         try transaction.commit()
         return WriteReport(files: files, weights: mode)
+    }
+
+    /// Every path the write touches is compared, by device and inode, with every file it reads
+    /// (the model, its data files, other inputs), and the written paths with each other; any
+    /// overlap is refused before anything is written. Special files are refused by type.
+    static func refuseOverlaps(model: Model, output: String, dataFiles: [(path: String, source: MappedFile?)], newData: String?,
+                               sidecars: [String], inputs: [String], inputData: [MappedFile]) throws {
+        struct Identity: Hashable { let device: UInt64; let inode: UInt64 }
+        func identity(_ path: String) -> Identity? {
+            var info = stat()
+            guard stat(path, &info) == 0 else { return nil }
+            return Identity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+        }
+        var read: [Identity: String] = [:]
+        for file in inputData { read[Identity(device: file.device, inode: file.inode)] = file.path }
+        for input in [model.sourcePath].compactMap({ $0 }) + inputs {
+            if let id = identity(input) { read[id] = input }
+        }
+        // Each written path once, by its folder's real path and its name.
+        var written: [String: String] = [:]
+        func key(_ path: String) -> String {
+            (Path.realPath(Path.directory(of: path)) ?? Path.directory(of: path)) + "/" + Path.fileName(of: path)
+        }
+        var targets: [(path: String, own: MappedFile?)] = [(output, nil)]
+        targets += dataFiles.map { ($0.path, $0.source) }
+        if let newData { targets.append((newData, nil)) }
+        targets += sidecars.map { ($0, nil) }
+        for target in targets {
+            try OutputTransaction.refuseSpecialFile(at: target.path)
+            if let earlier = written.updateValue(target.path, forKey: key(target.path)) {
+                throw ModelWriteError.outputNotWritable(path: target.path, reason: "the write would put two files at one path (also '\(earlier)')")
+            }
+            guard let id = identity(target.path), let input = read[id] else { continue }
+            // A data file already in place (the output beside the input) is not written.
+            if let own = target.own, own.device == id.device, own.inode == id.inode { continue }
+            if target.path == output && input == model.sourcePath { throw ModelWriteError.outputIsInput(path: output) }
+            throw ModelWriteError.outputOverwritesInput(path: target.path, input: input)
+        }
     }
 
     /// `<model file name>.data`, or a variant no input location uses.

@@ -175,11 +175,19 @@ final class OutputTransaction {
         return descriptor
     }
 
-    /// A folder where a file should go cannot be replaced by rename: refuse before writing.
+    /// Only a regular file (or a symbolic link, which rename replaces, not its target) may be
+    /// replaced: a folder, a device, a FIFO or a socket where a file should go is refused
+    /// before anything is written (as root, `-o /dev/null` would otherwise become a file).
     private func refuseFolder(at path: String) throws {
+        try OutputTransaction.refuseSpecialFile(at: path)
+    }
+
+    static func refuseSpecialFile(at path: String) throws {
         var info = stat()
-        if lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
-            throw ModelWriteError.outputNotWritable(path: path, reason: "it is a folder")
+        guard lstat(path, &info) == 0 else { return }
+        let type = info.st_mode & S_IFMT
+        if type != S_IFREG && type != S_IFLNK {
+            throw ModelWriteError.outputNotWritable(path: path, reason: "it is \(SystemError.fileTypeName(info.st_mode)), not a regular file")
         }
     }
 
