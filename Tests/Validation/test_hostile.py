@@ -236,3 +236,202 @@ def test_newline_in_a_location_cannot_forge_an_error_line(folders):
     external_model.set_external(model, "w1", location="x\nerror: forged")
     line = refused(model, out / "m.onnx", f"error: {model}: ", "x\\nerror: forged", timeout=10)
     assert line.count("error:") == 2  # ours, and the escaped text inside the quotes
+
+
+# --- traps on untrusted numbers and option values ---
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fixtures import FIXTURES  # noqa: E402
+
+QWEN = next(f for f in FIXTURES if f.name == "qwen2-torchscript") / "model.onnx"
+HUGE = 2**62
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("--every", "1", "--init-std", "nan"), "--init-std: takes a finite number >= 0, not nan"),
+    (("--every", "1", "--init-std", "inf"), "--init-std: takes a finite number >= 0, not inf"),
+    (("--every", "1", "--init-std=-1"), "--init-std: takes a finite number >= 0, not -1.0"),
+    (("--activation", "srelu", "--srelu-tr", "nan"), "--srelu-tr: takes a finite number > 0, not nan"),
+    (("--activation", "srelu", "--srelu-fit-range=-inf,inf"), "--srelu-fit-range: takes LOW,HIGH, finite"),
+    (("--activation", "srelu", "--srelu-fit-range=nan,8"), "--srelu-fit-range: takes LOW,HIGH, finite"),
+    (("--activation", "srelu", "--srelu-channel-axis=-1", "--srelu-channels", "0"), "--srelu-channels: takes a channel count from 1 to 16777216, not 0"),
+    (("--activation", "srelu", "--srelu-channel-axis=-1", "--srelu-channels=-1"), "--srelu-channels: takes a channel count from 1 to 16777216, not -1"),
+    (("--activation", "srelu", "--srelu-channel-axis=-1", f"--srelu-channels={HUGE}"), f"not {HUGE}"),
+    (("--activation", "srelu", "--activation-layers=-3"), "--activation-layers: takes A-B or one layer number >= 0"),
+    (("--activation", "srelu", "--activation-layers=3-"), "--activation-layers: takes A-B or one layer number >= 0"),
+    (("--hybrid-layers=-1",), "--hybrid-layers: takes layer numbers >= 0, not '-1'"),
+    (("--every", "2", "--min-depth=-4"), "--min-depth: takes a layer number >= 0, not -4"),
+])
+def test_option_values_that_would_poison_the_output_are_refused(folders, args, needle):
+    _, out = folders
+    line = refused(QWEN, out / "m.onnx", needle, extra=args, timeout=10)
+    assert line.startswith("error: --")
+
+
+def test_max_depth_of_int64_max_is_answered_at_once(folders):
+    _, out = folders
+    start = time.monotonic()
+    refused(QWEN, out / "m.onnx", "layer 8 does not exist", extra=("--every", "8", "--max-depth", str(2**63 - 1)), timeout=10)
+    assert time.monotonic() - start < 10
+
+
+def save_model(path, nodes, initializers, inputs, outputs):
+    graph = helper.make_graph(nodes, "hostile", inputs, outputs, initializers)
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    return path
+
+
+def any_output(name):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+
+
+def declared_external(name, dims, location):
+    tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=dims)
+    tensor.data_location = TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value=location)
+    return tensor
+
+
+def hostile_channel_model(source, kind):
+    if kind == "negative dims before a Relu":
+        return save_model(source / "m.onnx", [helper.make_node("Relu", ["x"], ["y"])], [],
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, -5])], [any_output("y")])
+    if kind == "ConvTranspose group 2^62":
+        weight = numpy_helper.from_array(np.zeros((4, 1, 3, 3), np.float32), "w")
+        return save_model(source / "m.onnx", [helper.make_node("ConvTranspose", ["x", "w"], ["c"], group=HUGE),
+                                              helper.make_node("Relu", ["c"], ["y"])], [weight],
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])], [any_output("y")])
+    if kind == "Concat of two [4, 2^62] weights":
+        (source / "big.bin").write_bytes(bytes(64))
+        return save_model(source / "m.onnx", [helper.make_node("Concat", ["a", "b"], ["c"], axis=1),
+                                              helper.make_node("Relu", ["c"], ["y"])],
+                          [declared_external("a", [4, HUGE], "big.bin"), declared_external("b", [4, HUGE], "big.bin")],
+                          [], [any_output("y")])
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["negative dims before a Relu", "ConvTranspose group 2^62", "Concat of two [4, 2^62] weights"])
+def test_untrusted_channel_numbers_do_not_trap(folders, kind):
+    """These trapped (SIGILL/SIGSEGV) in the SReLU pass; a channel count outside 1...2^24 is unknown."""
+    source, out = folders
+    model = hostile_channel_model(source, kind)
+    refused(model, out / "m.onnx", f"error: {model}: ", "cannot tell its channel count", extra=("--activation", "srelu"), timeout=10)
+
+
+def refused_command(out_folder, *args):
+    before = sorted(os.listdir(out_folder))
+    start = time.monotonic()
+    result = run(*args, timeout=10)
+    assert time.monotonic() - start < 10
+    assert 0 < result.returncode < 128, f"exit {result.returncode}: {result.stderr}"
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert sorted(os.listdir(out_folder)) == before
+    return lines[0]
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (("--preset", "s2t4", "--frames", HUGE, "--height", 4, "--width", 4, "--dim", 8), f"--frames: takes a number up to 65536, not {HUGE}"),
+    (("--preset", "s2t4", "--height", HUGE, "--width", HUGE, "--dim", 8), "--height: takes a number up to 4096"),
+    (("--preset", "s2t4", "--height", 4, "--width", 4, "--dim", HUGE), "--dim: takes a number up to 131072"),
+    (("--stride", HUGE, "--temporal-kernel", 4, "--height", 4, "--width", 4, "--dim", 8), "--stride: takes a number from 1 to 65536"),
+    (("--preset", "s2t4", "--min-fast-frames", HUGE, "--height", 4, "--width", 4, "--dim", 8), "--min-fast-frames: takes a number from 0 to 65536"),
+    (("--preset", "s2t4", "--spatial-pool", 0, "--height", 4, "--width", 4, "--dim", 8), "--spatial-pool: takes a number from 1 to 4096, not 0"),
+])
+def test_tokens_numbers_near_2_62_are_refused(folders, flags, needle):
+    _, out = folders
+    line = refused_command(out, "tokens", "-o", out / "t.onnx", *flags)
+    assert needle in line
+
+
+def test_tokens_at_the_limits_does_not_trap(folders):
+    _, out = folders
+    result = run("tokens", "-o", out / "t.onnx", "--stride", 65536, "--temporal-kernel", 65536, "--height", 4096,
+                 "--width", 4096, "--dim", 131072, "--frames", 65536, "--min-fast-frames", 65536, timeout=10)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (("--frames", str(HUGE)), f"--frames: takes a number from 1 to 65536, not {HUGE}"),
+    (("--tokens-per-frame", HUGE), "--tokens-per-frame: takes a number from 1 to 16777216"),
+    (("--hidden", HUGE), f"hidden size: takes a number from 1 to 131072, not {HUGE}"),
+    (("--layers", HUGE), "layers: takes a number from 1 to 4096"),
+    (("--stride", HUGE), "--stride: takes a number from 1 to 65536"),
+])
+def test_cost_numbers_near_2_62_are_refused(folders, flags, needle):
+    _, out = folders
+    line = refused_command(out, "cost", "--preset", "qwen2-7b", *flags)
+    assert needle in line
+
+
+def test_cost_at_the_limits_does_not_trap():
+    result = run("cost", "--layers", 4096, "--hidden", 131072, "--heads", 4096, "--kv-heads", 4096, "--head-dim", 131072,
+                 "--intermediate", 1048576, "--vocab", 16777216, "--frames", 65536, "--tokens-per-frame", 16777216,
+                 "--text-tokens", 1048576, "--bytes-per-element", 16, timeout=10)
+    assert result.returncode == 0, result.stderr
+
+
+# --- hangs on small inputs ---
+
+def alias_bomb():
+    lines = ['l0: &l0 ["ha","ha","ha","ha","ha","ha","ha","ha","ha","ha"]']
+    for k in range(1, 12):
+        lines.append(f"l{k}: &l{k} [" + ",".join([f"*l{k - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def adapter_text(extra=""):
+    return (REPO_ADAPTER.read_text() + "\n" + extra)
+
+
+from conftest import REPO  # noqa: E402
+
+REPO_ADAPTER = REPO / "Adapters/hf-torch-eager.yaml"
+
+
+def refused_adapter(adapter, needle):
+    before = (adapter.read_bytes(), adapter.stat().st_mtime_ns)
+    start = time.monotonic()
+    result = run("inspect", QWEN, "--layers", "--adapter", adapter, timeout=10)
+    assert time.monotonic() - start < 10
+    assert 0 < result.returncode < 128, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {adapter}: "), result.stderr
+    assert needle in lines[0], lines[0]
+    assert (adapter.read_bytes(), adapter.stat().st_mtime_ns) == before
+
+
+def test_yaml_alias_bomb_is_refused(tmp_path):
+    adapter = tmp_path / "bomb.yaml"
+    adapter.write_text(adapter_text("bomb:\n" + "".join("  " + line + "\n" for line in alias_bomb().splitlines())))
+    assert adapter.stat().st_size < 8192
+    refused_adapter(adapter, "more than 100000 YAML nodes with aliases expanded")
+
+
+def test_use_fan_out_is_refused(tmp_path):
+    """Each pattern uses the next one twice: 2^25 nodes in about 1.3 KB (under the depth limit of 64)."""
+    levels = 25
+    patterns = "".join(f"  p{k}: {{op: Add, inputs: [{{use: p{k + 1}}}, {{use: p{k + 1}}}]}}\n" for k in range(levels))
+    patterns += f"  p{levels}: {{any: true}}\n"
+    adapter = tmp_path / "fan.yaml"
+    adapter.write_text("name: fan\nresidual: add\npatterns:\n" + patterns + "attention: {use: p0}\ninputNorm: {any: true}\n")
+    assert adapter.stat().st_size < 1400
+    refused_adapter(adapter, "patterns expand to more than 10000 nodes")
+
+
+@pytest.mark.parametrize("pattern", ["^(a+)+$", "(a|aa)*b", "((ab)*)+", "(x+x+)+y", "(a)\\1"])
+def test_catastrophic_layer_index_patterns_are_refused(tmp_path, pattern):
+    adapter = tmp_path / "regex.yaml"
+    adapter.write_text(REPO_ADAPTER.read_text().replace("nodeName: 'layers\\.(\\d+)/'", f"nodeName: '{pattern}'"))
+    assert pattern in adapter.read_text()
+    refused_adapter(adapter, "is refused")
+
+
+@pytest.mark.parametrize("pattern", ["layers\\.(\\d+)/", "(?:model/)?layers\\.(\\d+)", "blocks?\\.(\\d{1,4})", "(layer|block)_(\\d+)"])
+def test_ordinary_layer_index_patterns_are_accepted(tmp_path, pattern):
+    adapter = tmp_path / "ok.yaml"
+    adapter.write_text(REPO_ADAPTER.read_text().replace("nodeName: 'layers\\.(\\d+)/'", f"nodeName: '{pattern}'"))
+    result = run("inspect", QWEN, "--layers", "--adapter", adapter, timeout=10)
+    assert "is refused" not in result.stderr
