@@ -133,7 +133,22 @@ public enum LayerDiscovery {
                 throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "o_proj weight '\(oWeightName)' is not a 2-D initializer")
             }
             floatType = oWeight.dataType ?? floatType
+            // Numbers from the file are bounded before any arithmetic on them.
+            let widthLimit: Int64 = 1 << 24, headLimit = 1 << 16
+            guard (1 ... widthLimit).contains(oWeight.dims[1]), (1 ... widthLimit).contains(oWeight.dims[0]) else {
+                throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number,
+                                                          missing: "o_proj weight dims \(oWeight.dims) outside 1...\(widthLimit)")
+            }
             let hidden = Int(oWeight.dims[1]), attentionWidth = Int(oWeight.dims[0])
+            /// head_dim from 1/head_dim (a scale squared, or a root to the 4th): finite and in range.
+            func headDimension(inverse: Double) throws -> Int {
+                let value = (1 / inverse).rounded()
+                guard value.isFinite, value >= 1, value <= Double(headLimit) else {
+                    throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number,
+                        missing: "the attention scale gives head_dim \(value), outside 1...\(headLimit)")
+                }
+                return Int(value)
+            }
 
             // Dimensions: head_dim from the attention scale or the fused op's attributes.
             var heads: Int, kvHeads: Int, headDim: Int
@@ -141,6 +156,10 @@ public enum LayerDiscovery {
             let fusedNode = match.node("fusedAttention")
                 ?? match.node("attentionOutput").flatMap { $0.intAttribute("num_heads") != nil ? $0 : nil }
             if let fusedNode, let numHeads = fusedNode.intAttribute("num_heads"), let numKV = fusedNode.intAttribute("kv_num_heads") {
+                guard (1 ... Int64(headLimit)).contains(numHeads), (1 ... Int64(headLimit)).contains(numKV) else {
+                    throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number,
+                        missing: "num_heads \(numHeads) / kv_num_heads \(numKV) outside 1...\(headLimit)")
+                }
                 heads = Int(numHeads)
                 kvHeads = Int(numKV)
                 headDim = attentionWidth / heads
@@ -149,11 +168,11 @@ public enum LayerDiscovery {
                 // each by head_dim^(-1/4), as torch.onnx writes scaled_dot_product_attention.
                 // An attention op's own `scale` attribute (opset-23 Attention) says the same.
                 if let scale = match.node("attentionCore")?.floatAttribute("scale"), scale > 0 {
-                    headDim = Int((1 / (Double(scale) * Double(scale))).rounded())
+                    headDim = try headDimension(inverse: Double(scale) * Double(scale))
                 } else if let name = match["scale"], let scale = try matcher.constantTensor(name)?.floatValues().first, scale > 0 {
-                    headDim = Int((1 / (Double(scale) * Double(scale))).rounded())
+                    headDim = try headDimension(inverse: Double(scale) * Double(scale))
                 } else if let name = match["sqrtScale"], let root = try matcher.constantTensor(name)?.floatValues().first, root > 0 {
-                    headDim = Int((1 / pow(Double(root), 4)).rounded())
+                    headDim = try headDimension(inverse: pow(Double(root), 4))
                 } else {
                     throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "no attention scale to read head_dim from")
                 }
@@ -183,7 +202,7 @@ public enum LayerDiscovery {
                 q = try projection("q")
                 k = try projection("k")
                 v = try projection("v")
-                guard let kWeight = index.initializer(k.weight), kWeight.dims.count == 2 else {
+                guard let kWeight = index.initializer(k.weight), kWeight.dims.count == 2, (1 ... widthLimit).contains(kWeight.dims[1]) else {
                     throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "k_proj weight is not a 2-D initializer")
                 }
                 kvHeads = Int(kWeight.dims[1]) / max(headDim, 1)
