@@ -215,6 +215,11 @@ struct WireDecoder {
         if proto.has_data_location != 0 && proto.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL {
             let entries = pairs(proto.external_data, proto.n_external_data)
             let expected = Tensor.elementCount(dims).flatMap { dataType.flatMap(ElementType.init(rawValue:))?.byteCount(elements: $0) }
+            // Dims whose size cannot be computed (negative, or a product past 2^37 elements) would
+            // skip the size check: such a tensor is refused, not taken on trust.
+            if expected == nil, let type = dataType.flatMap(ElementType.init(rawValue:)), type.byteCount(elements: 1) != nil {
+                throw ModelReadError.tensorDimsInvalid(file: file, tensor: name ?? "", dims: dims)
+            }
             storage = .external(try external.resolve(tensor: name ?? "", entries: entries, expectedBytes: expected))
         }
         return Tensor(name: name, dataType: dataType, dims: dims, docString: wireString(proto.doc_string),
