@@ -287,13 +287,6 @@ def any_output(name):
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
 
 
-def declared_external(name, dims, location):
-    tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=dims)
-    tensor.data_location = TensorProto.EXTERNAL
-    tensor.external_data.add(key="location", value=location)
-    return tensor
-
-
 def hostile_channel_model(source, kind):
     if kind == "negative dims before a Relu":
         return save_model(source / "m.onnx", [helper.make_node("Relu", ["x"], ["y"])], [],
@@ -304,11 +297,10 @@ def hostile_channel_model(source, kind):
                                               helper.make_node("Relu", ["c"], ["y"])], [weight],
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])], [any_output("y")])
     if kind == "Concat of two [4, 2^62] weights":
-        (source / "big.bin").write_bytes(bytes(64))
+        # Declared only (no values): as external data such dims are refused when the model is read.
+        weights = [TensorProto(name=name, data_type=TensorProto.FLOAT, dims=[4, HUGE]) for name in ("a", "b")]
         return save_model(source / "m.onnx", [helper.make_node("Concat", ["a", "b"], ["c"], axis=1),
-                                              helper.make_node("Relu", ["c"], ["y"])],
-                          [declared_external("a", [4, HUGE], "big.bin"), declared_external("b", [4, HUGE], "big.bin")],
-                          [], [any_output("y")])
+                                              helper.make_node("Relu", ["c"], ["y"])], weights, [], [any_output("y")])
     raise AssertionError(kind)
 
 
@@ -435,3 +427,70 @@ def test_ordinary_layer_index_patterns_are_accepted(tmp_path, pattern):
     adapter.write_text(REPO_ADAPTER.read_text().replace("nodeName: 'layers\\.(\\d+)/'", f"nodeName: '{pattern}'"))
     result = run("inspect", QWEN, "--layers", "--adapter", adapter, timeout=10)
     assert "is refused" not in result.stderr
+
+
+def test_attention_scale_of_1e_minus_6_is_refused(folders):
+    """sdpa's sqrt(scale) constants set to 1e-6 would give head_dim 1e24 ("Double value cannot be converted to Int")."""
+    import onnx
+    source, out = folders
+    fixture = next(f for f in FIXTURES if f.name == "qwen2-torchscript-sdpa") / "model.onnx"
+    model = onnx.load(str(fixture))
+    changed = 0
+    for node in model.graph.node:
+        if node.op_type == "Constant" and "/self_attn/" in node.name + node.output[0]:
+            value = numpy_helper.to_array(node.attribute[0].t)
+            if value.size == 1 and value.dtype.kind == "f" and float(value.reshape(-1)[0]) == 0.5:
+                node.attribute[0].t.CopyFrom(numpy_helper.from_array(np.array(1e-6, dtype=value.dtype)))
+                changed += 1
+    assert changed == 12  # two per layer, six layers
+    path = source / "model.onnx"
+    onnx.save(model, str(path))
+    refused(path, out / "m.onnx", f"error: {path}: ", "the attention scale gives head_dim", "outside 1...65536",
+            extra=("--every", "2"), timeout=10)
+    result = run("inspect", path, "--layers", timeout=10)
+    assert 0 < result.returncode < 128, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: ") and "head_dim" in lines[0], result.stderr
+
+
+def test_two_external_tensors_of_2_62_bytes_are_refused_by_inspect(folders):
+    source, out = folders
+    (source / "small.bin").write_bytes(bytes(64))
+    tensors = []
+    for name in ("e1", "e2"):
+        tensor = TensorProto(name=name, data_type=TensorProto.UINT8, dims=[HUGE])
+        tensor.data_location = TensorProto.EXTERNAL
+        tensor.external_data.add(key="location", value="small.bin")
+        tensors.append(tensor)
+    model = save_model(source / "m.onnx", [helper.make_node("Add", ["e1", "e2"], ["y"])], tensors, [],
+                       [helper.make_tensor_value_info("y", TensorProto.UINT8, None)])
+    before = snapshot(source)
+    result = run("inspect", model, timeout=10)
+    assert 0 < result.returncode < 128, result.stderr
+    assert result.stderr.splitlines() == [f"error: {model}: tensor 'e1': dims [{HUGE}] are negative or too large for a tensor"]
+    assert snapshot(source) == before
+    refused(model, out / "o.onnx", "are negative or too large", timeout=10)
+
+
+def vision_model(source, kind):
+    if kind == "Concat of two [4, 2^62, 2, 8] weights":
+        a = TensorProto(name="a", data_type=TensorProto.FLOAT, dims=[4, HUGE, 2, 8])
+        b = TensorProto(name="b", data_type=TensorProto.FLOAT, dims=[4, HUGE, 2, 8])
+        return save_model(source / "v.onnx", [helper.make_node("Concat", ["a", "b"], ["c"], axis=1),
+                                              helper.make_node("Relu", ["c"], ["y"])], [a, b], [], [any_output("y")])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["frames", 3, HUGE, HUGE])
+    w = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[8, 3, 2**40, 2**40])
+    conv = helper.make_node("Conv", ["x", "w"], ["c"], strides=[HUGE, HUGE], pads=[HUGE] * 4, dilations=[HUGE, HUGE])
+    return save_model(source / "v.onnx", [conv, helper.make_node("Relu", ["c"], ["y"])], [w], [x], [any_output("y")])
+
+
+@pytest.mark.parametrize("kind", ["Concat of two [4, 2^62, 2, 8] weights", "Conv with strides, pads and dilations of 2^62"])
+def test_shape_inference_on_numbers_near_2_62_does_not_trap(folders, kind):
+    source, out = folders
+    model = vision_model(source, kind)
+    before = snapshot(source)
+    line = refused_command(out, "tokens", "--into", model, "--after", "y", "-o", out / "o.onnx", "--preset", "s1t4",
+                           "--height", 2, "--width", 2, "--dim", 8)
+    assert line.startswith(f"error: {model}: ")
+    assert ("arithmetic overflow" in line) if "Conv" in kind else ("?" in line)
+    assert snapshot(source) == before
