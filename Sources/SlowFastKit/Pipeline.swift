@@ -25,11 +25,44 @@ extension ModelLayout {
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw AdapterError(file: path, message: "cannot read: \(error.localizedDescription)")
         }
-        if let report = try? JSONDecoder().decode(Report.self, from: data) { return report.layout }
-        do {
-            return try JSONDecoder().decode(ModelLayout.self, from: data)
-        } catch {
-            throw AdapterError(file: path, message: "not a layer description (\(error))")
+        let layout: ModelLayout
+        if let report = try? JSONDecoder().decode(Report.self, from: data) {
+            layout = report.layout
+        } else {
+            do {
+                layout = try JSONDecoder().decode(ModelLayout.self, from: data)
+            } catch {
+                throw AdapterError(file: path, message: "not a layer description (\(error))")
+            }
+        }
+        try layout.checkNumbers(file: path)
+        return layout
+    }
+
+    /// A layer description is a file from elsewhere: every number in it is bounded before the
+    /// passes compute with it (dims multiply: widths up to 2^24, heads and head_dim to 2^16).
+    func checkNumbers(file: String) throws {
+        func check(_ what: String, _ value: Int?, _ range: ClosedRange<Int>) throws {
+            guard let value, !range.contains(value) else { return }
+            throw AdapterError(file: file, message: "\(what) is \(value), outside \(range.lowerBound)...\(range.upperBound)")
+        }
+        let width = 1 << 24, heads = 1 << 16
+        try check("numLayers", dimensions.numLayers, 1 ... 1 << 12)
+        try check("hiddenSize", dimensions.hiddenSize, 1 ... width)
+        try check("numHeads", dimensions.numHeads, 1 ... heads)
+        try check("numKVHeads", dimensions.numKVHeads, 1 ... heads)
+        try check("headDim", dimensions.headDim, 1 ... heads)
+        try check("intermediateSize", dimensions.intermediateSize, 1 ... width)
+        try check("vocabSize", dimensions.vocabSize, 1 ... 1 << 26)
+        for layer in layers {
+            try check("a layer index", layer.index, 0 ... 1 << 12)
+            for (role, projection) in [("q", layer.q), ("k", layer.k), ("v", layer.v), ("o", layer.o)] + layer.mlp.sorted(by: { $0.key < $1.key }).map({ ($0.key, $0.value) }) {
+                try check("layer \(layer.index) \(role) outputStart", projection.outputStart, 0 ... width)
+                try check("layer \(layer.index) \(role) outputCount", projection.outputCount, 1 ... width)
+            }
+            if !layer.inputNorm.epsilon.isFinite {
+                throw AdapterError(file: file, message: "layer \(layer.index) inputNorm epsilon is \(layer.inputNorm.epsilon), not finite")
+            }
         }
     }
 }

@@ -494,3 +494,18 @@ def test_shape_inference_on_numbers_near_2_62_does_not_trap(folders, kind):
     assert line.startswith(f"error: {model}: ")
     assert ("arithmetic overflow" in line) if "Conv" in kind else ("?" in line)
     assert snapshot(source) == before
+
+
+@pytest.mark.parametrize("key,value", [("hiddenSize", -5), ("headDim", HUGE), ("numHeads", 0), ("numKVHeads", -1), ("numLayers", HUGE)])
+def test_layout_json_with_negative_or_huge_dims_is_refused(folders, key, value):
+    import json
+    source, out = folders
+    result = run("inspect", QWEN, "--layers", "--json", timeout=10)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert key in report["layout"]["dimensions"]
+    report["layout"]["dimensions"][key] = value
+    layout = source / "layout.json"
+    layout.write_text(json.dumps(report))
+    line = refused(QWEN, out / "m.onnx", f"error: {layout}: {key} is {value}, outside", extra=("--every", "2", "--layout", layout), timeout=10)
+    assert line.count("\n") == 0
