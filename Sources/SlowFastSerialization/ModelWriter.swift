@@ -71,6 +71,8 @@ public enum ModelWriter {
         if let source = model.sourcePath, isSameFile(source, path) {
             throw ModelWriteError.outputIsInput(path: path)
         }
+        // Temporaries of earlier runs that were killed before they could clean up.
+        OutputTransaction.removeStaleTemporaries(in: outputFolder)
 
         // The external files the model reads, by the location it names them with.
         let tensors = model.allTensors
@@ -199,7 +201,7 @@ public enum ModelWriter {
         }
         try transaction.stage(path: path, bytes: UnsafeRawBufferPointer(rebasing: buffer[0 ..< size]))
         files.append(WrittenFile(path: path, action: .written, bytes: size))
-        try transaction.commit()
+        try transaction.commit(lockingFolder: outputFolder)
         return WriteReport(files: files, weights: mode)
     }
 
