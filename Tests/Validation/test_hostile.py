@@ -509,3 +509,106 @@ def test_layout_json_with_negative_or_huge_dims_is_refused(folders, key, value):
     layout.write_text(json.dumps(report))
     line = refused(QWEN, out / "m.onnx", f"error: {layout}: {key} is {value}, outside", extra=("--every", "2", "--layout", layout), timeout=10)
     assert line.count("\n") == 0
+
+
+# --- interrupted and concurrent writes ---
+
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+
+from conftest import binary  # noqa: E402
+
+
+def one_gib_model(folder):
+    """A model whose one tensor lives in a sparse 1 GiB data file (a copy takes seconds)."""
+    count = 2**28
+    tensor = TensorProto(name="huge", data_type=TensorProto.FLOAT, dims=[count])
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "huge.bin"), ("offset", "0"), ("length", str(count * 4))):
+        tensor.external_data.add(key=key, value=value)
+    model = save_model(folder / "huge.onnx", [helper.make_node("Identity", ["huge"], ["y"])], [tensor], [],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, [count])])
+    with open(folder / "huge.bin", "wb") as f:
+        f.truncate(count * 4)
+    return model
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_a_run_killed_during_a_large_copy_leaves_nothing(folders, signum):
+    source, out = folders
+    model = one_gib_model(source)
+    before = snapshot(source)
+    process = subprocess.Popen([str(binary()), "rewrite", model, "-o", out / "m.onnx", "--weights", "copy"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    assert process.poll() is None, "the copy finished before the signal: the test proves nothing"
+    process.send_signal(signum)
+    process.wait(timeout=10)
+    assert process.returncode == -signum
+    assert os.listdir(out) == [], "a killed run left files in OUT's folder"
+    (source.parent / "small").mkdir()
+    small = external_model.build(source.parent / "small")
+    result = run("rewrite", small, "-o", out / "m.onnx", timeout=10)
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(out)) == ["m.onnx", "model.onnx.data"]
+    assert snapshot(source) == before
+
+
+def test_stale_named_temporaries_of_dead_runs_are_removed(folders):
+    """Where O_TMPFILE is missing, temporaries carry the process id; a later run removes those
+    whose process is gone, and leaves those of a live process alone."""
+    source, out = folders
+    model = external_model.build(source)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = out / f".m.onnx.slowfast-tmp-{dead.pid}"
+    stale.write_bytes(b"half a model")
+    live = out / f".m.onnx.data.slowfast-tmp-{os.getpid()}"
+    live.write_bytes(b"someone else's, still running")
+    mine = out / "notes.slowfast-tmp-1"  # not hidden: not one of our names
+    mine.write_bytes(b"user data")
+    result = run("rewrite", model, "-o", out / "m.onnx", timeout=10)
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(out)) == sorted(["m.onnx", "model.onnx.data", live.name, mine.name])
+
+
+def test_two_rewrites_to_one_output_give_one_consistent_result(tmp_path):
+    """Run A pauses between renaming its data file and its model; run B, started meanwhile,
+    must wait for A's commit (the folder lock), so the result is all A or all B, never A's
+    model over B's data file (B's weights)."""
+    import onnx
+    folders = {}
+    for name, seed in (("a", 1), ("b", 2)):
+        folder = tmp_path / name
+        folder.mkdir()
+        folders[name] = external_model.build(folder, seed=seed)
+        marked = onnx.load(str(folders[name]), load_external_data=False)
+        marked.doc_string = f"run {name}"  # which run's model the output is
+        folders[name].write_bytes(marked.SerializeToString())
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, SLOWFAST_TEST_COMMIT_PAUSE_MS="2000")
+    start = time.monotonic()
+    first = subprocess.Popen([str(binary()), "rewrite", folders["a"], "-o", out / "m.onnx", "--weights", "copy"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 5
+    while not (out / "model.onnx.data").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (out / "model.onnx.data").exists() and not (out / "m.onnx").exists(), "run A is not paused between its renames"
+    second = run("rewrite", folders["b"], "-o", out / "m.onnx", "--weights", "copy", timeout=10)
+    first.wait(timeout=10)
+    assert first.returncode == 0 and second.returncode == 0, (first.stderr, second.stderr)
+    assert time.monotonic() - start >= 2.0
+    written = onnx.load(str(out / "m.onnx"))
+    got = {t.name: numpy_helper.to_array(t, base_dir=str(out)) for t in written.graph.initializer}
+    expected = {}
+    for name, path in folders.items():
+        model = onnx.load(str(path))
+        expected[name] = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert not all(np.array_equal(expected["a"][k], expected["b"][k]) for k in got)
+    run_name = written.doc_string.removeprefix("run ")
+    assert run_name in ("a", "b"), written.doc_string
+    assert all(np.array_equal(got[k], expected[run_name][k]) for k in got), \
+        f"the output mixes the two runs' files: run {run_name}'s model over the other's data"
+    assert run_name == "b", "B started after A: its commit should come last"
+    assert sorted(os.listdir(out)) == ["m.onnx", "model.onnx.data"]
