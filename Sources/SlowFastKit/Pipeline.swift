@@ -130,6 +130,13 @@ public struct RewriteOutcome {
     public var changes: [ModelChange] { results.flatMap(\.result.changes) }
 }
 
+/// A model that cannot be rewritten without guessing, with the file in front of the reason.
+public struct AmbiguousModelError: Error, CustomStringConvertible {
+    public let file: String
+    public let message: String
+    public var description: String { "\(file): \(message)" }
+}
+
 /// A rewrite that failed, with the model file in front of the reason.
 public struct RewriteError: Error, CustomStringConvertible {
     public let file: String
@@ -157,6 +164,7 @@ public enum Pipeline {
 
     /// Rewrites `model` in memory.
     public static func apply(_ request: RewriteRequest, to model: Model) throws -> RewriteOutcome {
+        try refuseDuplicateInitializers(model.graph, file: model.sourcePath ?? "model")
         do {
             // The map of an earlier rewrite, read before this run adds its own marks.
             let previous = try model.sourcePath.flatMap {
@@ -184,6 +192,23 @@ public enum Pipeline {
             return outcome
         } catch let error as PassError {
             throw RewriteError(file: model.sourcePath ?? "model", underlying: error)
+        }
+    }
+
+    /// Two initializers of one name in a graph make the model ambiguous (which one does a node
+    /// read?) and would give the weight map two entries of one name: refused, naming it.
+    static func refuseDuplicateInitializers(_ graph: Graph, file: String) throws {
+        var seen = Set<String>()
+        for tensor in graph.initializers {
+            guard let name = tensor.name, !name.isEmpty else { continue }
+            guard seen.insert(name).inserted else {
+                throw AmbiguousModelError(file: file, message: "initializer '\(name)' is defined twice in graph '\(graph.name ?? "")'")
+            }
+        }
+        for node in graph.nodes {
+            for attribute in node.attributes {
+                for subgraph in attribute.value.subgraphs { try refuseDuplicateInitializers(subgraph, file: file) }
+            }
         }
     }
 

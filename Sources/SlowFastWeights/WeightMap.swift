@@ -99,6 +99,21 @@ public struct WeightMap: Codable, Equatable {
             }
         }
         add(model.graph, label: nil)
+        // Canonical names are keys (checkpoint import, training code): one entry each in the
+        // main graph. A name a pass asked for that the model already uses (an unused
+        // initializer of that name, say) gets a fresh variant, as its ONNX name did.
+        var used = Set(entries.filter { $0.graph == nil && $0.canonicalSource != "pass" }.map(\.canonicalName))
+        for index in entries.indices where entries[index].graph == nil && entries[index].canonicalSource == "pass" {
+            let base = entries[index].canonicalName
+            var candidate = base
+            var counter = 1
+            while used.contains(candidate) {
+                candidate = "\(base)_\(counter)"
+                counter += 1
+            }
+            entries[index].canonicalName = candidate
+            used.insert(candidate)
+        }
         summary.initializers = entries.count
         self.adapter = layout?.adapter
         self.summary = summary
