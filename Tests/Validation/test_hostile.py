@@ -612,3 +612,65 @@ def test_two_rewrites_to_one_output_give_one_consistent_result(tmp_path):
         f"the output mixes the two runs' files: run {run_name}'s model over the other's data"
     assert run_name == "b", "B started after A: its commit should come last"
     assert sorted(os.listdir(out)) == ["m.onnx", "model.onnx.data"]
+
+
+# --- ambiguous maps and reuse of what the model has ---
+
+def relu_model(path, extra_initializers=(), functions=()):
+    w = numpy_helper.from_array(np.eye(8, dtype=np.float32) * 2, "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"], name="/model/layers.0/mlp/fc"),
+         helper.make_node("Relu", ["h"], ["y"], name="/model/layers.0/mlp/act/Relu")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], [w, *extra_initializers])
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("ai.slowfast", 1)] if functions else [])
+    path.write_bytes(helper.make_model(graph, opset_imports=opsets, functions=list(functions)).SerializeToString())
+    return path
+
+
+def test_duplicate_initializer_names_are_refused(folders):
+    source, out = folders
+    twin = numpy_helper.from_array(np.zeros((8, 8), np.float32), "w")
+    model = relu_model(source / "m.onnx", extra_initializers=[twin])
+    refused(model, out / "o.onnx", f"error: {model}: initializer 'w' is defined twice", extra=("--activation", "srelu"), timeout=10)
+
+
+def test_unused_initializer_named_like_a_new_parameter_gets_no_twin_entry(folders):
+    import json
+    import onnx
+    source, out = folders
+    squatter = numpy_helper.from_array(np.full(3, 7, np.float32), "model.layers.0.mlp.act.srelu.t_left")
+    model = relu_model(source / "m.onnx", extra_initializers=[squatter])
+    before = snapshot(source)
+    result = run("rewrite", model, "-o", out / "o.onnx", "--activation", "srelu", timeout=10)
+    assert result.returncode == 0, result.stderr
+    entries = json.loads((out / "o.weight-map.json").read_text())["entries"]
+    canonical = [e["canonicalName"] for e in entries]
+    onnx_names = [e["onnxName"] for e in entries]
+    assert len(set(canonical)) == len(canonical), canonical
+    assert len(set(onnx_names)) == len(onnx_names), onnx_names
+    kept = next(e for e in entries if e["onnxName"] == "model.layers.0.mlp.act.srelu.t_left")
+    assert kept["kind"] == "kept" and kept["shape"] == [3]
+    new = next(e for e in entries if e["kind"] == "new" and e["canonicalName"].startswith("model.layers.0.mlp.act.srelu.t_left"))
+    assert new["canonicalName"] == "model.layers.0.mlp.act.srelu.t_left_1" and new["onnxName"] != kept["onnxName"]
+    written = onnx.load(str(out / "o.onnx"))
+    assert [t.name for t in written.graph.initializer].count("model.layers.0.mlp.act.srelu.t_left") == 1
+    assert snapshot(source) == before
+
+
+def test_a_model_local_srelu_function_with_another_body_is_not_called(folders):
+    """The model already defines ai.slowfast::SReLU as x + 1000: the rewrite must not call it."""
+    import onnx
+    from conftest import ort_session
+    source, out = folders
+    thousand = helper.make_node("Constant", [], ["k"], value=numpy_helper.from_array(np.array(1000, np.float32)))
+    impostor = helper.make_function("ai.slowfast", "SReLU", ["x", "t_left", "a_left", "t_right", "a_right"], ["y"],
+                                    [thousand, helper.make_node("Add", ["x", "k"], ["y"])], [helper.make_opsetid("", 17)])
+    model = relu_model(source / "m.onnx", functions=[impostor])
+    result = run("rewrite", model, "-o", out / "o.onnx", "--activation", "srelu", timeout=10)
+    assert result.returncode == 0, result.stderr
+    x = np.linspace(-3, 3, 8, dtype=np.float32).reshape(1, 8)
+    expected = ort_session(onnx.load(str(model))).run(None, {"x": x})[0]
+    got = ort_session(onnx.load(str(out / "o.onnx"))).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    assert float(np.abs(got).max()) < 100
