@@ -80,16 +80,21 @@ public enum ModelWriter {
         // Bytes each input data file still holds for the model. A file most of whose bytes no
         // tensor reads any more (weights replaced by an import) is not copied whole: the few
         // tensors left in it are repacked into the new data file instead (link mode links).
-        var referenced: [String: Int] = [:]
+        // Counted per file (device and inode), not per spelling of its location.
+        struct FileID: Hashable { let device: UInt64; let inode: UInt64 }
+        var referenced: [FileID: Int] = [:]
         var inputFiles: [String: MappedFile] = [:]
         for tensor in tensors {
             if case .external(let data) = tensor.storage, let location = data as? ExternalDataLocation {
-                referenced[location.location, default: 0] += location.length
+                let id = FileID(device: location.file.device, inode: location.file.inode)
+                let (sum, overflow) = referenced[id, default: 0].addingReportingOverflow(location.length)
+                referenced[id] = overflow ? Int.max : sum
                 inputFiles[location.location] = location.file
             }
         }
-        let repacked = Set(referenced.filter { location, bytes in
-            mode != .link && mode != .inline && bytes * 2 < (inputFiles[location]?.size ?? 0)
+        let repacked = Set(inputFiles.filter { _, file in
+            let bytes = referenced[FileID(device: file.device, inode: file.inode)] ?? 0
+            return mode != .link && mode != .inline && bytes < file.size - file.size / 2
         }.keys)
         var sources: [String: MappedFile] = [:]
         var locationOrder: [String] = []
@@ -105,6 +110,15 @@ public enum ModelWriter {
             guard let origin = tensor.origin as? WireOrigin else { return false }
             let proto = origin.typed(Onnx__TensorProto.self).pointee
             return proto.has_data_location != 0 && proto.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL
+        }
+        // One data file under two spellings (`w.data`, `./w.data`) is one destination: staged once.
+        var destinations: [String: MappedFile] = [:]
+        locationOrder = locationOrder.filter { location in
+            guard let source = sources[location] else { return true }
+            let key = normalizedPath(outputFolder + "/" + location)
+            if let earlier = destinations[key], earlier.device == source.device, earlier.inode == source.inode { return false }
+            destinations[key] = destinations[key] ?? source
+            return true
         }
         for location in locationOrder where mode != .inline && isSameFile(outputFolder + "/" + location, path) {
             throw ModelWriteError.dataFileConflict(path: path, dataFile: location)
@@ -223,9 +237,7 @@ public enum ModelWriter {
         }
         // Each written path once, by its folder's real path and its name.
         var written: [String: String] = [:]
-        func key(_ path: String) -> String {
-            (Path.realPath(Path.directory(of: path)) ?? Path.directory(of: path)) + "/" + Path.fileName(of: path)
-        }
+        let key = normalizedPath
         var targets: [(path: String, own: MappedFile?)] = [(output, nil)]
         targets += dataFiles.map { ($0.path, $0.source) }
         if let newData { targets.append((newData, nil)) }
@@ -241,6 +253,11 @@ public enum ModelWriter {
             if target.path == output && input == model.sourcePath { throw ModelWriteError.outputIsInput(path: output) }
             throw ModelWriteError.outputOverwritesInput(path: target.path, input: input)
         }
+    }
+
+    /// A path by its folder's real path (when the folder exists) and its name.
+    static func normalizedPath(_ path: String) -> String {
+        (Path.realPath(Path.directory(of: path)) ?? Path.directory(of: path)) + "/" + Path.fileName(of: path)
     }
 
     /// `<model file name>.data`, or a variant no input location uses.

@@ -674,3 +674,29 @@ def test_a_model_local_srelu_function_with_another_body_is_not_called(folders):
     got = ort_session(onnx.load(str(out / "o.onnx"))).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
     assert float(np.abs(got).max()) < 100
+
+
+# --- valid but unusual input ---
+
+def test_one_data_file_under_two_spellings_is_written_once_and_runs(folders):
+    import onnx
+    from conftest import ort_session
+    source, out = folders
+    model = external_model.build(source)
+    external_model.set_external(model, "w2", location="./model.onnx.data")
+    before = snapshot(source)
+    result = run("rewrite", model, "-o", out / "m.onnx", "--weights", "copy", timeout=10)
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(out)) == ["m.onnx", "model.onnx.data"]
+    assert result.stdout.count("copied:") == 1, result.stdout
+    x = np.random.default_rng(3).standard_normal((2, 16)).astype(np.float32)
+    expected = ort_session(model).run(None, {"x": x})[0]
+    got = ort_session(out / "m.onnx").run(None, {"x": x})[0]
+    np.testing.assert_array_equal(got, expected)
+    assert snapshot(source) == before
+
+
+def test_yaml_syntax_error_is_one_line(tmp_path):
+    adapter = tmp_path / "broken.yaml"
+    adapter.write_text("name: broken\nresidual: add\nattention: {use: [unclosed\ninputNorm: {any: true}\n")
+    refused_adapter(adapter, "not an adapter")
