@@ -44,6 +44,17 @@ install: deps
 
 test: deps venv build test-proto test-swift test-python test-fuzz-replay
 
+test-swift:
+	$(SWIFT) test
+
+# The committed generated C must equal a fresh protoc-c run, when protoc-c is installed.
+test-proto:
+	@if command -v protoc-c >/dev/null 2>&1; then Scripts/generate-proto.sh --check; \
+	else echo "protoc-c not installed: skipping the generated-code check"; fi
+
+test-python: venv build
+	SLOWFAST_BIN=$(CURDIR)/$(BIN_DEBUG) $(PYTHON) -m pytest -q Tests/Validation
+
 # Every input of the fuzz corpus (crafted hostile models and what fuzzing kept) read and
 # rewritten with each pass: no crash, no trap (the replay binary is the fuzz target built
 # without libFuzzer).
