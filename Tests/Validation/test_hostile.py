@@ -533,6 +533,26 @@ def one_gib_model(folder):
     return model
 
 
+def copying(process, out, timeout=8):
+    """Waits until `process` holds an open file in `out` (a staged file: anonymous, or a hidden
+    temporary) that has bytes in it, i.e. the copy is under way; False if the run ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            descriptors = os.listdir(f"/proc/{process.pid}/fd")
+        except OSError:
+            break
+        for fd in descriptors:
+            try:
+                target = os.readlink(f"/proc/{process.pid}/fd/{fd}")
+                if target.startswith(str(out) + "/") and os.stat(f"/proc/{process.pid}/fd/{fd}").st_size > 0:
+                    return process.poll() is None
+            except OSError:
+                continue
+        time.sleep(0.001)
+    return False
+
+
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_a_run_killed_during_a_large_copy_leaves_nothing(folders, signum):
     source, out = folders
@@ -540,8 +560,7 @@ def test_a_run_killed_during_a_large_copy_leaves_nothing(folders, signum):
     before = snapshot(source)
     process = subprocess.Popen([str(binary()), "rewrite", model, "-o", out / "m.onnx", "--weights", "copy"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)
-    assert process.poll() is None, "the copy finished before the signal: the test proves nothing"
+    assert copying(process, out), "the run ended before its copy was seen in progress: the test proves nothing"
     process.send_signal(signum)
     process.wait(timeout=10)
     assert process.returncode == -signum
