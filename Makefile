@@ -8,7 +8,7 @@ BIN_DEBUG   := .build/debug/slowfast
 BIN_RELEASE := .build/release/slowfast
 APT_PACKAGES := libprotobuf-c-dev pkg-config
 
-.PHONY: all deps venv build release install test test-swift test-proto test-python demo bench clean
+.PHONY: all deps venv build release install test test-swift test-proto test-python test-fuzz-replay fuzz demo bench clean
 
 all: build
 
@@ -42,7 +42,7 @@ install: deps
 	install -d "$(DESTDIR)$(PREFIX)/bin"
 	install -m 755 .build/$(CONFIG)/slowfast "$(DESTDIR)$(PREFIX)/bin/slowfast"
 
-test: deps venv build test-proto test-swift test-python
+test: deps venv build test-proto test-swift test-python test-fuzz-replay
 
 test-swift:
 	$(SWIFT) test
@@ -54,6 +54,31 @@ test-proto:
 
 test-python: venv build
 	SLOWFAST_BIN=$(CURDIR)/$(BIN_DEBUG) $(PYTHON) -m pytest -q Tests/Validation
+
+# Every input of the fuzz corpus (crafted hostile models and what fuzzing kept) read and
+# rewritten with each pass: no crash, no trap (the replay binary is the fuzz target built
+# without libFuzzer).
+test-fuzz-replay: build
+	.build/debug/slowfast-fuzz Tests/Fuzz/corpus
+
+# libFuzzer with AddressSanitizer over reading and the whole rewrite path, seeded with the
+# corpus and one fixture; new inputs go to Tests/Fuzz/found (copy the useful ones into
+# Tests/Fuzz/corpus), crashes to Tests/Fuzz/crashes. FUZZ_SECONDS=3600 for an hour.
+# Every module is built with ASan and libFuzzer's coverage (inline 8-bit counters, PC table,
+# comparisons); libFuzzer comes without its main (slowfast-fuzz's main.swift calls its
+# driver), because -sanitize=fuzzer would also give the build tool embed-files a second main.
+FUZZ_SECONDS ?= 600
+FUZZ_BIN     := .build-fuzz/debug/slowfast-fuzz
+FUZZ_RUNTIME := $(shell dirname $$(dirname $$(readlink -f $$(command -v $(SWIFT)))))/lib/swift/clang/lib/linux/libclang_rt.fuzzer_no_main-x86_64.a
+fuzz: deps
+	$(SWIFT) build --scratch-path .build-fuzz --product slowfast-fuzz -Xswiftc -DFUZZING \
+		-Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp \
+		-Xcc -fsanitize=address -Xcc -fsanitize-coverage=inline-8bit-counters,pc-table,trace-cmp \
+		-Xlinker $(FUZZ_RUNTIME) -Xlinker -lstdc++
+	mkdir -p Tests/Fuzz/found Tests/Fuzz/crashes .build-fuzz/seeds
+	cp Tests/Fixtures/qwen2-torchscript/model.onnx .build-fuzz/seeds/qwen2-torchscript.onnx
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=30 -max_len=1500000 \
+		-artifact_prefix=Tests/Fuzz/crashes/ Tests/Fuzz/found Tests/Fuzz/corpus .build-fuzz/seeds
 
 demo: deps venv build
 	SLOWFAST_BIN=$(CURDIR)/$(BIN_DEBUG) PYTHON=$(CURDIR)/$(PYTHON) Examples/demo.sh
@@ -75,4 +100,4 @@ bench: deps venv release $(BENCH_MODEL)/model.onnx
 	SLOWFAST_BIN=$(CURDIR)/$(BIN_RELEASE) $(PYTHON) Benchmarks/bench.py $(BENCH_MODEL)
 
 clean:
-	rm -rf .build Examples/out Benchmarks/out
+	rm -rf .build .build-fuzz Examples/out Benchmarks/out

@@ -60,6 +60,8 @@ let package = Package(
             name: "slowfast",
             dependencies: ["SlowFastKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // The fuzz target over reading and rewriting (make fuzz); built normally it replays a corpus.
+        .executableTarget(name: "slowfast-fuzz", dependencies: ["SlowFastKit"], path: "Sources/slowfast-fuzz"),
         // The README's library example, compiled so it cannot go stale.
         .executableTarget(name: "LibraryExample", dependencies: ["SlowFastKit"], path: "Examples/LibraryExample"),
         .testTarget(name: "SlowFastKitTests", dependencies: ["SlowFastKit"]),

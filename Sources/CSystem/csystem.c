@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
+#include <sys/file.h>
+#include <fcntl.h>
+#include <stdio.h>
 #ifdef __linux__
 #include <linux/fs.h>
 #endif
@@ -47,6 +50,35 @@ int sfk_copy_range(int source, int destination, int64_t length) {
         if (copied < 0) return -1;
         if (copied == 0) { errno = EIO; return -1; }
         length -= copied;
+    }
+    return 0;
+}
+
+int sfk_open_anonymous(const char *folder, int mode) {
+#ifdef O_TMPFILE
+    return open(folder, O_TMPFILE | O_WRONLY | O_CLOEXEC, mode);
+#else
+    (void)folder; (void)mode;
+    errno = EOPNOTSUPP;
+    return -1;
+#endif
+}
+
+int sfk_link_anonymous(int descriptor, const char *path) {
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", descriptor);
+    if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0) return 0;
+    if (errno == EEXIST) return -1;
+#ifdef AT_EMPTY_PATH
+    return linkat(descriptor, "", AT_FDCWD, path, AT_EMPTY_PATH);
+#else
+    return -1;
+#endif
+}
+
+int sfk_lock_exclusive(int descriptor) {
+    while (flock(descriptor, LOCK_EX) != 0) {
+        if (errno != EINTR) return -1;
     }
     return 0;
 }

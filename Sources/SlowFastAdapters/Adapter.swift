@@ -125,24 +125,40 @@ final class PatternSpec: Decodable {
     }
 
     /// The matcher's pattern; `named` resolves `use:` references.
-    func compile(_ named: [String: PatternSpec], file: String, depth: Int = 0) throws -> Pattern {
+    /// How many pattern nodes one adapter section may compile to: `use:` references are
+    /// expanded, so a small DAG of references could otherwise stand for 2^64 nodes.
+    static let maxCompiledNodes = 10_000
+
+    final class Budget {
+        var left = PatternSpec.maxCompiledNodes
+    }
+
+    func compile(_ named: [String: PatternSpec], file: String) throws -> Pattern {
+        try compile(named, file: file, depth: 0, budget: Budget())
+    }
+
+    func compile(_ named: [String: PatternSpec], file: String, depth: Int, budget: Budget) throws -> Pattern {
         guard depth < 64 else { throw AdapterError(file: file, message: "pattern references nest too deep (a cycle of 'use:'?)") }
+        budget.left -= 1
+        guard budget.left >= 0 else {
+            throw AdapterError(file: file, message: "patterns expand to more than \(PatternSpec.maxCompiledNodes) nodes ('use:' references fan out)")
+        }
         if let use {
             guard let target = named[use] else { throw AdapterError(file: file, message: "pattern '\(use)' is used but not defined") }
-            return try target.compile(named, file: file, depth: depth + 1)
+            return try target.compile(named, file: file, depth: depth + 1, budget: budget)
         }
         if let value { return .any(capture: value) }
         if any == true { return .any(capture: nil) }
         if constant != nil || equals != nil {
             return .constant(capture: constant.flatMap { $0.isEmpty ? nil : $0 }, value: equals, tolerance: 1e-3)
         }
-        if let oneOf { return .oneOf(try oneOf.map { try $0.compile(named, file: file, depth: depth + 1) }) }
+        if let oneOf { return .oneOf(try oneOf.map { try $0.compile(named, file: file, depth: depth + 1, budget: budget) }) }
         guard let op, !op.isEmpty else {
             throw AdapterError(file: file, message: "a pattern needs one of op, value, any, constant, oneOf, use")
         }
         return .node(NodePattern(
             opTypes: Set(op), domain: domain,
-            inputs: try (inputs ?? []).map { try $0.compile(named, file: file, depth: depth + 1) },
+            inputs: try (inputs ?? []).map { try $0.compile(named, file: file, depth: depth + 1, budget: budget) },
             commutative: commutative ?? false, capture: capture, optional: optional ?? false,
             allowExtraInputs: extraInputs ?? true, outputIndex: output))
     }
@@ -176,7 +192,21 @@ extension Adapter {
     public static func parse(_ text: String, source path: String,
                              resolve: (String) throws -> (text: String, source: String)? = { _ in nil }) throws -> Adapter {
         let file: AdapterFile
-        do { file = try YAMLDecoder().decode(AdapterFile.self, from: text) } catch {
+        guard text.utf8.count <= maxFileBytes else {
+            throw AdapterError(file: path, message: "not an adapter: larger than \(maxFileBytes) bytes")
+        }
+        do {
+            // Aliases make a small file stand for an exponential tree (a "billion laughs"):
+            // count the nodes the decoder would visit, aliases expanded, and stop at a bound.
+            guard let root = try Yams.compose(yaml: text) else { throw AdapterError(file: path, message: "not an adapter: the file is empty") }
+            var budget = maxYAMLNodes
+            guard Adapter.fitsBudget(root, &budget, depth: 0) else {
+                throw AdapterError(file: path, message: "not an adapter: more than \(maxYAMLNodes) YAML nodes with aliases expanded, or nested more than \(maxYAMLDepth) deep")
+            }
+            file = try YAMLDecoder().decode(AdapterFile.self, from: root)
+        } catch let error as AdapterError {
+            throw error
+        } catch {
             throw AdapterError(file: path, message: "not an adapter: \(error)")
         }
         // Included patterns first; the adapter's own patterns override them by name (how an
@@ -190,13 +220,37 @@ extension Adapter {
         }
         let numbering: LayerNumbering
         do { numbering = try LayerNumbering(sources) } catch let error as LayerNumbering.InvalidPattern {
-            throw AdapterError(file: path, message: "layerIndex pattern '\(error.pattern)' is not a regular expression")
+            throw AdapterError(file: path, message: "layerIndex pattern '\(error.pattern)' "
+                + (error.reason.map { "is refused: \($0)" } ?? "is not a regular expression"))
         }
         return Adapter(name: file.name, description: file.description ?? "", layerIndex: sources, layerNumbering: numbering,
                        residual: file.residual,
                        attention: try file.attention.compile(named, file: path), inputNorm: try file.inputNorm.compile(named, file: path),
                        mlp: try file.mlp?.compile(named, file: path), source: path)
     }
+
+    /// Bounds on untrusted adapter files: bytes, YAML nodes (aliases expanded), nesting.
+    static let maxFileBytes = 1 << 20
+    static let maxYAMLNodes = 100_000
+    static let maxYAMLDepth = 128
+
+    /// Whether `node` has at most `budget` nodes and `maxYAMLDepth` levels; spends the budget.
+    static func fitsBudget(_ node: Yams.Node, _ budget: inout Int, depth: Int) -> Bool {
+        budget -= 1
+        guard budget >= 0, depth <= maxYAMLDepth else { return false }
+        switch node {
+        case .mapping(let mapping):
+            for (key, value) in mapping {
+                guard fitsBudget(key, &budget, depth: depth + 1), fitsBudget(value, &budget, depth: depth + 1) else { return false }
+            }
+        case .sequence(let sequence):
+            for item in sequence where !fitsBudget(item, &budget, depth: depth + 1) { return false }
+        default:
+            break
+        }
+        return true
+    }
+
 
     /// The named patterns of `includes` (and of what they include), in order; a name two
     /// libraries both define is an error, as is an include cycle or a missing library.

@@ -140,6 +140,12 @@ public enum LayerDiscovery {
                 throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "o_proj weight '\(oWeightName)' is not a 2-D initializer")
             }
             floatType = oWeight.dataType ?? floatType
+            // Numbers from the file are bounded before any arithmetic on them.
+            let widthLimit: Int64 = 1 << 24
+            guard (1 ... widthLimit).contains(oWeight.dims[1]), (1 ... widthLimit).contains(oWeight.dims[0]) else {
+                throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number,
+                                                          missing: "o_proj weight dims \(oWeight.dims) outside 1...\(widthLimit)")
+            }
             let hidden = Int(oWeight.dims[1]), attentionWidth = Int(oWeight.dims[0])
 
             // Dimensions come from shapes: reshape constants, the fused op's head counts and
@@ -187,7 +193,7 @@ public enum LayerDiscovery {
                 q = try projection("q")
                 k = try projection("k")
                 v = try projection("v")
-                guard let kWeight = index.initializer(k.weight), kWeight.dims.count == 2 else {
+                guard let kWeight = index.initializer(k.weight), kWeight.dims.count == 2, (1 ... widthLimit).contains(kWeight.dims[1]) else {
                     throw fail("k_proj weight is not a 2-D initializer")
                 }
                 let kvWidth = Int(kWeight.dims[1])

@@ -30,13 +30,18 @@ public struct SymbolicDim: Hashable, CustomStringConvertible, Sendable {
     /// True when it involves an unknown.
     public var hasUnknown: Bool { symbols.contains { $0.hasPrefix("?") } }
 
+    /// Every operation is checked: dims and constants come from the file. A product past
+    /// Int64 is an unknown named after its factors (equal only to the same product).
     public static func * (a: SymbolicDim, b: SymbolicDim) -> SymbolicDim {
-        SymbolicDim(coefficient: a.coefficient &* b.coefficient, symbols: a.symbols + b.symbols)
+        let (product, overflow) = a.coefficient.multipliedReportingOverflow(by: b.coefficient)
+        if overflow { return SymbolicDim(symbol: "?(\(a))*(\(b))") }
+        return SymbolicDim(coefficient: product, symbols: a.symbols + b.symbols)
     }
 
     /// `a / b` when it divides exactly as monomials.
     public func divided(by other: SymbolicDim) -> SymbolicDim? {
-        guard other.coefficient != 0, coefficient % other.coefficient == 0 else { return nil }
+        guard other.coefficient != 0, !(coefficient == .min && other.coefficient == -1),
+              coefficient % other.coefficient == 0 else { return nil }
         var remaining = symbols
         for symbol in other.symbols {
             guard let index = remaining.firstIndex(of: symbol) else { return nil }
@@ -50,7 +55,9 @@ public struct SymbolicDim: Hashable, CustomStringConvertible, Sendable {
         if coefficient == 0 { return other }
         if other.coefficient == 0 { return self }
         guard symbols == other.symbols else { return nil }
-        return SymbolicDim(coefficient: coefficient + other.coefficient, symbols: symbols)
+        let (sum, overflow) = coefficient.addingReportingOverflow(other.coefficient)
+        guard !overflow else { return nil }
+        return SymbolicDim(coefficient: sum, symbols: symbols)
     }
 
     public var description: String {
@@ -199,6 +206,12 @@ public struct ShapeInference {
 
     struct InferenceFailure: Error { let message: String }
     private func failure(_ message: String) -> InferenceFailure { InferenceFailure(message: message) }
+
+    /// The value of a checked operation; an overflow fails inference instead of trapping.
+    private func checked(_ result: (partialValue: Int64, overflow: Bool)) throws -> Int64 {
+        guard !result.overflow else { throw failure("arithmetic overflow on numbers from the file") }
+        return result.partialValue
+    }
 
     private static let unary: Set<String> = [
         "Identity", "Relu", "Gelu", "Erf", "Sqrt", "Sigmoid", "Tanh", "Exp", "Log", "Neg", "Abs", "Softmax",
@@ -397,9 +410,15 @@ public struct ShapeInference {
                     picked = nil
                     continue
                 }
-                let range = sliceIndices(size: size, start: starts[k], end: ends[k], step: steps[k])
-                out[a] = SymbolicDim(Int64(range.count))
-                if picked != nil { picked = range.map { picked![$0] } }
+                guard size >= 0, steps[k] != 0, steps[k] != .min else { throw failure("slice of a dim of \(size) by \(steps[k])") }
+                let bounds = sliceBounds(size: size, start: starts[k], end: ends[k], step: steps[k])
+                // Counted, not listed: a dim from the file may be 2^62.
+                let span = steps[k] > 0 ? bounds.end - bounds.start : bounds.start - bounds.end
+                let magnitude = steps[k] > 0 ? steps[k] : -steps[k]
+                out[a] = SymbolicDim(span <= 0 ? 0 : (span - 1) / magnitude + 1)
+                if picked != nil {
+                    picked = stride(from: bounds.start, to: bounds.end, by: Int(steps[k])).map { picked![Int($0)] }
+                }
             }
             return [InferredValue(elementType: x.elementType, shape: out, values: picked.map { $0.map { x.values![$0] } })]
         case "Conv":
@@ -466,8 +485,10 @@ public struct ShapeInference {
             let x = try input(0)
             let start = try constants(0, "start"), limit = try constants(1, "limit"), delta = try constants(2, "delta")
             guard let s = start.first, let l = limit.first, let d = delta.first, d != 0 else { throw failure("bad range") }
-            let count = max(Int64(0), (l - s + d - (d > 0 ? 1 : -1)) / d)
-            let values = count <= 64 ? (0..<count).map { SymbolicDim(s + $0 * d) } : nil
+            let span = try checked(checked(checked(l.subtractingReportingOverflow(s)).addingReportingOverflow(d))
+                .subtractingReportingOverflow(d > 0 ? 1 : -1))
+            let count = max(Int64(0), try checked(span.dividedReportingOverflow(by: d)))
+            let values = count <= 64 ? try (0..<count).map { SymbolicDim(try checked(s.addingReportingOverflow(try checked($0.multipliedReportingOverflow(by: d))))) } : nil
             return [InferredValue(elementType: x.elementType, shape: [SymbolicDim(count)], values: values)]
         case "Split":
             let x = try input(0)
@@ -479,6 +500,7 @@ public struct ShapeInference {
             } else {
                 guard let total = dims[a].constant else { throw failure("equal split of a symbolic dim") }
                 let parts = Int64(node.outputs.count)
+                guard total >= 0, total < Int64.max / 2 else { throw failure("split of a dim of \(total)") }
                 let each = (total + parts - 1) / parts
                 sizes = (0..<parts).map { min(each, max(0, total - $0 * each)) }
             }
@@ -501,7 +523,7 @@ public struct ShapeInference {
             var out = dims
             for (k, raw) in axes.enumerated() {
                 let a = try axis(raw, rank: dims.count)
-                out[a] = out[a].plus(SymbolicDim(pads[k] + pads[k + axes.count])) ?? nextUnknown()
+                out[a] = out[a].plus(SymbolicDim(try checked(pads[k].addingReportingOverflow(pads[k + axes.count])))) ?? nextUnknown()
             }
             return [InferredValue(elementType: x.elementType, shape: out)]
         default:
@@ -544,7 +566,11 @@ public struct ShapeInference {
             case "Add": guard let s = x.plus(y) else { return nil }; out.append(s)
             case "Sub": guard let s = x.plus(SymbolicDim(-1) * y) else { return nil }; out.append(s)
             case "Div":
-                if let p = x.constant, let q = y.constant, q != 0 { out.append(SymbolicDim(p / q)) }
+                if let p = x.constant, let q = y.constant, q != 0 {
+                    let (quotient, overflow) = p.dividedReportingOverflow(by: q)
+                    guard !overflow else { return nil }
+                    out.append(SymbolicDim(quotient))
+                }
                 else if let s = x.divided(by: y) { out.append(s) } else { return nil }
             case "Equal":
                 if x == y { out.append(SymbolicDim(1)) }
@@ -593,27 +619,35 @@ public struct ShapeInference {
         }
         let autoPad = node.stringAttribute("auto_pad") ?? "NOTSET"
         let ceil = (node.intAttribute("ceil_mode") ?? 0) == 1
-        return (0..<spatial).map { i in
+        guard strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }) else {
+            throw failure("strides \(strides) or dilations \(dilations) not positive")
+        }
+        return try (0..<spatial).map { i in
             guard let size = x[i].constant else { return nextUnknown() }
-            if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" { return SymbolicDim((size + strides[i] - 1) / strides[i]) }
-            let effective = dilations[i] * (kernel[i] - 1) + 1
-            let padded = size + (autoPad == "VALID" ? 0 : pads[i] + pads[i + spatial]) - effective
-            let steps = ceil ? (padded + strides[i] - 1) / strides[i] : padded / strides[i]
-            return SymbolicDim(steps + 1)
+            let stride = strides[i]
+            if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" {
+                return SymbolicDim(try checked(checked(size.addingReportingOverflow(stride - 1)).dividedReportingOverflow(by: stride)))
+            }
+            let effective = try checked(checked(dilations[i].multipliedReportingOverflow(by: kernel[i] - 1)).addingReportingOverflow(1))
+            let padding = autoPad == "VALID" ? 0 : try checked(pads[i].addingReportingOverflow(pads[i + spatial]))
+            let padded = try checked(checked(size.addingReportingOverflow(padding)).subtractingReportingOverflow(effective))
+            let steps = ceil ? try checked(checked(padded.addingReportingOverflow(stride - 1)).dividedReportingOverflow(by: stride))
+                             : padded / stride
+            return SymbolicDim(try checked(steps.addingReportingOverflow(1)))
         }
     }
 
-    private func sliceIndices(size: Int64, start: Int64, end: Int64, step: Int64) -> [Int] {
-        guard step != 0 else { return [] }
+    /// Start and end of a slice, clamped into the dim (size >= 0, step neither 0 nor Int64.min).
+    private func sliceBounds(size: Int64, start: Int64, end: Int64, step: Int64) -> (start: Int64, end: Int64) {
         func clamp(_ v: Int64, _ low: Int64, _ high: Int64) -> Int64 { min(max(v, low), high) }
-        var s = start < 0 ? start + size : start
-        var e = end < 0 ? end + size : end
-        if step > 0 {
-            s = clamp(s, 0, size); e = clamp(e, 0, size)
-            return stride(from: s, to: e, by: Int(step)).map { Int($0) }
+        // Saturating: start, end and size all come from the file.
+        func shifted(_ v: Int64) -> Int64 {
+            guard v < 0 else { return v }
+            let (sum, overflow) = v.addingReportingOverflow(size)
+            return overflow ? Int64.min : sum
         }
-        s = clamp(s, -1, size - 1); e = clamp(e, -1, size - 1)
-        return stride(from: s, to: e, by: Int(step)).map { Int($0) }
+        if step > 0 { return (clamp(shifted(start), 0, size), clamp(shifted(end), 0, size)) }
+        return (clamp(shifted(start), -1, size - 1), clamp(shifted(end), -1, size - 1))
     }
 }
 

@@ -25,11 +25,44 @@ extension ModelLayout {
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw AdapterError(file: path, message: "cannot read: \(error.localizedDescription)")
         }
-        if let report = try? JSONDecoder().decode(Report.self, from: data) { return report.layout }
-        do {
-            return try JSONDecoder().decode(ModelLayout.self, from: data)
-        } catch {
-            throw AdapterError(file: path, message: "not a layer description (\(error))")
+        let layout: ModelLayout
+        if let report = try? JSONDecoder().decode(Report.self, from: data) {
+            layout = report.layout
+        } else {
+            do {
+                layout = try JSONDecoder().decode(ModelLayout.self, from: data)
+            } catch {
+                throw AdapterError(file: path, message: "not a layer description (\(error))")
+            }
+        }
+        try layout.checkNumbers(file: path)
+        return layout
+    }
+
+    /// A layer description is a file from elsewhere: every number in it is bounded before the
+    /// passes compute with it (dims multiply: widths up to 2^24, heads and head_dim to 2^16).
+    func checkNumbers(file: String) throws {
+        func check(_ what: String, _ value: Int?, _ range: ClosedRange<Int>) throws {
+            guard let value, !range.contains(value) else { return }
+            throw AdapterError(file: file, message: "\(what) is \(value), outside \(range.lowerBound)...\(range.upperBound)")
+        }
+        let width = 1 << 24, heads = 1 << 16
+        try check("numLayers", dimensions.numLayers, 1 ... 1 << 12)
+        try check("hiddenSize", dimensions.hiddenSize, 1 ... width)
+        try check("numHeads", dimensions.numHeads, 1 ... heads)
+        try check("numKVHeads", dimensions.numKVHeads, 1 ... heads)
+        try check("headDim", dimensions.headDim, 1 ... heads)
+        try check("intermediateSize", dimensions.intermediateSize, 1 ... width)
+        try check("vocabSize", dimensions.vocabSize, 1 ... 1 << 26)
+        for layer in layers {
+            try check("a layer index", layer.index, 0 ... 1 << 12)
+            for (role, projection) in [("q", layer.q), ("k", layer.k), ("v", layer.v), ("o", layer.o)] + layer.mlp.sorted(by: { $0.key < $1.key }).map({ ($0.key, $0.value) }) {
+                try check("layer \(layer.index) \(role) outputStart", projection.outputStart, 0 ... width)
+                try check("layer \(layer.index) \(role) outputCount", projection.outputCount, 1 ... width)
+            }
+            if !layer.inputNorm.epsilon.isFinite {
+                throw AdapterError(file: file, message: "layer \(layer.index) inputNorm epsilon is \(layer.inputNorm.epsilon), not finite")
+            }
         }
     }
 }
@@ -95,11 +128,21 @@ public struct RewriteOutcome {
     public var weightMap: WeightMap
     /// What the checkpoint import did, when one was asked for.
     public var imported: WeightImport.Report?
+    /// Files the rewrite read besides the model and its data (checkpoint files, an index):
+    /// the write must not replace any of them.
+    public var inputFiles: [String] = []
 
     /// Every change of every pass, in order.
     public var changes: [ModelChange] { results.flatMap(\.result.changes) }
     /// Models the passes built to be written beside the output.
     public var companions: [CompanionModel] { results.flatMap(\.result.companions) }
+}
+
+/// A model that cannot be rewritten without guessing, with the file in front of the reason.
+public struct AmbiguousModelError: Error, CustomStringConvertible {
+    public let file: String
+    public let message: String
+    public var description: String { "\(file): \(message)" }
 }
 
 /// A rewrite that failed, with the model file in front of the reason.
@@ -131,6 +174,7 @@ public enum Pipeline {
     /// Rewrites `model` in memory. `output` (where it will be written) names companion models
     /// in the weight map; without it they are named `<output>.<role>.onnx`.
     public static func apply(_ request: RewriteRequest, to model: Model, output: String? = nil) throws -> RewriteOutcome {
+        try refuseDuplicateInitializers(model.graph, file: model.sourcePath ?? "model")
         do {
             // The map of an earlier rewrite, read before this run adds its own marks.
             let previous = try model.sourcePath.flatMap {
@@ -151,18 +195,41 @@ public enum Pipeline {
             var weightMap = WeightMap(model: model, layout: described, parameters: parameters, previous: previous,
                                       companions: companions)
             var imported: WeightImport.Report?
+            var inputFiles: [String] = []
+            if let sourcePath = model.sourcePath { inputFiles.append(WeightMap.defaultPath(forOutput: sourcePath)) }
             if let checkpoint = request.weightsFrom {
                 if companions.isEmpty, let file = previous?.entries.compactMap(\.file).first {
                     throw CheckpointError(file: model.sourcePath ?? "model", message: "its slow K/V companion model (\(file)) holds "
                         + "weights an import must fill too; import while rewriting instead: slowfast rewrite ORIGINAL ... --weights-from CKPT")
                 }
-                imported = try WeightImport.apply(try SafeTensorsCheckpoint.open(path: checkpoint), to: model,
+                let opened = try SafeTensorsCheckpoint.open(path: checkpoint)
+                inputFiles += opened.files.map(\.path) + [opened.indexPath].compactMap { $0 }
+                imported = try WeightImport.apply(opened, to: model,
                                                   companions: Dictionary(companions.map { ($0.file, $0.model) }, uniquingKeysWith: { a, _ in a }),
                                                   weightMap: &weightMap, strict: request.strictWeights)
             }
-            return RewriteOutcome(results: results, layout: layout, weightMap: weightMap, imported: imported)
+            var outcome = RewriteOutcome(results: results, layout: layout, weightMap: weightMap, imported: imported)
+            outcome.inputFiles = inputFiles
+            return outcome
         } catch let error as PassError {
             throw RewriteError(file: model.sourcePath ?? "model", underlying: error)
+        }
+    }
+
+    /// Two initializers of one name in a graph make the model ambiguous (which one does a node
+    /// read?) and would give the weight map two entries of one name: refused, naming it.
+    static func refuseDuplicateInitializers(_ graph: Graph, file: String) throws {
+        var seen = Set<String>()
+        for tensor in graph.initializers {
+            guard let name = tensor.name, !name.isEmpty else { continue }
+            guard seen.insert(name).inserted else {
+                throw AmbiguousModelError(file: file, message: "initializer '\(name)' is defined twice in graph '\(graph.name ?? "")'")
+            }
+        }
+        for node in graph.nodes {
+            for attribute in node.attributes {
+                for subgraph in attribute.value.subgraphs { try refuseDuplicateInitializers(subgraph, file: file) }
+            }
         }
     }
 
@@ -175,6 +242,7 @@ public enum Pipeline {
         let model = try ModelReader.read(path: input)
         let outcome = try apply(request, to: model, output: output)
         var options = WriteOptions(weights: weights)
+        options.inputs = outcome.inputFiles
         if weightMapPath != nil || !outcome.results.isEmpty || outcome.imported != nil {
             options.sidecars.append((weightMapPath ?? WeightMap.defaultPath(forOutput: output), try outcome.weightMap.jsonData()))
         }

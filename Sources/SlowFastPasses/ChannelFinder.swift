@@ -7,6 +7,14 @@ import SlowFastAdapters
 /// channels (activations, element-wise ops, pooling, dropout, casts). Declared shapes
 /// (`value_info`, graph inputs) are used when the walk finds nothing.
 struct ChannelFinder {
+    /// Channel counts come from the file: one outside 1...maxChannels (negative, zero, or
+    /// large enough to overflow the parameter arithmetic) is treated as unknown.
+    static let maxChannels = 1 << 24
+
+    static func checked(_ value: Int64) -> Int? {
+        (1 ... Int64(maxChannels)).contains(value) ? Int(value) : nil
+    }
+
     let index: GraphIndex
     private let matcher: PatternMatcher
     private var declared: [String: TensorShape] = [:]
@@ -31,14 +39,18 @@ struct ChannelFinder {
             case "Conv", "ConvTranspose", "ConvInteger", "QLinearConv":
                 let weightSlot = producer.op == "QLinearConv" ? 3 : 1
                 if producer.inputs.count > weightSlot, let dims = dimsOf(producer.inputs[weightSlot]), dims.count >= 3 {
-                    let group = Int(producer.intAttribute("group") ?? 1)
-                    let count = producer.op == "ConvTranspose" ? Int(dims[1]) * group : Int(dims[0])
+                    let group = producer.intAttribute("group") ?? 1
+                    let product = dims[1].multipliedReportingOverflow(by: group)
+                    let count = producer.op == "ConvTranspose" ? (product.overflow ? nil : ChannelFinder.checked(product.partialValue))
+                                                               : ChannelFinder.checked(dims[0])
+                    guard let count else { return nil }
                     return (1, count, dims.count)
                 }
             case "BatchNormalization", "InstanceNormalization":
                 if producer.inputs.count > 1, let dims = dimsOf(producer.inputs[1]), dims.count == 1 {
                     let rank = channels(of: producer.inputs[0], axisHint: 1, depth: depth + 1)?.2 ?? 4
-                    return (1, Int(dims[0]), rank)
+                    guard let count = ChannelFinder.checked(dims[0]) else { return nil }
+                    return (1, count, rank)
                 }
             case "Concat":
                 // Joined along the channel axis: the channels add up.
@@ -46,14 +58,17 @@ struct ChannelFinder {
                 if let first = parts.first ?? nil, parts.allSatisfy({ $0 != nil && $0!.0 == first.0 }) {
                     let axis = producer.intAttribute("axis") ?? 1
                     if axis == Int64(first.0) || (first.0 == -1 && first.2 > 0 && axis == Int64(first.2 - 1)) {
-                        return (first.0, parts.reduce(0) { $0 + $1!.1 }, first.2)
+                        // Each part is at most maxChannels, so the sum cannot overflow; it is checked again.
+                        guard let sum = ChannelFinder.checked(Int64(parts.reduce(0) { $0 + $1!.1 })) else { return nil }
+                        return (first.0, sum, first.2)
                     }
                     return first
                 }
             case "MatMul", "Gemm":
                 if producer.inputs.count > 1, let dims = dimsOf(producer.inputs[1]), dims.count == 2 {
                     let transposed = producer.op == "Gemm" && (producer.intAttribute("transB") ?? 0) != 0
-                    return (-1, Int(transposed ? dims[0] : dims[1]), 0)
+                    guard let count = ChannelFinder.checked(transposed ? dims[0] : dims[1]) else { return nil }
+                    return (-1, count, 0)
                 }
             case "Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "Clip", "Dropout", "Identity",
                  "Cast", "MaxPool", "AveragePool", "LRN", "Sum", "Max", "Min", "Erf", "Gelu", "Pad", "GlobalAveragePool", "GlobalMaxPool":
@@ -67,8 +82,8 @@ struct ChannelFinder {
         if let shape = declared[value], !shape.dims.isEmpty {
             let axis = axisHint ?? (shape.dims.count == 4 ? 1 : -1)
             let position = axis < 0 ? shape.dims.count + axis : axis
-            if shape.dims.indices.contains(position), case .value(let count) = shape.dims[position] {
-                return (axis == 1 ? 1 : -1, Int(count), shape.dims.count)
+            if shape.dims.indices.contains(position), case .value(let value) = shape.dims[position], let count = ChannelFinder.checked(value) {
+                return (axis == 1 ? 1 : -1, count, shape.dims.count)
             }
         }
         return nil

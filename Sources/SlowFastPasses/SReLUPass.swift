@@ -126,6 +126,7 @@ public struct SReLUPass: ModelPass {
             guard let (axis, count, rank) = options.channels.map({ (options.channelAxis ?? -1, $0, 4) }) ?? channelFinder.channels(of: site.input, axisHint: options.channelAxis) else {
                 throw SReLUError.unknownChannels(site: label)
             }
+            guard (1 ... ChannelFinder.maxChannels).contains(count) else { throw SReLUError.unknownChannels(site: label) }
             // Parameters take the activation's own float type (float16 models get float16).
             let type = channelFinder.elementType(of: site.input)
             let dims: [Int64] = axis == 1 ? [Int64(count)] + [Int64](repeating: 1, count: max(rank - 2, 0)) : [Int64(count)]

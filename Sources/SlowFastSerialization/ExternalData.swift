@@ -54,7 +54,7 @@ public final class MappedFile: @unchecked Sendable {
 
     private func mapped() throws -> UnsafeRawPointer {
         if let mapping { return mapping }
-        let opened = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        let opened = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard opened >= 0 else { throw SystemError.errno(path: path, operation: "open") }
         guard let pointer = mmap(nil, size, PROT_READ, MAP_SHARED, opened, 0), pointer != MAP_FAILED else {
             let error = SystemError.errno(path: path, operation: "mmap")
@@ -111,6 +111,20 @@ struct SystemError: Error, CustomStringConvertible {
 
     /// errno's text, for messages.
     static var lastErrorText: String { String(cString: strerror(Glibc.errno)) }
+
+    /// The kind of file `mode` describes, for messages that refuse it.
+    static func fileTypeName(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFREG: return "a regular file"
+        case S_IFDIR: return "a folder"
+        case S_IFIFO: return "a FIFO"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFSOCK: return "a socket"
+        case S_IFLNK: return "a symbolic link"
+        default: return "an unknown kind of file"
+        }
+    }
 }
 
 /// Opens external data files for one model and enforces that they stay inside its folder.
@@ -181,8 +195,12 @@ final class ExternalDataResolver {
             throw ModelReadError.externalLocationEscapes(file: modelFile, tensor: tensor, location: location)
         }
         var info = stat()
-        guard stat(resolved, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+        guard stat(resolved, &info) == 0 else {
             throw ModelReadError.externalFileMissing(file: modelFile, tensor: tensor, dataFile: location)
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw ModelReadError.externalFileNotRegular(file: modelFile, tensor: tensor, dataFile: location,
+                                                        kind: SystemError.fileTypeName(info.st_mode))
         }
         let file = MappedFile(path: resolved, size: Int(info.st_size), device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
         files[location] = file

@@ -13,7 +13,13 @@ import ONNXProto
 public enum ModelReader {
     /// Reads the model at `path`, validating every external data reference.
     public static func read(path: String) throws -> Model {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        // A FIFO or device is refused by type before it is opened (opening a FIFO blocks until
+        // a writer comes); O_NONBLOCK covers one swapped in between the two calls.
+        var before = stat()
+        if stat(path, &before) == 0, (before.st_mode & S_IFMT) != S_IFREG, (before.st_mode & S_IFMT) != S_IFDIR {
+            throw ModelReadError.cannotOpen(file: path, reason: "not a regular file (\(SystemError.fileTypeName(before.st_mode)))")
+        }
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else {
             throw ModelReadError.cannotOpen(file: path, reason: SystemError.lastErrorText)
         }
@@ -23,7 +29,7 @@ public enum ModelReader {
             throw ModelReadError.cannotOpen(file: path, reason: SystemError.lastErrorText)
         }
         guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw ModelReadError.cannotOpen(file: path, reason: "not a regular file")
+            throw ModelReadError.cannotOpen(file: path, reason: "not a regular file (\(SystemError.fileTypeName(info.st_mode)))")
         }
         let size = Int(info.st_size)
         guard size > 0 else { throw ModelReadError.notONNX(file: path, reason: "the file is empty") }
@@ -32,6 +38,17 @@ public enum ModelReader {
         }
         defer { munmap(mapping, size) }
         let bytes = mapping.assumingMemoryBound(to: UInt8.self)
+        // libprotobuf-c recurses without a limit: measure the nesting before it sees the bytes.
+        do { try NestingScan.check(bytes, count: size) } catch let failure as NestingScan.Failure {
+            switch failure {
+            case .tooDeep(let graphs, let limit):
+                throw ModelReadError.notONNX(file: path, reason: graphs
+                    ? "subgraphs nest more than \(limit) levels deep"
+                    : "messages nest more than \(limit) levels deep")
+            case .malformed(let reason):
+                throw ModelReadError.notONNX(file: path, reason: "broken protobuf: \(reason)")
+            }
+        }
         guard let root = onnx__model_proto__unpack(nil, size, bytes) else {
             throw ModelReadError.notONNX(file: path, reason: "the protobuf does not decode as a ModelProto; truncated or not a model")
         }
@@ -198,6 +215,11 @@ struct WireDecoder {
         if proto.has_data_location != 0 && proto.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL {
             let entries = pairs(proto.external_data, proto.n_external_data)
             let expected = Tensor.elementCount(dims).flatMap { dataType.flatMap(ElementType.init(rawValue:))?.byteCount(elements: $0) }
+            // Dims whose size cannot be computed (negative, or a product past 2^37 elements) would
+            // skip the size check: such a tensor is refused, not taken on trust.
+            if expected == nil, let type = dataType.flatMap(ElementType.init(rawValue:)), type.byteCount(elements: 1) != nil {
+                throw ModelReadError.tensorDimsInvalid(file: file, tensor: name ?? "", dims: dims)
+            }
             storage = .external(try external.resolve(tensor: name ?? "", entries: entries, expectedBytes: expected))
         }
         return Tensor(name: name, dataType: dataType, dims: dims, docString: wireString(proto.doc_string),

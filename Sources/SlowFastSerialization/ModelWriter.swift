@@ -32,6 +32,10 @@ public struct WriteOptions {
     /// path -> model, every tensor inline (each must stay under 2 GiB).
     public var companions: [(path: String, model: Model)]
 
+    /// Files read besides the model and its data files (e.g. checkpoint files): no file the
+    /// write touches may be one of them.
+    public var inputs: [String] = []
+
     public init(weights: WeightsMode = .auto, externalThreshold: Int = 1024, sidecars: [(path: String, bytes: [UInt8])] = [],
                 companions: [(path: String, model: Model)] = []) {
         self.weights = weights
@@ -72,6 +76,8 @@ public enum ModelWriter {
         if let source = model.sourcePath, isSameFile(source, path) {
             throw ModelWriteError.outputIsInput(path: path)
         }
+        // Temporaries of earlier runs that were killed before they could clean up.
+        OutputTransaction.removeStaleTemporaries(in: outputFolder)
 
         // The external files the model reads, by the location it names them with.
         let tensors = model.allTensors
@@ -79,16 +85,21 @@ public enum ModelWriter {
         // Bytes each input data file still holds for the model. A file most of whose bytes no
         // tensor reads any more (weights replaced by an import) is not copied whole: the few
         // tensors left in it are repacked into the new data file instead (link mode links).
-        var referenced: [String: Int] = [:]
+        // Counted per file (device and inode), not per spelling of its location.
+        struct FileID: Hashable { let device: UInt64; let inode: UInt64 }
+        var referenced: [FileID: Int] = [:]
         var inputFiles: [String: MappedFile] = [:]
         for tensor in tensors {
             if case .external(let data) = tensor.storage, let location = data as? ExternalDataLocation {
-                referenced[location.location, default: 0] += location.length
+                let id = FileID(device: location.file.device, inode: location.file.inode)
+                let (sum, overflow) = referenced[id, default: 0].addingReportingOverflow(location.length)
+                referenced[id] = overflow ? Int.max : sum
                 inputFiles[location.location] = location.file
             }
         }
-        let repacked = Set(referenced.filter { location, bytes in
-            mode != .link && mode != .inline && bytes * 2 < (inputFiles[location]?.size ?? 0)
+        let repacked = Set(inputFiles.filter { _, file in
+            let bytes = referenced[FileID(device: file.device, inode: file.inode)] ?? 0
+            return mode != .link && mode != .inline && bytes < file.size - file.size / 2
         }.keys)
         var sources: [String: MappedFile] = [:]
         var locationOrder: [String] = []
@@ -105,6 +116,15 @@ public enum ModelWriter {
             let proto = origin.typed(Onnx__TensorProto.self).pointee
             return proto.has_data_location != 0 && proto.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL
         }
+        // One data file under two spellings (`w.data`, `./w.data`) is one destination: staged once.
+        var destinations: [String: MappedFile] = [:]
+        locationOrder = locationOrder.filter { location in
+            guard let source = sources[location] else { return true }
+            let key = normalizedPath(outputFolder + "/" + location)
+            if let earlier = destinations[key], earlier.device == source.device, earlier.inode == source.inode { return false }
+            destinations[key] = destinations[key] ?? source
+            return true
+        }
         for location in locationOrder where mode != .inline && isSameFile(outputFolder + "/" + location, path) {
             throw ModelWriteError.dataFileConflict(path: path, dataFile: location)
         }
@@ -114,6 +134,9 @@ public enum ModelWriter {
         let transaction = OutputTransaction()
         let newDataName = freshDataName(for: Path.fileName(of: path), taken: Set(locationOrder))
         let useNewDataFile = mode != .inline && inputWasExternal
+        try refuseOverlaps(model: model, output: path, dataFiles: mode == .inline ? [] : locationOrder.map { (outputFolder + "/" + $0, sources[$0]) },
+                           newData: useNewDataFile ? outputFolder + "/" + newDataName : nil,
+                           sidecars: options.sidecars.map(\.path), inputs: options.inputs, inputData: Array(inputFiles.values))
         var newData: OutputTransaction.Appender?
         func placeValues(_ data: any TensorData) throws -> TensorPlacement {
             if useNewDataFile {
@@ -205,7 +228,7 @@ public enum ModelWriter {
         }
         try transaction.stage(path: path, bytes: UnsafeRawBufferPointer(rebasing: buffer[0 ..< size]))
         files.append(WrittenFile(path: path, action: .written, bytes: size))
-        try transaction.commit()
+        try transaction.commit(lockingFolder: outputFolder)
         return WriteReport(files: files, weights: mode)
     }
 
@@ -229,6 +252,47 @@ public enum ModelWriter {
         withExtendedLifetime(encoder) {}
         guard packed == size else { throw ModelWriteError.encodeFailed(path: path, reason: "packed \(packed) of \(size) bytes") }
         return bytes
+    }
+
+    /// Every path the write touches is compared, by device and inode, with every file it reads
+    /// (the model, its data files, other inputs), and the written paths with each other; any
+    /// overlap is refused before anything is written. Special files are refused by type.
+    static func refuseOverlaps(model: Model, output: String, dataFiles: [(path: String, source: MappedFile?)], newData: String?,
+                               sidecars: [String], inputs: [String], inputData: [MappedFile]) throws {
+        struct Identity: Hashable { let device: UInt64; let inode: UInt64 }
+        func identity(_ path: String) -> Identity? {
+            var info = stat()
+            guard stat(path, &info) == 0 else { return nil }
+            return Identity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+        }
+        var read: [Identity: String] = [:]
+        for file in inputData { read[Identity(device: file.device, inode: file.inode)] = file.path }
+        for input in [model.sourcePath].compactMap({ $0 }) + inputs {
+            if let id = identity(input) { read[id] = input }
+        }
+        // Each written path once, by its folder's real path and its name.
+        var written: [String: String] = [:]
+        let key = normalizedPath
+        var targets: [(path: String, own: MappedFile?)] = [(output, nil)]
+        targets += dataFiles.map { ($0.path, $0.source) }
+        if let newData { targets.append((newData, nil)) }
+        targets += sidecars.map { ($0, nil) }
+        for target in targets {
+            try OutputTransaction.refuseSpecialFile(at: target.path)
+            if let earlier = written.updateValue(target.path, forKey: key(target.path)) {
+                throw ModelWriteError.outputNotWritable(path: target.path, reason: "the write would put two files at one path (also '\(earlier)')")
+            }
+            guard let id = identity(target.path), let input = read[id] else { continue }
+            // A data file already in place (the output beside the input) is not written.
+            if let own = target.own, own.device == id.device, own.inode == id.inode { continue }
+            if target.path == output && input == model.sourcePath { throw ModelWriteError.outputIsInput(path: output) }
+            throw ModelWriteError.outputOverwritesInput(path: target.path, input: input)
+        }
+    }
+
+    /// A path by its folder's real path (when the folder exists) and its name.
+    static func normalizedPath(_ path: String) -> String {
+        (Path.realPath(Path.directory(of: path)) ?? Path.directory(of: path)) + "/" + Path.fileName(of: path)
     }
 
     /// `<model file name>.data`, or a variant no input location uses.

@@ -6,7 +6,11 @@ import CSystem
 
 /// Files that appear together or not at all.
 ///
-/// Each file is first written under a hidden temporary name in its final folder; `commit`
+/// Each file is first written as an anonymous file (`O_TMPFILE`) in its final folder, which
+/// the kernel frees if the process dies (SIGKILL included); where the filesystem has no
+/// `O_TMPFILE`, under a hidden name that carries our process id, which later runs remove once
+/// that process is gone. `commit` takes an exclusive lock on the output folder, so two runs
+/// writing the same output cannot interleave their renames, names the anonymous files, and
 /// renames data files first and the model last, so a model never points at missing data.
 /// If anything fails before `commit`, `rollBack` removes every temporary file and every folder
 /// this transaction created: nothing half-written is left at the output.
@@ -16,14 +20,47 @@ final class OutputTransaction {
         let final: String
         /// Whether something was at `final` before; a failed commit removes only what it added.
         let replaces: Bool
+        /// The anonymous file, named `temporary` only at commit; -1 for a named temporary.
+        var anonymous: Int32 = -1
     }
+
+    /// The marker in our temporary names, followed by the process id.
+    static let temporaryMarker = ".slowfast-tmp-"
 
     private var staged: [Staged] = []
     private var createdFolders: [String] = []
     private var committed = false
-    private let suffix = ".slowfast-tmp-\(getpid())"
+    private let suffix = OutputTransaction.temporaryMarker + "\(getpid())"
 
-    deinit { if !committed { rollBack() } }
+    deinit {
+        if !committed { rollBack() }
+        closeAnonymous()
+    }
+
+    private func closeAnonymous() {
+        for index in staged.indices where staged[index].anonymous >= 0 {
+            close(staged[index].anonymous)
+            staged[index].anonymous = -1
+        }
+    }
+
+    /// Removes temporary files of ours in `folder` whose process is gone (a run killed while
+    /// it staged named temporaries). A name with a live process id is left alone.
+    static func removeStaleTemporaries(in folder: String) {
+        guard let directory = opendir(folder) else { return }
+        defer { closedir(directory) }
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard name.hasPrefix("."), let digits = name.split(separator: "-").last, name.hasSuffix(temporaryMarker + digits),
+                  let pid = Int32(digits), pid > 0, pid != getpid() else { continue }
+            guard kill(pid, 0) != 0, errno == ESRCH else { continue }
+            let path = folder + "/" + name
+            var info = stat()
+            if lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG { unlink(path) }
+        }
+    }
 
     private func temporaryName(for path: String) -> String {
         Path.directory(of: path) + "/." + Path.fileName(of: path) + suffix
@@ -102,6 +139,8 @@ final class OutputTransaction {
         try refuseFolder(at: path)
         let temporary = temporaryName(for: path)
         unlink(temporary)
+        // A hard link takes no space: if we die before commit, the stale name is removed by
+        // a later run (removeStaleTemporaries).
         guard link(source.path, temporary) == 0 else {
             if errno == EXDEV { throw ModelWriteError.crossDeviceLink(path: path, dataFile: source.path) }
             throw ModelWriteError.outputNotWritable(path: path, reason: "cannot link '\(source.path)': \(SystemError.lastErrorText)")
@@ -119,8 +158,8 @@ final class OutputTransaction {
         let output = try create(temporary, finalPath: path)
         defer { close(output) }
         if sfk_clone_file(input, output) == 0 { return true }
-        staged.removeLast()
-        unlink(temporary)
+        let dropped = staged.removeLast()
+        if dropped.anonymous >= 0 { close(dropped.anonymous) } else { unlink(temporary) }
         return false
     }
 
@@ -143,22 +182,44 @@ final class OutputTransaction {
 
     /// Renames every staged file into place, data before the model (staged last). If a rename
     /// fails, the files this commit added are removed again.
-    func commit() throws {
+    func commit(lockingFolder folder: String) throws {
+        // Held until this function returns: another run's commit to the same folder waits.
+        let lock = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard lock >= 0, sfk_lock_exclusive(lock) == 0 else {
+            let reason = SystemError.lastErrorText
+            if lock >= 0 { close(lock) }
+            throw ModelWriteError.outputNotWritable(path: folder, reason: "cannot lock the output folder: \(reason)")
+        }
+        defer { close(lock) }
         for (position, file) in staged.enumerated() {
-            guard rename(file.temporary, file.final) == 0 else {
-                let reason = SystemError.lastErrorText
+            var failure: String?
+            if file.anonymous >= 0 {
+                unlink(file.temporary)  // our own name (this process id): a leftover of nobody alive
+                if sfk_link_anonymous(file.anonymous, file.temporary) != 0 { failure = "cannot name the staged file: \(SystemError.lastErrorText)" }
+            }
+            if failure == nil, rename(file.temporary, file.final) != 0 { failure = "rename failed: \(SystemError.lastErrorText)" }
+            if let failure {
                 for done in staged[..<position] where !done.replaces { unlink(done.final) }
                 for pending in staged[position...] { unlink(pending.temporary) }
+                closeAnonymous()
                 staged.removeAll()
                 committed = true
-                throw ModelWriteError.ioFailure(path: file.final, reason: "rename failed: \(reason)")
+                throw ModelWriteError.ioFailure(path: file.final, reason: failure)
             }
+            #if DEBUG
+            // Tests pause a commit between its renames to check that a concurrent run waits.
+            if position == 0, let pause = getenv("SLOWFAST_TEST_COMMIT_PAUSE_MS").flatMap({ UInt32(String(cString: $0)) }) {
+                usleep(pause * 1000)
+            }
+            #endif
         }
+        closeAnonymous()
         committed = true
     }
 
     func rollBack() {
-        for file in staged { unlink(file.temporary) }
+        for file in staged where file.anonymous < 0 { unlink(file.temporary) }
+        closeAnonymous()
         for folder in createdFolders.reversed() { rmdir(folder) }
         staged.removeAll()
         createdFolders.removeAll()
@@ -167,6 +228,17 @@ final class OutputTransaction {
     private func create(_ temporary: String, finalPath: String) throws -> Int32 {
         try makeFolders(for: finalPath)
         try refuseFolder(at: finalPath)
+        let anonymous = sfk_open_anonymous(Path.directory(of: finalPath), 0o644)
+        if anonymous >= 0 {
+            // The writer gets its own descriptor; ours keeps the file alive until commit.
+            let writer = fcntl(anonymous, F_DUPFD_CLOEXEC, 0)
+            guard writer >= 0 else {
+                close(anonymous)
+                throw ModelWriteError.outputNotWritable(path: finalPath, reason: SystemError.lastErrorText)
+            }
+            staged.append(Staged(temporary: temporary, final: finalPath, replaces: Path.exists(finalPath), anonymous: anonymous))
+            return writer
+        }
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
             throw ModelWriteError.outputNotWritable(path: finalPath, reason: SystemError.lastErrorText)
@@ -175,11 +247,19 @@ final class OutputTransaction {
         return descriptor
     }
 
-    /// A folder where a file should go cannot be replaced by rename: refuse before writing.
+    /// Only a regular file (or a symbolic link, which rename replaces, not its target) may be
+    /// replaced: a folder, a device, a FIFO or a socket where a file should go is refused
+    /// before anything is written (as root, `-o /dev/null` would otherwise become a file).
     private func refuseFolder(at path: String) throws {
+        try OutputTransaction.refuseSpecialFile(at: path)
+    }
+
+    static func refuseSpecialFile(at path: String) throws {
         var info = stat()
-        if lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
-            throw ModelWriteError.outputNotWritable(path: path, reason: "it is a folder")
+        guard lstat(path, &info) == 0 else { return }
+        let type = info.st_mode & S_IFMT
+        if type != S_IFREG && type != S_IFLNK {
+            throw ModelWriteError.outputNotWritable(path: path, reason: "it is \(SystemError.fileTypeName(info.st_mode)), not a regular file")
         }
     }
 

@@ -111,6 +111,22 @@ public struct WeightMap: Codable, Equatable {
             created = Dictionary(companion.parameters.map { ($0.onnxName, $0) }, uniquingKeysWith: { first, _ in first })
             add(companion.model.graph, label: nil)
         }
+        // Canonical names are keys (checkpoint import, training code): one entry each in the
+        // main graph (a companion's copy of a weight shares its name on purpose). A name a pass
+        // asked for that the model already uses (an unused initializer of that name, say) gets
+        // a fresh variant, as its ONNX name did.
+        var used = Set(entries.filter { $0.graph == nil && $0.file == nil && $0.canonicalSource != "pass" }.map(\.canonicalName))
+        for index in entries.indices where entries[index].graph == nil && entries[index].file == nil && entries[index].canonicalSource == "pass" {
+            let base = entries[index].canonicalName
+            var candidate = base
+            var counter = 1
+            while used.contains(candidate) {
+                candidate = "\(base)_\(counter)"
+                counter += 1
+            }
+            entries[index].canonicalName = candidate
+            used.insert(candidate)
+        }
         summary.initializers = entries.count
         self.adapter = layout?.adapter
         self.summary = summary

@@ -93,7 +93,24 @@ struct CostCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try Limits.check(FastTokenNumbers(stride: stride, temporalKernel: temporalKernel,
+                                              spatialPool: spatialPool, minFastFrames: minFastFrames))
+            for frameCount in try parseList(frames, "--frames") { try Limits.check("--frames", frameCount, 1 ... Limits.frames) }
+            try Limits.check("--reference-frames", referenceFrames, 1 ... Limits.frames)
+            try Limits.check("--tokens-per-frame", tokensPerFrame, 1 ... Limits.grid * Limits.grid)
+            try Limits.check("--text-tokens", textTokens, 0 ... Limits.textTokens)
+            try Limits.check("--bytes-per-element", bytesPerElement, 1 ... 16)
+            try Limits.check("--every", every, 1 ... Limits.layers)
             let (shape, source, rewritten, fused) = try resolveShape()
+            // Explicit, preset or read from a model: every dim is bounded the same way.
+            let dims = shape.dimensions
+            try Limits.check("layers", dims.numLayers, 1 ... Limits.layers)
+            try Limits.check("hidden size", dims.hiddenSize, 1 ... Limits.width)
+            try Limits.check("heads", dims.numHeads, 1 ... Limits.heads)
+            try Limits.check("kv heads", dims.numKVHeads, 1 ... Limits.heads)
+            try Limits.check("head dim", dims.headDim, 1 ... Limits.width)
+            try Limits.check("intermediate size", dims.intermediateSize, 1 ... 8 * Limits.width)
+            try Limits.check("vocab size", dims.vocabSize, 1 ... Limits.vocab)
             var fast = fastPreset?.fastTokens ?? TokenPreset.s2t4.fastTokens
             if stride != nil || temporalKernel != nil {
                 fast = FastTokenConfig(temporalStride: stride ?? 1, temporalKernel: temporalKernel ?? 1)

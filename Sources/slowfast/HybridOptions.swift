@@ -66,6 +66,27 @@ struct HybridOptions: ParsableArguments {
         }
     }
 
+    /// Values that parse but would poison the output or hang the run, refused before any
+    /// work with one `error:` line (ArgumentParser's `validate` prints usage lines too).
+    func checkValues() throws {
+        guard isRequested else { return }
+        if !initStd.isFinite || initStd < 0 {
+            throw CommandError("--init-std: takes a finite number >= 0, not \(initStd)")
+        }
+        if minDepth < 0 { throw CommandError("--min-depth: takes a layer number >= 0, not \(minDepth)") }
+        if let maxDepth, maxDepth < 0 { throw CommandError("--max-depth: takes a layer bound >= 0, not \(maxDepth)") }
+        if let slowTokenWidth, !(1 ... 1 << 24).contains(slowTokenWidth) {
+            throw CommandError("--slow-token-width: takes a width from 1 to \(1 << 24), not \(slowTokenWidth)")
+        }
+        if let layerList {
+            for part in layerList.split(separator: ",") {
+                guard let layer = Int(part.trimmingCharacters(in: .whitespaces)), layer >= 0 else {
+                    throw CommandError("--hybrid-layers: takes layer numbers >= 0, not '\(part)'")
+                }
+            }
+        }
+    }
+
     /// The hybrid part of the rewrite, when asked for.
     var request: HybridRequest? {
         guard isRequested else { return nil }

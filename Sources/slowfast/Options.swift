@@ -14,3 +14,46 @@ struct ModelIOOptions: ParsableArguments {
     @Option(help: "Where the output's external weights go: auto (reflink where the filesystem can, else copy), link (hard link: instant, but onnx.load refuses multiply-linked data), copy, inline")
     var weights: WeightsMode = .auto
 }
+
+/// Numbers from flags (and from a model's dims) bounded before any work: far above any real
+/// video or model, and small enough that the token and cost arithmetic (products of frames,
+/// grid, width, layers, tokens squared) cannot overflow. One `error:` line names the flag.
+enum Limits {
+    static let frames = 1 << 16
+    static let grid = 1 << 12
+    static let width = 1 << 17
+    static let pool = 1 << 12
+    static let layers = 1 << 12
+    static let heads = 1 << 12
+    static let vocab = 1 << 24
+    static let textTokens = 1 << 20
+
+    static func check(_ flag: String, _ value: Int?, _ range: ClosedRange<Int>) throws {
+        guard let value else { return }
+        guard range.contains(value) else {
+            throw CommandError("\(flag): takes a number from \(range.lowerBound) to \(range.upperBound), not \(value)")
+        }
+    }
+
+    /// Only the upper bound, where the command has its own message for values below 1.
+    static func checkAtMost(_ flag: String, _ value: Int?, _ limit: Int) throws {
+        guard let value, value > limit else { return }
+        throw CommandError("\(flag): takes a number up to \(limit), not \(value)")
+    }
+
+    /// The fast-token numbers shared by `tokens` and `cost`.
+    static func check(_ fast: FastTokenNumbers) throws {
+        try check("--stride", fast.stride, 1 ... frames)
+        try check("--temporal-kernel", fast.temporalKernel, 1 ... frames)
+        try check("--spatial-pool", fast.spatialPool, 1 ... pool)
+        try check("--min-fast-frames", fast.minFastFrames, 0 ... frames)
+    }
+}
+
+/// The fast-token flags, for `Limits.check`.
+struct FastTokenNumbers {
+    var stride: Int?
+    var temporalKernel: Int?
+    var spatialPool: Int
+    var minFastFrames: Int
+}

@@ -52,6 +52,8 @@ struct RewriteCommand: ParsableCommand {
 
 /// The rewrite the hybrid and activation options ask for.
 func rewriteRequest(_ hybrid: HybridOptions, _ activation: ActivationOptions) throws -> RewriteRequest {
-    RewriteRequest(hybrid: hybrid.request, srelu: activation.options, allowNoSites: activation.allowNoSites,
+    try hybrid.checkValues()
+    try activation.checkValues()
+    return RewriteRequest(hybrid: hybrid.request, srelu: activation.options, allowNoSites: activation.allowNoSites,
                    layers: hybrid.isRequested ? try hybrid.layerSource() : .discover(.auto))
 }

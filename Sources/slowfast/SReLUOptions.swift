@@ -45,24 +45,46 @@ struct ActivationOptions: ParsableArguments {
         for target in targets.split(separator: ",") where ActivationKind(rawValue: String(target)) == nil {
             throw ValidationError("unknown activation target '\(target)'; choose from " + ActivationKind.allCases.map(\.rawValue).joined(separator: ","))
         }
-        if layers != nil, layerRange == nil { throw ValidationError("--activation-layers takes A-B or one layer number, e.g. 0-7") }
-        if fitBounds == nil { throw ValidationError("--srelu-fit-range takes LOW,HIGH with LOW < 0 < HIGH, e.g. -8,8") }
         if channels != nil && channelAxis == nil { throw ValidationError("--srelu-channels goes with --srelu-channel-axis") }
         if let channelAxis, channelAxis != 1 && channelAxis != -1 { throw ValidationError("--srelu-channel-axis is 1 or -1") }
     }
 
+    /// `A-B` or `N`, layer numbers >= 0. Every part must parse: `-3` is not layer 3.
     var layerRange: ClosedRange<Int>? {
         guard let layers else { return nil }
-        let parts = layers.split(separator: "-").compactMap { Int($0) }
-        if parts.count == 1 { return parts[0] ... parts[0] }
-        if parts.count == 2, parts[0] <= parts[1] { return parts[0] ... parts[1] }
+        let parts = layers.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }) else { return nil }
+        let numbers = parts.compactMap { Int($0) }
+        guard numbers.count == parts.count else { return nil }
+        if numbers.count == 1 { return numbers[0] ... numbers[0] }
+        if numbers.count == 2, numbers[0] <= numbers[1] { return numbers[0] ... numbers[1] }
         return nil
     }
 
+    /// LOW,HIGH, both finite, LOW < 0 < HIGH.
     var fitBounds: ClosedRange<Double>? {
-        let parts = fitRange.split(separator: ",").compactMap { Double($0) }
-        guard parts.count == 2, parts[0] < 0, parts[1] > 0 else { return nil }
-        return parts[0] ... parts[1]
+        let parts = fitRange.split(separator: ",", omittingEmptySubsequences: false)
+        let numbers = parts.compactMap { Double($0) }
+        guard numbers.count == 2, parts.count == 2, numbers.allSatisfy(\.isFinite), numbers[0] < 0, numbers[1] > 0 else { return nil }
+        return numbers[0] ... numbers[1]
+    }
+
+    /// Values that parse but would poison the output, refused before any work with one
+    /// `error:` line.
+    func checkValues() throws {
+        guard isRequested else { return }
+        if layers != nil, layerRange == nil {
+            throw CommandError("--activation-layers: takes A-B or one layer number >= 0, e.g. 0-7, not '\(layers ?? "")'")
+        }
+        if fitBounds == nil {
+            throw CommandError("--srelu-fit-range: takes LOW,HIGH, finite, with LOW < 0 < HIGH, e.g. -8,8, not '\(fitRange)'")
+        }
+        if let tRight, !tRight.isFinite || tRight <= 0 {
+            throw CommandError("--srelu-tr: takes a finite number > 0, not \(tRight)")
+        }
+        if let channels, !(1 ... 1 << 24).contains(channels) {
+            throw CommandError("--srelu-channels: takes a channel count from 1 to \(1 << 24), not \(channels)")
+        }
     }
 
     /// The SReLU part of the rewrite, when asked for.

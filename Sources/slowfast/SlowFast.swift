@@ -21,9 +21,30 @@ func reportingErrors(_ body: () throws -> Void) throws {
         throw error
     } catch {
         var standardError = StandardError()
-        print("error: \(error)", to: &standardError)
+        print("error: \(oneLine(String(describing: error)))", to: &standardError)
         throw ExitCode.failure
     }
+}
+
+/// `text` on one line: newlines and other control characters (which a crafted tensor name,
+/// location or YAML file can carry) are escaped, so a message cannot forge another line.
+/// Multi-line messages of our own (a YAML parser's context) become one line joined by " | ".
+func oneLine(_ text: String) -> String {
+    var result = ""
+    for scalar in text.trimmingCharacters(in: .whitespacesAndNewlines).unicodeScalars {
+        switch scalar {
+        case "\n": result += "\\n"
+        case "\r": result += "\\r"
+        case "\t": result += "\\t"
+        default:
+            if scalar.value < 0x20 || (0x7F ... 0x9F).contains(scalar.value) || scalar == "\u{2028}" || scalar == "\u{2029}" {
+                result += "\\u{" + String(scalar.value, radix: 16) + "}"
+            } else {
+                result.unicodeScalars.append(scalar)
+            }
+        }
+    }
+    return result
 }
 
 struct StandardError: TextOutputStream {

@@ -135,6 +135,14 @@ struct TokensCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try Limits.check(FastTokenNumbers(stride: fast.stride, temporalKernel: fast.temporalKernel,
+                                              spatialPool: fast.spatialPool, minFastFrames: fast.minFastFrames))
+            try Limits.checkAtMost("--frames", frames, Limits.frames)
+            try Limits.checkAtMost("--height", height, Limits.grid)
+            try Limits.checkAtMost("--width", width, Limits.grid)
+            try Limits.checkAtMost("--dim", dim, Limits.width)
+            try Limits.check("--drop-leading", dropLeading, 0 ... Limits.grid * Limits.grid)
+            try Limits.check("--slow-pool", slowPool, 1 ... Limits.pool)
             let names = outputNames.split(separator: ",").map(String.init)
             let options = TokenInputOptions(frames: frames, layout: layout ?? .nhwc, slowName: names[0], fastName: names[1])
             let rule: TokenRule
