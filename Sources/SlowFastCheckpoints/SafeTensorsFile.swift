@@ -134,31 +134,6 @@ public final class SafeTensorsFile: @unchecked Sendable {
         return try withBytes(of: entry, body)
     }
 
-    /// Reads the bytes of `entry` with `pread` into the start of `buffer`, which must hold at
-    /// least `entry.dataRange.count` bytes; a file that shrank gives `fileShrunk`.
-    public func readBytes(of entry: SafeTensorsEntry, into buffer: UnsafeMutableRawBufferPointer) throws {
-        guard let i = indexByName[entry.name], entries[i] == entry else {
-            throw SafeTensorsError.entryNotInFile(path: path, tensor: entry.name)
-        }
-        let count = entry.dataRange.count
-        precondition(buffer.count >= count, "the caller's buffer holds the tensor")
-        guard let base = buffer.baseAddress else { return }
-        var done = 0
-        while done < count {
-            // Invariant: done < count <= buffer.count, so the destination lies inside `buffer`.
-            let read = pread(fd, base + done, count - done, off_t(dataStart + entry.dataRange.lowerBound + done))
-            if read < 0 {
-                if errno == EINTR { continue }
-                throw SafeTensorsError.io(path: path, operation: "pread", code: errno)
-            }
-            if read == 0 {
-                throw SafeTensorsError.fileShrunk(path: path, tensor: entry.name, needed: dataStart + entry.dataRange.upperBound,
-                                                  size: dataStart + entry.dataRange.lowerBound + done)
-            }
-            done += read
-        }
-    }
-
     static func fileKind(_ mode: mode_t) -> String {
         switch mode & S_IFMT {
         case S_IFDIR: return "a directory"

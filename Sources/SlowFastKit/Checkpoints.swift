@@ -232,7 +232,7 @@ final class ImportedValues: TensorData {
             guard shape.count == 2 else {
                 throw WeightTransformError.shapeMismatch(tensor: names[0], shape: shape, expected: [0, 0])
             }
-            let written = scratch.buffer(1, count)
+            let written = scratch.buffer(count)
             try found.file.withBytesOnce(of: found.entry) { mapped in
                 ParameterTransform.transpose(mapped, into: written, rows: shape[0], columns: shape[1], width: dtype.byteWidth)
             }
@@ -248,21 +248,20 @@ final class ImportedValues: TensorData {
     }
 }
 
-/// Two growable buffers an import reuses for every tensor (read, then transposed).
+/// One growable buffer an import reuses for every transposed tensor.
 final class ScratchBuffers {
-    // Invariant: each buffer is allocated here, grown by reallocation, freed in deinit.
-    private var buffers: [UnsafeMutableRawBufferPointer] = [UnsafeMutableRawBufferPointer(start: nil, count: 0),
-                                                             UnsafeMutableRawBufferPointer(start: nil, count: 0)]
+    // Invariant: allocated here, replaced by a larger allocation when needed, freed in deinit.
+    private var storage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
 
-    deinit { for buffer in buffers { buffer.deallocate() } }
+    deinit { storage.deallocate() }
 
-    /// Buffer `index` (0 or 1) with room for at least `count` bytes; valid until the next call.
-    func buffer(_ index: Int, _ count: Int) -> UnsafeMutableRawBufferPointer {
-        if buffers[index].count < count {
-            buffers[index].deallocate()
-            buffers[index] = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 64)
+    /// Room for at least `count` bytes; valid until the next call.
+    func buffer(_ count: Int) -> UnsafeMutableRawBufferPointer {
+        if storage.count < count {
+            storage.deallocate()
+            storage = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 64)
         }
-        return buffers[index]
+        return storage
     }
 }
 
