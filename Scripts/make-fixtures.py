@@ -32,6 +32,9 @@ qwen2-torchscript-sdpa and llama-dynamo-sdpa use sdpa attention instead of eager
 qwen2-dynamo-opset23 is exported at opset 23 (Attention, RotaryEmbedding, RMSNormalization ops).
 qwen3-torchscript and qwen3-dynamo are Qwen3 (per-head q_norm/k_norm before RoPE, no biases);
 the hybrid reference sends its slow keys through the layer's k_norm.
+gemma2-*, gemma3-* and olmo2-* (torchscript, dynamo) are Gemma 2 ((1 + w) norms, sandwich norms,
+soft-capping, sqrt(d) embedding scale), Gemma 3 (and per-head q/k norms) and OLMo-2 (no input
+norm, full-width q/k norms, post norms); the hybrid reference follows each (docs/DESIGN.md §1).
 """
 import argparse
 import json
@@ -56,11 +59,25 @@ TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=6, num_atte
 TOKENS = [[3, 17, 42, 99, 128, 7, 201]]
 
 
+# Families with norms, caps and scales of their own (issue 11): the config entries that make
+# each one's peculiarity show at this size. Gemma 2 scores with query_pre_attn_scalar**-0.5
+# (here 8: not 1/sqrt(head_dim)) and caps the scores at 2.0, so the cap changes them (a cap of
+# 1.0 would vanish into the scale in the dynamo export).
+FAMILY_DIMS = {
+    "gemma2": dict(query_pre_attn_scalar=8, attn_logit_softcapping=2.0, final_logit_softcapping=30.0),
+    "gemma3": dict(query_pre_attn_scalar=8),
+    "olmo2": dict(),
+}
+
+
 def make_model(family, seed, attention="eager", **dims):
-    config_class = {"qwen2": transformers.Qwen2Config, "llama": transformers.LlamaConfig, "qwen3": transformers.Qwen3Config}[family]
+    config_class = {"qwen2": transformers.Qwen2Config, "llama": transformers.LlamaConfig, "qwen3": transformers.Qwen3Config,
+                    "gemma2": transformers.Gemma2Config, "gemma3": transformers.Gemma3TextConfig,
+                    "olmo2": transformers.Olmo2Config}[family]
     model_class = {"qwen2": transformers.Qwen2ForCausalLM, "llama": transformers.LlamaForCausalLM,
-                   "qwen3": transformers.Qwen3ForCausalLM}[family]
-    config = config_class(**{**TINY, **dims})
+                   "qwen3": transformers.Qwen3ForCausalLM, "gemma2": transformers.Gemma2ForCausalLM,
+                   "gemma3": transformers.Gemma3ForCausalLM, "olmo2": transformers.Olmo2ForCausalLM}[family]
+    config = config_class(**{**TINY, **FAMILY_DIMS.get(family, {}), **dims})
     config._attn_implementation = attention
     torch.manual_seed(seed)
     model = model_class(config).eval()
@@ -70,7 +87,11 @@ def make_model(family, seed, attention="eager", **dims):
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             noise = torch.randn(parameter.shape, generator=generator)
-            if "norm" in name:
+            if "norm" in name and family.startswith("gemma"):
+                # Gemma's released checkpoints are bfloat16, so 1 + w (which torch.onnx folds
+                # into the norm's constant) is exact in float32 and w comes back from it.
+                parameter.copy_((1 + 0.1 * noise).to(torch.bfloat16).float())
+            elif "norm" in name:
                 parameter.copy_(1 + 0.1 * noise)
             elif name.endswith("bias"):
                 parameter.copy_(0.02 * noise)
@@ -149,17 +170,30 @@ def hybrid_reference(model, seed):
         def hook(_module, args):
             a_sa = args[0]                                   # [B, L, H*hd], before o_proj
             q = queries[-1]                                  # [B, H, L, hd], this layer's, after RoPE
-            s_hat = layer.input_layernorm(slow)              # the layer's own input norm
+            # The layer's own input norm (Gemma's (1 + w) included); OLMo-2 has none, and its
+            # k_proj/v_proj read the residual stream as it is: the slow tokens enter un-normed.
+            s_hat = layer.input_layernorm(slow) if hasattr(layer, "input_layernorm") else slow
             k = layer.self_attn.k_proj(s_hat)                # [K_x | V_x] = concat(k_proj, v_proj)
             v = layer.self_attn.v_proj(s_hat)
             n = slow.shape[1]
+            k_norm = getattr(layer.self_attn, "k_norm", None)
+            if k_norm is not None and k_norm.weight.numel() == kv_heads * head_dim:
+                k = k_norm(k)                                # OLMo-2: full-width k_norm, before the head split
             k = k.view(1, n, kv_heads, head_dim)
-            if hasattr(layer.self_attn, "k_norm"):           # Qwen3: slow keys through the layer's k_norm
-                k = layer.self_attn.k_norm(k)
+            if k_norm is not None and k_norm.weight.numel() == head_dim:
+                k = k_norm(k)                                # Qwen3, Gemma 3: per-head k_norm
             k = k.transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
             v = v.view(1, n, kv_heads, head_dim).transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
             # Softmax in float32, as the eager attention of the model itself does.
-            weights = torch.softmax((q @ k.transpose(2, 3) / head_dim ** 0.5).float(), dim=-1).to(q.dtype)  # no mask: all real
+            scaling = getattr(layer.self_attn, "scaling", head_dim ** -0.5)
+            if scaling == head_dim ** -0.5:
+                scores = q @ k.transpose(2, 3) / head_dim ** 0.5
+            else:                                            # Gemma: query_pre_attn_scalar**-0.5
+                scores = q @ k.transpose(2, 3) * scaling
+            cap = getattr(layer.self_attn, "attn_logit_softcapping", None)
+            if cap is not None:                              # Gemma 2: the layer's own cap, before the mask
+                scores = torch.tanh(scores / cap) * cap
+            weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)  # no mask: all real
             a_x = (weights @ v).transpose(1, 2).reshape(a_sa.shape)
             w_g, b_g, alpha = gates[layer_index]
             gate = torch.tanh(a_sa @ w_g.T + b_g) * torch.tanh(alpha)
@@ -354,6 +388,9 @@ MODELS = {
     "llama-dynamo-sdpa": ("llama", 11, {"attention": "sdpa"}),
     "qwen2-dynamo-opset23": ("qwen2", 10, {"attention": "sdpa"}),
     "qwen2-torchscript-fp16": ("qwen2", 10, {"half": True}),
+    **{f"gemma2-{e}": ("gemma2", 13, {}) for e in ("torchscript", "dynamo")},
+    **{f"gemma3-{e}": ("gemma3", 14, {}) for e in ("torchscript", "dynamo")},
+    **{f"olmo2-{e}": ("olmo2", 15, {}) for e in ("torchscript", "dynamo")},
 }
 
 
@@ -408,6 +445,12 @@ def main():
     for exporter in ("torchscript", "dynamo"):
         if wanted is None or f"qwen3-{exporter}" in wanted:
             build("qwen3", exporter, FIXTURES / f"qwen3-{exporter}", seed=12)
+    # Gemma 2 ((1 + w) norms, sandwich norms, soft-capping, sqrt(d) embedding scale), Gemma 3
+    # (and per-head q/k norms), OLMo-2 (no input norm, full-width q/k norms, post norms): issue 11.
+    for family, seed in (("gemma2", 13), ("gemma3", 14), ("olmo2", 15)):
+        for exporter in ("torchscript", "dynamo"):
+            if wanted is None or f"{family}-{exporter}" in wanted:
+                build(family, exporter, FIXTURES / f"{family}-{exporter}", seed=seed)
     # A KV cache in a torch.onnx export: Concat(past, new) before repeat_kv.
     if wanted is None or "qwen2-torchscript-kv" in wanted:
         build("qwen2", "torchscript-kv", FIXTURES / "qwen2-torchscript-kv", seed=10)

@@ -143,6 +143,14 @@ public struct LayerDescription: Codable, Equatable, Sendable {
     /// k_norm); nil where the layer has none. Slow keys go through `kNorm` (docs/DESIGN.md §1).
     public var qNorm: RMSNormDescription?
     public var kNorm: RMSNormDescription?
+    /// Sandwich norms (Gemma 2/3, OLMo-2): the norm between o_proj and the residual Add (the
+    /// cross term passes through it as the self-attention output does), and the one between
+    /// down_proj and the residual Add. nil where the layer has none.
+    public var attentionOutputNorm: RMSNormDescription?
+    public var mlpOutputNorm: RMSNormDescription?
+    /// Gemma 2's attention logit soft-capping: scores become tanh(s / cap) · cap before the
+    /// mask. The cross scores are capped the same way (docs/DESIGN.md §1). nil: no cap.
+    public var attentionSoftcap: Double?
 
     public init(index: Int, residualInput: String, residualOutput: String, inputNorm: RMSNormDescription,
                 q: ProjectionWeight, k: ProjectionWeight, v: ProjectionWeight, query: QueryAnchor,

@@ -262,12 +262,21 @@ public enum LayerDiscovery {
             let oOutput = oNode.outputs[0]
             let residualInput: String, attentionResidual: String
             var postNorm: RMSNormDescription?
+            var attentionOutputNorm: RMSNormDescription?
             switch adapter.residual {
             case .add:
-                guard let add = index.consumers(of: oOutput).first(where: { $0.op == "Add" && $0.inputs.count == 2 }) else {
+                // o_proj's output joins the residual stream directly, or through a norm of its
+                // own (the sandwich norms of Gemma 2/3 and OLMo-2's post norm).
+                var joined = oOutput
+                if index.consumers(of: oOutput).first(where: { $0.op == "Add" && $0.inputs.count == 2 }) == nil,
+                   let norm = normDownstream(of: oOutput, matcher: matcher, adapter: adapter, file: file, layer: number) {
+                    attentionOutputNorm = norm
+                    joined = norm.output
+                }
+                guard let add = index.consumers(of: joined).first(where: { $0.op == "Add" && $0.inputs.count == 2 }) else {
                     throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "no Add joins o_proj to the residual stream")
                 }
-                residualInput = add.inputs[0] == oOutput ? add.inputs[1] : add.inputs[0]
+                residualInput = add.inputs[0] == joined ? add.inputs[1] : add.inputs[0]
                 attentionResidual = add.outputs[0]
                 postNorm = normDownstream(of: attentionResidual, matcher: matcher, adapter: adapter, file: file, layer: number)
             case .skipNorm:
@@ -282,16 +291,26 @@ public enum LayerDiscovery {
             var mlp: [String: ProjectionWeight] = [:]
             var activations: [String] = []
             var residualOutput = ""
-            if let postNorm, let mlpMatch = mlpByInput[postNorm.output] {
+            var mlpOutputNorm: RMSNormDescription?
+            // The MLP reads the norm after attention, or (OLMo-2: no norm before the MLP) the
+            // residual stream itself.
+            if let mlpMatch = postNorm.flatMap({ mlpByInput[$0.output] }) ?? (postNorm == nil ? mlpByInput[attentionResidual] : nil) {
                 for role in ["gate", "up", "down"] {
                     if let weight = mlpMatch["\(role)Weight"], let node = mlpMatch.node("\(role)Node")?.name {
                         mlp["\(role)_proj"] = ProjectionWeight(weight: weight, layout: .inputMajor, node: node)
                     }
                 }
                 activations = ["activation", "activationGate"].compactMap { mlpMatch.node($0)?.name }
-                if let down = mlpMatch.node("downNode")?.outputs.first,
-                   let add = index.consumers(of: down).first(where: { $0.op == "Add" || $0.op.hasPrefix("Skip") }) {
-                    residualOutput = add.op == "Add" ? add.outputs[0] : (add.outputs.count > 3 ? add.outputs[3] : add.outputs[0])
+                if var down = mlpMatch.node("downNode")?.outputs.first {
+                    // down_proj's output may pass through a norm of its own first (Gemma 2/3, OLMo-2).
+                    if !index.consumers(of: down).contains(where: { $0.op == "Add" || $0.op.hasPrefix("Skip") }),
+                       let norm = normDownstream(of: down, matcher: matcher, adapter: adapter, file: file, layer: number) {
+                        mlpOutputNorm = norm
+                        down = norm.output
+                    }
+                    if let add = index.consumers(of: down).first(where: { $0.op == "Add" || $0.op.hasPrefix("Skip") }) {
+                        residualOutput = add.op == "Add" ? add.outputs[0] : (add.outputs.count > 3 ? add.outputs[3] : add.outputs[0])
+                    }
                 }
             }
             layers.append(LayerDescription(
@@ -301,6 +320,9 @@ public enum LayerDiscovery {
                 attentionResidual: attentionResidual, postAttentionNorm: postNorm, mlp: mlp, activationNodes: activations,
                 attentionScale: try attentionScale(match, matcher: matcher),
                 qNorm: try headNorm("q", match, matcher: matcher), kNorm: try headNorm("k", match, matcher: matcher)))
+            layers[layers.count - 1].attentionOutputNorm = attentionOutputNorm
+            layers[layers.count - 1].mlpOutputNorm = mlpOutputNorm
+            layers[layers.count - 1].attentionSoftcap = try softcap(match, matcher: matcher, fail: fail)
         }
         guard var dimensions = dims else {
             throw LayerDiscoveryError.noAdapterMatched(file: file, findings: ["\(adapter.name): 0 layers"])
@@ -312,8 +334,10 @@ public enum LayerDiscovery {
         if let table = embedding.flatMap({ index.initializer($0.inputs[0]) }), Int(table.dims[1]) == dimensions.hiddenSize {
             dimensions.vocabSize = Int(table.dims[0])
         }
-        var parameters = canonicalParameters(layers, embedding: embedding?.inputs.first, index: index)
-        parameters += headParameters(dimensions, matcher: matcher, adapter: adapter, file: file, known: Set(parameters.map(\.onnxName)))
+        let normOffset = embedding.flatMap { gemmaNormOffset(embedding: $0, hidden: dimensions.hiddenSize, matcher: matcher) }
+        var parameters = canonicalParameters(layers, embedding: embedding?.inputs.first, index: index, normOffset: normOffset)
+        parameters += headParameters(dimensions, matcher: matcher, adapter: adapter, file: file, known: Set(parameters.map(\.onnxName)),
+                                     normOffset: normOffset)
         return ModelLayout(adapter: adapter.name, dimensions: dimensions, layers: layers, floatType: floatType, parameters: parameters)
     }
 
@@ -363,7 +387,7 @@ public enum LayerDiscovery {
     /// The language-model head (a MatMul by a [hidden, vocab] constant) and the final norm
     /// before it.
     static func headParameters(_ dims: ModelDimensions, matcher: PatternMatcher, adapter: Adapter, file: String,
-                               known: Set<String>) -> [CanonicalParameter] {
+                               known: Set<String>, normOffset: Double? = nil) -> [CanonicalParameter] {
         guard let vocab = dims.vocabSize else { return [] }
         let index = matcher.index
         guard let head = index.graph.nodes.last(where: { node in
@@ -376,13 +400,14 @@ public enum LayerDiscovery {
         }
         if let norm = try? norm(at: head.inputs[0], matcher: matcher, adapter: adapter, file: file, layer: dims.numLayers, role: "final norm"),
            index.initializer(norm.weight) != nil, !known.contains(norm.weight) {
-            result.append(CanonicalParameter(onnxName: norm.weight, canonicalName: "model.norm.weight", transform: .identity))
+            result.append(CanonicalParameter(onnxName: norm.weight, canonicalName: "model.norm.weight", transform: ParameterTransform(offset: normOffset)))
         }
         return result
     }
 
     /// PyTorch names for the weights discovery identified.
-    static func canonicalParameters(_ layers: [LayerDescription], embedding: String?, index: GraphIndex) -> [CanonicalParameter] {
+    static func canonicalParameters(_ layers: [LayerDescription], embedding: String?, index: GraphIndex,
+                                    normOffset: Double? = nil) -> [CanonicalParameter] {
         var result: [CanonicalParameter] = []
         var seen = Set<String>()
         func add(_ onnx: String?, _ canonical: String, _ transform: ParameterTransform) {
@@ -390,12 +415,18 @@ public enum LayerDiscovery {
             result.append(CanonicalParameter(onnxName: onnx, canonicalName: canonical, transform: transform))
         }
         add(embedding, "model.embed_tokens.weight", .identity)
+        // Norm weights as the graph stores them: w, or (Gemma) the folded 1 + w.
+        let norm = ParameterTransform(offset: normOffset)
         for layer in layers {
             let prefix = "model.layers.\(layer.index)"
-            add(layer.inputNorm.weight, "\(prefix).input_layernorm.weight", .identity)
-            add(layer.postAttentionNorm?.weight, "\(prefix).post_attention_layernorm.weight", .identity)
-            add(layer.qNorm?.weight, "\(prefix).self_attn.q_norm.weight", .identity)
-            add(layer.kNorm?.weight, "\(prefix).self_attn.k_norm.weight", .identity)
+            add(layer.inputNorm.weight, "\(prefix).input_layernorm.weight", norm)
+            // With a norm after o_proj (Gemma 2/3, OLMo-2), that one is post_attention_layernorm
+            // and the norm before the MLP is pre_feedforward_layernorm.
+            add(layer.attentionOutputNorm?.weight, "\(prefix).post_attention_layernorm.weight", norm)
+            add(layer.postAttentionNorm?.weight, "\(prefix).\(layer.attentionOutputNorm == nil ? "post_attention" : "pre_feedforward")_layernorm.weight", norm)
+            add(layer.mlpOutputNorm?.weight, "\(prefix).post_feedforward_layernorm.weight", norm)
+            add(layer.qNorm?.weight, "\(prefix).self_attn.q_norm.weight", norm)
+            add(layer.kNorm?.weight, "\(prefix).self_attn.k_norm.weight", norm)
             let projections = [("q", layer.q), ("k", layer.k), ("v", layer.v)]
             if layer.q.weight == layer.k.weight {
                 // One packed tensor: its q, k and v rows are the three PyTorch projections.
@@ -424,6 +455,24 @@ public enum LayerDiscovery {
 }
 
 extension LayerDiscovery {
+    /// 1 where the graph follows Gemma's conventions, nil elsewhere. Gemma's RMSNorm applies
+    /// its weight as (1 + w), and torch.onnx folds 1 + w into the constant, so the graph alone
+    /// cannot tell w from 1 + w; what it does show is the other Gemma convention, token
+    /// embeddings multiplied by √hidden right after the lookup. Where that Mul is there, the
+    /// norm weights are named as storing 1 + w (docs/DESIGN.md §7).
+    static func gemmaNormOffset(embedding: Node, hidden: Int, matcher: PatternMatcher) -> Double? {
+        guard let looked = embedding.outputs.first else { return nil }
+        let root = Double(hidden).squareRoot()
+        for consumer in matcher.index.consumers(of: looked) where consumer.op == "Mul" && consumer.inputs.count == 2 {
+            let other = consumer.inputs[0] == looked ? consumer.inputs[1] : consumer.inputs[0]
+            if let values = try? matcher.constantTensor(other)?.floatValues(), values.count == 1,
+               abs(Double(values[0]) - root) <= 1e-3 * root {
+                return 1
+            }
+        }
+        return nil
+    }
+
     /// The per-head RMSNorm of `role` (q or k) where the pattern captured one
     /// (`qNormWeight`, `qNormEpsilon`).
     static func headNorm(_ role: String, _ match: Match, matcher: PatternMatcher) throws -> RMSNormDescription? {
@@ -432,6 +481,21 @@ extension LayerDiscovery {
             return nil
         }
         return RMSNormDescription(weight: weight, epsilon: epsilon, input: "", output: "")
+    }
+
+    /// The cap of Gemma 2's attention logit soft-capping, tanh(s / cap) · cap, where the
+    /// pattern captured one (`softcap`, and `softcapFactor`, which must be the same number).
+    static func softcap(_ match: Match, matcher: PatternMatcher, fail: (String) -> LayerDiscoveryError) throws -> Double? {
+        guard let name = match["softcap"] ?? match["softcapFactor"] else { return nil }
+        guard let cap = try matcher.constantTensor(name)?.floatValues(), cap.count == 1, cap[0] > 0 else {
+            throw fail("the soft-capping divisor '\(name)' is not one positive constant")
+        }
+        if let factorName = match["softcapFactor"] {
+            guard let factor = try matcher.constantTensor(factorName)?.floatValues(), factor == cap else {
+                throw fail("soft-capping divides by '\(name)' = \(cap[0]) but multiplies by '\(factorName)', another value")
+            }
+        }
+        return Double(cap[0])
     }
 
     /// The factor the layer multiplies q·kᵀ by, as the graph holds it: an attention op's
@@ -446,6 +510,8 @@ extension LayerDiscovery {
             return Double(value)
         }
         if let scale = try constant("scale") { return scale }
+        // Soft-capped scores with scale / cap folded into one factor (Gemma 2 by dynamo).
+        if let folded = try constant("scaleOverCap"), let cap = try constant("softcapFactor") { return folded * cap }
         if let root = try constant("sqrtScale") { return root * (try constant("sqrtScaleKey") ?? root) }
         return nil
     }

@@ -19,6 +19,7 @@ public enum HybridLayerError: Error, CustomStringConvertible, Equatable {
     case slowKVInputsNeedInPlace
     case opsetTooOld(Int)
     case attentionNeedsOpset23(Int)
+    case softcapNeedsDecomposed(layer: Int, cap: Double, form: String)
 
     public var description: String {
         switch self {
@@ -53,6 +54,9 @@ public enum HybridLayerError: Error, CustomStringConvertible, Equatable {
                 + "use auto, decomposed or multi-head-attention"
         case .opsetTooOld(let version):
             return "hybrid layers need default-domain opset 11 or later (TopK, GatherElements, ScatterElements); this model imports opset \(version)"
+        case .softcapNeedsDecomposed(let layer, let cap, let form):
+            return "layer \(layer) caps its attention scores (tanh(s / \(cap)) * \(cap), Gemma 2 soft-capping) before the mask, "
+                + "which --cross-attention \(form) cannot: use auto or decomposed"
         case .unsupportedQuery(let layer, let reason):
             return "layer \(layer): cannot find the query after RoPE: \(reason)"
         }

@@ -85,6 +85,13 @@ public struct HybridLayerPass: ModelPass {
         if options.crossAttention == .attention && (model.opsetVersion("") ?? 1) < 23 {
             throw HybridLayerError.attentionNeedsOpset23(Int(model.opsetVersion("") ?? 1))
         }
+        // Soft-capped scores (Gemma 2) are capped before the mask; the fused ops cannot do that
+        // (MultiHeadAttention has no cap, Attention caps after adding the mask).
+        if options.mode == .inPlace, [.attention, .multiHeadAttention].contains(options.crossAttention),
+           let layer = options.layers.sorted().first(where: { layout.layers.indices.contains($0) && layout.layers[$0].attentionSoftcap != nil }) {
+            throw HybridLayerError.softcapNeedsDecomposed(layer: layer, cap: layout.layers[layer].attentionSoftcap ?? 0,
+                                                          form: options.crossAttention.rawValue)
+        }
         if (model.opsetVersion("") ?? 1) < 11 {
             throw HybridLayerError.opsetTooOld(Int(model.opsetVersion("") ?? 1))
         }
@@ -100,7 +107,8 @@ public struct HybridLayerPass: ModelPass {
         builder.parameterType = floatType
         builder.marks = [StringPair(RewriteMarks.pass, name)]
         let layers = Array(Set(options.layers)).sorted()
-        let form = options.crossAttention.resolved(for: model)
+        let capped = options.mode == .inPlace && layers.contains { layout.layers[$0].attentionSoftcap != nil }
+        let form = capped ? .decomposed : options.crossAttention.resolved(for: model)
         let inputs = try SlowTokenInputs(model: model, hiddenSize: dims.hiddenSize, floatType: floatType, dims: dims, layers: layers,
                                          slowKV: options.slowKV, form: form,
                                          positionSource: positionSource(model, first: layout.layers[layers[0]]), builder: &builder)
@@ -286,7 +294,7 @@ public struct HybridLayerPass: ModelPass {
         // are scored as the layer scores its own keys.
         let attended = builder.queriedCrossAttention(query: query, keys: keys, values: values, inputs: inputs,
                                                      heads: dims.numHeads, kvHeads: dims.numKVHeads, headDim: dims.headDim,
-                                                     form: form, scale: layer.attentionScale)
+                                                     form: form, scale: layer.attentionScale, softcap: layer.attentionSoftcap)
 
         // g = tanh(w_g · A_sa + b_g) · tanh(α), one scalar per token.
         let attentionWidth = dims.numHeads * dims.headDim

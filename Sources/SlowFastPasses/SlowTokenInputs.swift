@@ -265,7 +265,7 @@ extension GraphBuilder {
     /// `scale` is the layer's own score factor where the graph states one (default 1/√head_dim).
     mutating func queriedCrossAttention(query: String, keys: String, values: String, inputs: SlowTokenInputs,
                                         heads: Int, kvHeads: Int, headDim: Int, form: CrossAttentionForm,
-                                        scale layerScale: Double? = nil) -> String {
+                                        scale layerScale: Double? = nil, softcap: Double? = nil) -> String {
         let width = Int64(heads * headDim)
         // rows [B, k] -> [B, 1, k, 1], broadcast over heads and head_dim.
         let rowIndex = unsqueeze(inputs.queryRows, axes: [1, 3], "rows/index")
@@ -298,7 +298,7 @@ extension GraphBuilder {
             attended = ungroupRows(perGroup, heads: heads, headDim: headDim)
         case .decomposed, .auto:
             attended = slowCrossAttention(query: rows, keys: keys, values: values, maskBias: inputs.maskBias,
-                                          heads: heads, kvHeads: kvHeads, headDim: headDim, scale: layerScale)
+                                          heads: heads, kvHeads: kvHeads, headDim: headDim, scale: layerScale, softcap: softcap)
         }
         let zeros = op("ConstantOfShape", [op("Concat", [
             op("Gather", [op("Shape", [query], "rows/query_shape"), int64s([0, 2], "rows/batch_seq")], "rows/batch_and_seq", attributes: [.int("axis", 0)]),
@@ -318,11 +318,16 @@ extension GraphBuilder {
     ///   - keys, values: [batch, kvHeads, num_slow, head_dim]
     /// - Returns: [batch, rows, heads*head_dim]
     mutating func slowCrossAttention(query: String, keys: String, values: String, maskBias: String,
-                                     heads: Int, kvHeads: Int, headDim: Int, scale: Double? = nil) -> String {
+                                     heads: Int, kvHeads: Int, headDim: Int, scale: Double? = nil, softcap: Double? = nil) -> String {
         let grouped = groupQueries(query, heads: heads, kvHeads: kvHeads, headDim: headDim)
         let keysT = transpose(keys, perm: [0, 1, 3, 2], "k/transpose")
         let scores = op("MatMul", [grouped, keysT], "scores")
-        let scaled = op("Mul", [scores, floats([scale.map(Float.init) ?? 1 / Float(headDim).squareRoot()], dims: [], "scale")], "scores/scale")
+        var scaled = op("Mul", [scores, floats([scale.map(Float.init) ?? 1 / Float(headDim).squareRoot()], dims: [], "scale")], "scores/scale")
+        if let softcap {
+            // The layer's own soft-capping, tanh(s / cap) · cap, before the mask as the layer does.
+            let cap = floats([Float(softcap)], dims: [], "softcap")
+            scaled = op("Mul", [op("Tanh", [op("Div", [scaled, cap], "scores/over_cap")], "scores/tanh"), cap], "scores/capped")
+        }
         let masked = op("Add", [scaled, maskBias], "scores/mask")
         let weights = op("Softmax", [masked], "softmax", attributes: [.int("axis", -1)])
         return ungroupRows(op("MatMul", [weights, values], "attend"), heads: heads, headDim: headDim)

@@ -18,25 +18,33 @@ def rms_norm(x, weight, eps):
 
 
 def hybrid_attention_input(a_sa, q, slow, norm_weight, eps, kv_weight, kv_bias, gate_weight, gate_bias, alpha,
-                           heads, kv_heads, head_dim, slow_mask=None, query_mask=None, k_norm=None):
+                           heads, kv_heads, head_dim, slow_mask=None, query_mask=None, k_norm=None, scale=None, softcap=None):
     """a_sa [B, L, H*hd]; q [B, H, L, hd] (after RoPE); slow [B, N, d];
     kv_weight [2*kv*hd, d] (PyTorch layout); gate_weight [1, H*hd]; k_norm: (weight [hd], eps)
-    of the layer's per-head key norm (Qwen3), applied to the slow keys. Returns [B, L, H*hd]."""
+    of the layer's per-head key norm (Qwen3, Gemma 3), or (weight [kv*hd], eps) of a full-width
+    one (OLMo-2, before the head split), applied to the slow keys; scale: the layer's score
+    factor (default 1/sqrt(hd)); softcap: the layer's tanh(s / cap) * cap before the mask
+    (Gemma 2). Returns [B, L, H*hd]."""
     a_sa, q, slow = (np.asarray(v, np.float64) for v in (a_sa, q, slow))  # float16 inputs too
     batch, length, _ = a_sa.shape
     n = slow.shape[1]
     kv_width = kv_heads * head_dim
     s_hat = rms_norm(slow, norm_weight, eps)
     kv = s_hat @ kv_weight.T.astype(np.float64) + kv_bias
-    k = kv[..., :kv_width].reshape(batch, n, kv_heads, head_dim)
-    if k_norm is not None:
+    k = kv[..., :kv_width]
+    if k_norm is not None and np.size(k_norm[0]) == kv_width:
+        k = rms_norm(k, np.asarray(k_norm[0], np.float64), k_norm[1])
+    k = k.reshape(batch, n, kv_heads, head_dim)
+    if k_norm is not None and np.size(k_norm[0]) == head_dim:
         k = rms_norm(k, np.asarray(k_norm[0], np.float64), k_norm[1])
     k = k.transpose(0, 2, 1, 3)
     v = kv[..., kv_width:].reshape(batch, n, kv_heads, head_dim).transpose(0, 2, 1, 3)
     repeat = heads // kv_heads
     k = np.repeat(k, repeat, axis=1)  # query head h uses kv head h // repeat, as HF repeat_kv
     v = np.repeat(v, repeat, axis=1)
-    scores = q.astype(np.float64) @ k.transpose(0, 1, 3, 2) / np.sqrt(head_dim)
+    scores = q.astype(np.float64) @ k.transpose(0, 1, 3, 2) * (1 / np.sqrt(head_dim) if scale is None else scale)
+    if softcap is not None:
+        scores = np.tanh(scores / softcap) * softcap
     if slow_mask is not None:
         scores = scores + (np.asarray(slow_mask, np.float64)[:, None, None, :] - 1.0) * 1e9
     scores = scores - scores.max(axis=-1, keepdims=True)
