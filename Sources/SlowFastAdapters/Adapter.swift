@@ -138,7 +138,7 @@ final class PatternSpec: Decodable {
     }
 
     func compile(_ named: [String: PatternSpec], file: String, depth: Int, budget: Budget) throws -> Pattern {
-        guard depth < 64 else { throw AdapterError(file: file, message: "pattern references nest too deep (a cycle of 'use:'?)") }
+        guard depth < 128 else { throw AdapterError(file: file, message: "pattern references nest too deep (a cycle of 'use:'?)") }
         budget.left -= 1
         guard budget.left >= 0 else {
             throw AdapterError(file: file, message: "patterns expand to more than \(PatternSpec.maxCompiledNodes) nodes ('use:' references fan out)")

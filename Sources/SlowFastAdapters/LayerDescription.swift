@@ -121,7 +121,9 @@ public struct LayerDescription: Codable, Equatable, Sendable {
     /// The residual stream entering the layer ([batch, seq, hidden]) and leaving it.
     public var residualInput: String
     public var residualOutput: String
-    public var inputNorm: RMSNormDescription
+    /// The norm before attention; nil where the projections read the residual stream itself
+    /// (OLMo-2), and the slow tokens enter kv_proj un-normed as well (docs/DESIGN.md §1).
+    public var inputNorm: RMSNormDescription?
     public var q: ProjectionWeight
     public var k: ProjectionWeight
     public var v: ProjectionWeight
@@ -152,7 +154,7 @@ public struct LayerDescription: Codable, Equatable, Sendable {
     /// mask. The cross scores are capped the same way (docs/DESIGN.md §1). nil: no cap.
     public var attentionSoftcap: Double?
 
-    public init(index: Int, residualInput: String, residualOutput: String, inputNorm: RMSNormDescription,
+    public init(index: Int, residualInput: String, residualOutput: String, inputNorm: RMSNormDescription?,
                 q: ProjectionWeight, k: ProjectionWeight, v: ProjectionWeight, query: QueryAnchor,
                 attentionOutput: String, o: ProjectionWeight, attentionResidual: String,
                 postAttentionNorm: RMSNormDescription?, mlp: [String: ProjectionWeight], activationNodes: [String],

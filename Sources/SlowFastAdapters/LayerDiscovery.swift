@@ -256,7 +256,10 @@ public enum LayerDiscovery {
 
             // Input norm at the normalised input.
             let normed = try need("normedInput", "no normalised input feeding the projections")
-            let inputNorm = try norm(at: normed, matcher: matcher, adapter: adapter, file: file, layer: number, role: "input RMSNorm")
+            // None where the projections read the residual stream itself (OLMo-2): checked below,
+            // once the residual Add names the stream.
+            let inputNormResult = Result { try norm(at: normed, matcher: matcher, adapter: adapter, file: file, layer: number, role: "input RMSNorm") }
+            let inputNorm = try? inputNormResult.get()
 
             // Residual stream.
             let oOutput = oNode.outputs[0]
@@ -280,13 +283,23 @@ public enum LayerDiscovery {
                 attentionResidual = add.outputs[0]
                 postNorm = normDownstream(of: attentionResidual, matcher: matcher, adapter: adapter, file: file, layer: number)
             case .skipNorm:
-                guard let skip = index.consumers(of: oOutput).first(where: { $0.op.hasPrefix("Skip") }) else {
+                // Through a norm of o_proj's own first (Gemma 2's post_attention_layernorm).
+                var joined = oOutput
+                if !index.consumers(of: oOutput).contains(where: { $0.op.hasPrefix("Skip") }),
+                   let norm = normDownstream(of: oOutput, matcher: matcher, adapter: adapter, file: file, layer: number) {
+                    attentionOutputNorm = norm
+                    joined = norm.output
+                }
+                guard let skip = index.consumers(of: joined).first(where: { $0.op.hasPrefix("Skip") }) else {
                     throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "no skip-norm joins o_proj to the residual stream")
                 }
                 let normNode = index.producer(of: normed)
                 residualInput = (normNode?.outputs.count ?? 0) > 3 && !(normNode?.outputs[3].isEmpty ?? true) ? normNode!.outputs[3] : (normNode?.inputs.first ?? "")
                 attentionResidual = skip.outputs.count > 3 ? skip.outputs[3] : ""
                 postNorm = try? norm(at: skip.outputs[0], matcher: matcher, adapter: adapter, file: file, layer: number, role: "post-attention RMSNorm")
+            }
+            if inputNorm == nil, normed != residualInput {
+                _ = try inputNormResult.get()   // neither a norm nor the residual stream: the norm's error
             }
             var mlp: [String: ProjectionWeight] = [:]
             var activations: [String] = []
@@ -318,11 +331,11 @@ public enum LayerDiscovery {
                 q: q, k: k, v: v, query: query, attentionOutput: try need("attentionOutput", "no attention output before o_proj"),
                 o: ProjectionWeight(weight: oWeightName, layout: .inputMajor, node: oNode.name ?? ""),
                 attentionResidual: attentionResidual, postAttentionNorm: postNorm, mlp: mlp, activationNodes: activations,
-                attentionScale: try attentionScale(match, matcher: matcher),
+                attentionScale: try attentionScale(match, fused: fusedNode, matcher: matcher),
                 qNorm: try headNorm("q", match, matcher: matcher), kNorm: try headNorm("k", match, matcher: matcher)))
             layers[layers.count - 1].attentionOutputNorm = attentionOutputNorm
             layers[layers.count - 1].mlpOutputNorm = mlpOutputNorm
-            layers[layers.count - 1].attentionSoftcap = try softcap(match, matcher: matcher, fail: fail)
+            layers[layers.count - 1].attentionSoftcap = try softcap(match, fused: fusedNode, matcher: matcher, fail: fail)
         }
         guard var dimensions = dims else {
             throw LayerDiscoveryError.noAdapterMatched(file: file, findings: ["\(adapter.name): 0 layers"])
@@ -355,6 +368,13 @@ public enum LayerDiscovery {
                         if let found = try? norm(at: output, matcher: matcher, adapter: adapter, file: file, layer: layer,
                                                  role: "post-attention RMSNorm"),
                            found.input == value || index.producer(of: found.input).map({ $0.op == "Cast" && $0.inputs.first == value }) == true {
+                            // A norm that casts after its weight (OLMo-2) ends at that Cast.
+                            let consumers = index.consumers(of: found.output)
+                            if consumers.count == 1, consumers[0].op == "Cast", let cast = consumers[0].outputs.first,
+                               let whole = try? norm(at: cast, matcher: matcher, adapter: adapter, file: file, layer: layer, role: "post-attention RMSNorm"),
+                               whole.weight == found.weight {
+                                return whole
+                            }
                             return found
                         }
                         next.append(output)
@@ -419,7 +439,7 @@ public enum LayerDiscovery {
         let norm = ParameterTransform(offset: normOffset)
         for layer in layers {
             let prefix = "model.layers.\(layer.index)"
-            add(layer.inputNorm.weight, "\(prefix).input_layernorm.weight", norm)
+            add(layer.inputNorm?.weight, "\(prefix).input_layernorm.weight", norm)
             // With a norm after o_proj (Gemma 2/3, OLMo-2), that one is post_attention_layernorm
             // and the norm before the MLP is pre_feedforward_layernorm.
             add(layer.attentionOutputNorm?.weight, "\(prefix).post_attention_layernorm.weight", norm)
@@ -485,7 +505,12 @@ extension LayerDiscovery {
 
     /// The cap of Gemma 2's attention logit soft-capping, tanh(s / cap) · cap, where the
     /// pattern captured one (`softcap`, and `softcapFactor`, which must be the same number).
-    static func softcap(_ match: Match, matcher: PatternMatcher, fail: (String) -> LayerDiscoveryError) throws -> Double? {
+    static func softcap(_ match: Match, fused: Node?, matcher: PatternMatcher, fail: (String) -> LayerDiscoveryError) throws -> Double? {
+        // GroupQueryAttention's own attribute (onnxruntime-genai's Gemma 2); 0 means none.
+        if let cap = fused?.floatAttribute("softcap"), cap != 0 {
+            guard cap > 0, cap.isFinite else { throw fail("'\(fused?.name ?? "")' has softcap \(cap), not a positive number") }
+            return Double(cap)
+        }
         guard let name = match["softcap"] ?? match["softcapFactor"] else { return nil }
         guard let cap = try matcher.constantTensor(name)?.floatValues(), cap.count == 1, cap[0] > 0 else {
             throw fail("the soft-capping divisor '\(name)' is not one positive constant")
@@ -502,9 +527,9 @@ extension LayerDiscovery {
     /// `scale` attribute, a constant multiplying the scores, or (sdpa) the product of the
     /// constants multiplying q and kᵀ. nil when the graph does not say (a fused op's default,
     /// 1/√head_dim). Read as a value of its own: it never decides a head count.
-    static func attentionScale(_ match: Match, matcher: PatternMatcher) throws -> Double? {
+    static func attentionScale(_ match: Match, fused: Node? = nil, matcher: PatternMatcher) throws -> Double? {
         if let scale = match.node("attentionCore")?.floatAttribute("scale") { return Double(scale) }
-        if let fused = match.node("fusedAttention"), let scale = fused.floatAttribute("scale"), scale != 0 { return Double(scale) }
+        if let fused = fused ?? match.node("fusedAttention"), let scale = fused.floatAttribute("scale"), scale != 0 { return Double(scale) }
         func constant(_ capture: String) throws -> Double? {
             guard let name = match[capture], let value = try matcher.constantTensor(name)?.floatValues().first else { return nil }
             return Double(value)

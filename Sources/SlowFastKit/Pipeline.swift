@@ -60,8 +60,8 @@ extension ModelLayout {
                 try check("layer \(layer.index) \(role) outputStart", projection.outputStart, 0 ... width)
                 try check("layer \(layer.index) \(role) outputCount", projection.outputCount, 1 ... width)
             }
-            if !layer.inputNorm.epsilon.isFinite {
-                throw AdapterError(file: file, message: "layer \(layer.index) inputNorm epsilon is \(layer.inputNorm.epsilon), not finite")
+            if let norm = layer.inputNorm, !norm.epsilon.isFinite {
+                throw AdapterError(file: file, message: "layer \(layer.index) inputNorm epsilon is \(norm.epsilon), not finite")
             }
         }
     }

@@ -74,7 +74,7 @@ public struct HybridLayerPass: ModelPass {
             let producers = model.graph.index()
             for layer in options.layers {
                 let description = layout.layers[layer]
-                if let fused = producers.producer(of: description.residualInput), fused.outputs.contains(description.inputNorm.output) {
+                if let fused = producers.producer(of: description.residualInput), let norm = description.inputNorm, fused.outputs.contains(norm.output) {
                     throw HybridLayerError.insertNeedsResidualValue(layer: layer)
                 }
             }
@@ -258,11 +258,14 @@ public struct HybridLayerPass: ModelPass {
         var kvRecords: (weight: String, bias: String)?
         if var encoder = companion {
             // K/V come in as inputs; the companion model computes them once per generation.
-            guard let normTensor = graph.initializer(named: layer.inputNorm.weight) else {
-                throw HybridLayerError.missingInitializer(layer: layer.index, role: "input norm", name: layer.inputNorm.weight)
+            var inputNorm: (weight: [Float], name: String, epsilon: Float)?
+            if let norm = layer.inputNorm {
+                guard let normTensor = graph.initializer(named: norm.weight) else {
+                    throw HybridLayerError.missingInitializer(layer: layer.index, role: "input norm", name: norm.weight)
+                }
+                inputNorm = (try normTensor.floatValues(), canonical[norm.weight]?.canonicalName ?? norm.weight, norm.epsilon)
             }
-            let canonicalNorm = canonical[layer.inputNorm.weight]?.canonicalName ?? layer.inputNorm.weight
-            encoder.addLayer(layer.index, normWeight: try normTensor.floatValues(), normName: canonicalNorm, epsilon: layer.inputNorm.epsilon,
+            encoder.addLayer(layer.index, norm: inputNorm,
                              kvWeight: key.weight + value.weight, kvBias: kvBias, kvWeightName: kvWeightName, kvBiasName: kvBiasName,
                              kvRule: "concat(\(kName), \(vName))",
                              biasRule: hasBias ? "concat(\(kBias), \(vBias))" : "zeros (k_proj and v_proj have no bias)",
@@ -272,8 +275,13 @@ public struct HybridLayerPass: ModelPass {
             values = builder.toFloat(SlowTokenInputs.slowValue(layer.index), from: floatType, "slow_values/float")
         } else {
             guard let slowTokens = inputs.slowTokens else { throw PassContractError("inline K/V without slow_tokens") }
-            let normWeight = builder.toFloat(layer.inputNorm.weight, from: floatType, "slow_norm/weight_float")
-            let normalised = builder.rmsNorm(slowTokens, weight: normWeight, epsilon: layer.inputNorm.epsilon, "slow_norm")
+            // The layer's input norm; without one (OLMo-2) the slow tokens enter kv_proj as the
+            // layer's own hidden states enter k_proj and v_proj: un-normed.
+            var normalised = slowTokens
+            if let norm = layer.inputNorm {
+                let normWeight = builder.toFloat(norm.weight, from: floatType, "slow_norm/weight_float")
+                normalised = builder.rmsNorm(slowTokens, weight: normWeight, epsilon: norm.epsilon, "slow_norm")
+            }
             let kv = builder.linear(normalised, canonicalWeight: key.weight + value.weight, outFeatures: 2 * dims.kvWidth,
                                     inFeatures: dims.hiddenSize, bias: kvBias, weightName: kvWeightName, biasName: kvBiasName, "kv_proj")
             keys = builder.splitHeads(builder.slice(kv.output, axis: -1, start: 0, end: Int64(dims.kvWidth), "k"),
@@ -286,9 +294,22 @@ public struct HybridLayerPass: ModelPass {
         // were normed the same way: the slow keys [B, G, N, hd] go through the same k_norm
         // (weight and epsilon, over head_dim), so they live where the layer's queries look
         // (docs/DESIGN.md §1).
+        // OLMo-2's k_norm spans every kv head at once (kv_heads·head_dim, before the head split):
+        // the slow keys are normed over the same width.
         if let kNorm = layer.kNorm {
             let weight = builder.toFloat(kNorm.weight, from: floatType, "k_norm/weight_float")
-            keys = builder.rmsNorm(keys, weight: weight, epsilon: kNorm.epsilon, "k_norm")
+            let width = graph.initializer(named: kNorm.weight).map { Int($0.dims.reduce(1, *)) } ?? dims.headDim
+            switch width {
+            case dims.headDim:
+                keys = builder.rmsNorm(keys, weight: weight, epsilon: kNorm.epsilon, "k_norm")
+            case dims.kvWidth:
+                let merged = builder.reshape(builder.transpose(keys, perm: [0, 2, 1, 3], "k_norm/to_bnhd"), to: [0, 0, Int64(dims.kvWidth)], "k_norm/merge")
+                keys = builder.splitHeads(builder.rmsNorm(merged, weight: weight, epsilon: kNorm.epsilon, "k_norm"),
+                                          heads: dims.numKVHeads, headDim: dims.headDim, "k_norm")
+            default:
+                throw HybridLayerError.badWeightShape(layer: layer.index, role: "k_norm", name: kNorm.weight, shape: [Int64(width)],
+                                                      expected: "[\(dims.headDim)] (per head) or [\(dims.kvWidth)] (every kv head)")
+            }
         }
         // The layer's own score factor (a model may scale by other than 1/√hd): the slow keys
         // are scored as the layer scores its own keys.
@@ -342,10 +363,12 @@ public struct HybridLayerPass: ModelPass {
         let std = options.initStd
         let normalRule = "normal(0, \(std), seed \(options.seed &+ 1000 &+ UInt64(layer.index)))"
 
+        // The block's own norms take the layer's epsilon (any of its norms where it has no input norm).
+        let normEpsilon = (layer.inputNorm ?? layer.attentionOutputNorm ?? layer.postAttentionNorm ?? layer.mlpOutputNorm)?.epsilon ?? 1e-6
         func norm(_ input: String, _ name: String, _ label: String, builder: inout GraphBuilder) -> String {
             let weight = builder.parameter(floats: [Float](repeating: 1, count: d), dims: [Int64(d)], name: "\(prefix).\(name).weight")
             records.append(ParameterRecord(onnxName: weight.stored, canonicalName: "\(prefix).\(name).weight", kind: .new, initRule: "ones"))
-            return builder.rmsNorm(input, weight: weight.value, epsilon: layer.inputNorm.epsilon, label)
+            return builder.rmsNorm(input, weight: weight.value, epsilon: normEpsilon, label)
         }
         func project(_ input: String, _ name: String, out: Int, in inFeatures: Int, builder: inout GraphBuilder) -> String {
             let weights = random.normal(count: out * inFeatures, std: std)

@@ -71,7 +71,11 @@ struct InspectCommand: ParsableCommand {
             case .tensor(let name): query = name
             case .fused(let rotary): query = "RoPE inside '\(rotary.attentionNode)' (reproduced from \(rotary.cosCache))"
             }
-            print("layer \(layer.index): norm eps \(layer.inputNorm.epsilon) weight \(layer.inputNorm.weight)")
+            if let norm = layer.inputNorm {
+                print("layer \(layer.index): norm eps \(norm.epsilon) weight \(norm.weight)")
+            } else {
+                print("layer \(layer.index): no input norm (the projections read the residual stream)")
+            }
             print("  q/k/v: \(layer.q.weight) | \(layer.k.weight) | \(layer.v.weight)")
             print("  query after RoPE: \(query)")
             print("  attention output: \(layer.attentionOutput) -> o_proj \(layer.o.node)")

@@ -29,7 +29,7 @@ def hybrid_attention_input(a_sa, q, slow, norm_weight, eps, kv_weight, kv_bias, 
     batch, length, _ = a_sa.shape
     n = slow.shape[1]
     kv_width = kv_heads * head_dim
-    s_hat = rms_norm(slow, norm_weight, eps)
+    s_hat = slow if norm_weight is None else rms_norm(slow, norm_weight, eps)  # OLMo-2: no input norm
     kv = s_hat @ kv_weight.T.astype(np.float64) + kv_bias
     k = kv[..., :kv_width]
     if k_norm is not None and np.size(k_norm[0]) == kv_width:

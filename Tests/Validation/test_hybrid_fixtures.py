@@ -125,7 +125,7 @@ def reference_mix(model, layer, values, gates, slow, cfg, positions, slow_mask=N
     gates = {k: v.astype(np.float64) for k, v in gates.items()}
     return hybrid_reference.hybrid_attention_input(
         values[layer["attentionOutput"]].astype(np.float64), query_after_rope(values, layer, cfg, positions), slow,
-        weights[layer["inputNorm"]["weight"]], layer["inputNorm"]["epsilon"],  # float64 reference
+        *((weights[layer["inputNorm"]["weight"]], layer["inputNorm"]["epsilon"]) if layer.get("inputNorm") else (None, None)),
         weights[prefix + "cross_attn_kv_proj.weight"].T, weights[prefix + "cross_attn_kv_proj.bias"],
         gates["w"].T, gates["b"], gates["alpha"], cfg["num_attention_heads"], cfg["num_key_value_heads"],
         cfg["head_dim"], slow_mask, query_mask,
