@@ -222,6 +222,8 @@ def test_weight_map_accounts_for_every_initializer(folder, tmp_path):
 
 
 GENAI = [f for f in FIXTURES if "genai" in f.name]
+# Every export with a KV cache: genai's, and torch.onnx's with past_key_values in and present out.
+CACHED = GENAI + [f for f in FIXTURES if f.name.endswith("-kv")]
 
 
 @pytest.mark.parametrize("folder", [f for f in FIXTURES if f.name in ("qwen2-genai", "qwen2-torchscript-fp16", "llama-dynamo")],
@@ -351,7 +353,7 @@ def decode(session, cfg, feeds_extra, steps=3, with_slow=None):
     return all_logits, values
 
 
-@pytest.mark.parametrize("folder", GENAI, ids=[f.name for f in GENAI])
+@pytest.mark.parametrize("folder", CACHED, ids=[f.name for f in CACHED])
 def test_kv_cache_decode_steps(folder, tmp_path):
     out, result = rewrite(folder, tmp_path)
     assert result.returncode == 0, result.stderr
@@ -450,7 +452,8 @@ def reference_decode(session, folder, slow_feeds_once, ref):
     past = {k: v for k, v in feeds.items() if k.startswith("past_key_values")}
     ids, total = feeds["input_ids"], feeds["input_ids"].shape[1]
     steps = []
-    for token in [None, 5, 9, 13]:
+    recorded = sum(1 for key in ref if key.startswith("hybrid_logits_step"))  # qwen2-torchscript-kv: prefill and two steps
+    for token in [None, 5, 9, 13][:recorded]:
         if token is not None:
             ids, total = np.array([[token]], np.int64), total + 1
         values = dict(zip(outputs, session.run(outputs, {"input_ids": ids, "attention_mask": np.ones((1, total), np.int64),
@@ -460,7 +463,7 @@ def reference_decode(session, folder, slow_feeds_once, ref):
     return steps
 
 
-@pytest.mark.parametrize("folder", GENAI, ids=[f.name for f in GENAI])
+@pytest.mark.parametrize("folder", CACHED, ids=[f.name for f in CACHED])
 def test_kv_cache_decode_steps_match_the_pytorch_hybrid_model(folder, tmp_path):
     """Prefill and three decode steps with the reference's gates on, in both forms: the slow
     K/V computed inside the decoder at every step, and computed once by the companion model
@@ -488,7 +491,7 @@ def test_kv_cache_decode_steps_match_the_pytorch_hybrid_model(folder, tmp_path):
         steps[form] = reference_decode(ort_session(model), folder, feeds, ref)
         for step, logits in enumerate(steps[form]):
             assert np.abs(logits - ref[f"hybrid_logits_step{step}"]).max() <= 1e-4, f"{form}, step {step}"
-    assert len(steps["inputs"]) == 4
+    assert len(steps["inputs"]) >= 3  # prefill and at least two decode steps
     for step, (a, b) in enumerate(zip(steps["inline"], steps["inputs"])):
         assert np.abs(a - b).max() <= 1e-5, f"inline vs inputs, step {step}"
     # The gates really change every step (so the comparisons above can fail).
