@@ -395,7 +395,7 @@ MODELS = {
     "qwen2-torchscript-fp16": ("qwen2", 10, {"half": True}),
     **{f"gemma2-{e}": ("gemma2", 13, {}) for e in ("torchscript", "dynamo", "genai", "torchscript-kv")},
     **{f"gemma3-{e}": ("gemma3", 14, {}) for e in ("torchscript", "dynamo")},
-    **{f"olmo2-{e}": ("olmo2", 15, {}) for e in ("torchscript", "dynamo")},
+    **{f"olmo2-{e}": ("olmo2", 15, {}) for e in ("torchscript", "dynamo", "torchscript-kv")},
 }
 
 
@@ -456,7 +456,8 @@ def main():
     # its Gemma 3 builder fails on transformers 5's per-layer-type rope_parameters (KeyError
     # 'rope_type'), and it has no OLMo-2 builder.
     for family, seed in (("gemma2", 13), ("gemma3", 14), ("olmo2", 15)):
-        for exporter in ("torchscript", "dynamo") + (("genai", "torchscript-kv") if family == "gemma2" else ()):
+        extra = {"gemma2": ("genai", "torchscript-kv"), "olmo2": ("torchscript-kv",)}.get(family, ())
+        for exporter in ("torchscript", "dynamo") + extra:
             if wanted is None or f"{family}-{exporter}" in wanted:
                 build(family, exporter, FIXTURES / f"{family}-{exporter}", seed=seed)
     # A KV cache in a torch.onnx export: Concat(past, new) before repeat_kv.
