@@ -394,7 +394,7 @@ MODELS = {
     "qwen2-dynamo-opset23": ("qwen2", 10, {"attention": "sdpa"}),
     "qwen2-torchscript-fp16": ("qwen2", 10, {"half": True}),
     **{f"gemma2-{e}": ("gemma2", 13, {}) for e in ("torchscript", "dynamo", "genai", "torchscript-kv")},
-    **{f"gemma3-{e}": ("gemma3", 14, {}) for e in ("torchscript", "dynamo")},
+    **{f"gemma3-{e}": ("gemma3", 14, {}) for e in ("torchscript", "dynamo", "torchscript-kv")},
     **{f"olmo2-{e}": ("olmo2", 15, {}) for e in ("torchscript", "dynamo", "torchscript-kv")},
 }
 
@@ -456,7 +456,7 @@ def main():
     # its Gemma 3 builder fails on transformers 5's per-layer-type rope_parameters (KeyError
     # 'rope_type'), and it has no OLMo-2 builder.
     for family, seed in (("gemma2", 13), ("gemma3", 14), ("olmo2", 15)):
-        extra = {"gemma2": ("genai", "torchscript-kv"), "olmo2": ("torchscript-kv",)}.get(family, ())
+        extra = {"gemma2": ("genai", "torchscript-kv"), "gemma3": ("torchscript-kv",), "olmo2": ("torchscript-kv",)}.get(family, ())
         for exporter in ("torchscript", "dynamo") + extra:
             if wanted is None or f"{family}-{exporter}" in wanted:
                 build(family, exporter, FIXTURES / f"{family}-{exporter}", seed=seed)
