@@ -92,7 +92,7 @@ public enum WeightExport {
         }
         let initializers = Initializers(model: model, companions: companions)
         var writer = SafeTensorsShardedWriter(maxShardBytes: options.maxShardBytes, metadata: ["format": "pt"])
-        var names: [String: (onnxName: String, tensor: Tensor)] = [:]
+        var names: [String: (onnxName: String, tensor: Tensor, transform: ParameterTransform)] = [:]
         for entry in weightMap.entries where entry.isNamed && entry.graph == nil && !initializers.isInputDefault(entry)
             && (options.all || entry.kind != "kept") {
             guard let tensor = initializers.tensor(entry) else {
@@ -105,12 +105,12 @@ public enum WeightExport {
             let target = options.dtype.map { dtype.isConvertibleFloat ? $0 : dtype } ?? dtype
             for (name, shape) in try entry.transform.canonicalShapes(onnxShape: onnxShape, canonicalName: entry.canonicalName) {
                 if let other = names[name] {
-                    // A copy (the slow K/V encoder's input norm) is exported once; anything else
-                    // under one name twice is an error.
-                    if entry.transform == .identity, other.tensor.hasSameValues(as: tensor) { continue }
+                    // A copy (the slow K/V encoder's input norm, stored as the decoder's is: Gemma's
+                    // with offset 1) is exported once; anything else under one name twice is an error.
+                    if entry.transform.parts == nil, entry.transform == other.transform, other.tensor.hasSameValues(as: tensor) { continue }
                     throw CheckpointError(file: model.sourcePath ?? "model", message: "'\(other.onnxName)' and '\(entry.onnxName)' would both be exported as '\(name)'")
                 }
-                names[name] = (entry.onnxName, tensor)
+                names[name] = (entry.onnxName, tensor, entry.transform)
                 // Values are made when the writer reaches them: memory stays at one tensor.
                 writer.add(name: name, dtype: target, shape: shape) { sink in
                     let onnx = RawTensor(name: entry.onnxName, dtype: dtype, shape: onnxShape, bytes: try tensor.withRawBytes { Array($0) })

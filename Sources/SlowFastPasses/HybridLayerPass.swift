@@ -258,12 +258,14 @@ public struct HybridLayerPass: ModelPass {
         var kvRecords: (weight: String, bias: String)?
         if var encoder = companion {
             // K/V come in as inputs; the companion model computes them once per generation.
-            var inputNorm: (weight: [Float], name: String, epsilon: Float)?
+            var inputNorm: (weight: [Float], name: String, epsilon: Float, transform: ParameterTransform)?
             if let norm = layer.inputNorm {
                 guard let normTensor = graph.initializer(named: norm.weight) else {
                     throw HybridLayerError.missingInitializer(layer: layer.index, role: "input norm", name: norm.weight)
                 }
-                inputNorm = (try normTensor.floatValues(), canonical[norm.weight]?.canonicalName ?? norm.weight, norm.epsilon)
+                // The copy stores what the decoder's norm stores (Gemma: 1 + w), named the same way.
+                inputNorm = (try normTensor.floatValues(), canonical[norm.weight]?.canonicalName ?? norm.weight, norm.epsilon,
+                             canonical[norm.weight]?.transform ?? .identity)
             }
             encoder.addLayer(layer.index, norm: inputNorm,
                              kvWeight: key.weight + value.weight, kvBias: kvBias, kvWeightName: kvWeightName, kvBiasName: kvBiasName,

@@ -41,17 +41,17 @@ struct SlowKVEncoder {
         slowTokens = builder.toFloat(SlowTokenInputs.slowTokens, from: floatType, "slow_tokens/float")
     }
 
-    mutating func addLayer(_ layer: Int, norm inputNorm: (weight: [Float], name: String, epsilon: Float)?, kvWeight: [Float], kvBias: [Float],
+    mutating func addLayer(_ layer: Int, norm inputNorm: (weight: [Float], name: String, epsilon: Float, transform: ParameterTransform)?, kvWeight: [Float], kvBias: [Float],
                            kvWeightName: String, kvBiasName: String, kvRule: String, biasRule: String, biasKind: ParameterRecord.Kind) {
         builder.scope = "/slowfast/layers.\(layer)/slow_kv"
         builder.marks = [StringPair(RewriteMarks.pass, RewriteMarks.hybridPass), StringPair(RewriteMarks.layer, String(layer))]
         // The layer's input norm, copied; a layer without one (OLMo-2) reads the slow tokens as they are.
         var normalised = slowTokens
-        var norm: (value: String, stored: String)?
+        var normStored: String?
         if let inputNorm {
             let parameter = builder.parameter(floats: inputNorm.weight, dims: [Int64(inputNorm.weight.count)], name: inputNorm.name)
             normalised = builder.rmsNorm(slowTokens, weight: parameter.value, epsilon: inputNorm.epsilon, "slow_norm")
-            norm = (parameter.value, parameter.stored)
+            normStored = parameter.stored
         }
         let kv = builder.linear(normalised, canonicalWeight: kvWeight, outFeatures: 2 * dims.kvWidth, inFeatures: dims.hiddenSize,
                                 bias: kvBias, weightName: kvWeightName, biasName: kvBiasName, "kv_proj")
@@ -65,8 +65,8 @@ struct SlowKVEncoder {
             graph.outputs.append(ValueInfo(name: name, type: .tensor(floatType, [batch, .value(Int64(dims.numKVHeads)), numSlow,
                                                                                .value(Int64(dims.headDim))])))
         }
-        if let norm, let inputNorm {
-            parameters.append(ParameterRecord(onnxName: norm.stored, canonicalName: inputNorm.name, kind: .derived,
+        if let normStored, let inputNorm {
+            parameters.append(ParameterRecord(onnxName: normStored, canonicalName: inputNorm.name, kind: .derived, transform: inputNorm.transform,
                                               initRule: "copy of the decoder's \(inputNorm.name) (the layer's input norm, applied to the slow tokens)"))
         }
         parameters += [

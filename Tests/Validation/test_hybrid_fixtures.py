@@ -226,8 +226,11 @@ GENAI = [f for f in FIXTURES if "genai" in f.name]
 CACHED = GENAI + [f for f in FIXTURES if f.name.endswith("-kv")]
 
 
-@pytest.mark.parametrize("folder", [f for f in FIXTURES if f.name in ("qwen2-genai", "qwen2-torchscript-fp16", "llama-dynamo")],
-                         ids=["qwen2-genai", "qwen2-torchscript-fp16", "llama-dynamo"])
+COMPANION_CASES = ("gemma2-genai", "qwen2-genai", "qwen2-torchscript-fp16", "llama-dynamo")
+
+
+@pytest.mark.parametrize("folder", [f for f in FIXTURES if f.name in COMPANION_CASES],
+                         ids=[f.name for f in FIXTURES if f.name in COMPANION_CASES])
 def test_slow_kv_inputs_companion_and_weight_map(folder, tmp_path):
     """--slow-kv inputs: the decoder has no kv_proj and takes per-layer K/V inputs; the companion
     passes onnx.checker and holds each layer's norm copy and kv_proj, listed in the weight map
@@ -262,6 +265,13 @@ def test_slow_kv_inputs_companion_and_weight_map(folder, tmp_path):
     assert sum(1 for e in in_companion.values() if e["initRule"].startswith("copy of the decoder's")) == len(LAYERS)
     plan = run("plan", folder / "model.onnx", "--hybrid-layers", ",".join(map(str, LAYERS)), "--slow-kv", "inputs")
     assert plan.returncode == 0 and "companion model slow-kv-encoder" in plan.stdout and "present.4.encoder.value" in plan.stdout
+    # The companion's norm copy is named as the decoder's norm is (Gemma: 1 + w, offset 1), so
+    # the export names it once and every original weight comes out as PyTorch holds it.
+    result = run("weights", "export", out, "-o", tmp_path / "ckpt", "--all")
+    assert result.returncode == 0, result.stderr
+    for layer in LAYERS:
+        copies = [e for e in document["entries"] if e["canonicalName"] == f"model.layers.{layer}.input_layernorm.weight"]
+        assert len(copies) == 2 and copies[0]["transform"] == copies[1]["transform"]
 
     again, result = rewrite(folder, tmp_path, name="again", slow_kv="inputs")
     assert result.returncode == 0, result.stderr
