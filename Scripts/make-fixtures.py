@@ -32,6 +32,11 @@ qwen2-torchscript-sdpa and llama-dynamo-sdpa use sdpa attention instead of eager
 qwen2-dynamo-opset23 is exported at opset 23 (Attention, RotaryEmbedding, RMSNormalization ops).
 qwen3-torchscript and qwen3-dynamo are Qwen3 (per-head q_norm/k_norm before RoPE, no biases);
 the hybrid reference sends its slow keys through the layer's k_norm.
+phi3-* are Phi-3 (one packed qkv_proj, sliced into q, k and v; one packed gate_up_proj, chunked);
+the hybrid reference's kv_proj is the k and v row blocks of qkv_proj.
+granite-* are Granite with non-default multipliers (attention 0.05 instead of 1/sqrt(16), residual
+0.5, embedding 4.0, logits scaling 2.0); the hybrid reference scores the slow keys with the layer's
+own attention multiplier, and takes the slow tokens as they are (no embedding multiplier).
 """
 import argparse
 import json
@@ -56,11 +61,21 @@ TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=6, num_atte
 TOKENS = [[3, 17, 42, 99, 128, 7, 201]]
 
 
+# Families whose config needs more than TINY: Phi-3's default pad/eos ids (32000) lie outside
+# the tiny vocabulary; Granite's multipliers are set away from their defaults of 1.
+FAMILY_CONFIG = {
+    "phi3": dict(pad_token_id=0, bos_token_id=1, eos_token_id=2),
+    "granite": dict(attention_multiplier=0.05, residual_multiplier=0.5, embedding_multiplier=4.0, logits_scaling=2.0),
+}
+
+
 def make_model(family, seed, attention="eager", **dims):
-    config_class = {"qwen2": transformers.Qwen2Config, "llama": transformers.LlamaConfig, "qwen3": transformers.Qwen3Config}[family]
+    config_class = {"qwen2": transformers.Qwen2Config, "llama": transformers.LlamaConfig, "qwen3": transformers.Qwen3Config,
+                    "phi3": transformers.Phi3Config, "granite": transformers.GraniteConfig}[family]
     model_class = {"qwen2": transformers.Qwen2ForCausalLM, "llama": transformers.LlamaForCausalLM,
-                   "qwen3": transformers.Qwen3ForCausalLM}[family]
-    config = config_class(**{**TINY, **dims})
+                   "qwen3": transformers.Qwen3ForCausalLM, "phi3": transformers.Phi3ForCausalLM,
+                   "granite": transformers.GraniteForCausalLM}[family]
+    config = config_class(**{**TINY, **FAMILY_CONFIG.get(family, {}), **dims})
     config._attn_implementation = attention
     torch.manual_seed(seed)
     model = model_class(config).eval()
@@ -150,8 +165,7 @@ def hybrid_reference(model, seed):
             a_sa = args[0]                                   # [B, L, H*hd], before o_proj
             q = queries[-1]                                  # [B, H, L, hd], this layer's, after RoPE
             s_hat = layer.input_layernorm(slow)              # the layer's own input norm
-            k = layer.self_attn.k_proj(s_hat)                # [K_x | V_x] = concat(k_proj, v_proj)
-            v = layer.self_attn.v_proj(s_hat)
+            k, v = slow_keys_values(layer.self_attn, s_hat, kv_heads * head_dim)  # [K_x | V_x] = concat(k_proj, v_proj)
             n = slow.shape[1]
             k = k.view(1, n, kv_heads, head_dim)
             if hasattr(layer.self_attn, "k_norm"):           # Qwen3: slow keys through the layer's k_norm
@@ -159,7 +173,7 @@ def hybrid_reference(model, seed):
             k = k.transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
             v = v.view(1, n, kv_heads, head_dim).transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
             # Softmax in float32, as the eager attention of the model itself does.
-            weights = torch.softmax((q @ k.transpose(2, 3) / head_dim ** 0.5).float(), dim=-1).to(q.dtype)  # no mask: all real
+            weights = torch.softmax((q @ k.transpose(2, 3) * score_scale(layer.self_attn, head_dim)).float(), dim=-1).to(q.dtype)  # no mask: all real
             a_x = (weights @ v).transpose(1, 2).reshape(a_sa.shape)
             w_g, b_g, alpha = gates[layer_index]
             gate = torch.tanh(a_sa @ w_g.T + b_g) * torch.tanh(alpha)
@@ -191,6 +205,24 @@ def hybrid_reference(model, seed):
         result[f"hybrid_gate_b_{i}"] = b_g.numpy()
         result[f"hybrid_alpha_{i}"] = alpha.numpy()
     return result
+
+
+def slow_keys_values(attention, s_hat, kv_width):
+    """The layer's k_proj and v_proj applied to the slow tokens; Phi-3 packs q, k and v in one
+    qkv_proj, whose k and v row blocks are those projections."""
+    if hasattr(attention, "qkv_proj"):
+        weight = attention.qkv_proj.weight
+        query_width = weight.shape[0] - 2 * kv_width
+        k_rows, v_rows = weight[query_width: query_width + kv_width], weight[query_width + kv_width:]
+        return s_hat @ k_rows.T, s_hat @ v_rows.T
+    return attention.k_proj(s_hat), attention.v_proj(s_hat)
+
+
+def score_scale(attention, head_dim):
+    """The factor the layer multiplies q.k by: Granite's attention multiplier where the model has
+    one, else 1/sqrt(head_dim)."""
+    multiplier = getattr(attention.config, "attention_multiplier", None)
+    return multiplier if multiplier is not None else 1 / head_dim ** 0.5
 
 
 def export_torch(model, folder, dynamo, opset=None):
@@ -354,6 +386,8 @@ MODELS = {
     "llama-dynamo-sdpa": ("llama", 11, {"attention": "sdpa"}),
     "qwen2-dynamo-opset23": ("qwen2", 10, {"attention": "sdpa"}),
     "qwen2-torchscript-fp16": ("qwen2", 10, {"half": True}),
+    **{f"phi3-{e}": ("phi3", 13, {}) for e in ("torchscript", "dynamo", "genai", "torchscript-kv")},
+    **{f"granite-{e}": ("granite", 14, {}) for e in ("torchscript", "dynamo", "torchscript-kv")},
 }
 
 
@@ -411,6 +445,13 @@ def main():
     # A KV cache in a torch.onnx export: Concat(past, new) before repeat_kv.
     if wanted is None or "qwen2-torchscript-kv" in wanted:
         build("qwen2", "torchscript-kv", FIXTURES / "qwen2-torchscript-kv", seed=10)
+    # Phi-3 (packed qkv_proj and gate_up_proj) and Granite (attention, residual and embedding
+    # multipliers), issue 11.
+    for name in ("phi3-torchscript", "phi3-dynamo", "phi3-genai", "phi3-torchscript-kv",
+                 "granite-torchscript", "granite-dynamo", "granite-torchscript-kv"):
+        if wanted is None or name in wanted:
+            family, exporter = name.split("-", 1)
+            build(family, exporter, FIXTURES / name, seed=MODELS[name][1])
     if wanted is None or "qwen2-torchscript-fp16" in wanted:
         build("qwen2", "torchscript", FIXTURES / "qwen2-torchscript-fp16", seed=10, half=True)
     if args.examples or wanted is None:

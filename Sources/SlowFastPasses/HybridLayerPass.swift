@@ -231,14 +231,18 @@ public struct HybridLayerPass: ModelPass {
                                                   shape: [Int64(key.outFeatures), Int64(key.inFeatures)],
                                                   expected: "[\(dims.kvWidth), \(dims.hiddenSize)] in PyTorch layout")
         }
-        // PyTorch names of k_proj and v_proj: a packed tensor's parts name them one by one.
+        // PyTorch names of k_proj and v_proj: a packed tensor's parts name them one by one; a
+        // tensor packed in PyTorch itself (Phi-3's qkv_proj) is named with its row block.
         let canonical = canonicalParameters()
-        func pytorchName(_ onnx: String?, role: String, suffix: String) -> String {
-            if let onnx, let entry = canonical[onnx], entry.transform.parts == nil { return entry.canonicalName }
+        func pytorchName(_ onnx: String?, _ projection: ProjectionWeight, role: String, suffix: String) -> String {
+            if let onnx, let entry = canonical[onnx], entry.transform.parts == nil {
+                guard let start = projection.outputStart, let count = projection.outputCount else { return entry.canonicalName }
+                return "\(entry.canonicalName)[\(start):\(start + count)]"
+            }
             return "model.layers.\(layer.index).self_attn.\(role)_proj.\(suffix)"
         }
-        let kName = pytorchName(layer.k.weight, role: "k", suffix: "weight"), vName = pytorchName(layer.v.weight, role: "v", suffix: "weight")
-        let kBias = pytorchName(layer.k.bias, role: "k", suffix: "bias"), vBias = pytorchName(layer.v.bias, role: "v", suffix: "bias")
+        let kName = pytorchName(layer.k.weight, layer.k, role: "k", suffix: "weight"), vName = pytorchName(layer.v.weight, layer.v, role: "v", suffix: "weight")
+        let kBias = pytorchName(layer.k.bias, layer.k, role: "k", suffix: "bias"), vBias = pytorchName(layer.v.bias, layer.v, role: "v", suffix: "bias")
 
         let query = try queryAfterRoPE(layer, builder: &builder)
         let attentionOutput = builder.toFloat(layer.attentionOutput, from: floatType, "attention_output/float")

@@ -13,7 +13,7 @@ from onnx import numpy_helper
 from safetensors.numpy import load_file, save_file
 
 from conftest import REPO, ort_session, run, slow_inputs_off
-from fixtures import FIXTURES, NAMES, graph_inputs, tolerance
+from fixtures import FIXTURES, NAMES, config, graph_inputs, tolerance
 
 STATE_DICTS = REPO / "Tests/Fixtures/state-dicts"
 LAYERS = (0, 2, 4)
@@ -95,7 +95,11 @@ def hybrid_checkpoint(folder, dtype):
         tensors[prefix + "cross_attn_gate_proj.0.weight"] = ref[f"hybrid_gate_w_{layer}"]          # [1, H*hd]
         tensors[prefix + "cross_attn_gate_proj.0.bias"] = ref[f"hybrid_gate_b_{layer}"]
         tensors[prefix + "cross_attn_warm_up_gate"] = ref[f"hybrid_alpha_{layer}"]
-        tensors[prefix + "cross_attn_kv_proj.weight"] = np.concatenate([state[prefix + "k_proj.weight"], state[prefix + "v_proj.weight"]])
+        if prefix + "qkv_proj.weight" in state:  # Phi-3: k and v are the row blocks after q's
+            qkv, kv_width = state[prefix + "qkv_proj.weight"], config(folder)["num_key_value_heads"] * config(folder)["head_dim"]
+            tensors[prefix + "cross_attn_kv_proj.weight"] = qkv[qkv.shape[0] - 2 * kv_width:]
+        else:
+            tensors[prefix + "cross_attn_kv_proj.weight"] = np.concatenate([state[prefix + "k_proj.weight"], state[prefix + "v_proj.weight"]])
         tensors[prefix + "cross_attn_kv_proj.bias"] = np.concatenate([state[prefix + "k_proj.bias"], state[prefix + "v_proj.bias"]]) \
             if prefix + "k_proj.bias" in state else np.zeros(64, np.float32)
     return {k: np.ascontiguousarray(v.astype(dtype)) for k, v in tensors.items()}
