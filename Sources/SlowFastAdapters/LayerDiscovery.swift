@@ -298,8 +298,13 @@ public enum LayerDiscovery {
                         mlp[role == "gateUp" ? "gate_up_proj" : "\(role)_proj"] = ProjectionWeight(weight: weight, layout: .inputMajor, node: node)
                     }
                 }
-                // A packed gate_up_proj is chunked gate first: the gate's Slice starts at 0.
-                if mlpMatch["gateUpWeight"] != nil {
+                // A packed gate_up_proj is chunked gate first: the gate's Slice starts at 0 (a
+                // Split in two gives the gate as its first output).
+                if let split = mlpMatch.node("gateSplit"), split.outputs.count != 2 {
+                    throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number,
+                        missing: "the packed gate_up_proj is split in \(split.outputs.count) by '\(split.name ?? "")', not in 2")
+                }
+                if mlpMatch["gateUpWeight"] != nil, mlpMatch.node("gateSplit") == nil {
                     let start = try mlpMatch["gateSliceStart"].flatMap { try matcher.constantTensor($0)?.int64Values().first }
                     guard start == 0 else {
                         throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number,

@@ -5,7 +5,8 @@ rewritten graph's numbers with it:
 
     S_hat = RMSNorm_in(S)                       (the layer's input-norm weight and eps)
     [K_x | V_x] = S_hat W_kv^T + b_kv           (no RoPE; GQA repeat to all query heads)
-    A_x = softmax(Q K_x^T / sqrt(hd) + mask) V_x
+    A_x = softmax(Q K_x^T * scale + mask) V_x   (scale: the layer's own, 1/sqrt(hd) unless the
+                                                model says otherwise, e.g. Granite's multiplier)
     g = tanh(A_sa w_g^T + b_g) * tanh(alpha)
     o_proj input = A_sa + m * g * A_x
 """
@@ -18,10 +19,11 @@ def rms_norm(x, weight, eps):
 
 
 def hybrid_attention_input(a_sa, q, slow, norm_weight, eps, kv_weight, kv_bias, gate_weight, gate_bias, alpha,
-                           heads, kv_heads, head_dim, slow_mask=None, query_mask=None, k_norm=None):
+                           heads, kv_heads, head_dim, slow_mask=None, query_mask=None, k_norm=None, score_scale=None):
     """a_sa [B, L, H*hd]; q [B, H, L, hd] (after RoPE); slow [B, N, d];
     kv_weight [2*kv*hd, d] (PyTorch layout); gate_weight [1, H*hd]; k_norm: (weight [hd], eps)
-    of the layer's per-head key norm (Qwen3), applied to the slow keys. Returns [B, L, H*hd]."""
+    of the layer's per-head key norm (Qwen3), applied to the slow keys; score_scale: the factor the
+    layer multiplies q.k by (None: 1/sqrt(head_dim)). Returns [B, L, H*hd]."""
     a_sa, q, slow = (np.asarray(v, np.float64) for v in (a_sa, q, slow))  # float16 inputs too
     batch, length, _ = a_sa.shape
     n = slow.shape[1]
@@ -36,7 +38,8 @@ def hybrid_attention_input(a_sa, q, slow, norm_weight, eps, kv_weight, kv_bias, 
     repeat = heads // kv_heads
     k = np.repeat(k, repeat, axis=1)  # query head h uses kv head h // repeat, as HF repeat_kv
     v = np.repeat(v, repeat, axis=1)
-    scores = q.astype(np.float64) @ k.transpose(0, 1, 3, 2) / np.sqrt(head_dim)
+    scale = 1 / np.sqrt(head_dim) if score_scale is None else score_scale
+    scores = q.astype(np.float64) @ k.transpose(0, 1, 3, 2) * scale
     if slow_mask is not None:
         scores = scores + (np.asarray(slow_mask, np.float64)[:, None, None, :] - 1.0) * 1e9
     scores = scores - scores.max(axis=-1, keepdims=True)

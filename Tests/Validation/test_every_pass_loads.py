@@ -17,11 +17,11 @@ PASSES = {
 }
 # The refusals the tool is known to make, by (fixture kind, pass): insert mode needs the
 # residual stream as a value, which genai exports sum inside SkipSimplifiedLayerNormalization.
-# Phi-3 chunks its packed gate_up_proj with Slice ends computed at run time, so SReLU cannot
+# Phi-3 by TorchScript chunks its packed gate_up_proj with Slice ends computed at run time, so SReLU cannot
 # tell the gate's channel count from the graph and asks for --srelu-channels.
 REFUSED = {("genai", "hybrid-insert"): "use --mode in-place",
-           ("phi3", "srelu"): "give --srelu-channel-axis and --srelu-channels",
-           ("phi3", "hybrid-and-srelu"): "give --srelu-channel-axis and --srelu-channels"}
+           ("phi3-torchscript", "srelu"): "give --srelu-channel-axis and --srelu-channels",
+           ("phi3-torchscript", "hybrid-and-srelu"): "give --srelu-channel-axis and --srelu-channels"}
 
 
 def refusal(folder, name):

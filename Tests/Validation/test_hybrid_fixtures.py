@@ -129,7 +129,8 @@ def reference_mix(model, layer, values, gates, slow, cfg, positions, slow_mask=N
         weights[prefix + "cross_attn_kv_proj.weight"].T, weights[prefix + "cross_attn_kv_proj.bias"],
         gates["w"].T, gates["b"], gates["alpha"], cfg["num_attention_heads"], cfg["num_key_value_heads"],
         cfg["head_dim"], slow_mask, query_mask,
-        (weights[layer["kNorm"]["weight"]], layer["kNorm"]["epsilon"]) if layer.get("kNorm") else None)
+        (weights[layer["kNorm"]["weight"]], layer["kNorm"]["epsilon"]) if layer.get("kNorm") else None,
+        cfg.get("attention_multiplier"))  # Granite scores by its attention multiplier
 
 
 def exposed_run(model, names, feeds, path):
