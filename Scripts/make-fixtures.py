@@ -32,7 +32,8 @@ qwen2-torchscript-sdpa and llama-dynamo-sdpa use sdpa attention instead of eager
 qwen2-dynamo-opset23 is exported at opset 23 (Attention, RotaryEmbedding, RMSNormalization ops).
 qwen3-torchscript and qwen3-dynamo are Qwen3 (per-head q_norm/k_norm before RoPE, no biases);
 the hybrid reference sends its slow keys through the layer's k_norm.
-phi3-* are Phi-3 (one packed qkv_proj, sliced into q, k and v; one packed gate_up_proj, chunked);
+phi3-* are Phi-3 (one packed qkv_proj, sliced into q, k and v; one packed gate_up_proj, chunked;
+intermediate 96);
 the hybrid reference's kv_proj is the k and v row blocks of qkv_proj.
 granite-* are Granite with non-default multipliers (attention 0.05 instead of 1/sqrt(16), residual
 0.5, embedding 4.0, logits scaling 2.0); the hybrid reference scores the slow keys with the layer's
@@ -62,9 +63,11 @@ TOKENS = [[3, 17, 42, 99, 128, 7, 201]]
 
 
 # Families whose config needs more than TINY: Phi-3's default pad/eos ids (32000) lie outside
-# the tiny vocabulary; Granite's multipliers are set away from their defaults of 1.
+# the tiny vocabulary, and its packed gate_up_proj must not be vocab_size wide (the genai
+# builder takes any Linear with vocab_size outputs for the LM head), so intermediate is 96;
+# Granite's multipliers are set away from their defaults of 1.
 FAMILY_CONFIG = {
-    "phi3": dict(pad_token_id=0, bos_token_id=1, eos_token_id=2),
+    "phi3": dict(pad_token_id=0, bos_token_id=1, eos_token_id=2, intermediate_size=96),
     "granite": dict(attention_multiplier=0.05, residual_multiplier=0.5, embedding_multiplier=4.0, logits_scaling=2.0),
 }
 
@@ -288,6 +291,10 @@ def export_genai(model, family, folder):
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         hf = Path(scratch) / "hf"
+        if family == "phi3":
+            # The builder takes Phi-3 for the LongRoPE variant unless the two context lengths
+            # agree; with the default RoPE the model does not read original_max_position_embeddings.
+            model.config.original_max_position_embeddings = model.config.max_position_embeddings
         model.save_pretrained(hf)
         save_tiny_tokenizer(hf, model.config.vocab_size)
         out = Path(scratch) / "out"
