@@ -217,6 +217,10 @@ def test_weight_map_accounts_for_every_initializer(folder, tmp_path):
     for layer in LAYERS:
         kv = canonical[f"model.layers.{layer}.self_attn.cross_attn_kv_proj.weight"]
         assert kv["kind"] == "derived" and kv["initRule"].startswith("concat(")
+        if folder.name.startswith("phi3-") and "genai" not in folder.name:
+            # Phi-3's qkv_proj is packed in PyTorch: kv_proj is its k and v row blocks.
+            qkv = f"model.layers.{layer}.self_attn.qkv_proj.weight"
+            assert kv["initRule"] == f"concat({qkv}[64:96], {qkv}[96:128])"
         assert canonical[f"model.layers.{layer}.self_attn.cross_attn_warm_up_gate"]["initRule"] == "zeros"
     assert canonical["model.layers.0.self_attn.o_proj.weight"]["canonicalSource"] == "adapter"
 

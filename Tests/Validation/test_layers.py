@@ -3,9 +3,11 @@ anchors are the right tensors, proven against PyTorch's values."""
 import json
 
 import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
 
-from conftest import backend_models, run
+from conftest import REPO, backend_models, run
 from fixtures import FIXTURES, NAMES, config, graph_inputs, initializer, reference, rope_from_caches, run_with_outputs, tolerance
 
 
@@ -76,6 +78,24 @@ def test_canonical_names_cover_the_projections(folder):
         assert f"model.layers.{i}.input_layernorm.weight" in names
         assert f"model.layers.{i}.self_attn.o_proj.weight" in names
     assert "model.embed_tokens.weight" in names
+
+
+def test_packed_qkv_slices_that_disagree_with_the_heads_are_refused(tmp_path):
+    """Phi-3's k slice of the packed qkv made narrower than v: discovery names the weight,
+    the bounds it read and what the head counts require, and describes no layer."""
+    folder = REPO / "Tests/Fixtures/phi3-torchscript"
+    model = onnx.load(str(folder / "model.onnx"))
+    nodes = {n.name: n for n in model.graph.node}
+    k_slice = nodes["/model/model/layers.0/self_attn/Slice_1"]
+    end_node = next(n for n in model.graph.node if n.output[0] == k_slice.input[2])
+    assert numpy_helper.to_array(end_node.attribute[0].t).tolist() == [96]
+    end_node.attribute[0].t.CopyFrom(numpy_helper.from_array(np.array([88], np.int64)))
+    path = tmp_path / "model.onnx"
+    onnx.save(model, str(path))
+    result = run("inspect", path, "--layers")
+    assert result.returncode != 0
+    assert "layer 0" in result.stderr and "packed qkv" in result.stderr, result.stderr
+    assert "sliced q 0..<64, k 64..<88, v 96..<128" in result.stderr and "head_dim 16" in result.stderr, result.stderr
 
 
 def test_a_cnn_matches_no_adapter():
