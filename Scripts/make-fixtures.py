@@ -38,6 +38,7 @@ the hybrid reference's kv_proj is the k and v row blocks of qkv_proj.
 granite-* are Granite with non-default multipliers (attention 0.05 instead of 1/sqrt(16), residual
 0.5, embedding 4.0, logits scaling 2.0); the hybrid reference scores the slow keys with the layer's
 own attention multiplier, and takes the slow tokens as they are (no embedding multiplier).
+granite-torchscript-fp16 is the Granite model in float16, exported by TorchScript.
 """
 import argparse
 import json
@@ -395,6 +396,7 @@ MODELS = {
     "qwen2-torchscript-fp16": ("qwen2", 10, {"half": True}),
     **{f"phi3-{e}": ("phi3", 13, {}) for e in ("torchscript", "dynamo", "genai", "torchscript-kv")},
     **{f"granite-{e}": ("granite", 14, {}) for e in ("torchscript", "dynamo", "torchscript-kv")},
+    "granite-torchscript-fp16": ("granite", 14, {"half": True}),
 }
 
 
@@ -459,6 +461,8 @@ def main():
         if wanted is None or name in wanted:
             family, exporter = name.split("-", 1)
             build(family, exporter, FIXTURES / name, seed=MODELS[name][1])
+    if wanted is None or "granite-torchscript-fp16" in wanted:
+        build("granite", "torchscript", FIXTURES / "granite-torchscript-fp16", seed=14, half=True)
     if wanted is None or "qwen2-torchscript-fp16" in wanted:
         build("qwen2", "torchscript", FIXTURES / "qwen2-torchscript-fp16", seed=10, half=True)
     if args.examples or wanted is None:
