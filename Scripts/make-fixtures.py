@@ -395,7 +395,7 @@ MODELS = {
     "qwen2-dynamo-opset23": ("qwen2", 10, {"attention": "sdpa"}),
     "qwen2-torchscript-fp16": ("qwen2", 10, {"half": True}),
     **{f"phi3-{e}": ("phi3", 13, {}) for e in ("torchscript", "dynamo", "genai", "torchscript-kv")},
-    **{f"granite-{e}": ("granite", 14, {}) for e in ("torchscript", "dynamo", "torchscript-kv")},
+    **{f"granite-{e}": ("granite", 14, {}) for e in ("torchscript", "dynamo", "torchscript-kv", "genai")},
     "granite-torchscript-fp16": ("granite", 14, {"half": True}),
 }
 
@@ -457,7 +457,7 @@ def main():
     # Phi-3 (packed qkv_proj and gate_up_proj) and Granite (attention, residual and embedding
     # multipliers), issue 11.
     for name in ("phi3-torchscript", "phi3-dynamo", "phi3-genai", "phi3-torchscript-kv",
-                 "granite-torchscript", "granite-dynamo", "granite-torchscript-kv"):
+                 "granite-torchscript", "granite-dynamo", "granite-torchscript-kv", "granite-genai"):
         if wanted is None or name in wanted:
             family, exporter = name.split("-", 1)
             build(family, exporter, FIXTURES / name, seed=MODELS[name][1])

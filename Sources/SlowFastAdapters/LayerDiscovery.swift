@@ -281,7 +281,7 @@ public enum LayerDiscovery {
                 attentionResidual = add.outputs[0]
                 postNorm = normDownstream(of: attentionResidual, matcher: matcher, adapter: adapter, file: file, layer: number)
             case .skipNorm:
-                guard let skip = index.consumers(of: oOutput).first(where: { $0.op.hasPrefix("Skip") }) else {
+                guard let skip = index.consumers(of: scaledBranch(oOutput, matcher: matcher)).first(where: { $0.op.hasPrefix("Skip") }) else {
                     throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "no skip-norm joins o_proj to the residual stream")
                 }
                 let normNode = index.producer(of: normed)
@@ -322,7 +322,7 @@ public enum LayerDiscovery {
                 q: q, k: k, v: v, query: query, attentionOutput: try need("attentionOutput", "no attention output before o_proj"),
                 o: ProjectionWeight(weight: oWeightName, layout: .inputMajor, node: oNode.name ?? ""),
                 attentionResidual: attentionResidual, postAttentionNorm: postNorm, mlp: mlp, activationNodes: activations,
-                attentionScale: try attentionScale(match, matcher: matcher),
+                attentionScale: try attentionScale(match, fused: fusedNode, matcher: matcher),
                 qNorm: try headNorm("q", match, matcher: matcher), kNorm: try headNorm("k", match, matcher: matcher)))
         }
         guard var dimensions = dims else {
@@ -519,9 +519,11 @@ extension LayerDiscovery {
     /// `scale` attribute, a constant multiplying the scores, or (sdpa) the product of the
     /// constants multiplying q and kᵀ. nil when the graph does not say (a fused op's default,
     /// 1/√head_dim). Read as a value of its own: it never decides a head count.
-    static func attentionScale(_ match: Match, matcher: PatternMatcher) throws -> Double? {
+    /// `fused` is the layer's fused attention op (the genai adapter captures GroupQueryAttention
+    /// as `attentionOutput`), whose `scale` Granite's export sets to its attention multiplier.
+    static func attentionScale(_ match: Match, fused: Node?, matcher: PatternMatcher) throws -> Double? {
         if let scale = match.node("attentionCore")?.floatAttribute("scale") { return Double(scale) }
-        if let fused = match.node("fusedAttention"), let scale = fused.floatAttribute("scale"), scale != 0 { return Double(scale) }
+        if let fused, let scale = fused.floatAttribute("scale"), scale != 0 { return Double(scale) }
         func constant(_ capture: String) throws -> Double? {
             guard let name = match[capture], let value = try matcher.constantTensor(name)?.floatValues().first else { return nil }
             return Double(value)
