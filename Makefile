@@ -56,10 +56,14 @@ test-python: venv build
 	SLOWFAST_BIN=$(CURDIR)/$(BIN_DEBUG) $(PYTHON) -m pytest -q Tests/Validation
 
 # Every input of the fuzz corpus (crafted hostile models and what fuzzing kept) read and
-# rewritten with each pass: no crash, no trap (the replay binary is the fuzz target built
-# without libFuzzer).
-test-fuzz-replay: build
-	.build/debug/slowfast-fuzz Tests/Fuzz/corpus
+# rewritten with each pass under AddressSanitizer (leak checking on): no crash, no trap, no
+# memory error. The replay binary is the fuzz target built without libFuzzer, with ASan, in
+# its own scratch folder so the plain build is untouched.
+ASAN_BIN := .build-asan/debug/slowfast-fuzz
+test-fuzz-replay: deps
+	$(SWIFT) build --scratch-path .build-asan --product slowfast-fuzz \
+		-Xswiftc -sanitize=address -Xcc -fsanitize=address
+	ASAN_OPTIONS=detect_leaks=1 $(ASAN_BIN) Tests/Fuzz/corpus
 
 # libFuzzer with AddressSanitizer over reading and the whole rewrite path, seeded with the
 # corpus and one fixture; new inputs go to Tests/Fuzz/found (copy the useful ones into
@@ -100,4 +104,4 @@ bench: deps venv release $(BENCH_MODEL)/model.onnx
 	SLOWFAST_BIN=$(CURDIR)/$(BIN_RELEASE) $(PYTHON) Benchmarks/bench.py $(BENCH_MODEL)
 
 clean:
-	rm -rf .build .build-fuzz Examples/out Benchmarks/out
+	rm -rf .build .build-fuzz .build-asan Examples/out Benchmarks/out
