@@ -10,11 +10,15 @@
 /// - a byte that is not part of a valid UTF-8 sequence (always >= 0x80) becomes the scalar
 ///   U+10FF00 + byte, in the reserved range U+10FF80 ... U+10FFFF (plane 16, private use);
 /// - a real occurrence of a scalar in that range (valid UTF-8 `F4 8F BE/BF xx`) is itself
-///   stored as its four bytes, each escaped, so it cannot be confused with an escaped byte.
+///   stored as its four bytes, each escaped, so it cannot be confused with an escaped byte;
+/// - a string whose scalars are not in Unicode normal form C (`e` + U+0301 rather than `é`)
+///   has every byte >= 0x80 escaped: Swift compares Strings by canonical equivalence, so two
+///   such spellings would otherwise be one dictionary key, one name.
 ///
+/// Every decoded String is therefore in NFC, and two of them are equal exactly when their bytes are.
 /// `encode(decode(b)) == b` for every byte string `b` (tested over random bytes). Strings we
 /// make ourselves are plain Unicode and encode as their UTF-8. Error lines print an escaped
-/// byte as `\xFF` (`displayEscaped`).
+/// byte as `\xFF` (the CLI's `oneLine`).
 public enum ByteString {
     /// Scalars U+10FF80 ... U+10FFFF stand for the bytes 0x80 ... 0xFF.
     static let escapeBase: UInt32 = 0x10FF00
@@ -28,7 +32,18 @@ public enum ByteString {
 
     /// The String for `bytes` (stopping at nothing: a NUL byte is a byte like any other).
     public static func decode(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
-        // Fast path: ASCII and valid UTF-8 without reserved scalars decode as themselves.
+        if !bytes.contains(where: { $0 >= 0x80 }) { return String(decoding: bytes, as: UTF8.self) }
+        let decoded = scalarsOrEscapes(bytes)
+        // Canonical equivalence would merge spellings: such a string is kept as escaped bytes.
+        guard decoded._nfcCodeUnits.elementsEqual(decoded.utf8) else {
+            return String(String.UnicodeScalarView(bytes.map { $0 < 0x80 ? Unicode.Scalar($0) : escape($0) }))
+        }
+        return decoded
+    }
+
+    /// Valid UTF-8 as its scalars (the reserved ones as escaped bytes), other bytes escaped.
+    private static func scalarsOrEscapes(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+        // Valid UTF-8 without reserved scalars decodes as itself.
         if !bytes.contains(where: { $0 >= 0xF4 }), let valid = String(validating: bytes, as: UTF8.self) { return valid }
         var scalars = String.UnicodeScalarView()
         var position = 0
@@ -78,16 +93,6 @@ public enum ByteString {
         return try bytes.withUnsafeBufferPointer { buffer in
             try buffer.withMemoryRebound(to: CChar.self) { try body($0.baseAddress!) }
         }
-    }
-
-    /// `string` with every escaped byte written as `\xFF` (for messages).
-    public static func displayEscaped(_ string: String) -> String {
-        guard string.unicodeScalars.contains(where: { escapedByte($0) != nil }) else { return string }
-        var result = ""
-        for scalar in string.unicodeScalars {
-            if let byte = escapedByte(scalar) { result += "\\x" + hexByte(byte) } else { result.unicodeScalars.append(scalar) }
-        }
-        return result
     }
 
     /// Two upper-case hex digits.
