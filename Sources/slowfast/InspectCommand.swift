@@ -71,10 +71,11 @@ struct InspectCommand: ParsableCommand {
             case .tensor(let name): query = name
             case .fused(let rotary): query = "RoPE inside '\(rotary.attentionNode)' (reproduced from \(rotary.cosCache))"
             }
-            print("layer \(layer.index): norm eps \(layer.inputNorm.epsilon) weight \(layer.inputNorm.weight)")
-            print("  q/k/v: \(layer.q.weight) | \(layer.k.weight) | \(layer.v.weight)")
-            print("  query after RoPE: \(query)")
-            print("  attention output: \(layer.attentionOutput) -> o_proj \(layer.o.node)")
+            // Names come from the model: escaped like error lines (control characters, bytes that are not UTF-8).
+            print("layer \(layer.index): norm eps \(layer.inputNorm.epsilon) weight \(oneLine(layer.inputNorm.weight))")
+            print("  q/k/v: \(oneLine(layer.q.weight)) | \(oneLine(layer.k.weight)) | \(oneLine(layer.v.weight))")
+            print("  query after RoPE: \(oneLine(query))")
+            print("  attention output: \(oneLine(layer.attentionOutput)) -> o_proj \(oneLine(layer.o.node))")
         }
         print(String(format: "read %.1f ms, discovery %.1f ms", seconds(readTime) * 1000, seconds(discoverTime) * 1000))
     }
