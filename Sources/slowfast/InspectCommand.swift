@@ -27,7 +27,9 @@ struct InspectCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             if layers { return try printLayers() }
-            let summary = ModelSummary(model: try ModelReader.read(path: model), file: model)
+            let read = try ModelReader.read(path: model)
+            try Pipeline.refuseDuplicateInitializers(read.graph, file: model)
+            let summary = ModelSummary(model: read, file: model)
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -44,6 +46,7 @@ struct InspectCommand: ParsableCommand {
         let readStart = clock.now
         let loaded = try ModelReader.read(path: model)
         let readTime = clock.now - readStart
+        try Pipeline.refuseDuplicateInitializers(loaded.graph, file: model)
         let discoverStart = clock.now
         let layout = try LayerDiscovery.discover(loaded, adapters: try AdapterChoice(argument: adapter).adapters())
         let discoverTime = clock.now - discoverStart
