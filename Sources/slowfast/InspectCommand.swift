@@ -123,6 +123,11 @@ struct InspectCommand: ParsableCommand {
             lines.append("metadata:")
             for key in summary.metadata.keys.sorted() { lines.append("  \(key): \(summary.metadata[key]!)") }
         }
-        return lines.joined(separator: "\n")
+        // Names, metadata and locations come from the model: each line is escaped like an error
+        // line (control characters, bytes that are not UTF-8), its indentation kept.
+        return lines.map { line in
+            let indent = line.prefix(while: { $0 == " " })
+            return indent + oneLine(String(line.dropFirst(indent.count)))
+        }.joined(separator: "\n")
     }
 }
