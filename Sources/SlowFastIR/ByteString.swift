@@ -6,7 +6,7 @@
 /// `decode` and the writer (and every system call on a path built from a location) encodes
 /// with `encode`, which gives back exactly the bytes read:
 ///
-/// - valid UTF-8 decodes to the same scalars (an all-ASCII or all-valid name is unchanged);
+/// - valid UTF-8 in normal form C (every ASCII name, almost every other) decodes to its scalars;
 /// - a byte that is not part of a valid UTF-8 sequence (always >= 0x80) becomes the scalar
 ///   U+10FF00 + byte, in the reserved range U+10FF80 ... U+10FFFF (plane 16, private use);
 /// - a real occurrence of a scalar in that range (valid UTF-8 `F4 8F BE/BF xx`) is itself
@@ -35,6 +35,7 @@ public enum ByteString {
         if !bytes.contains(where: { $0 >= 0x80 }) { return String(decoding: bytes, as: UTF8.self) }
         let decoded = scalarsOrEscapes(bytes)
         // Canonical equivalence would merge spellings: such a string is kept as escaped bytes.
+        // (`_nfcCodeUnits` is the standard library's public NFC view, which String comparison uses.)
         guard decoded._nfcCodeUnits.elementsEqual(decoded.utf8) else {
             return String(String.UnicodeScalarView(bytes.map { $0 < 0x80 ? Unicode.Scalar($0) : escape($0) }))
         }
