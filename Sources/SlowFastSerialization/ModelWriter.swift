@@ -70,7 +70,7 @@ public enum ModelWriter {
     public static func write(_ model: Model, to path: String, options: WriteOptions = WriteOptions()) throws -> WriteReport {
         let outputFolder = Path.directory(of: path)
         var folderInfo = stat()
-        guard stat(outputFolder, &folderInfo) == 0, (folderInfo.st_mode & S_IFMT) == S_IFDIR else {
+        guard PathCall.stat(outputFolder, &folderInfo) == 0, (folderInfo.st_mode & S_IFMT) == S_IFDIR else {
             throw ModelWriteError.outputNotWritable(path: path, reason: "folder '\(outputFolder)' does not exist")
         }
         if let source = model.sourcePath, isSameFile(source, path) {
@@ -262,7 +262,7 @@ public enum ModelWriter {
         struct Identity: Hashable { let device: UInt64; let inode: UInt64 }
         func identity(_ path: String) -> Identity? {
             var info = stat()
-            guard stat(path, &info) == 0 else { return nil }
+            guard PathCall.stat(path, &info) == 0 else { return nil }
             return Identity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
         }
         var read: [Identity: String] = [:]
@@ -309,7 +309,7 @@ public enum ModelWriter {
     /// True when both paths exist and are the same file (same device and inode).
     static func isSameFile(_ first: String, _ second: String) -> Bool {
         var a = stat(), b = stat()
-        guard stat(first, &a) == 0, stat(second, &b) == 0 else { return false }
+        guard PathCall.stat(first, &a) == 0, PathCall.stat(second, &b) == 0 else { return false }
         return a.st_dev == b.st_dev && a.st_ino == b.st_ino
     }
 }
