@@ -17,6 +17,17 @@ public protocol ExternalTensorData: TensorData {
     var length: Int { get }
 }
 
+/// Values made when asked for that are too large to hold at once (a derived parameter of a
+/// 70B model is tens of megabytes, ten of them hundreds): the writer takes them in pieces,
+/// in order, and never holds them whole. `withBytes` still lends them whole to a reader that
+/// needs that.
+public protocol ChunkedTensorData: TensorData {
+    /// Bytes in all, as `withBytes` would lend them.
+    var byteCount: Int { get }
+    /// Calls `body` with consecutive pieces of the values, in order, `byteCount` bytes in all.
+    func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws
+}
+
 /// Bytes owned by a tensor that a pass created. Immutable once made.
 public final class TensorBytes: TensorData, @unchecked Sendable {
     /// Invariant: allocated by `init` with `count` bytes, freed only in `deinit`.
