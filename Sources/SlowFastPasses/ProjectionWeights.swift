@@ -130,16 +130,7 @@ final class StackedInputMajorProjections: ChunkedTensorData {
         }
     }
 
-    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
-        let whole = UnsafeMutableRawBufferPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
-        defer { whole.deallocate() }
-        var at = 0
-        try forEachChunk { piece in
-            (whole.baseAddress! + at).copyMemory(from: piece.baseAddress!, byteCount: piece.count)
-            at += piece.count
-        }
-        return try body(UnsafeRawBufferPointer(start: whole.baseAddress, count: byteCount))
-    }
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R { try withAssembledBytes(body) }
 }
 
 /// Drops the whole pages of a read-only file mapping in [from, to) from this process (they
