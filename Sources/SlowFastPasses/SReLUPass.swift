@@ -166,8 +166,9 @@ public struct SReLUPass: ModelPass {
             var names: [String] = []
             for (suffix, value, perChannel) in [("t_left", values.tLeft, nil), ("a_left", values.aLeft, slopes), ("t_right", values.tRight, nil),
                                                 ("a_right", values.aRight, nil)] as [(String, Float, [Float]?)] {
-                let values = perChannel ?? [Float](repeating: value, count: count)
-                let tensor = Tensor(name: "", elementType: type, dims: dims, storage: .bytes(TensorBytes(floats: values, as: type)))
+                let storage: TensorStorage = perChannel.map { .bytes(TensorBytes(floats: $0, as: type)) }
+                    ?? .computed(RepeatedTensorBytes(value, count: count, as: type))
+                let tensor = Tensor(name: "", elementType: type, dims: dims, storage: storage)
                 let name = builder.parameter(tensor, name: "\(canonical).srelu.\(suffix)")
                 names.append(name)
                 parameters.append(ParameterRecord(onnxName: name, canonicalName: "\(canonical).srelu.\(suffix)", kind: .new,

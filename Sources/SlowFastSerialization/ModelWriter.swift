@@ -139,6 +139,20 @@ public enum ModelWriter {
                            sidecars: options.sidecars.map(\.path), inputs: options.inputs, inputData: Array(inputFiles.values))
         var newData: OutputTransaction.Appender?
         func placeValues(_ data: any TensorData) throws -> TensorPlacement {
+            if useNewDataFile, let chunked = data as? any ChunkedTensorData, chunked.byteCount >= options.externalThreshold {
+                let file = try newData ?? transaction.stageAppender(path: outputFolder + "/" + newDataName)
+                newData = file
+                var start: Int?, written = 0
+                try chunked.forEachChunk { piece in
+                    let offset = try file.append(piece, alignment: start == nil ? 64 : 1)
+                    start = start ?? offset
+                    written += piece.count
+                }
+                guard let start, written == chunked.byteCount else {
+                    throw ModelWriteError.encodeFailed(path: path, reason: "a computed tensor gave \(written) of its \(chunked.byteCount) bytes")
+                }
+                return .external(location: newDataName, offset: start, length: written, others: [])
+            }
             if useNewDataFile {
                 let placed = try data.withBytes { raw -> (offset: Int, length: Int)? in
                     guard raw.count >= options.externalThreshold else { return nil }
