@@ -219,7 +219,7 @@ extension Adapter {
             if let metadata = source.metadata { sources.append(.metadata(key: metadata.key, regex: metadata.pattern)) }
         }
         let numbering: LayerNumbering
-        do { numbering = try LayerNumbering(sources) } catch let error as LayerNumbering.InvalidPattern {
+        do { numbering = try LayerNumbering(sources) } catch let error as BoundedRegex.InvalidPattern {
             throw AdapterError(file: path, message: "layerIndex pattern '\(error.pattern)' "
                 + (error.reason.map { "is refused: \($0)" } ?? "is not a regular expression"))
         }

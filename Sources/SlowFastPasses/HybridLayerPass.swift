@@ -259,7 +259,7 @@ public struct HybridLayerPass: ModelPass {
             }
             let canonicalNorm = canonical[layer.inputNorm.weight]?.canonicalName ?? layer.inputNorm.weight
             encoder.addLayer(layer.index, normWeight: try normTensor.floatValues(), normName: canonicalNorm, epsilon: layer.inputNorm.epsilon,
-                             kvWeight: key.weight + value.weight, kvBias: kvBias, kvWeightName: kvWeightName, kvBiasName: kvBiasName,
+                             kvWeight: try key.weight() + value.weight(), kvBias: kvBias, kvWeightName: kvWeightName, kvBiasName: kvBiasName,
                              kvRule: "concat(\(kName), \(vName))",
                              biasRule: hasBias ? "concat(\(kBias), \(vBias))" : "zeros (k_proj and v_proj have no bias)",
                              biasKind: hasBias ? .derived : .new)
@@ -270,8 +270,15 @@ public struct HybridLayerPass: ModelPass {
             guard let slowTokens = inputs.slowTokens else { throw PassContractError("inline K/V without slow_tokens") }
             let normWeight = builder.toFloat(layer.inputNorm.weight, from: floatType, "slow_norm/weight_float")
             let normalised = builder.rmsNorm(slowTokens, weight: normWeight, epsilon: layer.inputNorm.epsilon, "slow_norm")
-            let kv = builder.linear(normalised, canonicalWeight: key.weight + value.weight, outFeatures: 2 * dims.kvWidth,
-                                    inFeatures: dims.hiddenSize, bias: kvBias, weightName: kvWeightName, biasName: kvBiasName, "kv_proj")
+            // A MatMul-operand export's k/v weights are copied row by row at write time;
+            // others are read and transposed here.
+            let kv = if let stacked = StackedInputMajorProjections(key, value, type: builder.parameterType) {
+                builder.linear(normalised, storedWeight: stacked, outFeatures: 2 * dims.kvWidth, inFeatures: dims.hiddenSize,
+                               bias: kvBias, weightName: kvWeightName, biasName: kvBiasName, "kv_proj")
+            } else {
+                builder.linear(normalised, canonicalWeight: try key.weight() + value.weight(), outFeatures: 2 * dims.kvWidth,
+                               inFeatures: dims.hiddenSize, bias: kvBias, weightName: kvWeightName, biasName: kvBiasName, "kv_proj")
+            }
             keys = builder.splitHeads(builder.slice(kv.output, axis: -1, start: 0, end: Int64(dims.kvWidth), "k"),
                                       heads: dims.numKVHeads, headDim: dims.headDim, "k")
             values = builder.splitHeads(builder.slice(kv.output, axis: -1, start: Int64(dims.kvWidth), end: Int64(2 * dims.kvWidth), "v"),

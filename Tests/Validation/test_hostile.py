@@ -430,6 +430,37 @@ def test_ordinary_layer_index_patterns_are_accepted(tmp_path, pattern):
     assert "is refused" not in result.stderr
 
 
+@pytest.mark.parametrize("pattern", ["^(a+)+$", "(a|aa)*b", "(a)\\1"])
+def test_catastrophic_activation_scope_is_refused_before_reading(folders, pattern):
+    """--activation-scope goes through the same bounded regex as layerIndex patterns: refused
+    up front, even with a model path that does not exist."""
+    _, out = folders
+    start = time.monotonic()
+    result = run("rewrite", out / "missing.onnx", "-o", out / "o.onnx", "--activation", "srelu",
+                 "--activation-scope", pattern, timeout=10)
+    assert time.monotonic() - start < 10
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "is refused" in lines[0], result.stderr
+    assert os.listdir(out) == []
+
+
+def test_activation_scope_skips_names_over_4_kib(folders):
+    """A node name longer than the bound is never searched: out of scope, answered at once."""
+    source, out = folders
+    import onnx
+    model = relu_model(source / "m.onnx")
+    proto = onnx.load(str(model))
+    relu = next(node for node in proto.graph.node if node.op_type == "Relu")
+    relu.name += "/" + "a" * 5000
+    long_named = source / "long.onnx"
+    onnx.save(proto, str(long_named))
+    result = run("rewrite", long_named, "-o", out / "o.onnx", "--activation", "srelu", "--activation-scope", "act/Relu", timeout=10)
+    assert result.returncode == 1 and "0 sites" in result.stderr, result.stderr
+    result = run("rewrite", model, "-o", out / "o.onnx", "--activation", "srelu", "--activation-scope", "act/Relu", timeout=10)
+    assert result.returncode == 0, result.stderr
+
+
 def test_attention_scale_of_1e_minus_6_does_not_trap(folders):
     """sdpa's sqrt(scale) constants set to 1e-6 once gave head_dim 1e24 ("Double value cannot be
     converted to Int"). Head dims now come from shapes and the scale is a value of its own:
@@ -655,6 +686,18 @@ def test_duplicate_initializer_names_are_refused(folders):
     twin = numpy_helper.from_array(np.zeros((8, 8), np.float32), "w")
     model = relu_model(source / "m.onnx", extra_initializers=[twin])
     refused(model, out / "o.onnx", f"error: {model}: initializer 'w' is defined twice", extra=("--activation", "srelu"), timeout=10)
+
+
+@pytest.mark.parametrize("flags", [[], ["--json"], ["--layers"]], ids=["text", "json", "layers"])
+def test_inspect_names_a_duplicate_initializer(folders, flags):
+    source, _ = folders
+    twin = numpy_helper.from_array(np.zeros((8, 8), np.float32), "w")
+    model = relu_model(source / "m.onnx", extra_initializers=[twin])
+    before = snapshot(source)
+    result = run("inspect", model, *flags, timeout=10)
+    assert result.returncode == 1 and result.stdout == "", result.stdout
+    assert result.stderr.splitlines() == [f"error: {model}: initializer 'w' is defined twice in graph 'g'"], result.stderr
+    assert snapshot(source) == before
 
 
 def test_unused_initializer_named_like_a_new_parameter_gets_no_twin_entry(folders):
