@@ -384,16 +384,19 @@ from conftest import REPO  # noqa: E402
 REPO_ADAPTER = REPO / "Adapters/hf-torch-eager.yaml"
 
 
-def refused_adapter(adapter, needle):
-    before = (adapter.read_bytes(), adapter.stat().st_mtime_ns)
+def refused_adapter(adapter, needle, culprit=None):
+    """`--adapter adapter` is refused within 10 s with one error line naming `culprit` (the
+    adapter, or the file it includes that is at fault), which is left unchanged."""
+    culprit = culprit or adapter
+    before = (culprit.read_bytes(), culprit.stat().st_mtime_ns)
     start = time.monotonic()
     result = run("inspect", QWEN, "--layers", "--adapter", adapter, timeout=10)
     assert time.monotonic() - start < 10
     assert 0 < result.returncode < 128, result.stderr
     lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {adapter}: "), result.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"error: {culprit}: "), result.stderr
     assert needle in lines[0], lines[0]
-    assert (adapter.read_bytes(), adapter.stat().st_mtime_ns) == before
+    assert (culprit.read_bytes(), culprit.stat().st_mtime_ns) == before
 
 
 def test_yaml_alias_bomb_is_refused(tmp_path):
@@ -401,6 +404,17 @@ def test_yaml_alias_bomb_is_refused(tmp_path):
     adapter.write_text(adapter_text("bomb:\n" + "".join("  " + line + "\n" for line in alias_bomb().splitlines())))
     assert adapter.stat().st_size < 8192
     refused_adapter(adapter, "more than 100000 YAML nodes with aliases expanded")
+
+
+def test_yaml_alias_bomb_in_an_included_pattern_library_is_refused(tmp_path):
+    """An included NAME.patterns.yaml gets the same bounds as the adapter that includes it."""
+    library = tmp_path / "bomb.patterns.yaml"
+    library.write_text("patterns: {}\nbomb:\n" + "".join("  " + line + "\n" for line in alias_bomb().splitlines()))
+    adapter = tmp_path / "includes-bomb.yaml"
+    adapter.write_text(REPO_ADAPTER.read_text().replace("include: [hf-torch.patterns.yaml]",
+                                                        "include: [bomb.patterns.yaml, hf-torch.patterns.yaml]"))
+    assert "bomb.patterns.yaml" in adapter.read_text() and library.stat().st_size < 8192
+    refused_adapter(adapter, "more than 100000 YAML nodes with aliases expanded", culprit=library)
 
 
 def test_use_fan_out_is_refused(tmp_path):
