@@ -72,6 +72,9 @@ test-fuzz-replay: deps
 # comparisons); libFuzzer comes without its main (slowfast-fuzz's main.swift calls its
 # driver), because -sanitize=fuzzer would also give the build tool embed-files a second main.
 FUZZ_SECONDS ?= 600
+# A unit past this many seconds is reported as a hang. The seed fixture takes about 5 s in the
+# instrumented build alone, and over 30 s on a busy 2-core machine, so the bound is generous.
+FUZZ_TIMEOUT ?= 120
 FUZZ_BIN     := .build-fuzz/debug/slowfast-fuzz
 FUZZ_RUNTIME := $(shell dirname $$(dirname $$(readlink -f $$(command -v $(SWIFT)))))/lib/swift/clang/lib/linux/libclang_rt.fuzzer_no_main-x86_64.a
 fuzz: deps
@@ -81,7 +84,7 @@ fuzz: deps
 		-Xlinker $(FUZZ_RUNTIME) -Xlinker -lstdc++
 	mkdir -p Tests/Fuzz/found Tests/Fuzz/crashes .build-fuzz/seeds
 	cp Tests/Fixtures/qwen2-torchscript/model.onnx .build-fuzz/seeds/qwen2-torchscript.onnx
-	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=30 -max_len=1500000 \
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=$(FUZZ_TIMEOUT) -max_len=1500000 \
 		-artifact_prefix=Tests/Fuzz/crashes/ Tests/Fuzz/found Tests/Fuzz/corpus .build-fuzz/seeds
 
 demo: deps venv build
