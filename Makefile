@@ -56,10 +56,14 @@ test-python: venv build
 	SLOWFAST_BIN=$(CURDIR)/$(BIN_DEBUG) $(PYTHON) -m pytest -q Tests/Validation
 
 # Every input of the fuzz corpus (crafted hostile models and what fuzzing kept) read and
-# rewritten with each pass: no crash, no trap (the replay binary is the fuzz target built
-# without libFuzzer).
-test-fuzz-replay: build
-	.build/debug/slowfast-fuzz Tests/Fuzz/corpus
+# rewritten with each pass under AddressSanitizer (leak checking on): no crash, no trap, no
+# memory error. The replay binary is the fuzz target built without libFuzzer, with ASan, in
+# its own scratch folder so the plain build is untouched.
+ASAN_BIN := .build-asan/debug/slowfast-fuzz
+test-fuzz-replay: deps
+	$(SWIFT) build --scratch-path .build-asan --product slowfast-fuzz \
+		-Xswiftc -sanitize=address -Xcc -fsanitize=address
+	ASAN_OPTIONS=detect_leaks=1 $(ASAN_BIN) Tests/Fuzz/corpus
 
 # libFuzzer with AddressSanitizer over reading and the whole rewrite path, seeded with the
 # corpus and one fixture; new inputs go to Tests/Fuzz/found (copy the useful ones into
@@ -68,6 +72,9 @@ test-fuzz-replay: build
 # comparisons); libFuzzer comes without its main (slowfast-fuzz's main.swift calls its
 # driver), because -sanitize=fuzzer would also give the build tool embed-files a second main.
 FUZZ_SECONDS ?= 600
+# A unit past this many seconds is reported as a hang. The seed fixture takes about 5 s in the
+# instrumented build alone, and over 30 s on a busy 2-core machine, so the bound is generous.
+FUZZ_TIMEOUT ?= 120
 FUZZ_BIN     := .build-fuzz/debug/slowfast-fuzz
 FUZZ_RUNTIME := $(shell dirname $$(dirname $$(readlink -f $$(command -v $(SWIFT)))))/lib/swift/clang/lib/linux/libclang_rt.fuzzer_no_main-x86_64.a
 fuzz: deps
@@ -77,15 +84,23 @@ fuzz: deps
 		-Xlinker $(FUZZ_RUNTIME) -Xlinker -lstdc++
 	mkdir -p Tests/Fuzz/found Tests/Fuzz/crashes .build-fuzz/seeds
 	cp Tests/Fixtures/qwen2-torchscript/model.onnx .build-fuzz/seeds/qwen2-torchscript.onnx
-	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=30 -max_len=1500000 \
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=$(FUZZ_TIMEOUT) -max_len=1500000 \
 		-artifact_prefix=Tests/Fuzz/crashes/ Tests/Fuzz/found Tests/Fuzz/corpus .build-fuzz/seeds
 
 demo: deps venv build
 	SLOWFAST_BIN=$(CURDIR)/$(BIN_DEBUG) PYTHON=$(CURDIR)/$(PYTHON) Examples/demo.sh
 
-# The benchmark model needs torch (fixture tools only): the CPU wheel kept in /opt/wheels.
+# The benchmark models: the 0.5B dynamo export and the genai export (bench_runtime.py) need
+# torch (fixture tools only: the CPU wheel kept in /opt/wheels); the 7B- and 70B-shaped
+# exports with sparse weights are grown from the committed fixtures in seconds, without torch.
+# All are made once and kept under Benchmarks/out (git ignores it).
 FIXTURE_VENV := .venv-fixtures
 BENCH_MODEL  := Benchmarks/out/qwen2-0.5b
+GENAI_MODEL  := Benchmarks/out/qwen2-0.5b-genai
+LARGE_MODELS := Benchmarks/out/qwen2-7b/model.onnx Benchmarks/out/llama-70b/model.onnx
+# Extra arguments for bench.py, e.g. BENCH_ARGS="--runtime-output saved.txt" to fold in a
+# saved bench_runtime.py output instead of running it (7 minutes), or "--only io,large".
+BENCH_ARGS ?=
 $(FIXTURE_VENV)/.installed: Scripts/requirements-fixtures.txt
 	@test -x $(FIXTURE_VENV)/bin/python || python3 -m venv $(FIXTURE_VENV)
 	$(FIXTURE_VENV)/bin/pip install -q --disable-pip-version-check /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
@@ -95,9 +110,21 @@ $(FIXTURE_VENV)/.installed: Scripts/requirements-fixtures.txt
 $(BENCH_MODEL)/model.onnx: | $(FIXTURE_VENV)/.installed
 	$(FIXTURE_VENV)/bin/python Scripts/make-bench-model.py $(BENCH_MODEL)
 
-bench: deps venv release $(BENCH_MODEL)/model.onnx
+$(GENAI_MODEL)/model.onnx: | $(FIXTURE_VENV)/.installed
+	$(FIXTURE_VENV)/bin/python Scripts/make-bench-model.py --genai $(GENAI_MODEL)
+
+Benchmarks/out/%/model.onnx: Scripts/make-large-model.py | venv
+	$(PYTHON) Scripts/make-large-model.py $* $(@D)
+
+$(VENV)/.bench-installed: Benchmarks/requirements.txt $(VENV)/.installed
+	$(PYTHON) -m pip install -q --disable-pip-version-check -r Benchmarks/requirements.txt
+	@touch $@
+
+# One command, one table: every benchmark beside its peers, written to Benchmarks/RESULTS.md
+# (about 20 minutes, 7 of them bench_runtime.py).
+bench: deps venv $(VENV)/.bench-installed release $(BENCH_MODEL)/model.onnx $(GENAI_MODEL)/model.onnx $(LARGE_MODELS)
 	@command -v /usr/bin/time >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get install -y -qq time; }
-	SLOWFAST_BIN=$(CURDIR)/$(BIN_RELEASE) $(PYTHON) Benchmarks/bench.py $(BENCH_MODEL)
+	SLOWFAST_BIN=$(CURDIR)/$(BIN_RELEASE) $(PYTHON) Benchmarks/bench.py $(BENCH_MODEL) $(BENCH_ARGS)
 
 clean:
-	rm -rf .build .build-fuzz Examples/out Benchmarks/out
+	rm -rf .build .build-fuzz .build-asan Examples/out Benchmarks/out

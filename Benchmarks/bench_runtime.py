@@ -10,7 +10,11 @@ this machine beside `slowfast cost`'s prediction for the same dims. Not a test.
 It prints, each with its best wall time (timed round-robin with the other variants of its
 group in one process, --rounds rounds after a warm-up, so load from other work on a shared
 machine falls on all alike; baseline@128 alone, one run), the peak RSS of the process that ran it (GNU time,
-one child process per measurement) and the cost model's prediction:
+one child process per measurement) and the cost model's prediction. The measured ratios are
+paired: in each round a variant's time over its group's baseline (baseline@16, or the original
+decode step) in the same round, median over the rounds, so a change in the machine's speed
+between rounds (other sessions' work) cancels out of the ratio instead of landing on whichever
+variant ran in the slow round:
 
   prefill  baseline@16   sequence 128 text + 16x81 = 1424 tokens
   prefill  baseline@128  sequence 128 + 128x81 = 10496 tokens (one run: minutes on 2 cores)
@@ -112,7 +116,9 @@ def child(spec):
 
 def interleaved(specs, rounds):
     """Times every spec in one process, round-robin (each round runs each once), so load from
-    other work on a shared machine falls on all of them alike. Returns key -> best seconds."""
+    other work on a shared machine falls on all of them alike. Returns key -> best and median
+    seconds, and each spec's time over the first spec's in the same round (paired ratios:
+    drift in the machine's speed between rounds cancels out of them)."""
     options = session_options(specs[0]["threads"])
     prepared = {spec["key"]: prepare(spec, options)[:2] for spec in specs}
     for session, feeds in prepared.values():
@@ -123,7 +129,9 @@ def interleaved(specs, rounds):
             start = time.perf_counter()
             session.run(["logits"], feeds)
             times[key].append(time.perf_counter() - start)
-    return {key: {"best": min(t), "median": statistics.median(t), "times": t} for key, t in times.items()}
+    first = times[specs[0]["key"]]
+    return {key: {"best": min(t), "median": statistics.median(t), "times": t,
+                  "paired_ratio": statistics.median(a / b for a, b in zip(t, first))} for key, t in times.items()}
 
 
 def measure(spec):
@@ -155,7 +163,7 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--decode-repeats", type=int, default=20, help="rounds of the interleaved decode timing")
     parser.add_argument("--skip-baseline-128", action="store_true", help="skip the long baseline@128 prefill")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="rounds of the interleaved timing (prefill: baseline@16 and the four slow-fast@128; decode: the three steps)")
     parser.add_argument("--interleaved-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -220,7 +228,8 @@ def main():
     for key, spec in specs.items():
         results[key] = measure({**spec, "warmup": 0, "repeats": 1})
     # Times: interleaved round-robin in one process per group, so other work on a shared machine
-    # slows every variant alike; the best round of each is the figure.
+    # slows every variant alike; the best round of each is the time shown, the median of the
+    # per-round ratios to the group's baseline is the ratio.
     groups = [["base16", "sf128-text-fused", "sf128-all-fused"], ["base16", "sf128-text-decomposed", "sf128-all-decomposed"],
               ["dec-original", "dec-cached", "dec-recomputed"]]
     print("times, interleaved:", flush=True)
@@ -237,7 +246,9 @@ def main():
             results[key]["seconds_alone"] = results[key]["seconds"]
             results[key]["seconds"] = results[key]["seconds_interleaved"] = timing["best"]
             results[key]["interleaved"] = timing
-            print(f"  {specs[key]['label']}: best {timing['best']:.4f} s, median {timing['median']:.4f} s", flush=True)
+            results[key]["ratio"] = timing["paired_ratio"]
+            print(f"  {specs[key]['label']}: best {timing['best']:.4f} s, median {timing['median']:.4f} s, "
+                  f"median ratio to {group[0]} in the same round {timing['paired_ratio']:.3f}", flush=True)
     if not args.skip_baseline_128:  # alone, one run: minutes on 2 cores
         results["base128"] = measure({**base, "label": "prefill baseline@128", "model": str(model),
                                       "length": TEXT + FRAMES_SLOW * PER_FRAME, "warmup": 0, "repeats": 1})
@@ -257,15 +268,15 @@ def main():
     row("prefill baseline@128 (10496 tokens)", "base128", results.get("base128", {}).get("seconds", 0) / b16,
         rows["text"][128]["baselineOverReference"])
     for form in ("fused", "decomposed"):
-        row(f"prefill slow-fast@128 text-only, {form}", f"sf128-text-{form}", results[f"sf128-text-{form}"]["seconds"] / b16,
+        row(f"prefill slow-fast@128 text-only, {form}", f"sf128-text-{form}", results[f"sf128-text-{form}"]["ratio"],
             rows["text"][128]["slowFastOverReference"])
-        row(f"prefill slow-fast@128 all-queries, {form}", f"sf128-all-{form}", results[f"sf128-all-{form}"]["seconds"] / b16,
+        row(f"prefill slow-fast@128 all-queries, {form}", f"sf128-all-{form}", results[f"sf128-all-{form}"]["ratio"],
             rows["all"][128]["slowFastOverReference"])
     dec = rows["text"][128]["decode"]
     original = results["dec-original"]["seconds"]
     row("decode original (past 1424)", "dec-original", 1.0, 1.0)
-    row("decode slow-fast, cached slow K/V", "dec-cached", results["dec-cached"]["seconds"] / original, dec["cachedOverOriginal"])
-    row("decode slow-fast, recomputed slow K/V", "dec-recomputed", results["dec-recomputed"]["seconds"] / original,
+    row("decode slow-fast, cached slow K/V", "dec-cached", results["dec-cached"]["ratio"], dec["cachedOverOriginal"])
+    row("decode slow-fast, recomputed slow K/V", "dec-recomputed", results["dec-recomputed"]["ratio"],
         dec["recomputedOverOriginal"])
     widths = [max(len(line[i]) for line in lines) for i in range(5)]
     print()
@@ -280,13 +291,13 @@ def main():
     print(f"cost model: FLOPs, {config['vocab_size']}-token vocabulary, LM head on the last position only; "
           f"baseline@16 = {reference / 1e12:.3f} TFLOP")
 
-    text_ratio = results["sf128-text-fused"]["seconds"] / b16
+    text_ratio = results["sf128-text-fused"]["ratio"]
     predicted = rows["text"][128]["slowFastOverReference"]
     checks = [
         ("prefill slow-fast@128 (text) / baseline@16 within 5% of the cost model",
          abs(text_ratio / predicted - 1) <= 0.05, f"{text_ratio:.3f} vs {predicted:.3f}"),
         ("decode with cached slow K/V within 1.15x of the original",
-         results["dec-cached"]["seconds"] / original <= 1.15, f"x{results['dec-cached']['seconds'] / original:.3f}"),
+         results["dec-cached"]["ratio"] <= 1.15, f"x{results['dec-cached']['ratio']:.3f}"),
         ("fused peak RSS below decomposed (slow-fast@128 all-queries)",
          results["sf128-all-fused"]["peak_mb"] < results["sf128-all-decomposed"]["peak_mb"],
          f"{results['sf128-all-fused']['peak_mb']:.0f} MB vs {results['sf128-all-decomposed']['peak_mb']:.0f} MB"),

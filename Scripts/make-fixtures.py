@@ -35,6 +35,13 @@ the hybrid reference sends its slow keys through the layer's k_norm.
 gemma2-*, gemma3-* and olmo2-* (torchscript, dynamo) are Gemma 2 ((1 + w) norms, sandwich norms,
 soft-capping, sqrt(d) embedding scale), Gemma 3 (and per-head q/k norms) and OLMo-2 (no input
 norm, full-width q/k norms, post norms); the hybrid reference follows each (docs/DESIGN.md §1).
+phi3-* are Phi-3 (one packed qkv_proj, sliced into q, k and v; one packed gate_up_proj, chunked;
+intermediate 96);
+the hybrid reference's kv_proj is the k and v row blocks of qkv_proj.
+granite-* are Granite with non-default multipliers (attention 0.05 instead of 1/sqrt(16), residual
+0.5, embedding 4.0, logits scaling 2.0); the hybrid reference scores the slow keys with the layer's
+own attention multiplier, and takes the slow tokens as they are (no embedding multiplier).
+granite-torchscript-fp16 is the Granite model in float16, exported by TorchScript.
 """
 import argparse
 import json
@@ -59,25 +66,32 @@ TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=6, num_atte
 TOKENS = [[3, 17, 42, 99, 128, 7, 201]]
 
 
-# Families with norms, caps and scales of their own (issue 11): the config entries that make
-# each one's peculiarity show at this size. Gemma 2 scores with query_pre_attn_scalar**-0.5
-# (here 8: not 1/sqrt(head_dim)) and caps the scores at 2.0, so the cap changes them (a cap of
-# 1.0 would vanish into the scale in the dynamo export).
-FAMILY_DIMS = {
+# Families whose config needs more than TINY (issue 11): the entries that make each one's
+# peculiarity show at this size. Gemma 2 scores with query_pre_attn_scalar**-0.5 (here 8: not
+# 1/sqrt(head_dim)) and caps the scores at 2.0, so the cap changes them (a cap of 1.0 would
+# vanish into the scale in the dynamo export). Phi-3's default pad/eos ids (32000) lie outside
+# the tiny vocabulary, and its packed gate_up_proj must not be vocab_size wide (the genai
+# builder takes any Linear with vocab_size outputs for the LM head), so intermediate is 96;
+# Granite's multipliers are set away from their defaults of 1.
+FAMILY_CONFIG = {
     "gemma2": dict(query_pre_attn_scalar=8, attn_logit_softcapping=2.0, final_logit_softcapping=30.0),
     "gemma3": dict(query_pre_attn_scalar=8),
     "olmo2": dict(),
+    "phi3": dict(pad_token_id=0, bos_token_id=1, eos_token_id=2, intermediate_size=96),
+    "granite": dict(attention_multiplier=0.05, residual_multiplier=0.5, embedding_multiplier=4.0, logits_scaling=2.0),
 }
 
 
 def make_model(family, seed, attention="eager", **dims):
     config_class = {"qwen2": transformers.Qwen2Config, "llama": transformers.LlamaConfig, "qwen3": transformers.Qwen3Config,
                     "gemma2": transformers.Gemma2Config, "gemma3": transformers.Gemma3TextConfig,
-                    "olmo2": transformers.Olmo2Config}[family]
+                    "olmo2": transformers.Olmo2Config, "phi3": transformers.Phi3Config,
+                    "granite": transformers.GraniteConfig}[family]
     model_class = {"qwen2": transformers.Qwen2ForCausalLM, "llama": transformers.LlamaForCausalLM,
                    "qwen3": transformers.Qwen3ForCausalLM, "gemma2": transformers.Gemma2ForCausalLM,
-                   "gemma3": transformers.Gemma3ForCausalLM, "olmo2": transformers.Olmo2ForCausalLM}[family]
-    config = config_class(**{**TINY, **FAMILY_DIMS.get(family, {}), **dims})
+                   "gemma3": transformers.Gemma3ForCausalLM, "olmo2": transformers.Olmo2ForCausalLM,
+                   "phi3": transformers.Phi3ForCausalLM, "granite": transformers.GraniteForCausalLM}[family]
+    config = config_class(**{**TINY, **FAMILY_CONFIG.get(family, {}), **dims})
     config._attn_implementation = attention
     torch.manual_seed(seed)
     model = model_class(config).eval()
@@ -173,8 +187,7 @@ def hybrid_reference(model, seed):
             # The layer's own input norm (Gemma's (1 + w) included); OLMo-2 has none, and its
             # k_proj/v_proj read the residual stream as it is: the slow tokens enter un-normed.
             s_hat = layer.input_layernorm(slow) if hasattr(layer, "input_layernorm") else slow
-            k = layer.self_attn.k_proj(s_hat)                # [K_x | V_x] = concat(k_proj, v_proj)
-            v = layer.self_attn.v_proj(s_hat)
+            k, v = slow_keys_values(layer.self_attn, s_hat, kv_heads * head_dim)  # [K_x | V_x] = concat(k_proj, v_proj)
             n = slow.shape[1]
             k_norm = getattr(layer.self_attn, "k_norm", None)
             if k_norm is not None and k_norm.weight.numel() == kv_heads * head_dim:
@@ -185,10 +198,10 @@ def hybrid_reference(model, seed):
             k = k.transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
             v = v.view(1, n, kv_heads, head_dim).transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
             # Softmax in float32, as the eager attention of the model itself does.
-            scaling = getattr(layer.self_attn, "scaling", head_dim ** -0.5)
-            if scaling == head_dim ** -0.5:
+            scaling = score_scale(layer.self_attn, head_dim)
+            if scaling == head_dim ** -0.5:                  # as the first fixtures' references were made
                 scores = q @ k.transpose(2, 3) / head_dim ** 0.5
-            else:                                            # Gemma: query_pre_attn_scalar**-0.5
+            else:                                            # Granite's multiplier, Gemma's query_pre_attn_scalar**-0.5
                 scores = q @ k.transpose(2, 3) * scaling
             cap = getattr(layer.self_attn, "attn_logit_softcapping", None)
             if cap is not None:                              # Gemma 2: the layer's own cap, before the mask
@@ -225,6 +238,24 @@ def hybrid_reference(model, seed):
         result[f"hybrid_gate_b_{i}"] = b_g.numpy()
         result[f"hybrid_alpha_{i}"] = alpha.numpy()
     return result
+
+
+def slow_keys_values(attention, s_hat, kv_width):
+    """The layer's k_proj and v_proj applied to the slow tokens; Phi-3 packs q, k and v in one
+    qkv_proj, whose k and v row blocks are those projections."""
+    if hasattr(attention, "qkv_proj"):
+        weight = attention.qkv_proj.weight
+        query_width = weight.shape[0] - 2 * kv_width
+        k_rows, v_rows = weight[query_width: query_width + kv_width], weight[query_width + kv_width:]
+        return s_hat @ k_rows.T, s_hat @ v_rows.T
+    return attention.k_proj(s_hat), attention.v_proj(s_hat)
+
+
+def score_scale(attention, head_dim):
+    """The factor the layer multiplies q.k by: Granite's attention multiplier where the model has
+    one, else the module's own `scaling` (Gemma: query_pre_attn_scalar**-0.5), else 1/sqrt(head_dim)."""
+    multiplier = getattr(attention.config, "attention_multiplier", None)
+    return multiplier if multiplier is not None else getattr(attention, "scaling", 1 / head_dim ** 0.5)
 
 
 def export_torch(model, folder, dynamo, opset=None):
@@ -290,6 +321,10 @@ def export_genai(model, family, folder):
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         hf = Path(scratch) / "hf"
+        if family == "phi3":
+            # The builder takes Phi-3 for the LongRoPE variant unless the two context lengths
+            # agree; with the default RoPE the model does not read original_max_position_embeddings.
+            model.config.original_max_position_embeddings = model.config.max_position_embeddings
         model.save_pretrained(hf)
         save_tiny_tokenizer(hf, model.config.vocab_size)
         out = Path(scratch) / "out"
@@ -396,6 +431,9 @@ MODELS = {
     **{f"gemma2-{e}": ("gemma2", 13, {}) for e in ("torchscript", "dynamo", "genai", "torchscript-kv")},
     **{f"gemma3-{e}": ("gemma3", 14, {}) for e in ("torchscript", "dynamo", "torchscript-kv")},
     **{f"olmo2-{e}": ("olmo2", 15, {}) for e in ("torchscript", "dynamo", "torchscript-kv")},
+    **{f"phi3-{e}": ("phi3", 13, {}) for e in ("torchscript", "dynamo", "genai", "torchscript-kv")},
+    **{f"granite-{e}": ("granite", 14, {}) for e in ("torchscript", "dynamo", "torchscript-kv", "genai")},
+    "granite-torchscript-fp16": ("granite", 14, {"half": True}),
 }
 
 
@@ -463,6 +501,15 @@ def main():
     # A KV cache in a torch.onnx export: Concat(past, new) before repeat_kv.
     if wanted is None or "qwen2-torchscript-kv" in wanted:
         build("qwen2", "torchscript-kv", FIXTURES / "qwen2-torchscript-kv", seed=10)
+    # Phi-3 (packed qkv_proj and gate_up_proj) and Granite (attention, residual and embedding
+    # multipliers), issue 11.
+    for name in ("phi3-torchscript", "phi3-dynamo", "phi3-genai", "phi3-torchscript-kv",
+                 "granite-torchscript", "granite-dynamo", "granite-torchscript-kv", "granite-genai"):
+        if wanted is None or name in wanted:
+            family, exporter = name.split("-", 1)
+            build(family, exporter, FIXTURES / name, seed=MODELS[name][1])
+    if wanted is None or "granite-torchscript-fp16" in wanted:
+        build("granite", "torchscript", FIXTURES / "granite-torchscript-fp16", seed=14, half=True)
     if wanted is None or "qwen2-torchscript-fp16" in wanted:
         build("qwen2", "torchscript", FIXTURES / "qwen2-torchscript-fp16", seed=10, half=True)
     if args.examples or wanted is None:

@@ -126,8 +126,10 @@ final class PatternSpec: Decodable {
 
     /// The matcher's pattern; `named` resolves `use:` references.
     /// How many pattern nodes one adapter section may compile to: `use:` references are
-    /// expanded, so a small DAG of references could otherwise stand for 2^64 nodes.
-    static let maxCompiledNodes = 10_000
+    /// expanded, so a small DAG of references could otherwise stand for 2^64 nodes. The
+    /// built-in eager adapter's attention, with every family's alternatives, expands to between
+    /// 20,000 and 40,000.
+    static let maxCompiledNodes = 100_000
 
     final class Budget {
         var left = PatternSpec.maxCompiledNodes
@@ -191,24 +193,7 @@ extension Adapter {
     /// text (and a name for messages) of an included pattern library, nil when there is none.
     public static func parse(_ text: String, source path: String,
                              resolve: (String) throws -> (text: String, source: String)? = { _ in nil }) throws -> Adapter {
-        let file: AdapterFile
-        guard text.utf8.count <= maxFileBytes else {
-            throw AdapterError(file: path, message: "not an adapter: larger than \(maxFileBytes) bytes")
-        }
-        do {
-            // Aliases make a small file stand for an exponential tree (a "billion laughs"):
-            // count the nodes the decoder would visit, aliases expanded, and stop at a bound.
-            guard let root = try Yams.compose(yaml: text) else { throw AdapterError(file: path, message: "not an adapter: the file is empty") }
-            var budget = maxYAMLNodes
-            guard Adapter.fitsBudget(root, &budget, depth: 0) else {
-                throw AdapterError(file: path, message: "not an adapter: more than \(maxYAMLNodes) YAML nodes with aliases expanded, or nested more than \(maxYAMLDepth) deep")
-            }
-            file = try YAMLDecoder().decode(AdapterFile.self, from: root)
-        } catch let error as AdapterError {
-            throw error
-        } catch {
-            throw AdapterError(file: path, message: "not an adapter: \(error)")
-        }
+        let file = try decodeBounded(AdapterFile.self, from: text, source: path, kind: "not an adapter")
         // Included patterns first; the adapter's own patterns override them by name (how an
         // adapter for a new export changes one shared pattern).
         var named = try includedPatterns(file.include ?? [], from: path, resolve: resolve, seen: [])
@@ -219,7 +204,7 @@ extension Adapter {
             if let metadata = source.metadata { sources.append(.metadata(key: metadata.key, regex: metadata.pattern)) }
         }
         let numbering: LayerNumbering
-        do { numbering = try LayerNumbering(sources) } catch let error as LayerNumbering.InvalidPattern {
+        do { numbering = try LayerNumbering(sources) } catch let error as BoundedRegex.InvalidPattern {
             throw AdapterError(file: path, message: "layerIndex pattern '\(error.pattern)' "
                 + (error.reason.map { "is refused: \($0)" } ?? "is not a regular expression"))
         }
@@ -230,6 +215,47 @@ extension Adapter {
     }
 
     /// Bounds on untrusted adapter files: bytes, YAML nodes (aliases expanded), nesting.
+    /// Decodes one YAML file (an adapter or a pattern library) within the bounds every file
+    /// from outside gets: its size, and its node count and depth with aliases expanded (a small
+    /// file can stand for an exponential tree, a "billion laughs"), checked before decoding.
+    static func decodeBounded<T: Decodable>(_ type: T.Type, from text: String, source path: String, kind: String) throws -> T {
+        guard text.utf8.count <= maxFileBytes else {
+            throw AdapterError(file: path, message: "\(kind): larger than \(maxFileBytes) bytes")
+        }
+        do {
+            guard let root = try Yams.compose(yaml: text) else { throw AdapterError(file: path, message: "\(kind): the file is empty") }
+            var budget = maxYAMLNodes
+            guard Adapter.fitsBudget(root, &budget, depth: 0) else {
+                throw AdapterError(file: path, message: "\(kind): more than \(maxYAMLNodes) YAML nodes with aliases expanded, or nested more than \(maxYAMLDepth) deep")
+            }
+            return try YAMLDecoder().decode(T.self, from: root)
+        } catch let error as AdapterError {
+            throw error
+        } catch {
+            throw AdapterError(file: path, message: "\(kind): \(error)")
+        }
+    }
+
+    /// Pattern libraries decoded once per process, by their text: every adapter that includes
+    /// the shared patterns would decode the same YAML again, and decoding is most of the time
+    /// the built-in adapters take to load. Decoded patterns are never changed, so adapters
+    /// share them; an adapter's own patterns override them by name without touching them.
+    private static let libraries = DecodedLibraries()
+
+    private final class DecodedLibraries: @unchecked Sendable {
+        private let lock = NSLock()
+        private var byText: [String: PatternLibraryFile] = [:]
+
+        func decoded(_ text: String, _ decode: () throws -> PatternLibraryFile) throws -> PatternLibraryFile {
+            lock.lock()
+            defer { lock.unlock() }
+            if let known = byText[text] { return known }
+            let library = try decode()
+            byText[text] = library
+            return library
+        }
+    }
+
     static let maxFileBytes = 1 << 20
     static let maxYAMLNodes = 100_000
     static let maxYAMLDepth = 128
@@ -269,9 +295,8 @@ extension Adapter {
             guard let (text, source) = try resolve(name) else {
                 throw AdapterError(file: path, message: "include '\(name)': no such pattern library beside the file or built in")
             }
-            let library: PatternLibraryFile
-            do { library = try YAMLDecoder().decode(PatternLibraryFile.self, from: text) } catch {
-                throw AdapterError(file: source, message: "not a pattern library (expected patterns:): \(error)")
+            let library = try libraries.decoded(text) {
+                try decodeBounded(PatternLibraryFile.self, from: text, source: source, kind: "not a pattern library (expected patterns:)")
             }
             var patterns = try includedPatterns(library.include ?? [], from: source, resolve: resolve, seen: seen + [name])
             for (key, spec) in library.patterns { patterns[key] = spec }

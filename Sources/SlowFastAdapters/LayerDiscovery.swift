@@ -123,6 +123,8 @@ public enum LayerDiscovery {
         }
 
         var layers: [LayerDescription] = []
+        // Packed qkv weights the graph itself slices (Phi-3): the PyTorch module was packed.
+        var slicedPacked: Set<String> = []
         var dims: ModelDimensions?
         var floatType: Int32 = ElementType.float.rawValue
         for (number, match) in numbered {
@@ -178,6 +180,13 @@ public enum LayerDiscovery {
             }
             let q: ProjectionWeight, k: ProjectionWeight, v: ProjectionWeight
             if match["qkvWeight"] != nil {
+                if let kvWidth = try packedSlices(match, matcher: matcher, attentionWidth: attentionWidth, headDim: headDim, fail: fail) {
+                    if kvHeads > 0, kvHeads * headDim != kvWidth {
+                        throw fail("\(evidence.kvHeads.first?.0 ?? "the graph") says \(kvHeads) kv heads, but the k slice of the packed qkv is \(kvWidth) wide with head_dim \(headDim)")
+                    }
+                    kvHeads = kvWidth / headDim
+                    slicedPacked.insert(try need("qkvWeight", "no packed qkv weight"))
+                }
                 guard kvHeads > 0 else {
                     throw fail("packed qkv without kv_num_heads")
                 }
@@ -268,11 +277,12 @@ public enum LayerDiscovery {
             var attentionOutputNorm: RMSNormDescription?
             switch adapter.residual {
             case .add:
-                // o_proj's output joins the residual stream directly, or through a norm of its
-                // own (the sandwich norms of Gemma 2/3 and OLMo-2's post norm).
-                var joined = oOutput
-                if index.consumers(of: oOutput).first(where: { $0.op == "Add" && $0.inputs.count == 2 }) == nil,
-                   let norm = normDownstream(of: oOutput, matcher: matcher, adapter: adapter, file: file, layer: number) {
+                // o_proj's output joins the residual stream directly, scaled by a constant first
+                // (Granite's residual_multiplier), or through a norm of its own (the sandwich
+                // norms of Gemma 2/3 and OLMo-2's post norm).
+                var joined = scaledBranch(oOutput, matcher: matcher)
+                if index.consumers(of: joined).first(where: { $0.op == "Add" && $0.inputs.count == 2 }) == nil,
+                   let norm = normDownstream(of: joined, matcher: matcher, adapter: adapter, file: file, layer: number) {
                     attentionOutputNorm = norm
                     joined = norm.output
                 }
@@ -283,10 +293,11 @@ public enum LayerDiscovery {
                 attentionResidual = add.outputs[0]
                 postNorm = normDownstream(of: attentionResidual, matcher: matcher, adapter: adapter, file: file, layer: number)
             case .skipNorm:
-                // Through a norm of o_proj's own first (Gemma 2's post_attention_layernorm).
-                var joined = oOutput
-                if !index.consumers(of: oOutput).contains(where: { $0.op.hasPrefix("Skip") }),
-                   let norm = normDownstream(of: oOutput, matcher: matcher, adapter: adapter, file: file, layer: number) {
+                // Scaled by a constant first (Granite), or through a norm of o_proj's own
+                // (Gemma 2's post_attention_layernorm).
+                var joined = scaledBranch(oOutput, matcher: matcher)
+                if !index.consumers(of: joined).contains(where: { $0.op.hasPrefix("Skip") }),
+                   let norm = normDownstream(of: joined, matcher: matcher, adapter: adapter, file: file, layer: number) {
                     attentionOutputNorm = norm
                     joined = norm.output
                 }
@@ -308,14 +319,28 @@ public enum LayerDiscovery {
             // The MLP reads the norm after attention, or (OLMo-2: no norm before the MLP) the
             // residual stream itself.
             if let mlpMatch = postNorm.flatMap({ mlpByInput[$0.output] }) ?? (postNorm == nil ? mlpByInput[attentionResidual] : nil) {
-                for role in ["gate", "up", "down"] {
+                for role in ["gate", "up", "down", "gateUp"] {
                     if let weight = mlpMatch["\(role)Weight"], let node = mlpMatch.node("\(role)Node")?.name {
-                        mlp["\(role)_proj"] = ProjectionWeight(weight: weight, layout: .inputMajor, node: node)
+                        mlp[role == "gateUp" ? "gate_up_proj" : "\(role)_proj"] = ProjectionWeight(weight: weight, layout: .inputMajor, node: node)
+                    }
+                }
+                // A packed gate_up_proj is chunked gate first: the gate's Slice starts at 0 (a
+                // Split in two gives the gate as its first output).
+                if let split = mlpMatch.node("gateSplit"), split.outputs.count != 2 {
+                    throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number,
+                        missing: "the packed gate_up_proj is split in \(split.outputs.count) by '\(split.name ?? "")', not in 2")
+                }
+                if mlpMatch["gateUpWeight"] != nil, mlpMatch.node("gateSplit") == nil {
+                    let start = try mlpMatch["gateSliceStart"].flatMap { try matcher.constantTensor($0)?.int64Values().first }
+                    guard start == 0 else {
+                        throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number,
+                            missing: "the gate of the packed gate_up_proj is sliced from \(start.map(String.init) ?? "a run-time start"), not 0 (gate first, then up)")
                     }
                 }
                 activations = ["activation", "activationGate"].compactMap { mlpMatch.node($0)?.name }
-                if var down = mlpMatch.node("downNode")?.outputs.first {
-                    // down_proj's output may pass through a norm of its own first (Gemma 2/3, OLMo-2).
+                if var down = mlpMatch.node("downNode")?.outputs.first.map({ scaledBranch($0, matcher: matcher) }) {
+                    // down_proj's output may be scaled (Granite) or pass through a norm of its own
+                    // first (Gemma 2/3, OLMo-2).
                     if !index.consumers(of: down).contains(where: { $0.op == "Add" || $0.op.hasPrefix("Skip") }),
                        let norm = normDownstream(of: down, matcher: matcher, adapter: adapter, file: file, layer: number) {
                         mlpOutputNorm = norm
@@ -342,13 +367,16 @@ public enum LayerDiscovery {
         }
         if let gate = layers.first?.mlp["gate_proj"], let weight = index.initializer(gate.weight), weight.dims.count == 2 {
             dimensions.intermediateSize = Int(weight.dims[1])
+        } else if let packed = layers.first?.mlp["gate_up_proj"], let weight = index.initializer(packed.weight), weight.dims.count == 2 {
+            dimensions.intermediateSize = Int(weight.dims[1]) / 2
         }
         let embedding = graph.nodes.first { $0.op == "Gather" && index.initializer($0.inputs.first ?? "")?.dims.count == 2 }
         if let table = embedding.flatMap({ index.initializer($0.inputs[0]) }), Int(table.dims[1]) == dimensions.hiddenSize {
             dimensions.vocabSize = Int(table.dims[0])
         }
         let normOffset = embedding.flatMap { gemmaNormOffset(embedding: $0, hidden: dimensions.hiddenSize, matcher: matcher) }
-        var parameters = canonicalParameters(layers, embedding: embedding?.inputs.first, index: index, normOffset: normOffset)
+        var parameters = canonicalParameters(layers, embedding: embedding?.inputs.first, index: index, slicedPacked: slicedPacked,
+                                             normOffset: normOffset)
         parameters += headParameters(dimensions, matcher: matcher, adapter: adapter, file: file, known: Set(parameters.map(\.onnxName)),
                                      normOffset: normOffset)
         return ModelLayout(adapter: adapter.name, dimensions: dimensions, layers: layers, floatType: floatType, parameters: parameters)
@@ -426,8 +454,12 @@ public enum LayerDiscovery {
     }
 
     /// PyTorch names for the weights discovery identified.
+    /// A packed qkv weight in `slicedPacked` is sliced by the graph itself, so the PyTorch
+    /// module was packed (Phi-3's qkv_proj); one a fused op reads whole was packed by the
+    /// exporter from separate q/k/v projections (its parts). `normOffset` is 1 where the norm
+    /// weights store 1 + w (Gemma).
     static func canonicalParameters(_ layers: [LayerDescription], embedding: String?, index: GraphIndex,
-                                    normOffset: Double? = nil) -> [CanonicalParameter] {
+                                    slicedPacked: Set<String> = [], normOffset: Double? = nil) -> [CanonicalParameter] {
         var result: [CanonicalParameter] = []
         var seen = Set<String>()
         func add(_ onnx: String?, _ canonical: String, _ transform: ParameterTransform) {
@@ -448,7 +480,10 @@ public enum LayerDiscovery {
             add(layer.qNorm?.weight, "\(prefix).self_attn.q_norm.weight", norm)
             add(layer.kNorm?.weight, "\(prefix).self_attn.k_norm.weight", norm)
             let projections = [("q", layer.q), ("k", layer.k), ("v", layer.v)]
-            if layer.q.weight == layer.k.weight {
+            if layer.q.weight == layer.k.weight, slicedPacked.contains(layer.q.weight) {
+                add(layer.q.weight, "\(prefix).self_attn.qkv_proj.weight", layer.q.layout == .inputMajor ? .transposed : .identity)
+                add(layer.q.bias, "\(prefix).self_attn.qkv_proj.bias", .identity)
+            } else if layer.q.weight == layer.k.weight {
                 // One packed tensor: its q, k and v rows are the three PyTorch projections.
                 let ordered = projections.sorted { ($0.1.outputStart ?? 0) < ($1.1.outputStart ?? 0) }
                 func parts(_ suffix: String) -> [ParameterTransform.Part]? {
@@ -493,6 +528,55 @@ extension LayerDiscovery {
         return nil
     }
 
+    /// The value that joins the residual stream for a block output `value`: `value` itself, or
+    /// its product with a constant where the layer scales the block first (Granite's
+    /// residual_multiplier: residual + o_proj(...) * m).
+    static func scaledBranch(_ value: String, matcher: PatternMatcher) -> String {
+        let consumers = matcher.index.consumers(of: value)
+        guard !consumers.contains(where: { $0.op == "Add" }), consumers.count == 1, let mul = consumers.first, mul.op == "Mul",
+              mul.inputs.count == 2, let other = mul.inputs.first(where: { $0 != value }),
+              matcher.constantTensor(other).map({ $0.elementCount == 1 }) == true else { return value }
+        return mul.outputs[0]
+    }
+
+    /// The k width of a packed qkv the graph slices (Phi-3: Slice nodes on the last axis of
+    /// one MatMul), checked: q is the first `attentionWidth` outputs, k and v follow it, equal
+    /// in width, a multiple of head_dim, and end where the packed weight ends. nil when the
+    /// match has no slices (a fused op reads the packed value whole).
+    static func packedSlices(_ match: Match, matcher: PatternMatcher, attentionWidth: Int, headDim: Int,
+                             fail: (String) -> LayerDiscoveryError) throws -> Int? {
+        guard let sliceNode = match.node("qSlice"), let weightName = match["qkvWeight"] else { return nil }
+        guard let weight = matcher.index.initializer(weightName), weight.dims.count == 2 else {
+            throw fail("packed qkv weight '\(weightName)' is not a 2-D initializer")
+        }
+        let width = Int(weight.dims[1])
+        var ranges: [String: Range<Int>] = [:]
+        for role in ["q", "k", "v"] {
+            guard let node = role == "q" ? sliceNode : match.node("\(role)Slice") else { throw fail("no \(role) slice of the packed qkv") }
+            func bound(_ slot: Int) throws -> Int64? {
+                guard node.inputs.count > slot, !node.inputs[slot].isEmpty else { return nil }
+                guard let values = try matcher.constantTensor(node.inputs[slot])?.int64Values(), values.count == 1 else {
+                    throw fail("\(role) Slice '\(node.name ?? "")' input \(slot) is not one constant")
+                }
+                return values[0]
+            }
+            if let axis = try bound(3), axis != -1, axis != 2 {
+                throw fail("\(role) Slice '\(node.name ?? "")' cuts axis \(axis), not the last one")
+            }
+            if let step = try bound(4), step != 1 { throw fail("\(role) Slice '\(node.name ?? "")' steps by \(step)") }
+            func clamped(_ value: Int64) -> Int { Int(max(0, min(Int64(width), value < 0 ? value + Int64(width) : value))) }
+            let start = clamped(try bound(1) ?? 0), end = clamped(try bound(2) ?? Int64(width))
+            ranges[role] = start ..< max(start, end)
+        }
+        let q = ranges["q"]!, k = ranges["k"]!, v = ranges["v"]!
+        guard q == 0 ..< attentionWidth, k.lowerBound == q.upperBound, v.lowerBound == k.upperBound, v.upperBound == width,
+              k.count == v.count, k.count > 0, k.count % headDim == 0 else {
+            throw fail("packed qkv '\(weightName)' (\(width) outputs) is sliced q \(q), k \(k), v \(v); "
+                + "expected q 0..<\(attentionWidth), then k and v of equal width, a multiple of head_dim \(headDim)")
+        }
+        return k.count
+    }
+
     /// The per-head RMSNorm of `role` (q or k) where the pattern captured one
     /// (`qNormWeight`, `qNormEpsilon`).
     static func headNorm(_ role: String, _ match: Match, matcher: PatternMatcher) throws -> RMSNormDescription? {
@@ -527,6 +611,9 @@ extension LayerDiscovery {
     /// `scale` attribute, a constant multiplying the scores, or (sdpa) the product of the
     /// constants multiplying q and kᵀ. nil when the graph does not say (a fused op's default,
     /// 1/√head_dim). Read as a value of its own: it never decides a head count.
+    /// `fused` is the layer's fused attention op (the genai adapter captures GroupQueryAttention
+    /// as `attentionOutput`), whose `scale` Granite's export sets to its attention multiplier;
+    /// without it, the match's `fusedAttention` capture.
     static func attentionScale(_ match: Match, fused: Node? = nil, matcher: PatternMatcher) throws -> Double? {
         if let scale = match.node("attentionCore")?.floatAttribute("scale") { return Double(scale) }
         if let fused = fused ?? match.node("fusedAttention"), let scale = fused.floatAttribute("scale"), scale != 0 { return Double(scale) }

@@ -20,15 +20,37 @@ public struct PatternMatcher {
         return .success(state)
     }
 
-    /// Every node output in the graph at which `pattern` matches, in node order.
+    /// Every node output in the graph at which `pattern` matches, in node order. Nodes whose
+    /// op cannot be the pattern's root are skipped without an attempt (and its failure text).
     public func matches(of pattern: Pattern) -> [Match] {
         var found: [Match] = []
-        for node in index.graph.nodes {
+        let roots = Self.rootOps(pattern)
+        for node in index.graph.nodes where roots?.contains(node.op) ?? true {
             for output in node.outputs where !output.isEmpty {
                 if case .success(let match) = match(pattern, at: output) { found.append(match) }
             }
         }
         return found
+    }
+
+    /// The op types whose outputs `pattern` can match at its root; nil when any value may (an
+    /// `any` or `constant` root, or an optional node over one).
+    static func rootOps(_ pattern: Pattern) -> Set<String>? {
+        switch pattern {
+        case .any, .constant:
+            return nil
+        case .oneOf(let alternatives):
+            var all: Set<String> = []
+            for alternative in alternatives {
+                guard let ops = rootOps(alternative) else { return nil }
+                all.formUnion(ops)
+            }
+            return all
+        case .node(let node):
+            guard node.optional else { return node.opTypes }
+            guard let skip = node.inputs.first, let below = rootOps(skip) else { return nil }
+            return node.opTypes.union(below)
+        }
     }
 
     /// The constant value of `name` (initializer or Constant node), if it is one.

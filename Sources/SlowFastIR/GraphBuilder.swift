@@ -195,7 +195,7 @@ public struct SeededRandom {
 
 extension GraphBuilder {
     /// The last two dotted or slashed parts of a parameter name, for node labels.
-    static func shortLabel(_ name: String) -> String {
+    package static func shortLabel(_ name: String) -> String {
         String(name.split(whereSeparator: { $0 == "/" || $0 == "." }).suffix(2).joined(separator: "_"))
     }
 }

@@ -17,6 +17,32 @@ public protocol ExternalTensorData: TensorData {
     var length: Int { get }
 }
 
+/// Values made when asked for that are too large to hold at once (a derived parameter of a
+/// 70B model is tens of megabytes, ten of them hundreds): the writer takes them in pieces,
+/// in order, and never holds them whole. `withBytes` still lends them whole to a reader that
+/// needs that.
+public protocol ChunkedTensorData: TensorData {
+    /// Bytes in all, as `withBytes` would lend them.
+    var byteCount: Int { get }
+    /// Calls `body` with consecutive pieces of the values, in order, `byteCount` bytes in all.
+    func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws
+}
+
+extension ChunkedTensorData {
+    /// The pieces put together, for `withBytes` (a reader that needs the values whole).
+    public func withAssembledBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        let whole = UnsafeMutableRawBufferPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        defer { whole.deallocate() }
+        var at = 0
+        try forEachChunk { piece in
+            guard at + piece.count <= byteCount, let source = piece.baseAddress else { return }
+            (whole.baseAddress! + at).copyMemory(from: source, byteCount: piece.count)
+            at += piece.count
+        }
+        return try body(UnsafeRawBufferPointer(start: whole.baseAddress, count: at))
+    }
+}
+
 /// Bytes owned by a tensor that a pass created. Immutable once made.
 public final class TensorBytes: TensorData, @unchecked Sendable {
     /// Invariant: allocated by `init` with `count` bytes, freed only in `deinit`.
@@ -73,6 +99,39 @@ public final class TensorBytes: TensorData, @unchecked Sendable {
     public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         try body(UnsafeRawBufferPointer(start: base, count: count))
     }
+}
+
+/// One value repeated `count` times (a per-channel parameter that starts equal in every
+/// channel), made when asked for: an 80-layer model's SReLU parameters are 37 MB this way
+/// never held.
+public final class RepeatedTensorBytes: ChunkedTensorData, @unchecked Sendable {
+    private let element: TensorBytes
+    public let count: Int
+    public let byteCount: Int
+
+    /// `value` stored as `type` (float32, float16, bfloat16 or float64), `count` times.
+    public init(_ value: Float, count: Int, as type: ElementType) {
+        element = TensorBytes(floats: [value], as: type)
+        self.count = count
+        byteCount = element.count * count
+    }
+
+    public func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let perChunk = max(1, min(count, (1 << 20) / max(element.count, 1)))
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(perChunk * element.count, 1), alignment: 64)
+        defer { buffer.deallocate() }
+        element.withUnsafeBytes { one in
+            for index in 0 ..< perChunk { (buffer.baseAddress! + index * one.count).copyMemory(from: one.baseAddress!, byteCount: one.count) }
+        }
+        var left = count
+        while left > 0 {
+            let now = min(left, perChunk)
+            try body(UnsafeRawBufferPointer(start: buffer.baseAddress, count: now * element.count))
+            left -= now
+        }
+    }
+
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R { try withAssembledBytes(body) }
 }
 
 /// Where a tensor's values are.

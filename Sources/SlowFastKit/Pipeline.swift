@@ -218,7 +218,8 @@ public enum Pipeline {
 
     /// Two initializers of one name in a graph make the model ambiguous (which one does a node
     /// read?) and would give the weight map two entries of one name: refused, naming it.
-    static func refuseDuplicateInitializers(_ graph: Graph, file: String) throws {
+    /// `rewrite` and `inspect` both check it right after reading.
+    public static func refuseDuplicateInitializers(_ graph: Graph, file: String) throws {
         var seen = Set<String>()
         for tensor in graph.initializers {
             guard let name = tensor.name, !name.isEmpty else { continue }

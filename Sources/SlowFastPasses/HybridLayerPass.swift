@@ -239,14 +239,18 @@ public struct HybridLayerPass: ModelPass {
                                                   shape: [Int64(key.outFeatures), Int64(key.inFeatures)],
                                                   expected: "[\(dims.kvWidth), \(dims.hiddenSize)] in PyTorch layout")
         }
-        // PyTorch names of k_proj and v_proj: a packed tensor's parts name them one by one.
+        // PyTorch names of k_proj and v_proj: a packed tensor's parts name them one by one; a
+        // tensor packed in PyTorch itself (Phi-3's qkv_proj) is named with its row block.
         let canonical = canonicalParameters()
-        func pytorchName(_ onnx: String?, role: String, suffix: String) -> String {
-            if let onnx, let entry = canonical[onnx], entry.transform.parts == nil { return entry.canonicalName }
+        func pytorchName(_ onnx: String?, _ projection: ProjectionWeight, role: String, suffix: String) -> String {
+            if let onnx, let entry = canonical[onnx], entry.transform.parts == nil {
+                guard let start = projection.outputStart, let count = projection.outputCount else { return entry.canonicalName }
+                return "\(entry.canonicalName)[\(start):\(start + count)]"
+            }
             return "model.layers.\(layer.index).self_attn.\(role)_proj.\(suffix)"
         }
-        let kName = pytorchName(layer.k.weight, role: "k", suffix: "weight"), vName = pytorchName(layer.v.weight, role: "v", suffix: "weight")
-        let kBias = pytorchName(layer.k.bias, role: "k", suffix: "bias"), vBias = pytorchName(layer.v.bias, role: "v", suffix: "bias")
+        let kName = pytorchName(layer.k.weight, layer.k, role: "k", suffix: "weight"), vName = pytorchName(layer.v.weight, layer.v, role: "v", suffix: "weight")
+        let kBias = pytorchName(layer.k.bias, layer.k, role: "k", suffix: "bias"), vBias = pytorchName(layer.v.bias, layer.v, role: "v", suffix: "bias")
 
         let query = try queryAfterRoPE(layer, builder: &builder)
         let attentionOutput = builder.toFloat(layer.attentionOutput, from: floatType, "attention_output/float")
@@ -268,7 +272,7 @@ public struct HybridLayerPass: ModelPass {
                              canonical[norm.weight]?.transform ?? .identity)
             }
             encoder.addLayer(layer.index, norm: inputNorm,
-                             kvWeight: key.weight + value.weight, kvBias: kvBias, kvWeightName: kvWeightName, kvBiasName: kvBiasName,
+                             kvWeight: try key.weight() + value.weight(), kvBias: kvBias, kvWeightName: kvWeightName, kvBiasName: kvBiasName,
                              kvRule: "concat(\(kName), \(vName))",
                              biasRule: hasBias ? "concat(\(kBias), \(vBias))" : "zeros (k_proj and v_proj have no bias)",
                              biasKind: hasBias ? .derived : .new)
@@ -284,8 +288,15 @@ public struct HybridLayerPass: ModelPass {
                 let normWeight = builder.toFloat(norm.weight, from: floatType, "slow_norm/weight_float")
                 normalised = builder.rmsNorm(slowTokens, weight: normWeight, epsilon: norm.epsilon, "slow_norm")
             }
-            let kv = builder.linear(normalised, canonicalWeight: key.weight + value.weight, outFeatures: 2 * dims.kvWidth,
-                                    inFeatures: dims.hiddenSize, bias: kvBias, weightName: kvWeightName, biasName: kvBiasName, "kv_proj")
+            // A MatMul-operand export's k/v weights are copied row by row at write time;
+            // others are read and transposed here.
+            let kv = if let stacked = StackedInputMajorProjections(key, value, type: builder.parameterType) {
+                builder.linear(normalised, storedWeight: stacked, outFeatures: 2 * dims.kvWidth, inFeatures: dims.hiddenSize,
+                               bias: kvBias, weightName: kvWeightName, biasName: kvBiasName, "kv_proj")
+            } else {
+                builder.linear(normalised, canonicalWeight: try key.weight() + value.weight(), outFeatures: 2 * dims.kvWidth,
+                               inFeatures: dims.hiddenSize, bias: kvBias, weightName: kvWeightName, biasName: kvBiasName, "kv_proj")
+            }
             keys = builder.splitHeads(builder.slice(kv.output, axis: -1, start: 0, end: Int64(dims.kvWidth), "k"),
                                       heads: dims.numKVHeads, headDim: dims.headDim, "k")
             values = builder.splitHeads(builder.slice(kv.output, axis: -1, start: Int64(dims.kvWidth), end: Int64(2 * dims.kvWidth), "v"),

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import SlowFastWeights
 import SlowFastIR
 import SlowFastAdapters
@@ -5,11 +8,15 @@ import SlowFastAdapters
 /// (transposed MatMul operand, Gemm transB, a slice of a packed qkv weight, shared by
 /// deduplication).
 struct CanonicalProjection {
-    /// Row-major [outFeatures, inFeatures], as `nn.Linear.weight`.
-    var weight: [Float]
     var bias: [Float]?
     var outFeatures: Int
     var inFeatures: Int
+    /// The stored weight and where this projection's outputs are in it; its values are read
+    /// only when asked for (`weight()`), so a large model's projections are not all held.
+    let tensor: Tensor
+    let layout: WeightLayout
+    let outputStart: Int
+    let columns: Int
 
     init(_ projection: ProjectionWeight, in graph: Graph, layer: Int, role: String) throws {
         guard let tensor = graph.initializer(named: projection.weight) else {
@@ -19,7 +26,6 @@ struct CanonicalProjection {
             throw HybridLayerError.badWeightShape(layer: layer, role: role, name: projection.weight, shape: tensor.dims,
                                                   expected: "a 2-D matrix")
         }
-        let values = try tensor.floatValues()
         let rows = Int(tensor.dims[0]), columns = Int(tensor.dims[1])
         // Stored [in, out] (MatMul B) or [out, in] (PyTorch / Gemm transB).
         let totalOut = projection.layout == .inputMajor ? columns : rows
@@ -30,15 +36,10 @@ struct CanonicalProjection {
             throw HybridLayerError.badWeightShape(layer: layer, role: role, name: projection.weight, shape: tensor.dims,
                                                   expected: "at least \(start + count) output features")
         }
-        var weight = [Float](repeating: 0, count: count * inputs)
-        for out in 0 ..< count {
-            for input in 0 ..< inputs {
-                weight[out * inputs + input] = projection.layout == .inputMajor
-                    ? values[input * columns + start + out]
-                    : values[(start + out) * columns + input]
-            }
-        }
-        self.weight = weight
+        self.tensor = tensor
+        self.layout = projection.layout
+        self.outputStart = start
+        self.columns = columns
         self.outFeatures = count
         self.inFeatures = inputs
         if let biasName = projection.bias {
@@ -55,6 +56,92 @@ struct CanonicalProjection {
             bias = nil
         }
     }
+
+    /// Row-major [outFeatures, inFeatures], as `nn.Linear.weight`.
+    func weight() throws -> [Float] {
+        let values = try tensor.floatValues()
+        var weight = [Float](repeating: 0, count: outFeatures * inFeatures)
+        for out in 0 ..< outFeatures {
+            for input in 0 ..< inFeatures {
+                weight[out * inFeatures + input] = layout == .inputMajor
+                    ? values[input * columns + outputStart + out]
+                    : values[(outputStart + out) * columns + input]
+            }
+        }
+        return weight
+    }
+}
+
+/// Two projections stored [in, out] (MatMul operands) side by side, [in, out₁ + out₂], in
+/// their own element type: row i is row i of the first's outputs, then of the second's. This
+/// is how the graph stores `concat(k_proj.weight, v_proj.weight)` (PyTorch layout) transposed,
+/// made by copying rows, not by transposing twice; made at write time, a block of rows at a
+/// time, so a 70B model's ten derived kv projections (67 MB each) are never held at once.
+/// Pages of an external source are released once copied.
+final class StackedInputMajorProjections: ChunkedTensorData {
+    private let parts: [CanonicalProjection]
+    private let elementSize: Int
+    let rows: Int
+    let byteCount: Int
+
+    /// nil unless both are input-major, of `type` and of one input width.
+    init?(_ first: CanonicalProjection, _ second: CanonicalProjection, type: ElementType) {
+        guard first.layout == .inputMajor, second.layout == .inputMajor, first.inFeatures == second.inFeatures,
+              first.tensor.elementType == type, second.tensor.elementType == type,
+              let size = type.byteCount(elements: 1) else { return nil }
+        parts = [first, second]
+        elementSize = size
+        rows = first.inFeatures
+        byteCount = rows * (first.outFeatures + second.outFeatures) * size
+    }
+
+    func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let rowBytes = byteCount / max(rows, 1)
+        let rowsPerChunk = max(1, (4 << 20) / max(rowBytes, 1))
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: rowsPerChunk * rowBytes, alignment: 64)
+        defer { buffer.deallocate() }
+        try parts[0].tensor.storage.data.withBytes { first in
+            try parts[1].tensor.storage.data.withBytes { second in
+                let sources = [(parts[0], first), (parts[1], second)]
+                for (part, bytes) in sources where bytes.count < rows * part.columns * elementSize {
+                    throw TensorDataError.sizeMismatch(tensor: part.tensor.name ?? "", expected: rows * part.columns * elementSize, stored: bytes.count)
+                }
+                var row = 0
+                while row < rows {
+                    let count = min(rowsPerChunk, rows - row)
+                    var at = 0
+                    for r in row ..< row + count {
+                        for (part, bytes) in sources {
+                            let length = part.outFeatures * elementSize
+                            let from = (r * part.columns + part.outputStart) * elementSize
+                            (buffer.baseAddress! + at).copyMemory(from: bytes.baseAddress! + from, byteCount: length)
+                            at += length
+                        }
+                    }
+                    try body(UnsafeRawBufferPointer(start: buffer.baseAddress, count: at))
+                    for (part, bytes) in sources {
+                        if case .external = part.tensor.storage {
+                            releasePages(bytes, from: row * part.columns * elementSize, to: (row + count) * part.columns * elementSize)
+                        }
+                    }
+                    row += count
+                }
+            }
+        }
+    }
+
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R { try withAssembledBytes(body) }
+}
+
+/// Drops the whole pages of a read-only file mapping in [from, to) from this process (they
+/// stay in the page cache; a later read maps them again), so copying a large external tensor
+/// does not leave it all resident.
+private func releasePages(_ bytes: UnsafeRawBufferPointer, from: Int, to: Int) {
+    guard let base = bytes.baseAddress else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = (Int(bitPattern: base) + from + page - 1) / page * page
+    let end = (Int(bitPattern: base) + to) / page * page
+    if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) }
 }
 
 /// Transposes a row-major [rows, columns] matrix.

@@ -46,7 +46,8 @@ public struct SReLUOptions: Sendable {
 public enum SReLUError: Error, CustomStringConvertible, Equatable {
     case noSites(targets: [String])
     case unknownChannels(site: String)
-    case badScope(String)
+    /// `reason` when the pattern could backtrack exponentially, nil when it does not compile.
+    case badScope(String, reason: String?)
     /// SReLU is written with Where, Greater and Less (opset 9).
     case opsetTooOld(Int64)
 
@@ -56,8 +57,8 @@ public enum SReLUError: Error, CustomStringConvertible, Equatable {
             return "0 sites for --activation-targets \(targets.joined(separator: ",")): nothing to rewrite (add --allow-no-sites to write the model anyway)"
         case .unknownChannels(let site):
             return "activation '\(site)': cannot tell its channel count from the graph; give --srelu-channel-axis and --srelu-channels"
-        case .badScope(let pattern):
-            return "--activation-scope '\(pattern)' is not a regular expression"
+        case .badScope(let pattern, let reason):
+            return "--activation-scope '\(pattern)' " + (reason.map { "is refused: \($0)" } ?? "is not a regular expression")
         case .opsetTooOld(let opset):
             return "the model imports opset \(opset); SReLU needs Where, Greater and Less of opset 9 or later (convert the model with onnx.version_converter first)"
         }
@@ -81,10 +82,11 @@ public struct SReLUPass: ModelPass {
 
     public func run(_ model: Model) throws -> PassResult {
         let graph = model.graph
-        var scopeRegex: NSRegularExpression?
+        var scopeRegex: BoundedRegex?
         if let scope = options.scope {
-            guard let regex = try? NSRegularExpression(pattern: scope) else { throw SReLUError.badScope(scope) }
-            scopeRegex = regex
+            do { scopeRegex = try BoundedRegex(scope) } catch let error as BoundedRegex.InvalidPattern {
+                throw SReLUError.badScope(scope, reason: error.reason)
+            }
         }
         let sites = ActivationSiteFinder.find(in: graph, kinds: options.targets) { site in
             let node = site.nodes[0]
@@ -92,8 +94,7 @@ public struct SReLUPass: ModelPass {
             // not the model's activations.
             if site.nodes.contains(where: { $0.metadata(RewriteMarks.pass) != nil }) { return false }
             if let regex = scopeRegex {
-                let name = node.name ?? ""
-                guard regex.firstMatch(in: name, range: NSRange(name.startIndex..., in: name)) != nil else { return false }
+                guard regex.hasMatch(in: node.name ?? "") else { return false }
             }
             if let layers = options.layers {
                 guard let layer = LayerNumbering.huggingFace.number(of: node), layers.contains(layer) else { return false }
@@ -165,8 +166,9 @@ public struct SReLUPass: ModelPass {
             var names: [String] = []
             for (suffix, value, perChannel) in [("t_left", values.tLeft, nil), ("a_left", values.aLeft, slopes), ("t_right", values.tRight, nil),
                                                 ("a_right", values.aRight, nil)] as [(String, Float, [Float]?)] {
-                let values = perChannel ?? [Float](repeating: value, count: count)
-                let tensor = Tensor(name: "", elementType: type, dims: dims, storage: .bytes(TensorBytes(floats: values, as: type)))
+                let storage: TensorStorage = perChannel.map { .bytes(TensorBytes(floats: $0, as: type)) }
+                    ?? .computed(RepeatedTensorBytes(value, count: count, as: type))
+                let tensor = Tensor(name: "", elementType: type, dims: dims, storage: storage)
                 let name = builder.parameter(tensor, name: "\(canonical).srelu.\(suffix)")
                 names.append(name)
                 parameters.append(ParameterRecord(onnxName: name, canonicalName: "\(canonical).srelu.\(suffix)", kind: .new,

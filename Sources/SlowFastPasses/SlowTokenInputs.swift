@@ -354,6 +354,20 @@ extension GraphBuilder {
                          bias: [Float]?, weightName: String, biasName: String?, _ label: String) -> (output: String, weight: String, bias: String?) {
         let stored = transposed(canonicalWeight, rows: outFeatures, columns: inFeatures)
         let weight = parameter(floats: stored, dims: [Int64(inFeatures), Int64(outFeatures)], name: weightName)
+        return linear(input, weight: weight, outFeatures: outFeatures, bias: bias, biasName: biasName, label)
+    }
+
+    /// The same with the weight given as its stored [in, out] values (made at write time).
+    mutating func linear(_ input: String, storedWeight: any TensorData, outFeatures: Int, inFeatures: Int,
+                         bias: [Float]?, weightName: String, biasName: String?, _ label: String) -> (output: String, weight: String, bias: String?) {
+        let tensor = Tensor(name: "", elementType: parameterType, dims: [Int64(inFeatures), Int64(outFeatures)], storage: .computed(storedWeight))
+        let stored = parameter(tensor, name: weightName)
+        let weight = (stored: stored, value: toFloat(stored, from: parameterType, "\(GraphBuilder.shortLabel(stored))/float"))
+        return linear(input, weight: weight, outFeatures: outFeatures, bias: bias, biasName: biasName, label)
+    }
+
+    private mutating func linear(_ input: String, weight: (stored: String, value: String), outFeatures: Int,
+                                 bias: [Float]?, biasName: String?, _ label: String) -> (output: String, weight: String, bias: String?) {
         var output = op("MatMul", [input, weight.value], label)
         var biasParameter: String?
         if let bias, let biasName {

@@ -36,7 +36,7 @@ public final class MappedFile: @unchecked Sendable {
     /// Throws unless the file still has the size it had when the model was read.
     func checkUnchanged() throws {
         var info = stat()
-        let result = descriptor.map { fstat($0, &info) } ?? stat(path, &info)
+        let result = descriptor.map { fstat($0, &info) } ?? PathCall.stat(path, &info)
         guard result == 0 else { throw SystemError.errno(path: path, operation: "stat") }
         guard Int(info.st_size) >= size else {
             throw SystemError(path: path, message: "the file shrank from \(size) to \(info.st_size) bytes while it was in use")
@@ -54,7 +54,7 @@ public final class MappedFile: @unchecked Sendable {
 
     private func mapped() throws -> UnsafeRawPointer {
         if let mapping { return mapping }
-        let opened = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        let opened = PathCall.open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard opened >= 0 else { throw SystemError.errno(path: path, operation: "open") }
         guard let pointer = mmap(nil, size, PROT_READ, MAP_SHARED, opened, 0), pointer != MAP_FAILED else {
             let error = SystemError.errno(path: path, operation: "mmap")
@@ -195,7 +195,7 @@ final class ExternalDataResolver {
             throw ModelReadError.externalLocationEscapes(file: modelFile, tensor: tensor, location: location)
         }
         var info = stat()
-        guard stat(resolved, &info) == 0 else {
+        guard PathCall.stat(resolved, &info) == 0 else {
             throw ModelReadError.externalFileMissing(file: modelFile, tensor: tensor, dataFile: location)
         }
         guard (info.st_mode & S_IFMT) == S_IFREG else {
@@ -222,13 +222,11 @@ enum Path {
     }
 
     static func realPath(_ path: String) -> String? {
-        guard let resolved = realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        return String(cString: resolved)
+        PathCall.realpath(path)
     }
 
     static func exists(_ path: String) -> Bool {
         var info = stat()
-        return lstat(path, &info) == 0
+        return PathCall.lstat(path, &info) == 0
     }
 }

@@ -16,10 +16,10 @@ public enum ModelReader {
         // A FIFO or device is refused by type before it is opened (opening a FIFO blocks until
         // a writer comes); O_NONBLOCK covers one swapped in between the two calls.
         var before = stat()
-        if stat(path, &before) == 0, (before.st_mode & S_IFMT) != S_IFREG, (before.st_mode & S_IFMT) != S_IFDIR {
+        if PathCall.stat(path, &before) == 0, (before.st_mode & S_IFMT) != S_IFREG, (before.st_mode & S_IFMT) != S_IFDIR {
             throw ModelReadError.cannotOpen(file: path, reason: "not a regular file (\(SystemError.fileTypeName(before.st_mode)))")
         }
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        let descriptor = PathCall.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else {
             throw ModelReadError.cannotOpen(file: path, reason: SystemError.lastErrorText)
         }

@@ -70,7 +70,7 @@ public enum ModelWriter {
     public static func write(_ model: Model, to path: String, options: WriteOptions = WriteOptions()) throws -> WriteReport {
         let outputFolder = Path.directory(of: path)
         var folderInfo = stat()
-        guard stat(outputFolder, &folderInfo) == 0, (folderInfo.st_mode & S_IFMT) == S_IFDIR else {
+        guard PathCall.stat(outputFolder, &folderInfo) == 0, (folderInfo.st_mode & S_IFMT) == S_IFDIR else {
             throw ModelWriteError.outputNotWritable(path: path, reason: "folder '\(outputFolder)' does not exist")
         }
         if let source = model.sourcePath, isSameFile(source, path) {
@@ -139,6 +139,20 @@ public enum ModelWriter {
                            sidecars: options.sidecars.map(\.path), inputs: options.inputs, inputData: Array(inputFiles.values))
         var newData: OutputTransaction.Appender?
         func placeValues(_ data: any TensorData) throws -> TensorPlacement {
+            if useNewDataFile, let chunked = data as? any ChunkedTensorData, chunked.byteCount >= options.externalThreshold {
+                let file = try newData ?? transaction.stageAppender(path: outputFolder + "/" + newDataName)
+                newData = file
+                var start: Int?, written = 0
+                try chunked.forEachChunk { piece in
+                    let offset = try file.append(piece, alignment: start == nil ? 64 : 1)
+                    start = start ?? offset
+                    written += piece.count
+                }
+                guard let start, written == chunked.byteCount else {
+                    throw ModelWriteError.encodeFailed(path: path, reason: "a computed tensor gave \(written) of its \(chunked.byteCount) bytes")
+                }
+                return .external(location: newDataName, offset: start, length: written, others: [])
+            }
             if useNewDataFile {
                 let placed = try data.withBytes { raw -> (offset: Int, length: Int)? in
                     guard raw.count >= options.externalThreshold else { return nil }
@@ -262,7 +276,7 @@ public enum ModelWriter {
         struct Identity: Hashable { let device: UInt64; let inode: UInt64 }
         func identity(_ path: String) -> Identity? {
             var info = stat()
-            guard stat(path, &info) == 0 else { return nil }
+            guard PathCall.stat(path, &info) == 0 else { return nil }
             return Identity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
         }
         var read: [Identity: String] = [:]
@@ -309,7 +323,7 @@ public enum ModelWriter {
     /// True when both paths exist and are the same file (same device and inode).
     static func isSameFile(_ first: String, _ second: String) -> Bool {
         var a = stat(), b = stat()
-        guard stat(first, &a) == 0, stat(second, &b) == 0 else { return false }
+        guard PathCall.stat(first, &a) == 0, PathCall.stat(second, &b) == 0 else { return false }
         return a.st_dev == b.st_dev && a.st_ino == b.st_ino
     }
 }

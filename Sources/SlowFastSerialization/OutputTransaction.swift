@@ -47,18 +47,18 @@ final class OutputTransaction {
     /// Removes temporary files of ours in `folder` whose process is gone (a run killed while
     /// it staged named temporaries). A name with a live process id is left alone.
     static func removeStaleTemporaries(in folder: String) {
-        guard let directory = opendir(folder) else { return }
+        guard let directory = PathCall.opendir(folder) else { return }
         defer { closedir(directory) }
         while let entry = readdir(directory) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+                ByteString.decode(Array(raw.prefix(while: { $0 != 0 })))
             }
             guard name.hasPrefix("."), let digits = name.split(separator: "-").last, name.hasSuffix(temporaryMarker + digits),
                   let pid = Int32(digits), pid > 0, pid != getpid() else { continue }
             guard kill(pid, 0) != 0, errno == ESRCH else { continue }
             let path = folder + "/" + name
             var info = stat()
-            if lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG { unlink(path) }
+            if PathCall.lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG { PathCall.unlink(path) }
         }
     }
 
@@ -138,10 +138,10 @@ final class OutputTransaction {
         try makeFolders(for: path)
         try refuseFolder(at: path)
         let temporary = temporaryName(for: path)
-        unlink(temporary)
+        PathCall.unlink(temporary)
         // A hard link takes no space: if we die before commit, the stale name is removed by
         // a later run (removeStaleTemporaries).
-        guard link(source.path, temporary) == 0 else {
+        guard PathCall.link(source.path, temporary) == 0 else {
             if errno == EXDEV { throw ModelWriteError.crossDeviceLink(path: path, dataFile: source.path) }
             throw ModelWriteError.outputNotWritable(path: path, reason: "cannot link '\(source.path)': \(SystemError.lastErrorText)")
         }
@@ -151,7 +151,7 @@ final class OutputTransaction {
     /// Clones `source` (a copy-on-write reflink: instant, its own inode) under a temporary name
     /// for `path`; false, with nothing left behind, where the filesystem cannot.
     func stageClone(source: MappedFile, path: String) throws -> Bool {
-        let input = open(source.path, O_RDONLY | O_CLOEXEC)
+        let input = PathCall.open(source.path, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { return false }
         defer { close(input) }
         let temporary = temporaryName(for: path)
@@ -159,14 +159,14 @@ final class OutputTransaction {
         defer { close(output) }
         if sfk_clone_file(input, output) == 0 { return true }
         let dropped = staged.removeLast()
-        if dropped.anonymous >= 0 { close(dropped.anonymous) } else { unlink(temporary) }
+        if dropped.anonymous >= 0 { close(dropped.anonymous) } else { PathCall.unlink(temporary) }
         return false
     }
 
     /// Copies `source` under a temporary name for `path`: a reflink where the filesystem
     /// supports one, else an in-kernel copy.
     func stageCopy(source: MappedFile, path: String) throws {
-        let input = open(source.path, O_RDONLY | O_CLOEXEC)
+        let input = PathCall.open(source.path, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else {
             throw ModelWriteError.ioFailure(path: source.path, reason: "cannot open for copying: \(SystemError.lastErrorText)")
         }
@@ -184,7 +184,7 @@ final class OutputTransaction {
     /// fails, the files this commit added are removed again.
     func commit(lockingFolder folder: String) throws {
         // Held until this function returns: another run's commit to the same folder waits.
-        let lock = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let lock = PathCall.open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard lock >= 0, sfk_lock_exclusive(lock) == 0 else {
             let reason = SystemError.lastErrorText
             if lock >= 0 { close(lock) }
@@ -194,13 +194,13 @@ final class OutputTransaction {
         for (position, file) in staged.enumerated() {
             var failure: String?
             if file.anonymous >= 0 {
-                unlink(file.temporary)  // our own name (this process id): a leftover of nobody alive
-                if sfk_link_anonymous(file.anonymous, file.temporary) != 0 { failure = "cannot name the staged file: \(SystemError.lastErrorText)" }
+                PathCall.unlink(file.temporary)  // our own name (this process id): a leftover of nobody alive
+                if ByteString.withCString(file.temporary, { sfk_link_anonymous(file.anonymous, $0) }) != 0 { failure = "cannot name the staged file: \(SystemError.lastErrorText)" }
             }
-            if failure == nil, rename(file.temporary, file.final) != 0 { failure = "rename failed: \(SystemError.lastErrorText)" }
+            if failure == nil, PathCall.rename(file.temporary, file.final) != 0 { failure = "rename failed: \(SystemError.lastErrorText)" }
             if let failure {
-                for done in staged[..<position] where !done.replaces { unlink(done.final) }
-                for pending in staged[position...] { unlink(pending.temporary) }
+                for done in staged[..<position] where !done.replaces { PathCall.unlink(done.final) }
+                for pending in staged[position...] { PathCall.unlink(pending.temporary) }
                 closeAnonymous()
                 staged.removeAll()
                 committed = true
@@ -218,9 +218,9 @@ final class OutputTransaction {
     }
 
     func rollBack() {
-        for file in staged where file.anonymous < 0 { unlink(file.temporary) }
+        for file in staged where file.anonymous < 0 { PathCall.unlink(file.temporary) }
         closeAnonymous()
-        for folder in createdFolders.reversed() { rmdir(folder) }
+        for folder in createdFolders.reversed() { PathCall.rmdir(folder) }
         staged.removeAll()
         createdFolders.removeAll()
     }
@@ -228,7 +228,7 @@ final class OutputTransaction {
     private func create(_ temporary: String, finalPath: String) throws -> Int32 {
         try makeFolders(for: finalPath)
         try refuseFolder(at: finalPath)
-        let anonymous = sfk_open_anonymous(Path.directory(of: finalPath), 0o644)
+        let anonymous = ByteString.withCString(Path.directory(of: finalPath)) { sfk_open_anonymous($0, 0o644) }
         if anonymous >= 0 {
             // The writer gets its own descriptor; ours keeps the file alive until commit.
             let writer = fcntl(anonymous, F_DUPFD_CLOEXEC, 0)
@@ -239,7 +239,7 @@ final class OutputTransaction {
             staged.append(Staged(temporary: temporary, final: finalPath, replaces: Path.exists(finalPath), anonymous: anonymous))
             return writer
         }
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let descriptor = PathCall.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
             throw ModelWriteError.outputNotWritable(path: finalPath, reason: SystemError.lastErrorText)
         }
@@ -256,7 +256,7 @@ final class OutputTransaction {
 
     static func refuseSpecialFile(at path: String) throws {
         var info = stat()
-        guard lstat(path, &info) == 0 else { return }
+        guard PathCall.lstat(path, &info) == 0 else { return }
         let type = info.st_mode & S_IFMT
         if type != S_IFREG && type != S_IFLNK {
             throw ModelWriteError.outputNotWritable(path: path, reason: "it is \(SystemError.fileTypeName(info.st_mode)), not a regular file")
@@ -267,7 +267,7 @@ final class OutputTransaction {
     private func makeFolders(for path: String) throws {
         let folder = Path.directory(of: path)
         var info = stat()
-        if stat(folder, &info) == 0 {
+        if PathCall.stat(folder, &info) == 0 {
             guard (info.st_mode & S_IFMT) == S_IFDIR else {
                 throw ModelWriteError.outputNotWritable(path: path, reason: "'\(folder)' is not a folder")
             }
@@ -277,7 +277,7 @@ final class OutputTransaction {
             throw ModelWriteError.outputNotWritable(path: path, reason: "folder '\(folder)' does not exist")
         }
         try makeFolders(for: folder)
-        guard mkdir(folder, 0o755) == 0 else {
+        guard PathCall.mkdir(folder, 0o755) == 0 else {
             throw ModelWriteError.outputNotWritable(path: path, reason: "cannot create folder '\(folder)': \(SystemError.lastErrorText)")
         }
         createdFolders.append(folder)

@@ -35,10 +35,11 @@ struct WireOrigin: MessageOrigin {
     }
 }
 
-/// Reads a possibly-NULL C string.
+/// Reads a possibly-NULL C string. The one place wire bytes become Strings: decoded by
+/// `ByteString`, so bytes that are not UTF-8 survive the trip back (`EncodeArena.cString`).
 @inline(__always)
 func wireString(_ pointer: UnsafeMutablePointer<CChar>?) -> String? {
-    pointer.map { String(cString: $0) }
+    pointer.map { ByteString.decode(cString: $0) }
 }
 
 /// The `count` non-NULL elements of a protobuf-c repeated message field.
@@ -55,7 +56,7 @@ func wireArray<T>(_ pointer: UnsafeMutablePointer<UnsafeMutablePointer<T>?>?, _ 
 @inline(__always)
 func wireStrings(_ pointer: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ count: Int) -> [String] {
     guard let pointer, count > 0 else { return [] }
-    return (0 ..< count).map { pointer[$0].map { String(cString: $0) } ?? "" }
+    return (0 ..< count).map { wireString(pointer[$0]) ?? "" }
 }
 
 /// The values of a protobuf-c repeated scalar field.
@@ -86,8 +87,9 @@ final class EncodeArena {
         return pointer
     }
 
+    /// The one place Strings become wire bytes: `ByteString.encode`, the inverse of `wireString`.
     func cString(_ string: String) -> UnsafeMutablePointer<CChar> {
-        let copy = strdup(string)!
+        let copy = ByteString.withCString(string) { strdup($0)! }
         blocks.append(UnsafeMutableRawPointer(copy))
         return copy
     }

@@ -27,7 +27,9 @@ struct InspectCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             if layers { return try printLayers() }
-            let summary = ModelSummary(model: try ModelReader.read(path: model), file: model)
+            let read = try ModelReader.read(path: model)
+            try Pipeline.refuseDuplicateInitializers(read.graph, file: model)
+            let summary = ModelSummary(model: read, file: model)
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -44,6 +46,7 @@ struct InspectCommand: ParsableCommand {
         let readStart = clock.now
         let loaded = try ModelReader.read(path: model)
         let readTime = clock.now - readStart
+        try Pipeline.refuseDuplicateInitializers(loaded.graph, file: model)
         let discoverStart = clock.now
         let layout = try LayerDiscovery.discover(loaded, adapters: try AdapterChoice(argument: adapter).adapters())
         let discoverTime = clock.now - discoverStart
@@ -71,14 +74,15 @@ struct InspectCommand: ParsableCommand {
             case .tensor(let name): query = name
             case .fused(let rotary): query = "RoPE inside '\(rotary.attentionNode)' (reproduced from \(rotary.cosCache))"
             }
+            // Names come from the model: escaped like error lines (control characters, bytes that are not UTF-8).
             if let norm = layer.inputNorm {
-                print("layer \(layer.index): norm eps \(norm.epsilon) weight \(norm.weight)")
+                print("layer \(layer.index): norm eps \(norm.epsilon) weight \(oneLine(norm.weight))")
             } else {
                 print("layer \(layer.index): no input norm (the projections read the residual stream)")
             }
-            print("  q/k/v: \(layer.q.weight) | \(layer.k.weight) | \(layer.v.weight)")
-            print("  query after RoPE: \(query)")
-            print("  attention output: \(layer.attentionOutput) -> o_proj \(layer.o.node)")
+            print("  q/k/v: \(oneLine(layer.q.weight)) | \(oneLine(layer.k.weight)) | \(oneLine(layer.v.weight))")
+            print("  query after RoPE: \(oneLine(query))")
+            print("  attention output: \(oneLine(layer.attentionOutput)) -> o_proj \(oneLine(layer.o.node))")
         }
         print(String(format: "read %.1f ms, discovery %.1f ms", seconds(readTime) * 1000, seconds(discoverTime) * 1000))
     }
@@ -123,6 +127,11 @@ struct InspectCommand: ParsableCommand {
             lines.append("metadata:")
             for key in summary.metadata.keys.sorted() { lines.append("  \(key): \(summary.metadata[key]!)") }
         }
-        return lines.joined(separator: "\n")
+        // Names, metadata and locations come from the model: each line is escaped like an error
+        // line (control characters, bytes that are not UTF-8), its indentation kept.
+        return lines.map { line in
+            let indent = line.prefix(while: { $0 == " " })
+            return indent + oneLine(String(line.dropFirst(indent.count)))
+        }.joined(separator: "\n")
     }
 }

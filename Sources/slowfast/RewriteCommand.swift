@@ -41,7 +41,7 @@ struct RewriteCommand: ParsableCommand {
             let (outcome, report) = try Pipeline.rewrite(io.input, to: io.output, request: request, weights: io.weights,
                                                          weightMapPath: weightMap)
             printImport(outcome.imported)
-            for file in report.files { print("\(file.action.rawValue): \(file.path) (\(file.bytes) bytes)") }
+            for file in report.files { print("\(file.action.rawValue): \(oneLine(file.path)) (\(file.bytes) bytes)") }
             if report.files.contains(where: { $0.action == .linked }) {
                 print("note: data files are hard-linked; onnx.load (onnx >= 1.18) refuses data files with several links, "
                     + "onnxruntime does not mind. Use --weights copy for tools that load weights with onnx.")

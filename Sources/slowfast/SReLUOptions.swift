@@ -85,6 +85,11 @@ struct ActivationOptions: ParsableArguments {
         if let channels, !(1 ... 1 << 24).contains(channels) {
             throw CommandError("--srelu-channels: takes a channel count from 1 to \(1 << 24), not \(channels)")
         }
+        if let scope {
+            do { _ = try BoundedRegex(scope) } catch let error as BoundedRegex.InvalidPattern {
+                throw SReLUError.badScope(scope, reason: error.reason)
+            }
+        }
     }
 
     /// The SReLU part of the rewrite, when asked for.

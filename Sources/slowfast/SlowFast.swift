@@ -29,9 +29,15 @@ func reportingErrors(_ body: () throws -> Void) throws {
 /// `text` on one line: newlines and other control characters (which a crafted tensor name,
 /// location or YAML file can carry) are escaped, so a message cannot forge another line.
 /// Multi-line messages of our own (a YAML parser's context) become one line joined by " | ".
+/// A byte of a model's string that is not UTF-8 (kept as an escape scalar, see `ByteString`)
+/// is written `\xFF`.
 func oneLine(_ text: String) -> String {
     var result = ""
     for scalar in text.trimmingCharacters(in: .whitespacesAndNewlines).unicodeScalars {
+        if let byte = ByteString.escapedByte(scalar) {
+            result += "\\x" + ByteString.hexByte(byte)
+            continue
+        }
         switch scalar {
         case "\n": result += "\\n"
         case "\r": result += "\\r"

@@ -92,7 +92,7 @@ struct WeightsImportCommand: ParsableCommand {
             let (outcome, report) = try Pipeline.rewrite(io.input, to: io.output, request: request, weights: io.weights,
                                                          weightMapPath: weightMap)
             printImport(outcome.imported)
-            for file in report.files { print("\(file.action.rawValue): \(file.path) (\(file.bytes) bytes)") }
+            for file in report.files { print("\(file.action.rawValue): \(oneLine(file.path)) (\(file.bytes) bytes)") }
         }
     }
 }

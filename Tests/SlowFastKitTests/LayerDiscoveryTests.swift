@@ -46,7 +46,7 @@ final class LayerDiscoveryTests: XCTestCase {
         let kv = try XCTUnwrap(model.graph.initializer(named: "model.layers.2.self_attn.cross_attn_kv_proj.weight"))
         XCTAssertEqual(kv.dims, [64, 64])  // stored [in, out] = transpose of [2 * kv_heads * head_dim, hidden]
         let stored = try kv.floatValues()
-        let canonical = key.weight + value.weight  // rows of k_proj, then rows of v_proj
+        let canonical = try key.weight() + value.weight()  // rows of k_proj, then rows of v_proj
         for out in 0 ..< 64 { for input in 0 ..< 64 { XCTAssertEqual(stored[input * 64 + out], canonical[out * 64 + input]) } }
         let bias = try XCTUnwrap(model.graph.initializer(named: "model.layers.2.self_attn.cross_attn_kv_proj.bias")).floatValues()
         XCTAssertEqual(bias, try XCTUnwrap(key.bias) + XCTUnwrap(value.bias))

@@ -5,7 +5,8 @@ rewritten graph's numbers with it:
 
     S_hat = RMSNorm_in(S)                       (the layer's input-norm weight and eps)
     [K_x | V_x] = S_hat W_kv^T + b_kv           (no RoPE; GQA repeat to all query heads)
-    A_x = softmax(Q K_x^T / sqrt(hd) + mask) V_x
+    A_x = softmax(Q K_x^T * scale + mask) V_x   (scale: the layer's own, 1/sqrt(hd) unless the
+                                                model says otherwise, e.g. Granite's multiplier)
     g = tanh(A_sa w_g^T + b_g) * tanh(alpha)
     o_proj input = A_sa + m * g * A_x
 """

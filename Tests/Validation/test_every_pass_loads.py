@@ -18,9 +18,13 @@ PASSES = {
 # The refusals the tool is known to make, by (fixture kind, pass): insert mode needs the
 # residual stream as a value, which genai exports sum inside SkipSimplifiedLayerNormalization.
 # Gemma's MLP is GELU (tanh), not SiLU: `--activation-targets silu` finds no site there.
+# Phi-3 by TorchScript chunks its packed gate_up_proj with Slice ends computed at run time, so SReLU cannot
+# tell the gate's channel count from the graph and asks for --srelu-channels.
 REFUSED = {("genai", "hybrid-insert"): "use --mode in-place",
            ("gemma", "srelu"): "0 sites for --activation-targets silu",
-           ("gemma", "hybrid-and-srelu"): "0 sites for --activation-targets silu"}
+           ("gemma", "hybrid-and-srelu"): "0 sites for --activation-targets silu",
+           ("phi3-torchscript", "srelu"): "give --srelu-channel-axis and --srelu-channels",
+           ("phi3-torchscript", "hybrid-and-srelu"): "give --srelu-channel-axis and --srelu-channels"}
 
 
 def refusal(folder, name):

@@ -384,16 +384,19 @@ from conftest import REPO  # noqa: E402
 REPO_ADAPTER = REPO / "Adapters/hf-torch-eager.yaml"
 
 
-def refused_adapter(adapter, needle):
-    before = (adapter.read_bytes(), adapter.stat().st_mtime_ns)
+def refused_adapter(adapter, needle, culprit=None):
+    """`--adapter adapter` is refused within 10 s with one error line naming `culprit` (the
+    adapter, or the file it includes that is at fault), which is left unchanged."""
+    culprit = culprit or adapter
+    before = (culprit.read_bytes(), culprit.stat().st_mtime_ns)
     start = time.monotonic()
     result = run("inspect", QWEN, "--layers", "--adapter", adapter, timeout=10)
     assert time.monotonic() - start < 10
     assert 0 < result.returncode < 128, result.stderr
     lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {adapter}: "), result.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"error: {culprit}: "), result.stderr
     assert needle in lines[0], lines[0]
-    assert (adapter.read_bytes(), adapter.stat().st_mtime_ns) == before
+    assert (culprit.read_bytes(), culprit.stat().st_mtime_ns) == before
 
 
 def test_yaml_alias_bomb_is_refused(tmp_path):
@@ -401,6 +404,17 @@ def test_yaml_alias_bomb_is_refused(tmp_path):
     adapter.write_text(adapter_text("bomb:\n" + "".join("  " + line + "\n" for line in alias_bomb().splitlines())))
     assert adapter.stat().st_size < 8192
     refused_adapter(adapter, "more than 100000 YAML nodes with aliases expanded")
+
+
+def test_yaml_alias_bomb_in_an_included_pattern_library_is_refused(tmp_path):
+    """An included NAME.patterns.yaml gets the same bounds as the adapter that includes it."""
+    library = tmp_path / "bomb.patterns.yaml"
+    library.write_text("patterns: {}\nbomb:\n" + "".join("  " + line + "\n" for line in alias_bomb().splitlines()))
+    adapter = tmp_path / "includes-bomb.yaml"
+    adapter.write_text(REPO_ADAPTER.read_text().replace("include: [hf-torch.patterns.yaml]",
+                                                        "include: [bomb.patterns.yaml, hf-torch.patterns.yaml]"))
+    assert "bomb.patterns.yaml" in adapter.read_text() and library.stat().st_size < 8192
+    refused_adapter(adapter, "more than 100000 YAML nodes with aliases expanded", culprit=library)
 
 
 def test_use_fan_out_is_refused(tmp_path):
@@ -411,7 +425,7 @@ def test_use_fan_out_is_refused(tmp_path):
     adapter = tmp_path / "fan.yaml"
     adapter.write_text("name: fan\nresidual: add\npatterns:\n" + patterns + "attention: {use: p0}\ninputNorm: {any: true}\n")
     assert adapter.stat().st_size < 1400
-    refused_adapter(adapter, "patterns expand to more than 10000 nodes")
+    refused_adapter(adapter, "patterns expand to more than 100000 nodes")
 
 
 @pytest.mark.parametrize("pattern", ["^(a+)+$", "(a|aa)*b", "((ab)*)+", "(x+x+)+y", "(a)\\1"])
@@ -428,6 +442,37 @@ def test_ordinary_layer_index_patterns_are_accepted(tmp_path, pattern):
     adapter.write_text(REPO_ADAPTER.read_text().replace("nodeName: 'layers\\.(\\d+)/'", f"nodeName: '{pattern}'"))
     result = run("inspect", QWEN, "--layers", "--adapter", adapter, timeout=10)
     assert "is refused" not in result.stderr
+
+
+@pytest.mark.parametrize("pattern", ["^(a+)+$", "(a|aa)*b", "(a)\\1"])
+def test_catastrophic_activation_scope_is_refused_before_reading(folders, pattern):
+    """--activation-scope goes through the same bounded regex as layerIndex patterns: refused
+    up front, even with a model path that does not exist."""
+    _, out = folders
+    start = time.monotonic()
+    result = run("rewrite", out / "missing.onnx", "-o", out / "o.onnx", "--activation", "srelu",
+                 "--activation-scope", pattern, timeout=10)
+    assert time.monotonic() - start < 10
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "is refused" in lines[0], result.stderr
+    assert os.listdir(out) == []
+
+
+def test_activation_scope_skips_names_over_4_kib(folders):
+    """A node name longer than the bound is never searched: out of scope, answered at once."""
+    source, out = folders
+    import onnx
+    model = relu_model(source / "m.onnx")
+    proto = onnx.load(str(model))
+    relu = next(node for node in proto.graph.node if node.op_type == "Relu")
+    relu.name += "/" + "a" * 5000
+    long_named = source / "long.onnx"
+    onnx.save(proto, str(long_named))
+    result = run("rewrite", long_named, "-o", out / "o.onnx", "--activation", "srelu", "--activation-scope", "act/Relu", timeout=10)
+    assert result.returncode == 1 and "0 sites" in result.stderr, result.stderr
+    result = run("rewrite", model, "-o", out / "o.onnx", "--activation", "srelu", "--activation-scope", "act/Relu", timeout=10)
+    assert result.returncode == 0, result.stderr
 
 
 def test_attention_scale_of_1e_minus_6_does_not_trap(folders):
@@ -655,6 +700,18 @@ def test_duplicate_initializer_names_are_refused(folders):
     twin = numpy_helper.from_array(np.zeros((8, 8), np.float32), "w")
     model = relu_model(source / "m.onnx", extra_initializers=[twin])
     refused(model, out / "o.onnx", f"error: {model}: initializer 'w' is defined twice", extra=("--activation", "srelu"), timeout=10)
+
+
+@pytest.mark.parametrize("flags", [[], ["--json"], ["--layers"]], ids=["text", "json", "layers"])
+def test_inspect_names_a_duplicate_initializer(folders, flags):
+    source, _ = folders
+    twin = numpy_helper.from_array(np.zeros((8, 8), np.float32), "w")
+    model = relu_model(source / "m.onnx", extra_initializers=[twin])
+    before = snapshot(source)
+    result = run("inspect", model, *flags, timeout=10)
+    assert result.returncode == 1 and result.stdout == "", result.stdout
+    assert result.stderr.splitlines() == [f"error: {model}: initializer 'w' is defined twice in graph 'g'"], result.stderr
+    assert snapshot(source) == before
 
 
 def test_unused_initializer_named_like_a_new_parameter_gets_no_twin_entry(folders):

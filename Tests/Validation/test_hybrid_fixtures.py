@@ -69,14 +69,18 @@ def test_default_init_is_function_preserving(folder, mode, tmp_path):
     assert result.returncode == 0, result.stderr
     assert checker_passes(folder / "model.onnx") == checker_passes(out)
     feeds = graph_inputs(folder)
-    before = ort_session(folder / "model.onnx").run(["logits"], feeds)[0]
-    after = ort_session(out).run(["logits"], {**feeds, **slow_feeds(out, slow_tokens(config(folder), dtype=float_type(folder)))})[0]
-    # float32: the output is the original's (1e-5). float16 insert mode: every inserted block
+    original = ort_session(folder / "model.onnx")
+    names = [o.name for o in original.get_outputs()]  # logits, and present.* where the export has a cache
+    before = dict(zip(names, original.run(names, feeds)))
+    slow = slow_feeds(out, slow_tokens(config(folder), dtype=float_type(folder)))
+    after = dict(zip(names, ort_session(out).run(names, {**feeds, **slow})))
+    # float32: every output is the original's (1e-5). float16 insert mode: every inserted block
     # passes its residual through bit-exactly (checked by exposing it), yet the logits of the
     # whole rewritten graph differ by one float16 step (9.8e-4) in onnxruntime's CPU kernels;
     # the cause is not pinned down, so float16 insert mode is held to one float16 step.
     limit = 4e-3 if folder.name.endswith("fp16") and mode == "insert" else 1e-5
-    assert np.abs(before.astype(np.float64) - after).max() <= limit
+    for name in names:
+        assert np.abs(before[name].astype(np.float64) - after[name]).max() <= limit, name
 
 
 def gates_on(model, layer, seed=7):
@@ -118,6 +122,18 @@ def query_after_rope(values, layer, cfg, positions):
     return rope_from_caches(q, caches[fused["cosCache"]], caches[fused["sinCache"]], positions, fused["interleaved"]).transpose(0, 2, 1, 3)
 
 
+def config_score(cfg):
+    """The layer's score factor and soft cap as the model's config states them, read
+    independently of discovery (None: 1/sqrt(head_dim), no cap)."""
+    if cfg.get("attention_multiplier") is not None:  # Granite scores by its attention multiplier
+        scale = cfg["attention_multiplier"]
+    elif cfg.get("query_pre_attn_scalar"):  # Gemma 2/3
+        scale = cfg["query_pre_attn_scalar"] ** -0.5
+    else:
+        scale = None
+    return scale, cfg.get("attn_logit_softcapping")
+
+
 def reference_mix(model, layer, values, gates, slow, cfg, positions, slow_mask=None, query_mask=None):
     weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     prefix = f"model.layers.{layer['index']}.self_attn."
@@ -130,7 +146,7 @@ def reference_mix(model, layer, values, gates, slow, cfg, positions, slow_mask=N
         gates["w"].T, gates["b"], gates["alpha"], cfg["num_attention_heads"], cfg["num_key_value_heads"],
         cfg["head_dim"], slow_mask, query_mask,
         (weights[layer["kNorm"]["weight"]], layer["kNorm"]["epsilon"]) if layer.get("kNorm") else None,
-        layer.get("attentionScale"), layer.get("attentionSoftcap"))
+        *config_score(cfg))
 
 
 def exposed_run(model, names, feeds, path):
@@ -217,13 +233,22 @@ def test_weight_map_accounts_for_every_initializer(folder, tmp_path):
     for layer in LAYERS:
         kv = canonical[f"model.layers.{layer}.self_attn.cross_attn_kv_proj.weight"]
         assert kv["kind"] == "derived" and kv["initRule"].startswith("concat(")
+        if folder.name.startswith("phi3-") and "genai" not in folder.name:
+            # Phi-3's qkv_proj is packed in PyTorch: kv_proj is its k and v row blocks.
+            qkv = f"model.layers.{layer}.self_attn.qkv_proj.weight"
+            assert kv["initRule"] == f"concat({qkv}[64:96], {qkv}[96:128])"
         assert canonical[f"model.layers.{layer}.self_attn.cross_attn_warm_up_gate"]["initRule"] == "zeros"
     assert canonical["model.layers.0.self_attn.o_proj.weight"]["canonicalSource"] == "adapter"
 
 
 GENAI = [f for f in FIXTURES if "genai" in f.name]
 # Every export with a KV cache: genai's, and torch.onnx's with past_key_values in and present out.
-CACHED = GENAI + [f for f in FIXTURES if f.name.endswith("-kv")]
+def has_kv_cache(folder):
+    model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    return any(i.name.startswith("past_key_values.") for i in model.graph.input)
+
+
+KV = [f for f in FIXTURES if has_kv_cache(f)]
 
 
 COMPANION_CASES = ("gemma2-genai", "qwen2-genai", "qwen2-torchscript-fp16", "llama-dynamo")
@@ -363,7 +388,7 @@ def decode(session, cfg, feeds_extra, steps=3, with_slow=None):
     return all_logits, values
 
 
-@pytest.mark.parametrize("folder", CACHED, ids=[f.name for f in CACHED])
+@pytest.mark.parametrize("folder", KV, ids=[f.name for f in KV])
 def test_kv_cache_decode_steps(folder, tmp_path):
     out, result = rewrite(folder, tmp_path)
     assert result.returncode == 0, result.stderr
@@ -455,15 +480,20 @@ def test_gates_on_match_the_pytorch_hybrid_model(folder, tmp_path):
     assert np.abs(logits - ref["logits"]).max() > 10 * tolerance(folder)  # the gates change the output
 
 
+def reference_steps(ref):
+    """How many steps the PyTorch reference recorded: the prompt, then decode tokens 5, 9, 13."""
+    return sum(1 for key in ref if key.startswith("hybrid_logits_step"))
+
+
 def reference_decode(session, folder, slow_feeds_once, ref):
-    """Prefill on the reference prompt, then the reference's decode tokens 5, 9, 13; logits of each step."""
+    """Prefill on the reference prompt, then the reference's decode tokens (5, 9, 13, as many
+    as it recorded); logits of each step."""
     outputs = [o.name for o in session.get_outputs()]
     feeds = graph_inputs(folder)
     past = {k: v for k, v in feeds.items() if k.startswith("past_key_values")}
     ids, total = feeds["input_ids"], feeds["input_ids"].shape[1]
     steps = []
-    recorded = sum(1 for key in ref if key.startswith("hybrid_logits_step"))  # qwen2-torchscript-kv: prefill and two steps
-    for token in [None, 5, 9, 13][:recorded]:
+    for token in [None, 5, 9, 13][: reference_steps(ref)]:
         if token is not None:
             ids, total = np.array([[token]], np.int64), total + 1
         values = dict(zip(outputs, session.run(outputs, {"input_ids": ids, "attention_mask": np.ones((1, total), np.int64),
@@ -473,9 +503,10 @@ def reference_decode(session, folder, slow_feeds_once, ref):
     return steps
 
 
-@pytest.mark.parametrize("folder", CACHED, ids=[f.name for f in CACHED])
+@pytest.mark.parametrize("folder", KV, ids=[f.name for f in KV])
 def test_kv_cache_decode_steps_match_the_pytorch_hybrid_model(folder, tmp_path):
-    """Prefill and three decode steps with the reference's gates on, in both forms: the slow
+    """Every export with a KV cache (onnxruntime-genai and torch.onnx): prefill and two or three
+    decode steps (as many as the reference recorded) with the reference's gates on, in both forms: the slow
     K/V computed inside the decoder at every step, and computed once by the companion model
     and fed as inputs. Each step equals the PyTorch reference (1e-4) and the two forms equal
     each other (1e-5); at default init each step of the inputs form equals the original (1e-5)."""
@@ -501,7 +532,7 @@ def test_kv_cache_decode_steps_match_the_pytorch_hybrid_model(folder, tmp_path):
         steps[form] = reference_decode(ort_session(model), folder, feeds, ref)
         for step, logits in enumerate(steps[form]):
             assert np.abs(logits - ref[f"hybrid_logits_step{step}"]).max() <= 1e-4, f"{form}, step {step}"
-    assert len(steps["inputs"]) >= 3  # prefill and at least two decode steps
+    assert len(steps["inputs"]) == reference_steps(ref) >= 3
     for step, (a, b) in enumerate(zip(steps["inline"], steps["inputs"])):
         assert np.abs(a - b).max() <= 1e-5, f"inline vs inputs, step {step}"
     # The gates really change every step (so the comparisons above can fail).

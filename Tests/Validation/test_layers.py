@@ -3,9 +3,11 @@ anchors are the right tensors, proven against PyTorch's values."""
 import json
 
 import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
 
-from conftest import backend_models, run
+from conftest import REPO, backend_models, run
 from fixtures import FIXTURES, NAMES, config, graph_inputs, initializer, reference, rope_from_caches, run_with_outputs, tolerance
 
 
@@ -31,7 +33,10 @@ def test_every_layer_found_with_the_config_dims(folder):
         assert olmo == (layer.get("inputNorm") is None) == (layer.get("postAttentionNorm") is None)
         for norm in norms + (["attentionOutputNorm", "mlpOutputNorm"] if cfg["model_type"].startswith("gemma") else []):
             assert layer[norm]["epsilon"] == pytest.approx(cfg["rms_norm_eps"], rel=1e-3), norm
-        assert sorted(layer["mlp"]) == ["down_proj", "gate_proj", "up_proj"]
+        # Phi-3 packs gate and up in one gate_up_proj, as its PyTorch module does (the genai
+        # builder writes it as two MatMuls).
+        packed = cfg.get("model_type") == "phi3" and "genai" not in folder.name
+        assert sorted(layer["mlp"]) == (["down_proj", "gate_up_proj"] if packed else ["down_proj", "gate_proj", "up_proj"])
         # SiLU as Sigmoid and Mul, GELU (Gemma) written out (its last Mul and the Tanh) or as
         # one Gelu op (dynamo at opset 20).
         assert len(layer["activationNodes"]) == 2 or (len(layer["activationNodes"]) == 1 and "gelu" in layer["activationNodes"][0].lower())
@@ -81,6 +86,24 @@ def test_canonical_names_cover_the_projections(folder):
         assert f"model.layers.{i}.{first}.weight" in names
         assert f"model.layers.{i}.self_attn.o_proj.weight" in names
     assert "model.embed_tokens.weight" in names
+
+
+def test_packed_qkv_slices_that_disagree_with_the_heads_are_refused(tmp_path):
+    """Phi-3's k slice of the packed qkv made narrower than v: discovery names the weight,
+    the bounds it read and what the head counts require, and describes no layer."""
+    folder = REPO / "Tests/Fixtures/phi3-torchscript"
+    model = onnx.load(str(folder / "model.onnx"))
+    nodes = {n.name: n for n in model.graph.node}
+    k_slice = nodes["/model/model/layers.0/self_attn/Slice_1"]
+    end_node = next(n for n in model.graph.node if n.output[0] == k_slice.input[2])
+    assert numpy_helper.to_array(end_node.attribute[0].t).tolist() == [96]
+    end_node.attribute[0].t.CopyFrom(numpy_helper.from_array(np.array([88], np.int64)))
+    path = tmp_path / "model.onnx"
+    onnx.save(model, str(path))
+    result = run("inspect", path, "--layers")
+    assert result.returncode != 0
+    assert "layer 0" in result.stderr and "packed qkv" in result.stderr, result.stderr
+    assert "sliced q 0..<64, k 64..<88, v 96..<128" in result.stderr and "head_dim 16" in result.stderr, result.stderr
 
 
 def test_a_cnn_matches_no_adapter():

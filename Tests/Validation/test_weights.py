@@ -13,7 +13,7 @@ from onnx import numpy_helper
 from safetensors.numpy import load_file, save_file
 
 from conftest import REPO, ort_session, run, slow_inputs_off
-from fixtures import FIXTURES, NAMES, graph_inputs, tolerance
+from fixtures import FIXTURES, NAMES, config, graph_inputs, tolerance
 
 STATE_DICTS = REPO / "Tests/Fixtures/state-dicts"
 LAYERS = (0, 2, 4)
@@ -22,7 +22,30 @@ LAYERS = (0, 2, 4)
 def source_state_dict(folder):
     meta = json.loads((folder / "meta.json").read_text())
     state = load_file(str(STATE_DICTS / f"{meta['family']}-seed{meta['seed']}.safetensors"))
+    if meta["exporter"] == "genai" and meta["family"] == "phi3":
+        state = split_packed(state, config(folder))
     return {k: v.astype(np.float16) for k, v in state.items()} if folder.name.endswith("fp16") else state
+
+
+def split_packed(state, cfg):
+    """Phi-3's state dict as onnxruntime-genai's builder writes it: gate_up_proj as two MatMuls
+    (gate_proj, up_proj) and qkv_proj as one that GroupQueryAttention reads whole. Nothing in
+    that graph says the source packed them, so discovery names the row blocks as the projections
+    they are (q_proj, k_proj, v_proj): the same values under the names of their parts."""
+    q_width, kv_width = cfg["num_attention_heads"] * cfg["head_dim"], cfg["num_key_value_heads"] * cfg["head_dim"]
+    result = {}
+    for name, value in state.items():
+        if name.endswith("qkv_proj.weight"):
+            prefix = name[: -len("qkv_proj.weight")]
+            bounds = {"q": (0, q_width), "k": (q_width, q_width + kv_width), "v": (q_width + kv_width, q_width + 2 * kv_width)}
+            result.update({f"{prefix}{role}_proj.weight": np.ascontiguousarray(value[a:b]) for role, (a, b) in bounds.items()})
+        elif name.endswith("gate_up_proj.weight"):
+            prefix, half = name[: -len("gate_up_proj.weight")], value.shape[0] // 2
+            result[prefix + "gate_proj.weight"] = np.ascontiguousarray(value[:half])
+            result[prefix + "up_proj.weight"] = np.ascontiguousarray(value[half:])
+        else:
+            result[name] = value
+    return result
 
 
 def exported(folder):
@@ -95,7 +118,11 @@ def hybrid_checkpoint(folder, dtype):
         tensors[prefix + "cross_attn_gate_proj.0.weight"] = ref[f"hybrid_gate_w_{layer}"]          # [1, H*hd]
         tensors[prefix + "cross_attn_gate_proj.0.bias"] = ref[f"hybrid_gate_b_{layer}"]
         tensors[prefix + "cross_attn_warm_up_gate"] = ref[f"hybrid_alpha_{layer}"]
-        tensors[prefix + "cross_attn_kv_proj.weight"] = np.concatenate([state[prefix + "k_proj.weight"], state[prefix + "v_proj.weight"]])
+        if prefix + "qkv_proj.weight" in state:  # Phi-3: k and v are the row blocks after q's
+            qkv, kv_width = state[prefix + "qkv_proj.weight"], config(folder)["num_key_value_heads"] * config(folder)["head_dim"]
+            tensors[prefix + "cross_attn_kv_proj.weight"] = qkv[qkv.shape[0] - 2 * kv_width:]
+        else:
+            tensors[prefix + "cross_attn_kv_proj.weight"] = np.concatenate([state[prefix + "k_proj.weight"], state[prefix + "v_proj.weight"]])
         tensors[prefix + "cross_attn_kv_proj.bias"] = np.concatenate([state[prefix + "k_proj.bias"], state[prefix + "v_proj.bias"]]) \
             if prefix + "k_proj.bias" in state else np.zeros(64, np.float32)
     return {k: np.ascontiguousarray(v.astype(dtype)) for k, v in tensors.items()}
