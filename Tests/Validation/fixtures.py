@@ -15,6 +15,15 @@ def config(folder):
     return json.loads((folder / "config.json").read_text())
 
 
+def srelu_channel_flags(folder):
+    """What a user adds for SReLU where the graph does not tell the activation's channel count:
+    Phi-3 by TorchScript chunks its packed gate_up_proj with Slice ends computed at run time,
+    so the gate's width (the MLP width) is given by hand. Empty elsewhere."""
+    if folder.name.startswith("phi3-torchscript"):
+        return ["--srelu-channel-axis=-1", "--srelu-channels", str(config(folder)["intermediate_size"])]
+    return []
+
+
 def reference(folder):
     return dict(np.load(folder / "reference.npz"))
 

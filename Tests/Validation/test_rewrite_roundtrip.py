@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import run
-from fixtures import FIXTURES
+from fixtures import FIXTURES, srelu_channel_flags
 
 
 def snapshot(folder):
@@ -23,7 +23,7 @@ def test_inspect_lists_what_the_rewrite_made(folder, tmp_path):
         # Gemma's MLP activation is GELU (tanh), every other family's SiLU.
         target = "gelu" if folder.name.startswith("gemma") else "silu"
         result = run("rewrite", folder / "model.onnx", "-o", out, "--hybrid-layers", "1,4", "--mode", mode,
-                     "--activation", "srelu", "--activation-targets", target)
+                     "--activation", "srelu", "--activation-targets", target, *srelu_channel_flags(folder))
         assert result.returncode == 0, result.stderr
         weight_map = json.loads(out.with_suffix(".weight-map.json").read_text())
         created = {e["onnxName"] for e in weight_map["entries"] if e["kind"] in ("new", "derived")}

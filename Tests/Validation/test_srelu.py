@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import backend_models, ort_session, run
-from fixtures import FIXTURES, graph_inputs
+from fixtures import FIXTURES, graph_inputs, srelu_channel_flags
 
 LIGHT = [p for p in backend_models() if p.parent.name == "light"]
 
@@ -139,7 +139,7 @@ def test_silu_fit_runs_and_reports_the_error_we_measure(folder, tmp_path):
     out = tmp_path / "out" / "model.onnx"
     out.parent.mkdir()
     result = run("rewrite", folder / "model.onnx", "-o", out, "--activation", "srelu", "--activation-targets", "silu",
-                 "--weights", "copy")
+                 "--weights", "copy", *srelu_channel_flags(folder))
     assert result.returncode == 0, result.stderr
     feeds = graph_inputs(folder)
     logits = ort_session(out).run(["logits"], feeds)[0]
