@@ -24,6 +24,16 @@ def run(*args, **kwargs):
     return subprocess.run([str(binary()), *map(str, args)], capture_output=True, text=True, **kwargs)
 
 
+@pytest.fixture()
+def folders(tmp_path):
+    """An input folder and an output folder, both empty: (tmp_path/in, tmp_path/out)."""
+    source = tmp_path / "in"
+    source.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    return source, out
+
+
 def ort_session(model):
     import onnx
     import onnxruntime as ort

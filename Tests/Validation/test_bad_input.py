@@ -55,15 +55,6 @@ def refused(model, out, *needles, watch=None, **kwargs):
     return line
 
 
-@pytest.fixture()
-def folders(tmp_path):
-    source = tmp_path / "in"
-    source.mkdir()
-    out = tmp_path / "out"
-    out.mkdir()
-    return source, out
-
-
 def test_truncated_file(folders):
     source, out = folders
     model = external_model.build(source)

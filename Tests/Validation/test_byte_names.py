@@ -85,14 +85,6 @@ def small_model(folder):
     return path
 
 
-@pytest.fixture()
-def folders(tmp_path):
-    source, out = tmp_path / "in", tmp_path / "out"
-    source.mkdir()
-    out.mkdir()
-    return source, out
-
-
 def test_the_fixture_is_what_it_claims(folders):
     """onnxruntime runs the input; its names really are not UTF-8 and pairs differ in one byte."""
     source, _ = folders

@@ -13,15 +13,6 @@ from conftest import run
 from test_bad_input import refused, snapshot
 
 
-@pytest.fixture()
-def folders(tmp_path):
-    source = tmp_path / "in"
-    source.mkdir()
-    out = tmp_path / "out"
-    out.mkdir()
-    return source, out
-
-
 # --- protobuf wire bytes, written by hand: onnx's own Python writer has a recursion limit ---
 
 def varint(n):
