@@ -42,6 +42,9 @@ granite-* are Granite with non-default multipliers (attention 0.05 instead of 1/
 0.5, embedding 4.0, logits scaling 2.0); the hybrid reference scores the slow keys with the layer's
 own attention multiplier, and takes the slow tokens as they are (no embedding multiplier).
 granite-torchscript-fp16 is the Granite model in float16, exported by TorchScript.
+internlm2-* are InternLM2 (Scripts/internlm2.py: our own module, transformers has none): one fused
+wqkv laid out per kv head as [groups query heads, key, value], InternLM2's parameter names; the
+hybrid reference's kv_proj is the key and value rows of wqkv, strided row blocks.
 """
 import argparse
 import json
@@ -57,6 +60,8 @@ import onnx
 import onnxruntime as ort
 import torch
 import transformers
+
+import internlm2
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "Tests/Fixtures"
@@ -79,6 +84,7 @@ FAMILY_CONFIG = {
     "olmo2": dict(),
     "phi3": dict(pad_token_id=0, bos_token_id=1, eos_token_id=2, intermediate_size=96),
     "granite": dict(attention_multiplier=0.05, residual_multiplier=0.5, embedding_multiplier=4.0, logits_scaling=2.0),
+    "internlm2": dict(),
 }
 
 
@@ -86,11 +92,12 @@ def make_model(family, seed, attention="eager", **dims):
     config_class = {"qwen2": transformers.Qwen2Config, "llama": transformers.LlamaConfig, "qwen3": transformers.Qwen3Config,
                     "gemma2": transformers.Gemma2Config, "gemma3": transformers.Gemma3TextConfig,
                     "olmo2": transformers.Olmo2Config, "phi3": transformers.Phi3Config,
-                    "granite": transformers.GraniteConfig}[family]
+                    "granite": transformers.GraniteConfig, "internlm2": internlm2.LlamaConfig}[family]
     model_class = {"qwen2": transformers.Qwen2ForCausalLM, "llama": transformers.LlamaForCausalLM,
                    "qwen3": transformers.Qwen3ForCausalLM, "gemma2": transformers.Gemma2ForCausalLM,
                    "gemma3": transformers.Gemma3ForCausalLM, "olmo2": transformers.Olmo2ForCausalLM,
-                   "phi3": transformers.Phi3ForCausalLM, "granite": transformers.GraniteForCausalLM}[family]
+                   "phi3": transformers.Phi3ForCausalLM, "granite": transformers.GraniteForCausalLM,
+                   "internlm2": internlm2.InternLM2ForCausalLM}[family]
     config = config_class(**{**TINY, **FAMILY_CONFIG.get(family, {}), **dims})
     config._attn_implementation = attention
     torch.manual_seed(seed)
@@ -125,7 +132,7 @@ class LogitsOnly(torch.nn.Module):
 
 def torch_reference(model, family):
     """Runs PyTorch on TOKENS, recording the query after RoPE and o_proj's input per layer."""
-    module = sys.modules[type(model.model.layers[0].self_attn).__module__]
+    module = sys.modules[type(attention_of(model.model.layers[0])).__module__]
     queries, outputs = [], []
     original_rope = module.apply_rotary_pos_emb
 
@@ -134,7 +141,7 @@ def torch_reference(model, family):
         queries.append(q_embed.detach().numpy().copy())
         return q_embed, k_embed
 
-    hooks = [layer.self_attn.o_proj.register_forward_pre_hook(lambda _m, args: outputs.append(args[0].detach().numpy().copy()))
+    hooks = [output_projection(attention_of(layer)).register_forward_pre_hook(lambda _m, args: outputs.append(args[0].detach().numpy().copy()))
              for layer in model.model.layers]
     module.apply_rotary_pos_emb = recording_rope
     try:
@@ -162,7 +169,7 @@ def hybrid_reference(model, seed):
     """PyTorch implementation of docs/DESIGN.md §1 (the in-place hybrid layer), written
     here independently of the Swift pass, run on the reference prompt and three decode steps
     (KV cache) with gates switched on; records the gate values and the logits of each step."""
-    module = sys.modules[type(model.model.layers[0].self_attn).__module__]
+    module = sys.modules[type(attention_of(model.model.layers[0])).__module__]
     config = model.config
     heads, kv_heads, head_dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
     rng = np.random.default_rng(seed)
@@ -186,10 +193,10 @@ def hybrid_reference(model, seed):
             q = queries[-1]                                  # [B, H, L, hd], this layer's, after RoPE
             # The layer's own input norm (Gemma's (1 + w) included); OLMo-2 has none, and its
             # k_proj/v_proj read the residual stream as it is: the slow tokens enter un-normed.
-            s_hat = layer.input_layernorm(slow) if hasattr(layer, "input_layernorm") else slow
-            k, v = slow_keys_values(layer.self_attn, s_hat, kv_heads * head_dim)  # [K_x | V_x] = concat(k_proj, v_proj)
+            s_hat = input_norm(layer)(slow) if input_norm(layer) is not None else slow
+            k, v = slow_keys_values(attention_of(layer), s_hat, kv_heads * head_dim)  # [K_x | V_x] = concat(k_proj, v_proj)
             n = slow.shape[1]
-            k_norm = getattr(layer.self_attn, "k_norm", None)
+            k_norm = getattr(attention_of(layer), "k_norm", None)
             if k_norm is not None and k_norm.weight.numel() == kv_heads * head_dim:
                 k = k_norm(k)                                # OLMo-2: full-width k_norm, before the head split
             k = k.view(1, n, kv_heads, head_dim)
@@ -198,12 +205,12 @@ def hybrid_reference(model, seed):
             k = k.transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
             v = v.view(1, n, kv_heads, head_dim).transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
             # Softmax in float32, as the eager attention of the model itself does.
-            scaling = score_scale(layer.self_attn, head_dim)
+            scaling = score_scale(attention_of(layer), head_dim)
             if scaling == head_dim ** -0.5:                  # as the first fixtures' references were made
                 scores = q @ k.transpose(2, 3) / head_dim ** 0.5
             else:                                            # Granite's multiplier, Gemma's query_pre_attn_scalar**-0.5
                 scores = q @ k.transpose(2, 3) * scaling
-            cap = getattr(layer.self_attn, "attn_logit_softcapping", None)
+            cap = getattr(attention_of(layer), "attn_logit_softcapping", None)
             if cap is not None:                              # Gemma 2: the layer's own cap, before the mask
                 scores = torch.tanh(scores / cap) * cap
             weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)  # no mask: all real
@@ -213,7 +220,7 @@ def hybrid_reference(model, seed):
             return (a_sa + gate * a_x,)
         return hook
 
-    hooks = [model.model.layers[i].self_attn.o_proj.register_forward_pre_hook(cross_attention_hook(i, model.model.layers[i]))
+    hooks = [output_projection(attention_of(model.model.layers[i])).register_forward_pre_hook(cross_attention_hook(i, model.model.layers[i]))
              for i in HYBRID_LAYERS]
     module.apply_rotary_pos_emb = recording_rope
     result = {"hybrid_slow_tokens": slow.numpy()}
@@ -240,9 +247,30 @@ def hybrid_reference(model, seed):
     return result
 
 
+def attention_of(layer):
+    """The layer's attention module: self_attn, or InternLM2's attention."""
+    return layer.self_attn if hasattr(layer, "self_attn") else layer.attention
+
+
+def output_projection(attention):
+    """o_proj, or InternLM2's wo."""
+    return attention.o_proj if hasattr(attention, "o_proj") else attention.wo
+
+
+def input_norm(layer):
+    """The norm before attention: input_layernorm, InternLM2's attention_norm, or none (OLMo-2)."""
+    return getattr(layer, "input_layernorm", None) or getattr(layer, "attention_norm", None)
+
+
 def slow_keys_values(attention, s_hat, kv_width):
     """The layer's k_proj and v_proj applied to the slow tokens; Phi-3 packs q, k and v in one
-    qkv_proj, whose k and v row blocks are those projections."""
+    qkv_proj, whose k and v row blocks are those projections; InternLM2's wqkv holds, per kv
+    head, its query heads, then its key head, then its value head (strided row blocks)."""
+    if hasattr(attention, "wqkv"):
+        groups, head_dim = attention.num_key_value_groups, attention.head_dim
+        rows = attention.wqkv.weight.view(-1, groups + 2, head_dim, s_hat.shape[-1])
+        k_rows, v_rows = rows[:, -2].reshape(kv_width, -1), rows[:, -1].reshape(kv_width, -1)
+        return s_hat @ k_rows.T, s_hat @ v_rows.T
     if hasattr(attention, "qkv_proj"):
         weight = attention.qkv_proj.weight
         query_width = weight.shape[0] - 2 * kv_width
@@ -409,7 +437,10 @@ def build(family, exporter, folder, seed, half=False, attention="eager", opset=N
     if diff > (3e-2 if half else 1e-4):
         raise RuntimeError(f"{path}: onnxruntime logits differ from torch by {diff}")
     np.savez(folder / "reference.npz", **feeds, logits=logits, **reference)
-    model.config.to_json_file(folder / "config.json")
+    if family == "internlm2":
+        (folder / "config.json").write_text(json.dumps(internlm2.config_json(model.config), indent=2, sort_keys=True) + "\n")
+    else:
+        model.config.to_json_file(folder / "config.json")
     meta = {"family": family, "exporter": exporter, "attention": attention, "seed": seed, "torch": torch.__version__,
             "transformers": transformers.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__,
             "fed": sorted(feeds), "maxAbsDiffLogits": diff, **describe(path)}
@@ -434,6 +465,7 @@ MODELS = {
     **{f"phi3-{e}": ("phi3", 13, {}) for e in ("torchscript", "dynamo", "genai", "torchscript-kv")},
     **{f"granite-{e}": ("granite", 14, {}) for e in ("torchscript", "dynamo", "torchscript-kv", "genai")},
     "granite-torchscript-fp16": ("granite", 14, {"half": True}),
+    **{f"internlm2-{e}": ("internlm2", 16, {}) for e in ("torchscript", "dynamo", "torchscript-kv")},
 }
 
 
@@ -512,6 +544,10 @@ def main():
         build("granite", "torchscript", FIXTURES / "granite-torchscript-fp16", seed=14, half=True)
     if wanted is None or "qwen2-torchscript-fp16" in wanted:
         build("qwen2", "torchscript", FIXTURES / "qwen2-torchscript-fp16", seed=10, half=True)
+    # InternLM2-style fused wqkv (per kv head: its query heads, key, value), issue 11.
+    for exporter in ("torchscript", "dynamo", "torchscript-kv"):
+        if wanted is None or f"internlm2-{exporter}" in wanted:
+            build("internlm2", exporter, FIXTURES / f"internlm2-{exporter}", seed=16)
     if args.examples or wanted is None:
         build("qwen2", "dynamo", REPO / "Examples/qwen2-tiny", seed=99)
 
