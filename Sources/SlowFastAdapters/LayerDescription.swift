@@ -42,19 +42,38 @@ public struct ProjectionWeight: Codable, Equatable, Sendable {
     /// (`start ..< start + count` along the output axis). nil = all of them.
     public var outputStart: Int?
     public var outputCount: Int?
+    /// For a grouped packing (InternLM2's wqkv: per kv head, its query heads, key, value): the
+    /// `outputCount` outputs are blocks of `outputBlock` outputs, one every `outputStride`
+    /// outputs from `outputStart`. nil = one contiguous block.
+    public var outputBlock: Int?
+    public var outputStride: Int?
     /// The bias initializer, if any, with the same output slice.
     public var bias: String?
     /// The MatMul/Gemm node computing the projection.
     public var node: String
 
     public init(weight: String, layout: WeightLayout, outputStart: Int? = nil, outputCount: Int? = nil,
-                bias: String? = nil, node: String) {
+                outputBlock: Int? = nil, outputStride: Int? = nil, bias: String? = nil, node: String) {
         self.weight = weight
         self.layout = layout
         self.outputStart = outputStart
         self.outputCount = outputCount
+        self.outputBlock = outputBlock
+        self.outputStride = outputStride
         self.bias = bias
         self.node = node
+    }
+
+    /// The stored output features that are this projection's, in order, as ranges: one
+    /// (`start ..< start + count`), or one per block of a grouped packing. `total` is the
+    /// stored weight's output width (used where `outputCount` is nil).
+    public func outputRanges(total: Int) -> [Range<Int>] {
+        let start = outputStart ?? 0
+        let count = outputCount ?? (total - start)
+        guard let block = outputBlock, let stride = outputStride, block > 0, block < count, count % block == 0 else {
+            return [start ..< start + count]
+        }
+        return (0 ..< count / block).map { start + $0 * stride ..< start + $0 * stride + block }
     }
 }
 

@@ -170,16 +170,34 @@ public enum LayerDiscovery {
             var kvHeads = evidence.kvHeads.first?.1 ?? 0
 
             // Projections: separate q/k/v, or one packed qkv.
-            func projection(_ role: String, start: Int? = nil, count: Int? = nil) throws -> ProjectionWeight {
+            func projection(_ role: String, start: Int? = nil, count: Int? = nil, block: Int? = nil, stride: Int? = nil) throws -> ProjectionWeight {
                 let weight = try need("\(role)Weight", "no initializer weight for \(role)_proj")
                 guard let node = match.node("\(role)Node")?.name else {
                     throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "no \(role)_proj node captured")
                 }
                 return ProjectionWeight(weight: weight, layout: .inputMajor, outputStart: start, outputCount: count,
-                                        bias: match["\(role)Bias"], node: node)
+                                        outputBlock: block, outputStride: stride, bias: match["\(role)Bias"], node: node)
             }
             let q: ProjectionWeight, k: ProjectionWeight, v: ProjectionWeight
-            if match["qkvWeight"] != nil {
+            if match["qkvWeight"] != nil, match.node("qkvGroupReshape") != nil {
+                // Grouped packing (InternLM2's wqkv): per kv head, its query heads, key, value.
+                let groups = try groupedSlices(match, matcher: matcher, heads: heads, headDim: headDim, fail: fail)
+                let groupKVHeads = heads / groups
+                if let (source, count) = evidence.kvHeads.first(where: { $0.1 != groupKVHeads }) {
+                    throw fail("\(source) says \(count) kv heads, but the grouped qkv holds \(groups) query heads per kv head, "
+                        + "so \(heads) heads make \(groupKVHeads)")
+                }
+                kvHeads = groupKVHeads
+                slicedPacked.insert(try need("qkvWeight", "no packed qkv weight"))
+                let stride = (groups + 2) * headDim
+                q = try projection("qkv", start: 0, count: attentionWidth, block: groups * headDim, stride: stride)
+                k = try projection("qkv", start: groups * headDim, count: kvHeads * headDim, block: headDim, stride: stride)
+                v = try projection("qkv", start: (groups + 1) * headDim, count: kvHeads * headDim, block: headDim, stride: stride)
+                if let packed = index.initializer(q.weight), packed.dims.count == 2, Int(packed.dims[1]) != kvHeads * stride {
+                    throw fail("grouped qkv weight '\(q.weight)' has \(packed.dims[1]) outputs, but \(kvHeads) kv heads of "
+                        + "(\(groups) query heads + key + value) x head_dim \(headDim) make \(kvHeads * stride)")
+                }
+            } else if match["qkvWeight"] != nil {
                 if let kvWidth = try packedSlices(match, matcher: matcher, attentionWidth: attentionWidth, headDim: headDim, fail: fail) {
                     if kvHeads > 0, kvHeads * headDim != kvWidth {
                         throw fail("\(evidence.kvHeads.first?.0 ?? "the graph") says \(kvHeads) kv heads, but the k slice of the packed qkv is \(kvWidth) wide with head_dim \(headDim)")
@@ -575,6 +593,54 @@ extension LayerDiscovery {
                 + "expected q 0..<\(attentionWidth), then k and v of equal width, a multiple of head_dim \(headDim)")
         }
         return k.count
+    }
+
+    /// The number of query heads per kv head of a grouped qkv (InternLM2's wqkv: the MatMul's
+    /// output reshaped to [B, L, kv_heads, groups + 2, head_dim], the query heads sliced
+    /// [0, groups) and the key and value gathered at groups and groups + 1 on that axis),
+    /// checked: the Reshape's trailing constants, the Slice's bounds and the Gathers' indices
+    /// against `heads` and `headDim`.
+    static func groupedSlices(_ match: Match, matcher: PatternMatcher, heads: Int, headDim: Int,
+                              fail: (String) -> LayerDiscoveryError) throws -> Int {
+        guard let reshape = match.node("qkvGroupReshape"), reshape.inputs.count > 1,
+              let slice = match.node("qGroupSlice"), let key = match.node("kGroupGather"), let value = match.node("vGroupGather") else {
+            throw fail("a grouped qkv needs its Reshape, the query Slice and the key and value Gathers")
+        }
+        let shape = HeadEvidence.constantShape(reshape.inputs[1], matcher: matcher)
+        guard shape.count == 5, let groupsPlusTwo = shape[3], let dim = shape[4], groupsPlusTwo > 2 else {
+            throw fail("grouped qkv Reshape '\(reshape.name ?? "")' has shape \(shape.map { $0.map(String.init) ?? "?" }), "
+                + "not [batch, length, kv_heads, groups + 2, head_dim] with constant groups + 2 and head_dim")
+        }
+        let groups = groupsPlusTwo - 2
+        guard dim == headDim, heads % groups == 0 else {
+            throw fail("grouped qkv Reshape '\(reshape.name ?? "")' splits into groups of \(groups) query heads + key + value "
+                + "of \(dim), which does not fit \(heads) heads of head_dim \(headDim)")
+        }
+        if let kvHeads = shape[2], kvHeads > 0, kvHeads * groups != heads {
+            throw fail("grouped qkv Reshape '\(reshape.name ?? "")' has \(kvHeads) kv heads of \(groups) query heads, not \(heads) heads")
+        }
+        func constant(_ node: Node, _ slot: Int) throws -> Int64? {
+            guard node.inputs.count > slot, !node.inputs[slot].isEmpty else { return nil }
+            guard let values = try matcher.constantTensor(node.inputs[slot])?.int64Values(), values.count == 1 else {
+                throw fail("\(node.op) '\(node.name ?? "")' input \(slot) is not one constant")
+            }
+            return values[0]
+        }
+        func onGroupAxis(_ axis: Int64?) -> Bool { axis == 3 || axis == -2 }
+        func position(_ index: Int64?) -> Int? { index.map { Int($0 < 0 ? $0 + Int64(groupsPlusTwo) : $0) } }
+        let start = try constant(slice, 1), end = try constant(slice, 2), axis = try constant(slice, 3), step = try constant(slice, 4)
+        guard start == 0, let end, min(end, Int64(groupsPlusTwo)) == Int64(groups), onGroupAxis(axis), step == nil || step == 1 else {
+            throw fail("query Slice '\(slice.name ?? "")' of the grouped qkv takes \(start.map(String.init) ?? "?")..<"
+                + "\(end.map(String.init) ?? "?") on axis \(axis.map(String.init) ?? "?"); expected 0..<\(groups) on the group axis")
+        }
+        for (node, role, wanted) in [(key, "key", groups), (value, "value", groups + 1)] {
+            let at = try position(constant(node, 1))
+            guard onGroupAxis(node.intAttribute("axis")), at == wanted else {
+                throw fail("\(role) Gather '\(node.name ?? "")' of the grouped qkv takes \(at.map(String.init) ?? "?") on axis "
+                    + "\(node.intAttribute("axis").map(String.init) ?? "0"); expected \(wanted) on the group axis")
+            }
+        }
+        return groups
     }
 
     /// The per-head RMSNorm of `role` (q or k) where the pattern captured one

@@ -59,6 +59,8 @@ extension ModelLayout {
             for (role, projection) in [("q", layer.q), ("k", layer.k), ("v", layer.v), ("o", layer.o)] + layer.mlp.sorted(by: { $0.key < $1.key }).map({ ($0.key, $0.value) }) {
                 try check("layer \(layer.index) \(role) outputStart", projection.outputStart, 0 ... width)
                 try check("layer \(layer.index) \(role) outputCount", projection.outputCount, 1 ... width)
+                try check("layer \(layer.index) \(role) outputBlock", projection.outputBlock, 1 ... width)
+                try check("layer \(layer.index) \(role) outputStride", projection.outputStride, 1 ... width)
             }
             if let norm = layer.inputNorm, !norm.epsilon.isFinite {
                 throw AdapterError(file: file, message: "layer \(layer.index) inputNorm epsilon is \(norm.epsilon), not finite")

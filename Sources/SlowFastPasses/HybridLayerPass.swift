@@ -240,12 +240,14 @@ public struct HybridLayerPass: ModelPass {
                                                   expected: "[\(dims.kvWidth), \(dims.hiddenSize)] in PyTorch layout")
         }
         // PyTorch names of k_proj and v_proj: a packed tensor's parts name them one by one; a
-        // tensor packed in PyTorch itself (Phi-3's qkv_proj) is named with its row block.
+        // tensor packed in PyTorch itself (Phi-3's qkv_proj) is named with its row block, or
+        // (InternLM2's grouped wqkv) with each of its strided row blocks.
         let canonical = canonicalParameters()
         func pytorchName(_ onnx: String?, _ projection: ProjectionWeight, role: String, suffix: String) -> String {
             if let onnx, let entry = canonical[onnx], entry.transform.parts == nil {
-                guard let start = projection.outputStart, let count = projection.outputCount else { return entry.canonicalName }
-                return "\(entry.canonicalName)[\(start):\(start + count)]"
+                guard projection.outputStart != nil, let count = projection.outputCount else { return entry.canonicalName }
+                return projection.outputRanges(total: count).map { "\(entry.canonicalName)[\($0.lowerBound):\($0.upperBound)]" }
+                    .joined(separator: ", ")
             }
             return "model.layers.\(layer.index).self_attn.\(role)_proj.\(suffix)"
         }

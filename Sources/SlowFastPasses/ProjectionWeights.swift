@@ -15,7 +15,9 @@ struct CanonicalProjection {
     /// only when asked for (`weight()`), so a large model's projections are not all held.
     let tensor: Tensor
     let layout: WeightLayout
-    let outputStart: Int
+    /// This projection's stored output features, in order: one range, or (a grouped packing
+    /// such as InternLM2's wqkv) one per block.
+    let outputRanges: [Range<Int>]
     let columns: Int
 
     init(_ projection: ProjectionWeight, in graph: Graph, layer: Int, role: String) throws {
@@ -30,28 +32,28 @@ struct CanonicalProjection {
         // Stored [in, out] (MatMul B) or [out, in] (PyTorch / Gemm transB).
         let totalOut = projection.layout == .inputMajor ? columns : rows
         let inputs = projection.layout == .inputMajor ? rows : columns
-        let start = projection.outputStart ?? 0
-        let count = projection.outputCount ?? (totalOut - start)
-        guard start >= 0, count > 0, start + count <= totalOut else {
+        let ranges = projection.outputRanges(total: totalOut)
+        let end = ranges.map(\.upperBound).max() ?? 0
+        guard ranges.allSatisfy({ $0.lowerBound >= 0 && !$0.isEmpty }), end <= totalOut else {
             throw HybridLayerError.badWeightShape(layer: layer, role: role, name: projection.weight, shape: tensor.dims,
-                                                  expected: "at least \(start + count) output features")
+                                                  expected: "at least \(end) output features")
         }
         self.tensor = tensor
         self.layout = projection.layout
-        self.outputStart = start
+        self.outputRanges = ranges
         self.columns = columns
-        self.outFeatures = count
+        self.outFeatures = ranges.reduce(0) { $0 + $1.count }
         self.inFeatures = inputs
         if let biasName = projection.bias {
             guard let biasTensor = graph.initializer(named: biasName) else {
                 throw HybridLayerError.missingInitializer(layer: layer, role: "\(role) bias", name: biasName)
             }
             let all = try biasTensor.floatValues()
-            guard all.count >= start + count else {
+            guard all.count >= end else {
                 throw HybridLayerError.badWeightShape(layer: layer, role: "\(role) bias", name: biasName, shape: biasTensor.dims,
-                                                      expected: "at least \(start + count) values")
+                                                      expected: "at least \(end) values")
             }
-            bias = Array(all[start ..< start + count])
+            bias = ranges.flatMap { all[$0] }
         } else {
             bias = nil
         }
@@ -61,11 +63,11 @@ struct CanonicalProjection {
     func weight() throws -> [Float] {
         let values = try tensor.floatValues()
         var weight = [Float](repeating: 0, count: outFeatures * inFeatures)
-        for out in 0 ..< outFeatures {
+        for (out, stored) in outputRanges.joined().enumerated() {
             for input in 0 ..< inFeatures {
                 weight[out * inFeatures + input] = layout == .inputMajor
-                    ? values[input * columns + outputStart + out]
-                    : values[(outputStart + out) * columns + input]
+                    ? values[input * columns + stored]
+                    : values[stored * columns + input]
             }
         }
         return weight
@@ -112,10 +114,12 @@ final class StackedInputMajorProjections: ChunkedTensorData {
                     var at = 0
                     for r in row ..< row + count {
                         for (part, bytes) in sources {
-                            let length = part.outFeatures * elementSize
-                            let from = (r * part.columns + part.outputStart) * elementSize
-                            (buffer.baseAddress! + at).copyMemory(from: bytes.baseAddress! + from, byteCount: length)
-                            at += length
+                            for range in part.outputRanges {
+                                let length = range.count * elementSize
+                                let from = (r * part.columns + range.lowerBound) * elementSize
+                                (buffer.baseAddress! + at).copyMemory(from: bytes.baseAddress! + from, byteCount: length)
+                                at += length
+                            }
                         }
                     }
                     try body(UnsafeRawBufferPointer(start: buffer.baseAddress, count: at))
