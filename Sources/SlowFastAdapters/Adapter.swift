@@ -14,6 +14,11 @@ public struct Adapter {
     public let layerIndex: [LayerIndexSource]
     /// `layerIndex`, compiled.
     public let layerNumbering: LayerNumbering
+    /// Where the graph names the PyTorch module of a node (TorchScript's node names, dynamo's
+    /// name scopes): one group, the module path. Where every weight's node names its module,
+    /// the weights take the export's own names (InternLM2's attention.wqkv, not the LLaMA
+    /// names discovery would give); the same sources as `layerIndex`, compiled.
+    public var moduleNaming: LayerNumbering? = nil
     /// How the attention block's output joins the residual stream.
     public let residual: ResidualKind
     /// Matched at every node output; each match is one layer's attention block.
@@ -67,6 +72,7 @@ struct AdapterFile: Decodable {
     var name: String
     var description: String?
     var layerIndex: [IndexSource]?
+    var moduleName: [IndexSource]?
     var residual: Adapter.ResidualKind
     /// Pattern libraries (`*.patterns.yaml`) whose named patterns this file may `use:`.
     var include: [String]?
@@ -198,20 +204,24 @@ extension Adapter {
         // adapter for a new export changes one shared pattern).
         var named = try includedPatterns(file.include ?? [], from: path, resolve: resolve, seen: [])
         for (name, spec) in file.patterns ?? [:] { named[name] = spec }
-        var sources: [LayerIndexSource] = []
-        for source in file.layerIndex ?? [] {
-            if let regex = source.nodeName { sources.append(.nodeName(regex)) }
-            if let metadata = source.metadata { sources.append(.metadata(key: metadata.key, regex: metadata.pattern)) }
+        func compiled(_ entries: [AdapterFile.IndexSource], _ key: String) throws -> ([LayerIndexSource], LayerNumbering) {
+            var sources: [LayerIndexSource] = []
+            for source in entries {
+                if let regex = source.nodeName { sources.append(.nodeName(regex)) }
+                if let metadata = source.metadata { sources.append(.metadata(key: metadata.key, regex: metadata.pattern)) }
+            }
+            do { return (sources, try LayerNumbering(sources)) } catch let error as BoundedRegex.InvalidPattern {
+                throw AdapterError(file: path, message: "\(key) pattern '\(error.pattern)' "
+                    + (error.reason.map { "is refused: \($0)" } ?? "is not a regular expression"))
+            }
         }
-        let numbering: LayerNumbering
-        do { numbering = try LayerNumbering(sources) } catch let error as BoundedRegex.InvalidPattern {
-            throw AdapterError(file: path, message: "layerIndex pattern '\(error.pattern)' "
-                + (error.reason.map { "is refused: \($0)" } ?? "is not a regular expression"))
-        }
-        return Adapter(name: file.name, description: file.description ?? "", layerIndex: sources, layerNumbering: numbering,
-                       residual: file.residual,
-                       attention: try file.attention.compile(named, file: path), inputNorm: try file.inputNorm.compile(named, file: path),
-                       mlp: try file.mlp?.compile(named, file: path), source: path)
+        let (sources, numbering) = try compiled(file.layerIndex ?? [], "layerIndex")
+        var adapter = Adapter(name: file.name, description: file.description ?? "", layerIndex: sources, layerNumbering: numbering,
+                              residual: file.residual,
+                              attention: try file.attention.compile(named, file: path), inputNorm: try file.inputNorm.compile(named, file: path),
+                              mlp: try file.mlp?.compile(named, file: path), source: path)
+        if let moduleName = file.moduleName { adapter.moduleNaming = try compiled(moduleName, "moduleName").1 }
+        return adapter
     }
 
     /// Bounds on untrusted adapter files: bytes, YAML nodes (aliases expanded), nesting.

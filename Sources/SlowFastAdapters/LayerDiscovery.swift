@@ -397,6 +397,7 @@ public enum LayerDiscovery {
                                              normOffset: normOffset)
         parameters += headParameters(dimensions, matcher: matcher, adapter: adapter, file: file, known: Set(parameters.map(\.onnxName)),
                                      normOffset: normOffset)
+        parameters = exportNamed(parameters, naming: adapter.moduleNaming, index: index)
         return ModelLayout(adapter: adapter.name, dimensions: dimensions, layers: layers, floatType: floatType, parameters: parameters)
     }
 
@@ -544,6 +545,37 @@ extension LayerDiscovery {
             }
         }
         return nil
+    }
+
+    /// `parameters` under the names the export itself gives their modules, where the adapter
+    /// says how to read them (`moduleName`) and the graph names every one: each parameter is
+    /// `module.weight` (or `.bias`) of the one module whose nodes read it, less the prefix of
+    /// the wrapper the exporter ran (the part before `model.layers.N.` of the layers' modules,
+    /// which must be one prefix for all). A family whose modules are not LLaMA's (InternLM2's
+    /// attention.wqkv, feed_forward.w1, tok_embeddings, output) keeps its own names; where the
+    /// graph does not name every module, the names discovery gave stay, all of them.
+    static func exportNamed(_ parameters: [CanonicalParameter], naming: LayerNumbering?, index: GraphIndex) -> [CanonicalParameter] {
+        guard let naming, !parameters.isEmpty else { return parameters }
+        var paths: [String] = []
+        for parameter in parameters {
+            let readers = index.consumers(of: parameter.onnxName)
+            let modules = Set(readers.map { naming.capture(of: $0)?.split(separator: "/").joined(separator: ".") })
+            guard parameter.transform.parts == nil, modules.count == 1, let module = modules.first ?? nil, !module.isEmpty,
+                  let leaf = parameter.canonicalName.split(separator: ".").last else { return parameters }
+            paths.append("\(module).\(leaf)")
+        }
+        var wrapper: String?
+        for (parameter, path) in zip(parameters, paths) where parameter.canonicalName.hasPrefix("model.layers.") {
+            let layer = parameter.canonicalName.split(separator: ".").prefix(3).joined(separator: ".") + "."
+            guard let found = path.range(of: layer) else { return parameters }
+            let prefix = String(path[..<found.lowerBound])
+            guard prefix.isEmpty || prefix.hasSuffix("."), wrapper == nil || wrapper == prefix else { return parameters }
+            wrapper = prefix
+        }
+        guard let wrapper, paths.allSatisfy({ $0.hasPrefix(wrapper) }) else { return parameters }
+        let names = paths.map { String($0.dropFirst(wrapper.count)) }
+        guard Set(names).count == names.count else { return parameters }
+        return zip(parameters, names).map { CanonicalParameter(onnxName: $0.onnxName, canonicalName: $1, transform: $0.transform) }
     }
 
     /// The value that joins the residual stream for a block output `value`: `value` itself, or

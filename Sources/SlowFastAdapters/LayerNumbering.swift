@@ -34,11 +34,17 @@ public struct LayerNumbering {
     /// The layer number of `node`, from the first rule whose text matches; the last match in
     /// a text wins (name scopes list outer modules first).
     public func number(of node: Node) -> Int? {
+        capture(of: node, where: { Int($0) != nil }).flatMap { Int($0) }
+    }
+
+    /// The text of the first group of the first rule whose text matches (the last match in a
+    /// text), and which `accept` accepts.
+    public func capture(of node: Node, where accept: (Substring) -> Bool = { _ in true }) -> String? {
         for rule in rules {
             guard let text = rule.metadataKey.map(node.metadata) ?? node.name else { continue }
             if let last = rule.regex.matches(in: text).last, last.numberOfRanges > 1, let range = Range(last.range(at: 1), in: text),
-               let number = Int(text[range]) {
-                return number
+               accept(text[range]) {
+                return String(text[range])
             }
         }
         return nil

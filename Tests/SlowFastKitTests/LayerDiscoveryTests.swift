@@ -60,6 +60,34 @@ final class LayerDiscoveryTests: XCTestCase {
         XCTAssertNoThrow(try model.graph.sortTopologically())
     }
 
+    /// InternLM2's grouped wqkv (per kv head: 2 query heads, key, value, 16 rows each): k and v
+    /// are strided row blocks of it, read back in PyTorch's layout row for row.
+    func testGroupedQkvGivesStridedKeyAndValueRows() throws {
+        let model = try fixture("internlm2-torchscript")
+        let layout = try LayerDiscovery.discover(model, adapters: try adapters())
+        XCTAssertEqual(layout.dimensions, ModelDimensions(numLayers: 6, hiddenSize: 64, numHeads: 4, numKVHeads: 2, headDim: 16,
+                                                          intermediateSize: 128, vocabSize: 256))
+        let layer = layout.layers[1]
+        XCTAssertEqual(layer.q.outputRanges(total: 128), [0 ..< 32, 64 ..< 96])
+        XCTAssertEqual(layer.k.outputRanges(total: 128), [32 ..< 48, 96 ..< 112])
+        XCTAssertEqual(layer.v.outputRanges(total: 128), [48 ..< 64, 112 ..< 128])
+        let stored = try XCTUnwrap(model.graph.initializer(named: layer.k.weight))
+        XCTAssertEqual(stored.dims, [64, 128])  // [in, out]: the MatMul operand
+        let values = try stored.floatValues()
+        let key = try CanonicalProjection(layer.k, in: model.graph, layer: 1, role: "k_proj").weight()
+        let value = try CanonicalProjection(layer.v, in: model.graph, layer: 1, role: "v_proj").weight()
+        for row in 0 ..< 32 {
+            let column = (row / 16) * 64 + row % 16
+            for input in 0 ..< 64 {
+                XCTAssertEqual(key[row * 64 + input], values[input * 128 + 32 + column])
+                XCTAssertEqual(value[row * 64 + input], values[input * 128 + 48 + column])
+            }
+        }
+        let names = Dictionary(layout.parameters.map { ($0.onnxName, $0.canonicalName) }, uniquingKeysWith: { a, _ in a })
+        XCTAssertEqual(names[layer.k.weight], "model.layers.1.attention.wqkv.weight")
+        XCTAssertEqual(names[layer.o.weight], "model.layers.1.attention.wo.weight")
+    }
+
     func testOutOfRangeLayerIsRefusedBeforeAnythingChanges() throws {
         let model = try fixture("qwen2-dynamo")
         let layout = try LayerDiscovery.discover(model, adapters: try adapters())

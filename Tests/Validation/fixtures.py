@@ -15,6 +15,17 @@ def config(folder):
     return json.loads((folder / "config.json").read_text())
 
 
+def pytorch_names(folder):
+    """The PyTorch names of the fixture's modules that tests look up: LLaMA's, or the model's
+    own where its modules are named otherwise (InternLM2: attention_norm, attention.wo,
+    tok_embeddings, output), as `weights export` keeps them."""
+    if config(folder)["model_type"] == "internlm2":
+        return {"input_norm": "attention_norm", "o_proj": "attention.wo", "qkv": "attention.wqkv",
+                "embed": "model.tok_embeddings.weight", "lm_head": "output.weight"}
+    return {"input_norm": "input_layernorm", "o_proj": "self_attn.o_proj", "qkv": "self_attn.qkv_proj",
+            "embed": "model.embed_tokens.weight", "lm_head": "lm_head.weight"}
+
+
 def srelu_channel_flags(folder):
     """What a user adds for SReLU where the graph does not tell the activation's channel count:
     Phi-3 by TorchScript chunks its packed gate_up_proj with Slice ends computed at run time,

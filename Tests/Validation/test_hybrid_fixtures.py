@@ -12,7 +12,7 @@ from onnx import numpy_helper
 
 import hybrid_reference
 from conftest import REPO, checker_passes, ort_session, query_mask_of, run, slow_inputs_off
-from fixtures import FIXTURES, NAMES, config, float_type, graph_inputs, rope_from_caches, tolerance
+from fixtures import FIXTURES, NAMES, config, float_type, graph_inputs, pytorch_names, rope_from_caches, tolerance
 
 LAYERS = [0, 2, 4]
 GATED = 2
@@ -237,8 +237,13 @@ def test_weight_map_accounts_for_every_initializer(folder, tmp_path):
             # Phi-3's qkv_proj is packed in PyTorch: kv_proj is its k and v row blocks.
             qkv = f"model.layers.{layer}.self_attn.qkv_proj.weight"
             assert kv["initRule"] == f"concat({qkv}[64:96], {qkv}[96:128])"
+        if folder.name.startswith("internlm2-"):
+            # InternLM2's wqkv holds per kv head its 2 query heads, key, value (16 rows each):
+            # kv_proj is the key rows of both kv heads, then their value rows.
+            qkv = f"model.layers.{layer}.attention.wqkv.weight"
+            assert kv["initRule"] == f"concat({qkv}[32:48], {qkv}[96:112], {qkv}[48:64], {qkv}[112:128])"
         assert canonical[f"model.layers.{layer}.self_attn.cross_attn_warm_up_gate"]["initRule"] == "zeros"
-    assert canonical["model.layers.0.self_attn.o_proj.weight"]["canonicalSource"] == "adapter"
+    assert canonical[f"model.layers.0.{pytorch_names(folder)['o_proj']}.weight"]["canonicalSource"] == "adapter"
 
 
 GENAI = [f for f in FIXTURES if "genai" in f.name]

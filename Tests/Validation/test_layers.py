@@ -8,7 +8,8 @@ import pytest
 from onnx import numpy_helper
 
 from conftest import REPO, backend_models, run
-from fixtures import FIXTURES, NAMES, config, graph_inputs, initializer, reference, rope_from_caches, run_with_outputs, tolerance
+from fixtures import (FIXTURES, NAMES, config, graph_inputs, initializer, pytorch_names, reference, rope_from_caches, run_with_outputs,
+                      tolerance)
 
 
 def layout_of(folder):
@@ -80,12 +81,13 @@ def test_anchors_are_the_query_after_rope_and_the_attention_output(folder):
 def test_canonical_names_cover_the_projections(folder):
     layout = layout_of(folder)
     names = {p["canonicalName"] for p in layout["parameters"]}
+    own = pytorch_names(folder)
     for i in range(len(layout["layers"])):
         # OLMo-2 has no input norm; its first norm follows o_proj.
-        first = "post_attention_layernorm" if config(folder)["model_type"] == "olmo2" else "input_layernorm"
+        first = "post_attention_layernorm" if config(folder)["model_type"] == "olmo2" else own["input_norm"]
         assert f"model.layers.{i}.{first}.weight" in names
-        assert f"model.layers.{i}.self_attn.o_proj.weight" in names
-    assert "model.embed_tokens.weight" in names
+        assert f"model.layers.{i}.{own['o_proj']}.weight" in names
+    assert own["embed"] in names
 
 
 def test_packed_qkv_slices_that_disagree_with_the_heads_are_refused(tmp_path):
@@ -104,6 +106,29 @@ def test_packed_qkv_slices_that_disagree_with_the_heads_are_refused(tmp_path):
     assert result.returncode != 0
     assert "layer 0" in result.stderr and "packed qkv" in result.stderr, result.stderr
     assert "sliced q 0..<64, k 64..<88, v 96..<128" in result.stderr and "head_dim 16" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("change, message", [
+    ("key", "key Gather '/model/model/layers.0/attention/Gather_2' of the grouped qkv takes 1 on axis 3; expected 2 on the group axis"),
+    ("query", "query Slice '/model/model/layers.0/attention/Slice' of the grouped qkv takes 0..<1 on axis 3; "
+              "expected 0..<2 on the group axis"),
+])
+def test_grouped_qkv_that_disagrees_with_the_heads_is_refused(tmp_path, change, message):
+    """InternLM2's wqkv with its key gathered from a query head's place, or one query head per
+    group sliced instead of two: discovery names the node, what it read and what the head
+    counts require, and describes no layer."""
+    folder = REPO / "Tests/Fixtures/internlm2-torchscript"
+    model = onnx.load(str(folder / "model.onnx"))
+    nodes = {n.name: n for n in model.graph.node}
+    node, slot, value = {"key": ("Gather_2", 1, -3), "query": ("Slice", 2, 1)}[change]
+    node = nodes[f"/model/model/layers.0/attention/{node}"]
+    model.graph.initializer.append(numpy_helper.from_array(np.array(value if change == "key" else [value], np.int64), "changed"))
+    node.input[slot] = "changed"
+    path = tmp_path / "model.onnx"
+    onnx.save(model, str(path))
+    result = run("inspect", path, "--layers")
+    assert result.returncode != 0
+    assert "layer 0" in result.stderr and message in result.stderr, result.stderr
 
 
 def test_a_cnn_matches_no_adapter():
@@ -127,4 +152,4 @@ def test_every_weight_has_its_pytorch_name(folder):
     assert [w for w in weights if w not in named] == []
     # 9 tensors per layer (+3 biases for Qwen2; genai packs q, k, v), embeddings, final norm, lm_head.
     canonical = set(named.values())
-    assert {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"} <= canonical
+    assert {pytorch_names(folder)["embed"], "model.norm.weight", pytorch_names(folder)["lm_head"]} <= canonical

@@ -118,7 +118,14 @@ def hybrid_checkpoint(folder, dtype):
         tensors[prefix + "cross_attn_gate_proj.0.weight"] = ref[f"hybrid_gate_w_{layer}"]          # [1, H*hd]
         tensors[prefix + "cross_attn_gate_proj.0.bias"] = ref[f"hybrid_gate_b_{layer}"]
         tensors[prefix + "cross_attn_warm_up_gate"] = ref[f"hybrid_alpha_{layer}"]
-        if prefix + "qkv_proj.weight" in state:  # Phi-3: k and v are the row blocks after q's
+        grouped = f"model.layers.{layer}.attention.wqkv.weight"
+        if grouped in state:  # InternLM2: per kv head, its query heads, key, value
+            cfg = config(folder)
+            groups, head_dim = cfg["num_attention_heads"] // cfg["num_key_value_heads"], cfg["head_dim"]
+            rows = state[grouped].reshape(cfg["num_key_value_heads"], groups + 2, head_dim, -1)
+            tensors[prefix + "cross_attn_kv_proj.weight"] = np.concatenate([rows[:, -2].reshape(-1, rows.shape[-1]),
+                                                                             rows[:, -1].reshape(-1, rows.shape[-1])])
+        elif prefix + "qkv_proj.weight" in state:  # Phi-3: k and v are the row blocks after q's
             qkv, kv_width = state[prefix + "qkv_proj.weight"], config(folder)["num_key_value_heads"] * config(folder)["head_dim"]
             tensors[prefix + "cross_attn_kv_proj.weight"] = qkv[qkv.shape[0] - 2 * kv_width:]
         else:
