@@ -100,12 +100,14 @@ extension Yams.Node {
 extension AdapterFile: YAMLReadable {
     init(yaml node: Yams.Node, at path: YAMLPath) throws {
         var name: String?, residual: Adapter.ResidualKind?, attention: PatternSpec?, inputNorm: PatternSpec?
-        let keys: Set<String> = ["name", "description", "layerIndex", "residual", "include", "patterns", "attention", "inputNorm", "mlp"]
+        let keys: Set<String> = ["name", "description", "layerIndex", "moduleName", "residual", "include", "patterns", "attention",
+                                 "inputNorm", "mlp"]
         for (key, value, at) in try node.fields(at: path, keys: keys) {
             switch key {
             case "name": name = try value.text(at: at)
             case "description": description = try value.text(at: at)
             case "layerIndex": layerIndex = try value.list(at: at)
+            case "moduleName": moduleName = try value.list(at: at)
             case "residual":
                 let text = try value.text(at: at)
                 guard let kind = Adapter.ResidualKind(rawValue: text) else { throw value.shapeError(at, "add or skipNorm, found '\(text)'") }
