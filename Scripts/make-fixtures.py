@@ -460,7 +460,7 @@ def build(family, exporter, folder, seed, half=False, attention="eager", opset=N
 
 
 # The families with a dynamo export with a KV cache, and their seeds (those of their other exports).
-DYNAMO_KV_FAMILIES = (("qwen2", 10), ("llama", 11))
+DYNAMO_KV_FAMILIES = (("qwen2", 10), ("llama", 11), ("qwen3", 12), ("phi3", 13), ("granite", 14))
 
 # How each fixture's PyTorch model is made (family, seed, make_model/build options).
 MODELS = {
