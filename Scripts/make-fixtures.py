@@ -46,6 +46,7 @@ own attention multiplier, and takes the slow tokens as they are (no embedding mu
 granite-torchscript-fp16 is the Granite model in float16, exported by TorchScript.
 """
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -334,6 +335,26 @@ class WithCacheList(WithCache):
         return super().forward(input_ids, attention_mask, *past)
 
 
+@contextlib.contextmanager
+def sliding_layers_as_full():
+    """Traces transformers' sliding-window cache layers as full DynamicLayers, as transformers'
+    own dynamo exporter does (transformers/exporters/exporter_dynamo.py,
+    _patch_sliding_window_layer): the sliding layer keeps a Python token counter and compares it
+    with the window, which torch.export refuses on a dynamic past length. The sliding mask still
+    applies the window; only the present is then not cut to the window's last positions (the
+    prompts and decode steps here are far inside the 4096-position window, where the two agree)."""
+    layer, full = transformers.cache_utils.DynamicSlidingWindowLayer, transformers.cache_utils.DynamicLayer
+    names = ("update", "get_mask_sizes", "get_seq_length")
+    saved = {name: layer.__dict__[name] for name in names}
+    for name in names:
+        setattr(layer, name, getattr(full, name))
+    try:
+        yield
+    finally:
+        for name, method in saved.items():
+            setattr(layer, name, method)
+
+
 def export_dynamo_kv(model, folder):
     """torch.onnx.export(dynamo=True) of WithCache: the same inputs and outputs as
     export_torch_kv (past_key_values.{i}.key/value in, present.{i}.key/value out), external
@@ -346,9 +367,11 @@ def export_dynamo_kv(model, folder):
     # The mask's length is past_sequence + sequence; torch.export finds that relation itself.
     shapes = {"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: torch.export.Dim.AUTO},
               "past": [{0: batch, 2: past_sequence} for _ in past]}
-    program = torch.onnx.export(WithCacheList(model).eval(), (ids, mask, past), dynamo=True,
-                                input_names=["input_ids", "attention_mask", *past_names],
-                                output_names=["logits", *present_names], dynamic_shapes=shapes)
+    sliding = "sliding_attention" in (getattr(model.config, "layer_types", None) or ())
+    with sliding_layers_as_full() if sliding else contextlib.nullcontext():
+        program = torch.onnx.export(WithCacheList(model).eval(), (ids, mask, past), dynamo=True,
+                                    input_names=["input_ids", "attention_mask", *past_names],
+                                    output_names=["logits", *present_names], dynamic_shapes=shapes)
     path = folder / "model.onnx"
     program.save(str(path), external_data=True)
     return path
@@ -460,7 +483,8 @@ def build(family, exporter, folder, seed, half=False, attention="eager", opset=N
 
 
 # The families with a dynamo export with a KV cache, and their seeds (those of their other exports).
-DYNAMO_KV_FAMILIES = (("qwen2", 10), ("llama", 11), ("qwen3", 12), ("phi3", 13), ("granite", 14))
+DYNAMO_KV_FAMILIES = (("qwen2", 10), ("llama", 11), ("qwen3", 12), ("phi3", 13), ("granite", 14), ("gemma2", 13),
+                      ("gemma3", 14), ("olmo2", 15))
 
 # How each fixture's PyTorch model is made (family, seed, make_model/build options).
 MODELS = {
