@@ -12,6 +12,8 @@ head_dim 16), exported three ways each:
                  in, present.{i}.key/value out (genai's names), keys and values appended with
                  Concat(past, new); traced with a past of 2 positions, so the Concat is in the
                  graph, and fed an empty past for the prompt (issue 11)
+    dynamo-kv    torch.onnx.export(dynamo=True) with a KV cache, the same inputs and outputs as
+                 torchscript-kv, external data (issue 11)
 
 into Tests/Fixtures/<family>-<exporter>/ with config.json, meta.json and reference.npz:
 the inputs fed, `logits` (onnxruntime on the export) and `logits_torch`, and per layer i
@@ -44,6 +46,7 @@ own attention multiplier, and takes the slow tokens as they are (no embedding mu
 granite-torchscript-fp16 is the Granite model in float16, exported by TorchScript.
 """
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -296,8 +299,9 @@ class WithCache(torch.nn.Module):
         return (output.logits, *presents)
 
 
-def export_torch_kv(model, folder):
-    folder.mkdir(parents=True, exist_ok=True)
+def traced_cache_inputs(model):
+    """What the KV-cache exports are traced with: TOKENS after a random past of 2 positions (so
+    the cache's Concat is in the graph), and the names of the past inputs and present outputs."""
     config = model.config
     layers, traced_past = config.num_hidden_layers, 2
     ids = torch.tensor(TOKENS)
@@ -306,6 +310,12 @@ def export_torch_kv(model, folder):
     past = [torch.randn(1, config.num_key_value_heads, traced_past, config.head_dim, dtype=dtype) for _ in range(2 * layers)]
     past_names = [f"past_key_values.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
     present_names = [name.replace("past_key_values", "present") for name in past_names]
+    return ids, mask, past, past_names, present_names
+
+
+def export_torch_kv(model, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    ids, mask, past, past_names, present_names = traced_cache_inputs(model)
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total_sequence"},
             "logits": {0: "batch", 1: "sequence"}}
     axes.update({name: {0: "batch", 2: "past_sequence"} for name in past_names})
@@ -314,6 +324,56 @@ def export_torch_kv(model, folder):
     torch.onnx.export(WithCache(model), (ids, mask, *past), str(path), dynamo=False, opset_version=17,
                       input_names=["input_ids", "attention_mask", *past_names], output_names=["logits", *present_names],
                       dynamic_axes=axes)
+    return path
+
+
+class WithCacheList(WithCache):
+    """WithCache taking the past as one list, so that torch.export's dynamic_shapes can name
+    its axes (one spec per tensor)."""
+
+    def forward(self, input_ids, attention_mask, past):
+        return super().forward(input_ids, attention_mask, *past)
+
+
+@contextlib.contextmanager
+def sliding_layers_as_full():
+    """Traces transformers' sliding-window cache layers as full DynamicLayers, as transformers'
+    own dynamo exporter does (transformers/exporters/exporter_dynamo.py,
+    _patch_sliding_window_layer): the sliding layer keeps a Python token counter and compares it
+    with the window, which torch.export refuses on a dynamic past length. The sliding mask still
+    applies the window; only the present is then not cut to the window's last positions (the
+    prompts and decode steps here are far inside the 4096-position window, where the two agree)."""
+    layer, full = transformers.cache_utils.DynamicSlidingWindowLayer, transformers.cache_utils.DynamicLayer
+    names = ("update", "get_mask_sizes", "get_seq_length")
+    saved = {name: layer.__dict__[name] for name in names}
+    for name in names:
+        setattr(layer, name, getattr(full, name))
+    try:
+        yield
+    finally:
+        for name, method in saved.items():
+            setattr(layer, name, method)
+
+
+def export_dynamo_kv(model, folder):
+    """torch.onnx.export(dynamo=True) of WithCache: the same inputs and outputs as
+    export_torch_kv (past_key_values.{i}.key/value in, present.{i}.key/value out), external
+    data. torch.export traces transformers' DynamicCache as plain tensor code: the cache update
+    is a Concat(past, new) on the sequence axis. Traced with a past of 2 positions; the prompt
+    is fed an empty past (0 positions), which the exported graph takes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids, mask, past, past_names, present_names = traced_cache_inputs(model)
+    batch, sequence, past_sequence = torch.export.Dim("batch"), torch.export.Dim("sequence"), torch.export.Dim("past_sequence")
+    # The mask's length is past_sequence + sequence; torch.export finds that relation itself.
+    shapes = {"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: torch.export.Dim.AUTO},
+              "past": [{0: batch, 2: past_sequence} for _ in past]}
+    sliding = "sliding_attention" in (getattr(model.config, "layer_types", None) or ())
+    with sliding_layers_as_full() if sliding else contextlib.nullcontext():
+        program = torch.onnx.export(WithCacheList(model).eval(), (ids, mask, past), dynamo=True,
+                                    input_names=["input_ids", "attention_mask", *past_names],
+                                    output_names=["logits", *present_names], dynamic_shapes=shapes)
+    path = folder / "model.onnx"
+    program.save(str(path), external_data=True)
     return path
 
 
@@ -401,6 +461,8 @@ def build(family, exporter, folder, seed, half=False, attention="eager", opset=N
         path = export_genai(model, family, folder)
     elif exporter == "torchscript-kv":
         path = export_torch_kv(model, folder)
+    elif exporter == "dynamo-kv":
+        path = export_dynamo_kv(model, folder)
     else:
         path = export_torch(model, folder, dynamo=exporter == "dynamo", opset=opset)
     session, feeds = onnx_feeds(path, model.config)
@@ -420,6 +482,10 @@ def build(family, exporter, folder, seed, half=False, attention="eager", opset=N
     print(f"{folder.relative_to(REPO)}: logits max abs diff vs torch {diff:.2e}")
 
 
+# The families with a dynamo export with a KV cache, and their seeds (those of their other exports).
+DYNAMO_KV_FAMILIES = (("qwen2", 10), ("llama", 11), ("qwen3", 12), ("phi3", 13), ("granite", 14), ("gemma2", 13),
+                      ("gemma3", 14), ("olmo2", 15))
+
 # How each fixture's PyTorch model is made (family, seed, make_model/build options).
 MODELS = {
     **{f"qwen2-{e}": ("qwen2", 10, {}) for e in ("torchscript", "dynamo", "genai")},
@@ -434,6 +500,8 @@ MODELS = {
     **{f"phi3-{e}": ("phi3", 13, {}) for e in ("torchscript", "dynamo", "genai", "torchscript-kv")},
     **{f"granite-{e}": ("granite", 14, {}) for e in ("torchscript", "dynamo", "torchscript-kv", "genai")},
     "granite-torchscript-fp16": ("granite", 14, {"half": True}),
+    # torch.onnx dynamo exports with a KV cache (issue 11): each family's model and seed as in its other exports.
+    **{f"{family}-dynamo-kv": (family, seed, {}) for family, seed in DYNAMO_KV_FAMILIES},
 }
 
 
@@ -512,6 +580,10 @@ def main():
         build("granite", "torchscript", FIXTURES / "granite-torchscript-fp16", seed=14, half=True)
     if wanted is None or "qwen2-torchscript-fp16" in wanted:
         build("qwen2", "torchscript", FIXTURES / "qwen2-torchscript-fp16", seed=10, half=True)
+    # torch.onnx dynamo exports with a KV cache: past_key_values in, present out, as torchscript-kv.
+    for family, seed in DYNAMO_KV_FAMILIES:
+        if wanted is None or f"{family}-dynamo-kv" in wanted:
+            build(family, "dynamo-kv", FIXTURES / f"{family}-dynamo-kv", seed=seed)
     if args.examples or wanted is None:
         build("qwen2", "dynamo", REPO / "Examples/qwen2-tiny", seed=99)
 
