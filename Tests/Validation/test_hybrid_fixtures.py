@@ -12,7 +12,7 @@ from onnx import numpy_helper
 
 import hybrid_reference
 from conftest import REPO, checker_passes, ort_session, query_mask_of, run, slow_inputs_off
-from fixtures import FIXTURES, NAMES, config, float_type, graph_inputs, rope_from_caches, tolerance
+from fixtures import FIXTURES, NAMES, config, float_type, graph_inputs, position_feeds, rope_from_caches, tolerance
 
 LAYERS = [0, 2, 4]
 GATED = 2
@@ -80,6 +80,7 @@ def test_default_init_is_function_preserving(folder, mode, tmp_path):
     # the cause is not pinned down, so float16 insert mode is held to one float16 step.
     limit = 4e-3 if folder.name.endswith("fp16") and mode == "insert" else 1e-5
     for name in names:
+        assert before[name].shape == after[name].shape, name  # no broadcast hides a wrong rank
         assert np.abs(before[name].astype(np.float64) - after[name]).max() <= limit, name
 
 
@@ -366,9 +367,10 @@ def test_slow_kv_inputs_is_refused_in_insert_mode(tmp_path):
     assert list(out.parent.iterdir()) == []
 
 
-def decode(session, cfg, feeds_extra, steps=3, with_slow=None):
+def decode(session, cfg, feeds_extra, steps=3, with_slow=None, prompt_positions=None):
     """Prefill on the reference prompt, then `steps` greedy decode steps feeding present K/V back;
-    `feeds_extra` (the slow inputs) is the same at every step."""
+    `feeds_extra` (the slow inputs) is the same at every step; `prompt_positions`: the reference's
+    position_ids, where the graph takes them."""
     prompt = np.array([[3, 17, 42, 99, 128, 7, 201]], np.int64)
     names = [i.name for i in session.get_inputs()]
     past = {n: np.zeros((1, cfg["num_key_value_heads"], 0, cfg["head_dim"]), np.float32) for n in names
@@ -377,7 +379,8 @@ def decode(session, cfg, feeds_extra, steps=3, with_slow=None):
     all_logits = []
     outputs = [o.name for o in session.get_outputs()]
     for step in range(steps + 1):
-        feeds = {"input_ids": ids, "attention_mask": np.ones((1, total), np.int64), **past, **feeds_extra}
+        feeds = {"input_ids": ids, "attention_mask": np.ones((1, total), np.int64), **past, **feeds_extra,
+                 **position_feeds(names, prompt_positions, total, ids.shape[1])}
         if with_slow is not None:
             feeds["slow_tokens"] = with_slow
         values = dict(zip(outputs, session.run(outputs, feeds)))
@@ -394,8 +397,9 @@ def test_kv_cache_decode_steps(folder, tmp_path):
     assert result.returncode == 0, result.stderr
     cfg = config(folder)
     slow = slow_tokens(cfg)
-    original, original_values = decode(ort_session(folder / "model.onnx"), cfg, {})
-    rewritten, rewritten_values = decode(ort_session(out), cfg, slow_feeds(out, slow))
+    positions = graph_inputs(folder).get("position_ids")
+    original, original_values = decode(ort_session(folder / "model.onnx"), cfg, {}, prompt_positions=positions)
+    rewritten, rewritten_values = decode(ort_session(out), cfg, slow_feeds(out, slow), prompt_positions=positions)
     assert len(rewritten) == 4
     for a, b in zip(original, rewritten):
         assert np.abs(a - b).max() <= 1e-5
@@ -415,9 +419,9 @@ def test_kv_cache_decode_steps(folder, tmp_path):
     for name in anchors(layer) + [mixed]:
         model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
     session = ort_session(model)
-    logits, values = decode(session, cfg, slow_feeds(out, slow))
+    logits, values = decode(session, cfg, slow_feeds(out, slow), prompt_positions=positions)
     values["__path__"] = str(out)
-    position = 9
+    position = 9 if positions is None else int(positions.max()) + 3
     expected = reference_mix(model, layer, values, gates, slow, cfg, np.array([[position]]))
     assert np.abs(values[mixed] - expected).max() <= 1e-4
     assert np.abs(logits[-1] - original[-1]).max() > 1e-4
@@ -492,12 +496,14 @@ def reference_decode(session, folder, slow_feeds_once, ref):
     feeds = graph_inputs(folder)
     past = {k: v for k, v in feeds.items() if k.startswith("past_key_values")}
     ids, total = feeds["input_ids"], feeds["input_ids"].shape[1]
+    inputs = [i.name for i in session.get_inputs()]
     steps = []
     for token in [None, 5, 9, 13][: reference_steps(ref)]:
         if token is not None:
             ids, total = np.array([[token]], np.int64), total + 1
         values = dict(zip(outputs, session.run(outputs, {"input_ids": ids, "attention_mask": np.ones((1, total), np.int64),
-                                                           **past, **slow_feeds_once})))
+                                                           **past, **slow_feeds_once,
+                                                           **position_feeds(inputs, feeds.get("position_ids"), total, ids.shape[1])})))
         steps.append(values["logits"])
         past = {name: values[name.replace("past_key_values", "present")] for name in past}
     return steps
