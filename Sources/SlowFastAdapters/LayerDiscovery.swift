@@ -245,6 +245,8 @@ public enum LayerDiscovery {
             let query: QueryAnchor
             if let tensor = match["query"] {
                 query = .tensor(name: tensor)
+            } else if let tensor = match["queryMerged"] {
+                query = .headsMerged(name: tensor)
             } else if let fusedNode {
                 let rotary = FusedRotary(
                     queryBeforeRoPE: try match["qkv"] ?? need("qkvNode", "no packed qkv input of the fused attention"),

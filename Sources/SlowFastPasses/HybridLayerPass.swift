@@ -223,6 +223,10 @@ public struct HybridLayerPass: ModelPass {
         switch layer.query {
         case .tensor(let name):
             return builder.toFloat(name, from: floatType, "query/float")
+        case .headsMerged(let name):
+            let dims = layout.dimensions
+            let heads = builder.reshape(name, to: [0, 0, Int64(dims.numHeads), Int64(dims.headDim)], "query/heads")
+            return builder.transpose(builder.toFloat(heads, from: floatType, "query/float"), perm: [0, 2, 1, 3], "query/to_bhld")
         case .fused(let rotary):
             return try RotaryReproduction.query(rotary, dims: layout.dimensions, floatType: floatType, builder: &builder)
         }

@@ -50,6 +50,27 @@ def position_feeds(input_names, prompt_positions, total, length):
     return {"position_ids": np.broadcast_to(row, prompt_positions.shape[:-1] + (length,)).copy()}
 
 
+def query_anchor(query):
+    """The value a layer's query anchor (inspect --layers --json) names: the query after RoPE,
+    heads split or merged, or where RoPE is inside a fused op, the query before it."""
+    for kind in ("tensor", "headsMerged"):
+        if kind in query:
+            return query[kind]["name"]
+    return query["fused"]["rotary"]["queryBeforeRoPE"]
+
+
+def rotated_query(values, query, heads, head_dim):
+    """The query after RoPE [B, H, L, hd] from the run `values`, where the graph holds it: as
+    it is, or split into heads from [B, L, H*hd] (MRotaryEmbedding before GroupQueryAttention);
+    None where RoPE is inside a fused op."""
+    if "tensor" in query:
+        return values[query["tensor"]["name"]]
+    if "headsMerged" in query:
+        merged = values[query["headsMerged"]["name"]]
+        return merged.reshape(merged.shape[0], merged.shape[1], heads, head_dim).transpose(0, 2, 1, 3)
+    return None
+
+
 def run_with_outputs(path, extra, feeds):
     """Runs `path` in onnxruntime with `extra` values exposed as outputs; returns name -> array."""
     model = onnx.load(str(path))

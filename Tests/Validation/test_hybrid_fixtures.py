@@ -12,7 +12,8 @@ from onnx import numpy_helper
 
 import hybrid_reference
 from conftest import REPO, checker_passes, ort_session, query_mask_of, run, slow_inputs_off
-from fixtures import FIXTURES, NAMES, config, float_type, graph_inputs, position_feeds, rope_from_caches, tolerance
+from fixtures import (FIXTURES, NAMES, config, float_type, graph_inputs, position_feeds, query_anchor,
+                      rope_from_caches, rotated_query, tolerance)
 
 LAYERS = [0, 2, 4]
 GATED = 2
@@ -111,8 +112,9 @@ def o_proj_input(model, node_name):
 
 def query_after_rope(values, layer, cfg, positions):
     query = layer["query"]
-    if "tensor" in query:
-        return values[query["tensor"]["name"]]
+    rotated = rotated_query(values, query, cfg["num_attention_heads"], cfg["head_dim"])
+    if rotated is not None:
+        return rotated
     fused = query["fused"]["rotary"]
     packed = values[fused["queryBeforeRoPE"]][..., : fused["querySliceCount"]]
     batch, length = packed.shape[:2]
@@ -163,18 +165,23 @@ def exposed_run(model, names, feeds, path):
 
 def anchors(layer):
     query = layer["query"]
-    return [layer["attentionOutput"], query["tensor"]["name"] if "tensor" in query else query["fused"]["rotary"]["queryBeforeRoPE"]]
+    return [layer["attentionOutput"], query_anchor(query)]
+
+
+def gated_rewrite(folder, tmp_path):
+    """The fixture rewritten (in-place, inline) with layer GATED's gates on: the output path,
+    config, GATED's layout entry, the model, its gate values and o_proj's (mixed) input."""
+    out, result = rewrite(folder, tmp_path)
+    assert result.returncode == 0, result.stderr
+    layer = layout_of(folder)["layers"][GATED]
+    model = onnx.load(out)
+    gates = gates_on(model, GATED)
+    return out, config(folder), layer, model, gates, o_proj_input(model, layer["o"]["node"])
 
 
 @pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
 def test_gates_on_follow_the_equations(folder, tmp_path):
-    out, result = rewrite(folder, tmp_path)
-    assert result.returncode == 0, result.stderr
-    cfg = config(folder)
-    layer = layout_of(folder)["layers"][GATED]
-    model = onnx.load(out)
-    gates = gates_on(model, GATED)
-    mixed = o_proj_input(model, layer["o"]["node"])
+    out, cfg, layer, model, gates, mixed = gated_rewrite(folder, tmp_path)
     feeds = graph_inputs(folder)
     length = feeds["input_ids"].shape[1]
     dtype = float_type(folder)
@@ -190,6 +197,30 @@ def test_gates_on_follow_the_equations(folder, tmp_path):
     assert np.abs(values[mixed] - expected).max() <= tolerance(folder)
     effect = np.abs(values[mixed].astype(np.float64) - values[layer["attentionOutput"]]).max()
     assert effect > 10 * tolerance(folder)  # the gate is really open
+
+
+MROPE = [f for f in FIXTURES if graph_inputs(f).get("position_ids", np.zeros((1, 1))).ndim == 3]
+
+
+@pytest.mark.parametrize("folder", MROPE, ids=[f.name for f in MROPE])
+def test_multimodal_rope_positions_exclude_by_token_index(folder, tmp_path):
+    """position_ids [3, B, L] (Qwen2-VL's multimodal RoPE): slow_query_exclude counts token
+    indices (docs/DESIGN.md §3). The prompt's image tokens 2-5 share temporal position 2 and
+    text after them continues at 4; excluding [2, 3) stops token 2 alone from querying."""
+    assert graph_inputs(folder)["position_ids"][0, 0].tolist() == [0, 1, 2, 2, 2, 2, 4]
+    out, cfg, layer, model, gates, mixed = gated_rewrite(folder, tmp_path)
+    feeds = graph_inputs(folder)
+    length = feeds["input_ids"].shape[1]
+    slow = slow_tokens(cfg)
+    exclude = np.array([[[2, 3]]], np.int64)
+    values = exposed_run(model, anchors(layer) + [mixed], {**feeds, **slow_feeds(out, slow, exclude=exclude)}, out)
+    assert values[mixed].shape == values[layer["attentionOutput"]].shape == (1, length, cfg["num_attention_heads"] * cfg["head_dim"])
+    query_mask = query_mask_of(exclude, length)
+    assert query_mask[0].tolist() == [1, 1, 0, 1, 1, 1, 1]
+    expected = reference_mix(model, layer, values, gates, slow, cfg, np.arange(length)[None], None, query_mask)
+    assert np.abs(values[mixed] - expected).max() <= 1e-4
+    effect = np.abs(values[mixed].astype(np.float64) - values[layer["attentionOutput"]]).max(-1)[0]
+    assert effect[2] == 0 and effect[[3, 4, 5]].min() > 1e-3
 
 
 @pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
