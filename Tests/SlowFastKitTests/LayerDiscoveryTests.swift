@@ -46,6 +46,19 @@ final class LayerDiscoveryTests: XCTestCase {
         }
     }
 
+    /// The head counts MRotaryEmbedding states are checked against the weights: a k rotation
+    /// that says 4 heads where k_proj is 2 x 16 wide is an error naming the layer and the numbers.
+    func testARotaryOpsHeadCountThatDisagreesIsNamed() throws {
+        let model = try fixture("qwen25vl-genai")
+        let rotary = try XCTUnwrap(model.graph.nodes.first { $0.name == "/model/layers.3/attn/k_rotary/MRotaryEmbedding" })
+        rotary.attributes = rotary.attributes.map { $0.name == "num_heads" ? .int("num_heads", 4) : $0 }
+        XCTAssertThrowsError(try LayerDiscovery.discover(model, adapters: try adapters())) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("layer 3") && text.contains("MRotaryEmbedding '/model/layers.3/attn/k_rotary/MRotaryEmbedding' num_heads says 4 kv heads")
+                          && text.contains("k_proj's width 32 / head_dim 16 is 2"), text)
+        }
+    }
+
     func testHybridPassDerivesKVFromTheLayersOwnProjections() throws {
         let model = try fixture("qwen2-torchscript")
         let layout = try LayerDiscovery.discover(model, adapters: try adapters())
