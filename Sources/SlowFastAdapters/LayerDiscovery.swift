@@ -43,6 +43,12 @@ public enum LayerDiscovery {
     /// A model that slowfast already rewrote is described as the original was: discovery
     /// reads through the hybrid layers' nodes (see `RewriteMarks.passthrough`).
     public static func discover(_ model: Model, adapters: [Adapter]) throws -> ModelLayout {
+        try discover(model, loading: adapters.map { adapter in { adapter } })
+    }
+
+    /// `discover(_:adapters:)` with each adapter loaded only when discovery gets to it: the
+    /// built-in adapters take longer to load than a model takes to match the first of them.
+    public static func discover(_ model: Model, loading adapters: [() throws -> Adapter]) throws -> ModelLayout {
         let file = model.sourcePath ?? "model"
         if model.graph.hasRewriteMarks {
             let original = Model(graph: model.graph.bypassingHybridLayers(), origin: nil)
@@ -55,12 +61,12 @@ public enum LayerDiscovery {
         return try discover(unmarked: model, adapters: adapters, file: file)
     }
 
-    private static func discover(unmarked model: Model, adapters: [Adapter], file: String) throws -> ModelLayout {
+    private static func discover(unmarked model: Model, adapters: [() throws -> Adapter], file: String) throws -> ModelLayout {
         let matcher = PatternMatcher(graph: model.graph)
         var findings: [String] = []
-        for adapter in adapters {
+        for load in adapters {
             do {
-                return try describe(model, matcher: matcher, adapter: adapter)
+                return try describe(model, matcher: matcher, adapter: try load())
             } catch let error as LayerDiscoveryError {
                 if adapters.count == 1 { throw error }
                 findings.append(contentsOf: error.findings)

@@ -48,7 +48,7 @@ struct InspectCommand: ParsableCommand {
         let readTime = clock.now - readStart
         try Pipeline.refuseDuplicateInitializers(loaded.graph, file: model)
         let discoverStart = clock.now
-        let layout = try LayerDiscovery.discover(loaded, adapters: try AdapterChoice(argument: adapter).adapters())
+        let layout = try AdapterChoice(argument: adapter).discover(loaded)
         let discoverTime = clock.now - discoverStart
         func seconds(_ duration: Duration) -> Double {
             Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
