@@ -269,6 +269,8 @@ public enum LayerDiscovery {
             let query: QueryAnchor
             if let tensor = match["query"] {
                 query = .tensor(name: tensor)
+            } else if let tensor = match["queryMerged"] {
+                query = .headsMerged(name: tensor)
             } else if let fusedNode {
                 let rotary = FusedRotary(
                     queryBeforeRoPE: try match["qkv"] ?? need("qkvNode", "no packed qkv input of the fused attention"),
@@ -750,6 +752,13 @@ struct HeadEvidence {
         if let core = match.node("attentionCore") {
             if let count = core.intAttribute("q_num_heads") { heads.append(("\(core.op) '\(core.name ?? "")' q_num_heads", Int(count))) }
             if let count = core.intAttribute("kv_num_heads") { kvHeads.append(("\(core.op) '\(core.name ?? "")' kv_num_heads", Int(count))) }
+        }
+        // An RoPE op of its own before the attention op (MRotaryEmbedding before
+        // GroupQueryAttention) states the head count of what it rotates.
+        for (capture, role) in [("queryMerged", "q"), ("kRotary", "k")] {
+            guard let node = match.node(capture), let count = node.intAttribute("num_heads"), count > 0 else { continue }
+            let source = ("\(node.op) '\(node.name ?? "")' num_heads", Int(count))
+            if role == "q" { heads.append(source) } else { kvHeads.append(source) }
         }
         for (capture, role) in [("qReshape", "q"), ("kReshape", "k")] {
             guard let node = match.node(capture), node.inputs.count > 1 else { continue }

@@ -72,6 +72,7 @@ struct InspectCommand: ParsableCommand {
             let query: String
             switch layer.query {
             case .tensor(let name): query = name
+            case .headsMerged(let name): query = "\(name) (heads merged)"
             case .fused(let rotary): query = "RoPE inside '\(rotary.attentionNode)' (reproduced from \(rotary.cosCache))"
             }
             // Names come from the model: escaped like error lines (control characters, bytes that are not UTF-8).
