@@ -434,6 +434,11 @@ MODELS = {
     **{f"phi3-{e}": ("phi3", 13, {}) for e in ("torchscript", "dynamo", "genai", "torchscript-kv")},
     **{f"granite-{e}": ("granite", 14, {}) for e in ("torchscript", "dynamo", "torchscript-kv", "genai")},
     "granite-torchscript-fp16": ("granite", 14, {"half": True}),
+    # float16 by TorchScript for every other family (same seeds as its float32 fixtures), and
+    # Qwen3 by onnxruntime-genai.
+    **{f"{family}-torchscript-fp16": (family, seed, {"half": True})
+       for family, seed in (("llama", 11), ("qwen3", 12), ("phi3", 13), ("gemma2", 13), ("gemma3", 14), ("olmo2", 15))},
+    "qwen3-genai": ("qwen3", 12, {}),
 }
 
 
@@ -512,6 +517,13 @@ def main():
         build("granite", "torchscript", FIXTURES / "granite-torchscript-fp16", seed=14, half=True)
     if wanted is None or "qwen2-torchscript-fp16" in wanted:
         build("qwen2", "torchscript", FIXTURES / "qwen2-torchscript-fp16", seed=10, half=True)
+    # float16 by TorchScript for every family, and Qwen3 by onnxruntime-genai.
+    for name in ("llama-torchscript-fp16", "qwen3-torchscript-fp16", "phi3-torchscript-fp16", "gemma2-torchscript-fp16",
+                 "gemma3-torchscript-fp16", "olmo2-torchscript-fp16", "qwen3-genai"):
+        if wanted is None or name in wanted:
+            family, seed, options = MODELS[name]
+            exporter = "genai" if name.endswith("genai") else "torchscript"
+            build(family, exporter, FIXTURES / name, seed=seed, half=options.get("half", False))
     if args.examples or wanted is None:
         build("qwen2", "dynamo", REPO / "Examples/qwen2-tiny", seed=99)
 
