@@ -76,3 +76,36 @@ def float_type(folder):
 def tolerance(folder, float32=1e-4, float16=2e-2):
     """Comparison tolerance for the fixture's float type (float16 carries about 3 digits)."""
     return float16 if folder.name.endswith("fp16") else float32
+
+
+def onnx_semantics_run(model, feeds):
+    """The graph's outputs as ONNX defines them: onnx.reference's evaluator, every value in its
+    declared element type. onnxruntime's CPU provider has no float16 kernels for most ops; it
+    computes them in float32 and leaves out the float16 rounding between some of them, and
+    which ones depends on who else reads a value (what a rewrite changes), so a float16
+    graph's onnxruntime outputs move by a float16 step where the ONNX-defined values do not."""
+    import warnings
+    from onnx.reference import ReferenceEvaluator
+    evaluator = ReferenceEvaluator(model if isinstance(model, onnx.ModelProto) else str(model))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # float16 overflow inside masked softmax terms
+        values = evaluator.run(None, {k: v for k, v in feeds.items() if k in evaluator.input_names})
+    return dict(zip(evaluator.output_names, values))
+
+
+def assert_float16_outputs_preserved(original, original_feeds, rewritten, rewritten_feeds, before, after):
+    """A float16 rewrite that must change nothing: its ONNX-defined outputs equal the original's
+    bit for bit (0 float16 ulps), and onnxruntime's (`before`, `after`) differ by no more than
+    onnxruntime's own outputs of the original differ from the ONNX-defined ones. Returns the
+    largest onnxruntime difference (absolute) and that bound."""
+    exact_before = onnx_semantics_run(original, original_feeds)
+    exact_after = onnx_semantics_run(rewritten, rewritten_feeds)
+    worst, bound = 0.0, 0.0
+    for name in before:
+        assert exact_before[name].dtype == exact_after[name].dtype == np.float16, name
+        assert np.array_equal(exact_before[name], exact_after[name]), f"{name}: ONNX-defined outputs differ"
+        drift = np.abs(before[name].astype(np.float64) - exact_before[name]).max()
+        moved = np.abs(before[name].astype(np.float64) - after[name]).max()
+        assert moved <= drift, f"{name}: onnxruntime moves it by {moved}, more than its own float16 drift {drift}"
+        worst, bound = max(worst, moved), max(bound, drift)
+    return worst, bound
