@@ -41,7 +41,11 @@ the hybrid reference's kv_proj is the k and v row blocks of qkv_proj.
 granite-* are Granite with non-default multipliers (attention 0.05 instead of 1/sqrt(16), residual
 0.5, embedding 4.0, logits scaling 2.0); the hybrid reference scores the slow keys with the layer's
 own attention multiplier, and takes the slow tokens as they are (no embedding multiplier).
-granite-torchscript-fp16 is the Granite model in float16, exported by TorchScript.
+granite-torchscript-fp16 is the Granite model in float16, exported by TorchScript; so are
+llama-, qwen3-, phi3-, gemma2-, gemma3- and olmo2-torchscript-fp16 (each family's seed), whose
+references add hybrid_exact_logits_step*: the hybrid model in float64 from the float16 weights
+and inputs (exact_reference). qwen3-genai is Qwen3 by onnxruntime-genai's builder (per-head
+q/k norms as SimplifiedLayerNormalization between a Split of the packed qkv and GroupQueryAttention).
 """
 import argparse
 import json
