@@ -12,6 +12,8 @@ head_dim 16), exported three ways each:
                  in, present.{i}.key/value out (genai's names), keys and values appended with
                  Concat(past, new); traced with a past of 2 positions, so the Concat is in the
                  graph, and fed an empty past for the prompt (issue 11)
+    dynamo-kv    torch.onnx.export(dynamo=True) with a KV cache, the same inputs and outputs as
+                 torchscript-kv, external data (issue 11)
 
 into Tests/Fixtures/<family>-<exporter>/ with config.json, meta.json and reference.npz:
 the inputs fed, `logits` (onnxruntime on the export) and `logits_torch`, and per layer i
@@ -46,8 +48,16 @@ llama-, qwen3-, phi3-, gemma2-, gemma3- and olmo2-torchscript-fp16 (each family'
 references add hybrid_exact_logits_step*: the hybrid model in float64 from the float16 weights
 and inputs (exact_reference). qwen3-genai is Qwen3 by onnxruntime-genai's builder (per-head
 q/k norms as SimplifiedLayerNormalization between a Split of the packed qkv and GroupQueryAttention).
+qwen2vl-* and qwen25vl-* are the language models of Qwen2-VL and Qwen2.5-VL (multimodal RoPE,
+mrope_section [2, 3, 3] of the 8 frequencies of head_dim 16; the vision tower is not exported):
+position_ids [3, batch, sequence] (temporal, height, width) is a graph input, fed for the prompt
+as Qwen2-VL's get_rope_index numbers a prompt with a 2x2 image at tokens 2-5 (MROPE_POSITIONS),
+and for each decode step as max + 1 onward in all three rows. onnxruntime-genai builds
+Qwen2.5-VL with MRotaryEmbedding before GroupQueryAttention; the slow keys get no rotation in
+any section (docs/DESIGN.md §1).
 """
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -87,6 +97,8 @@ FAMILY_CONFIG = {
 
 
 def make_model(family, seed, attention="eager", **dims):
+    if family in VL_FAMILIES:
+        return make_vl_model(family, seed, attention, **dims)
     config_class = {"qwen2": transformers.Qwen2Config, "llama": transformers.LlamaConfig, "qwen3": transformers.Qwen3Config,
                     "gemma2": transformers.Gemma2Config, "gemma3": transformers.Gemma3TextConfig,
                     "olmo2": transformers.Olmo2Config, "phi3": transformers.Phi3Config,
@@ -116,6 +128,144 @@ def make_model(family, seed, attention="eager", **dims):
             else:
                 parameter.copy_(0.08 * noise)
     return model
+
+
+# Qwen2-VL and Qwen2.5-VL (issue 11): the language model of each, with multimodal RoPE. Its
+# three sections of the rotary frequencies (temporal, height, width) must sum to head_dim / 2.
+VL_FAMILIES = ("qwen2vl", "qwen25vl")
+MROPE_SECTION = [2, 3, 3]
+# Prompt positions [3, 1, 7] as Qwen2-VL's get_rope_index gives them for two text tokens, a 2x2
+# (merged) image grid at tokens 2-5 and a text token: the image shares its temporal position and
+# spans height and width; text after it continues from the largest position + 1. A decode step
+# at cache length n sits at n + ROPE_DELTA in all three rows.
+MROPE_POSITIONS = np.array([[[0, 1, 2, 2, 2, 2, 4]], [[0, 1, 2, 2, 3, 3, 4]], [[0, 1, 2, 3, 2, 3, 4]]], np.int64)
+ROPE_DELTA = int(MROPE_POSITIONS.max()) + 1 - MROPE_POSITIONS.shape[2]
+
+
+def mrope_positions(length, past):
+    """[3, 1, length] positions of a step with `past` tokens cached: the prompt's, or text after it."""
+    if past == 0 and length == MROPE_POSITIONS.shape[2]:
+        return torch.tensor(MROPE_POSITIONS)
+    if past == 0:
+        raise ValueError(f"no multimodal positions for a prompt of {length} tokens")
+    return torch.arange(past, past + length).add(ROPE_DELTA).view(1, 1, -1).expand(3, 1, -1)
+
+
+class VisionLanguageModel(torch.nn.Module):
+    """The text decoder of a Qwen2-VL / Qwen2.5-VL model and its lm_head, as a causal LM whose
+    positions default to MROPE_POSITIONS (prompt) and text positions after it (decode)."""
+
+    def __init__(self, full):
+        super().__init__()
+        self.model = full.model.language_model
+        self.lm_head = full.lm_head
+        self.config = self.model.config
+
+    def forward(self, input_ids, attention_mask, position_ids=None, past_key_values=None, use_cache=False):
+        if position_ids is None:
+            past = past_key_values.get_seq_length() if past_key_values is not None else 0
+            position_ids = mrope_positions(input_ids.shape[1], past)
+        output = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                            past_key_values=past_key_values, use_cache=use_cache)
+        return transformers.modeling_outputs.CausalLMOutputWithPast(
+            logits=self.lm_head(output.last_hidden_state), past_key_values=output.past_key_values)
+
+
+def make_vl_model(family, seed, attention="eager", **dims):
+    """A tiny random Qwen2-VL / Qwen2.5-VL (a one-block vision tower, TINY text model); returns the
+    full model's language part (VisionLanguageModel), with the full model at `.full` for export."""
+    config_class, model_class = {
+        "qwen2vl": (transformers.Qwen2VLConfig, transformers.Qwen2VLForConditionalGeneration),
+        "qwen25vl": (transformers.Qwen2_5_VLConfig, transformers.Qwen2_5_VLForConditionalGeneration)}[family]
+    text = {**TINY, **dims, "bos_token_id": 1, "eos_token_id": 2, "rope_parameters": {"rope_type": "default", "rope_theta": TINY["rope_theta"],
+                                                "mrope_section": MROPE_SECTION}}
+    del text["rope_theta"]
+    vision = dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2, out_hidden_size=TINY["hidden_size"],
+                  intermediate_size=32, fullatt_block_indexes=[0])
+    config = config_class(text_config=text, vision_config=vision, tie_word_embeddings=False,
+                          image_token_id=250, video_token_id=251, vision_start_token_id=252, vision_end_token_id=253)
+    config._attn_implementation = attention
+    config.text_config._attn_implementation = attention
+    torch.manual_seed(seed)
+    full = model_class(config).eval()
+    model = VisionLanguageModel(full).eval()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():  # as make_model, text weights only
+            noise = torch.randn(parameter.shape, generator=generator)
+            if "norm" in name:
+                parameter.copy_(1 + 0.1 * noise)
+            elif name.endswith("bias"):
+                parameter.copy_(0.02 * noise)
+            else:
+                parameter.copy_(0.08 * noise)
+    model.full = [full]  # a list, so the full model is not a submodule of the language model
+    return model
+
+
+class VisionLogits(torch.nn.Module):
+    """logits from input_ids, attention_mask and position_ids [3, batch, sequence]."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, position_ids):
+        return self.model(input_ids, attention_mask, position_ids=position_ids).logits
+
+
+class VisionWithCache(torch.nn.Module):
+    """VisionLogits with a KV cache: logits and present K/V from the past K/V as flat tensors."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, position_ids, *past):
+        cache = transformers.DynamicCache(config=self.model.config)
+        for i in range(self.model.config.num_hidden_layers):
+            cache.update(past[2 * i], past[2 * i + 1], i)
+        output = self.model(input_ids, attention_mask, position_ids=position_ids, past_key_values=cache, use_cache=True)
+        presents = []
+        for layer in output.past_key_values.layers:
+            presents += [layer.keys, layer.values]
+        return (output.logits, *presents)
+
+
+def export_vl_torch(model, folder, exporter):
+    """torch.onnx export of a VisionLanguageModel: position_ids [3, batch, sequence] is an input;
+    torchscript-kv traces with a past of 2 positions, as export_torch_kv."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.onnx"
+    ids = torch.tensor(TOKENS)
+    if exporter == "dynamo":
+        batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+        program = torch.onnx.export(VisionLogits(model), (ids, torch.ones_like(ids), torch.tensor(MROPE_POSITIONS)), dynamo=True,
+                                    input_names=["input_ids", "attention_mask", "position_ids"], output_names=["logits"],
+                                    dynamic_shapes={"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence},
+                                                    "position_ids": {1: batch, 2: sequence}})
+        program.save(str(path), external_data=True)
+        return path
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+            "position_ids": {1: "batch", 2: "sequence"}, "logits": {0: "batch", 1: "sequence"}}
+    if exporter == "torchscript":
+        torch.onnx.export(VisionLogits(model), (ids, torch.ones_like(ids), torch.tensor(MROPE_POSITIONS)), str(path), dynamo=False,
+                          opset_version=17, input_names=["input_ids", "attention_mask", "position_ids"], output_names=["logits"],
+                          dynamic_axes=axes)
+        return path
+    config = model.config
+    layers, traced_past = config.num_hidden_layers, 2
+    past = [torch.randn(1, config.num_key_value_heads, traced_past, config.head_dim) for _ in range(2 * layers)]
+    past_names = [f"past_key_values.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
+    present_names = [name.replace("past_key_values", "present") for name in past_names]
+    axes["attention_mask"] = {0: "batch", 1: "total_sequence"}
+    axes.update({name: {0: "batch", 2: "past_sequence"} for name in past_names})
+    axes.update({name: {0: "batch", 2: "total_sequence"} for name in present_names})
+    mask = torch.ones((1, ids.shape[1] + traced_past), dtype=torch.long)
+    torch.onnx.export(VisionWithCache(model), (ids, mask, mrope_positions(ids.shape[1], traced_past), *past), str(path),
+                      dynamo=False, opset_version=17, input_names=["input_ids", "attention_mask", "position_ids", *past_names],
+                      output_names=["logits", *present_names], dynamic_axes=axes)
+    return path
 
 
 class LogitsOnly(torch.nn.Module):
@@ -313,8 +463,9 @@ class WithCache(torch.nn.Module):
         return (output.logits, *presents)
 
 
-def export_torch_kv(model, folder):
-    folder.mkdir(parents=True, exist_ok=True)
+def traced_cache_inputs(model):
+    """What the KV-cache exports are traced with: TOKENS after a random past of 2 positions (so
+    the cache's Concat is in the graph), and the names of the past inputs and present outputs."""
     config = model.config
     layers, traced_past = config.num_hidden_layers, 2
     ids = torch.tensor(TOKENS)
@@ -323,6 +474,12 @@ def export_torch_kv(model, folder):
     past = [torch.randn(1, config.num_key_value_heads, traced_past, config.head_dim, dtype=dtype) for _ in range(2 * layers)]
     past_names = [f"past_key_values.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
     present_names = [name.replace("past_key_values", "present") for name in past_names]
+    return ids, mask, past, past_names, present_names
+
+
+def export_torch_kv(model, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    ids, mask, past, past_names, present_names = traced_cache_inputs(model)
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total_sequence"},
             "logits": {0: "batch", 1: "sequence"}}
     axes.update({name: {0: "batch", 2: "past_sequence"} for name in past_names})
@@ -331,6 +488,56 @@ def export_torch_kv(model, folder):
     torch.onnx.export(WithCache(model), (ids, mask, *past), str(path), dynamo=False, opset_version=17,
                       input_names=["input_ids", "attention_mask", *past_names], output_names=["logits", *present_names],
                       dynamic_axes=axes)
+    return path
+
+
+class WithCacheList(WithCache):
+    """WithCache taking the past as one list, so that torch.export's dynamic_shapes can name
+    its axes (one spec per tensor)."""
+
+    def forward(self, input_ids, attention_mask, past):
+        return super().forward(input_ids, attention_mask, *past)
+
+
+@contextlib.contextmanager
+def sliding_layers_as_full():
+    """Traces transformers' sliding-window cache layers as full DynamicLayers, as transformers'
+    own dynamo exporter does (transformers/exporters/exporter_dynamo.py,
+    _patch_sliding_window_layer): the sliding layer keeps a Python token counter and compares it
+    with the window, which torch.export refuses on a dynamic past length. The sliding mask still
+    applies the window; only the present is then not cut to the window's last positions (the
+    prompts and decode steps here are far inside the 4096-position window, where the two agree)."""
+    layer, full = transformers.cache_utils.DynamicSlidingWindowLayer, transformers.cache_utils.DynamicLayer
+    names = ("update", "get_mask_sizes", "get_seq_length")
+    saved = {name: layer.__dict__[name] for name in names}
+    for name in names:
+        setattr(layer, name, getattr(full, name))
+    try:
+        yield
+    finally:
+        for name, method in saved.items():
+            setattr(layer, name, method)
+
+
+def export_dynamo_kv(model, folder):
+    """torch.onnx.export(dynamo=True) of WithCache: the same inputs and outputs as
+    export_torch_kv (past_key_values.{i}.key/value in, present.{i}.key/value out), external
+    data. torch.export traces transformers' DynamicCache as plain tensor code: the cache update
+    is a Concat(past, new) on the sequence axis. Traced with a past of 2 positions; the prompt
+    is fed an empty past (0 positions), which the exported graph takes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids, mask, past, past_names, present_names = traced_cache_inputs(model)
+    batch, sequence, past_sequence = torch.export.Dim("batch"), torch.export.Dim("sequence"), torch.export.Dim("past_sequence")
+    # The mask's length is past_sequence + sequence; torch.export finds that relation itself.
+    shapes = {"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: torch.export.Dim.AUTO},
+              "past": [{0: batch, 2: past_sequence} for _ in past]}
+    sliding = "sliding_attention" in (getattr(model.config, "layer_types", None) or ())
+    with sliding_layers_as_full() if sliding else contextlib.nullcontext():
+        program = torch.onnx.export(WithCacheList(model).eval(), (ids, mask, past), dynamo=True,
+                                    input_names=["input_ids", "attention_mask", *past_names],
+                                    output_names=["logits", *present_names], dynamic_shapes=shapes)
+    path = folder / "model.onnx"
+    program.save(str(path), external_data=True)
     return path
 
 
@@ -343,7 +550,7 @@ def export_genai(model, family, folder):
             # agree; with the default RoPE the model does not read original_max_position_embeddings.
             model.config.original_max_position_embeddings = model.config.max_position_embeddings
         model.save_pretrained(hf)
-        save_tiny_tokenizer(hf, model.config.vocab_size)
+        save_tiny_tokenizer(hf, getattr(model.config, "text_config", model.config).vocab_size)
         out = Path(scratch) / "out"
         command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(out),
                    "-p", "fp32", "-e", "cpu", "-c", str(Path(scratch) / "cache")]
@@ -385,6 +592,8 @@ def onnx_feeds(path, config):
             feeds[value.name] = ids
         elif value.name == "attention_mask":
             feeds[value.name] = np.ones_like(ids)
+        elif value.name == "position_ids" and len(value.shape) == 3:  # multimodal RoPE: [3, batch, sequence]
+            feeds[value.name] = MROPE_POSITIONS
         elif value.name == "position_ids":
             feeds[value.name] = np.arange(ids.shape[1], dtype=np.int64)[None]
         elif value.name.startswith("past_key_values"):
@@ -417,9 +626,13 @@ def build(family, exporter, folder, seed, half=False, attention="eager", opset=N
     if folder.exists():
         shutil.rmtree(folder)
     if exporter == "genai":
-        path = export_genai(model, family, folder)
+        path = export_genai(getattr(model, "full", [model])[0], family, folder)
+    elif family in VL_FAMILIES:
+        path = export_vl_torch(model, folder, exporter)
     elif exporter == "torchscript-kv":
         path = export_torch_kv(model, folder)
+    elif exporter == "dynamo-kv":
+        path = export_dynamo_kv(model, folder)
     else:
         path = export_torch(model, folder, dynamo=exporter == "dynamo", opset=opset)
     session, feeds = onnx_feeds(path, model.config)
@@ -438,6 +651,10 @@ def build(family, exporter, folder, seed, half=False, attention="eager", opset=N
     (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     print(f"{folder.relative_to(REPO)}: logits max abs diff vs torch {diff:.2e}")
 
+
+# The families with a dynamo export with a KV cache, and their seeds (those of their other exports).
+DYNAMO_KV_FAMILIES = (("qwen2", 10), ("llama", 11), ("qwen3", 12), ("phi3", 13), ("granite", 14), ("gemma2", 13),
+                      ("gemma3", 14), ("olmo2", 15))
 
 # How each fixture's PyTorch model is made (family, seed, make_model/build options).
 MODELS = {
@@ -458,6 +675,10 @@ MODELS = {
     **{f"{family}-torchscript-fp16": (family, seed, {"half": True})
        for family, seed in (("llama", 11), ("qwen3", 12), ("phi3", 13), ("gemma2", 13), ("gemma3", 14), ("olmo2", 15))},
     "qwen3-genai": ("qwen3", 12, {}),
+    # torch.onnx dynamo exports with a KV cache (issue 11): each family's model and seed as in its other exports.
+    **{f"{family}-dynamo-kv": (family, seed, {}) for family, seed in DYNAMO_KV_FAMILIES},
+    **{f"qwen2vl-{e}": ("qwen2vl", 16, {}) for e in ("torchscript", "dynamo", "torchscript-kv")},
+    **{f"qwen25vl-{e}": ("qwen25vl", 17, {}) for e in ("torchscript", "genai")},
 }
 
 
@@ -545,6 +766,15 @@ def main():
             family, seed, options = MODELS[name]
             exporter = "genai" if name.endswith("genai") else "torchscript"
             build(family, exporter, FIXTURES / name, seed=seed, half=options.get("half", False))
+    # torch.onnx dynamo exports with a KV cache: past_key_values in, present out, as torchscript-kv.
+    for family, seed in DYNAMO_KV_FAMILIES:
+        if wanted is None or f"{family}-dynamo-kv" in wanted:
+            build(family, "dynamo-kv", FIXTURES / f"{family}-dynamo-kv", seed=seed)
+    # Qwen2-VL and Qwen2.5-VL language models: multimodal RoPE, position_ids [3, batch, sequence]
+    # (issue 11); onnxruntime-genai builds Qwen2.5-VL (MRotaryEmbedding before GroupQueryAttention).
+    for name, (family, seed, _options) in MODELS.items():
+        if family in VL_FAMILIES and (wanted is None or name in wanted):
+            build(family, name.split("-", 1)[1], FIXTURES / name, seed=seed)
     if args.examples or wanted is None:
         build("qwen2", "dynamo", REPO / "Examples/qwen2-tiny", seed=99)
 

@@ -5,7 +5,7 @@ and the logits of the PyTorch hybrid model with bf16-rounded hybrid parameters.
 
 The fixtures come from tiny random models (Scripts/make-fixtures.py): Qwen2 with seed 10,
 LLaMA with seed 11, Qwen3 with seed 12, Phi-3 with seed 13, Granite with seed 14, Gemma 2 with
-13, Gemma 3 with 14 and OLMo-2 with 15 (the float16 and KV fixtures of a family are its model).
+13, Gemma 3 with 14, OLMo-2 with 15, and the Qwen2-VL and Qwen2.5-VL language models with 16 and 17 (the float16 and KV fixtures of a family are its model).
 This rebuilds them the same way and saves Tests/Fixtures/state-dicts/{family}-seed{seed}.safetensors in
 float32. Needs torch + transformers (Scripts/requirements-fixtures.txt); no test does.
 """
@@ -22,7 +22,9 @@ spec.loader.exec_module(make_fixtures)
 out = REPO / "Tests/Fixtures/state-dicts"
 out.mkdir(parents=True, exist_ok=True)
 for family, seed in (("qwen2", 10), ("llama", 11), ("qwen3", 12), ("phi3", 13), ("granite", 14),
-                     ("gemma2", 13), ("gemma3", 14), ("olmo2", 15)):
+                     ("gemma2", 13), ("gemma3", 14), ("olmo2", 15),
+                     # the language models of Qwen2-VL and Qwen2.5-VL (make-fixtures.py's VisionLanguageModel)
+                     ("qwen2vl", 16), ("qwen25vl", 17)):
     model = make_fixtures.make_model(family, seed)
     state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, str(out / f"{family}-seed{seed}.safetensors"), metadata={"format": "pt", "family": family, "seed": str(seed)})

@@ -53,13 +53,13 @@ public struct AdapterError: Error, CustomStringConvertible {
 }
 
 /// The YAML form of an adapter (see `Schemas/adapter.schema.json`).
-struct AdapterFile: Decodable {
-    struct IndexSource: Decodable {
+struct AdapterFile {
+    struct IndexSource {
         var nodeName: String?
         var metadata: MetadataSource?
     }
 
-    struct MetadataSource: Decodable {
+    struct MetadataSource {
         var key: String
         var pattern: String
     }
@@ -77,14 +77,14 @@ struct AdapterFile: Decodable {
 }
 
 /// A pattern library: named patterns that adapter files include (`include: [NAME.patterns.yaml]`).
-struct PatternLibraryFile: Decodable {
+struct PatternLibraryFile {
     var description: String?
     var include: [String]?
     var patterns: [String: PatternSpec]
 }
 
 /// One pattern in YAML. Exactly one of `op`, `value`, `any`, `constant`, `oneOf`, `use`.
-final class PatternSpec: Decodable {
+final class PatternSpec: YAMLReadable {
     var op: [String]?
     var domain: String?
     var inputs: [PatternSpec]?
@@ -100,28 +100,29 @@ final class PatternSpec: Decodable {
     var oneOf: [PatternSpec]?
     var use: String?
 
-    enum CodingKeys: String, CodingKey {
-        case op, domain, inputs, commutative, capture, optional, output, extraInputs, value, any, constant, equals, oneOf, use
-    }
-
-    required init(from decoder: Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        if let single = try? container.decode(String.self, forKey: .op) { op = [single] } else {
-            op = try container.decodeIfPresent([String].self, forKey: .op)
+    /// A pattern from its YAML mapping; exactly one of `op`, `value`, `any`, `constant`,
+    /// `oneOf` and `use` is checked when the pattern is compiled.
+    init(yaml node: Yams.Node, at path: YAMLPath) throws {
+        let keys: Set<String> = ["op", "domain", "inputs", "commutative", "capture", "optional", "output", "extraInputs",
+                                 "value", "any", "constant", "equals", "oneOf", "use"]
+        for (key, value, at) in try node.fields(at: path, keys: keys) {
+            switch key {
+            case "op": op = value.scalar != nil ? [try value.text(at: at)] : try value.texts(at: at)
+            case "domain": domain = try value.text(at: at)
+            case "inputs": inputs = try value.list(at: at)
+            case "commutative": commutative = try value.flag(at: at)
+            case "capture": capture = try value.text(at: at)
+            case "optional": optional = try value.flag(at: at)
+            case "output": output = try value.integer(at: at)
+            case "extraInputs": extraInputs = try value.flag(at: at)
+            case "value": self.value = try value.text(at: at)
+            case "any": any = try value.flag(at: at)
+            case "constant": constant = try value.text(at: at)
+            case "equals": equals = try value.number(at: at)
+            case "oneOf": oneOf = try value.list(at: at)
+            default: use = try value.text(at: at)
+            }
         }
-        domain = try container.decodeIfPresent(String.self, forKey: .domain)
-        inputs = try container.decodeIfPresent([PatternSpec].self, forKey: .inputs)
-        commutative = try container.decodeIfPresent(Bool.self, forKey: .commutative)
-        capture = try container.decodeIfPresent(String.self, forKey: .capture)
-        optional = try container.decodeIfPresent(Bool.self, forKey: .optional)
-        output = try container.decodeIfPresent(Int.self, forKey: .output)
-        extraInputs = try container.decodeIfPresent(Bool.self, forKey: .extraInputs)
-        value = try container.decodeIfPresent(String.self, forKey: .value)
-        any = try container.decodeIfPresent(Bool.self, forKey: .any)
-        constant = try container.decodeIfPresent(String.self, forKey: .constant)
-        equals = try container.decodeIfPresent(Double.self, forKey: .equals)
-        oneOf = try container.decodeIfPresent([PatternSpec].self, forKey: .oneOf)
-        use = try container.decodeIfPresent(String.self, forKey: .use)
     }
 
     /// The matcher's pattern; `named` resolves `use:` references.
@@ -218,19 +219,21 @@ extension Adapter {
     /// Decodes one YAML file (an adapter or a pattern library) within the bounds every file
     /// from outside gets: its size, and its node count and depth with aliases expanded (a small
     /// file can stand for an exponential tree, a "billion laughs"), checked before decoding.
-    static func decodeBounded<T: Decodable>(_ type: T.Type, from text: String, source path: String, kind: String) throws -> T {
+    static func decodeBounded<T: YAMLReadable>(_ type: T.Type, from text: String, source path: String, kind: String) throws -> T {
         guard text.utf8.count <= maxFileBytes else {
             throw AdapterError(file: path, message: "\(kind): larger than \(maxFileBytes) bytes")
         }
         do {
-            guard let root = try Yams.compose(yaml: text) else { throw AdapterError(file: path, message: "\(kind): the file is empty") }
+            guard let root = try Yams.compose(yaml: text, scalarTypes) else { throw AdapterError(file: path, message: "\(kind): the file is empty") }
             var budget = maxYAMLNodes
             guard Adapter.fitsBudget(root, &budget, depth: 0) else {
                 throw AdapterError(file: path, message: "\(kind): more than \(maxYAMLNodes) YAML nodes with aliases expanded, or nested more than \(maxYAMLDepth) deep")
             }
-            return try YAMLDecoder().decode(T.self, from: root)
+            return try T(yaml: root, at: .root)
         } catch let error as AdapterError {
             throw error
+        } catch let error as YAMLShapeError {
+            throw AdapterError(file: path, message: "\(kind): \(error)")
         } catch {
             throw AdapterError(file: path, message: "\(kind): \(error)")
         }
@@ -255,6 +258,12 @@ extension Adapter {
             return library
         }
     }
+
+    /// How plain scalars are typed: booleans (and `<<` merge keys) only. Yams' default also
+    /// tries integer, float and timestamp regexes on every scalar and on every key it looks
+    /// up, which was most of the time built-in adapters took to load; adapters' numbers
+    /// decode from their text either way.
+    private static let scalarTypes = Resolver.basic.appending(.bool).appending(.merge)
 
     static let maxFileBytes = 1 << 20
     static let maxYAMLNodes = 100_000

@@ -78,6 +78,10 @@ public struct RMSNormDescription: Codable, Equatable, Sendable {
 public enum QueryAnchor: Codable, Equatable, Sendable {
     /// A tensor of the graph laid out [batch, heads, seq, head_dim].
     case tensor(name: String)
+    /// A tensor of the graph laid out [batch, seq, heads*head_dim], heads not split: the query a
+    /// fused attention op takes rotated by an RoPE op of its own (onnxruntime-genai's
+    /// MRotaryEmbedding before GroupQueryAttention; adapters capture it as `queryMerged`).
+    case headsMerged(name: String)
     /// RoPE happens inside a fused attention op (GroupQueryAttention with do_rotary): the
     /// query before RoPE, [batch, seq, heads*head_dim] (or a packed qkv value to slice), and
     /// what the op uses to rotate it.

@@ -43,6 +43,12 @@ public enum LayerDiscovery {
     /// A model that slowfast already rewrote is described as the original was: discovery
     /// reads through the hybrid layers' nodes (see `RewriteMarks.passthrough`).
     public static func discover(_ model: Model, adapters: [Adapter]) throws -> ModelLayout {
+        try discover(model, loading: adapters.map { adapter in { adapter } })
+    }
+
+    /// `discover(_:adapters:)` with each adapter loaded only when discovery gets to it: the
+    /// built-in adapters take longer to load than a model takes to match the first of them.
+    public static func discover(_ model: Model, loading adapters: [() throws -> Adapter]) throws -> ModelLayout {
         let file = model.sourcePath ?? "model"
         if model.graph.hasRewriteMarks {
             let original = Model(graph: model.graph.bypassingHybridLayers(), origin: nil)
@@ -55,12 +61,12 @@ public enum LayerDiscovery {
         return try discover(unmarked: model, adapters: adapters, file: file)
     }
 
-    private static func discover(unmarked model: Model, adapters: [Adapter], file: String) throws -> ModelLayout {
+    private static func discover(unmarked model: Model, adapters: [() throws -> Adapter], file: String) throws -> ModelLayout {
         let matcher = PatternMatcher(graph: model.graph)
         var findings: [String] = []
-        for adapter in adapters {
+        for load in adapters {
             do {
-                return try describe(model, matcher: matcher, adapter: adapter)
+                return try describe(model, matcher: matcher, adapter: try load())
             } catch let error as LayerDiscoveryError {
                 if adapters.count == 1 { throw error }
                 findings.append(contentsOf: error.findings)
@@ -255,6 +261,8 @@ public enum LayerDiscovery {
             let query: QueryAnchor
             if let tensor = match["query"] {
                 query = .tensor(name: tensor)
+            } else if let tensor = match["queryMerged"] {
+                query = .headsMerged(name: tensor)
             } else if let fusedNode {
                 let rotary = FusedRotary(
                     // The query the op rotates: a capture of its own where q is normed first
@@ -660,6 +668,13 @@ struct HeadEvidence {
         if let core = match.node("attentionCore") {
             if let count = core.intAttribute("q_num_heads") { heads.append(("\(core.op) '\(core.name ?? "")' q_num_heads", Int(count))) }
             if let count = core.intAttribute("kv_num_heads") { kvHeads.append(("\(core.op) '\(core.name ?? "")' kv_num_heads", Int(count))) }
+        }
+        // An RoPE op of its own before the attention op (MRotaryEmbedding before
+        // GroupQueryAttention) states the head count of what it rotates.
+        for (capture, role) in [("queryMerged", "q"), ("kRotary", "k")] {
+            guard let node = match.node(capture), let count = node.intAttribute("num_heads"), count > 0 else { continue }
+            let source = ("\(node.op) '\(node.name ?? "")' num_heads", Int(count))
+            if role == "q" { heads.append(source) } else { kvHeads.append(source) }
         }
         for (capture, role) in [("qReshape", "q"), ("kReshape", "k")] {
             guard let node = match.node(capture), node.inputs.count > 1 else { continue }

@@ -67,11 +67,17 @@ public struct NodePattern {
 }
 
 /// What a pattern captured: value names, and for node patterns the node.
+///
+/// The matcher backtracks by rolling a match back to a `Mark` rather than copying it at
+/// every step: captures are only ever added, so undoing a failed attempt is forgetting what
+/// it added.
 public struct Match {
     public private(set) var values: [String: String] = [:]
     public private(set) var nodes: [String: Node] = [:]
     /// Every node the match covers, in the order they were matched (root first).
     public private(set) var matchedNodes: [Node] = []
+    /// Captures in the order they were bound, so a rollback knows which to forget.
+    private var bound: [String] = []
 
     public init() {}
 
@@ -85,34 +91,132 @@ public struct Match {
         if let existing = values[capture] { return existing == value }
         values[capture] = value
         if let node { nodes[capture] = node }
+        bound.append(capture)
         return true
     }
 
     mutating func cover(_ node: Node) { matchedNodes.append(node) }
+
+    /// How far the match has got: what `rollback(to:)` returns to.
+    struct Mark {
+        fileprivate let bound: Int
+        fileprivate let covered: Int
+    }
+
+    var mark: Mark { Mark(bound: bound.count, covered: matchedNodes.count) }
+
+    /// Forgets every capture and covered node added since `mark`.
+    mutating func rollback(to mark: Mark) {
+        while bound.count > mark.bound {
+            let capture = bound.removeLast()
+            values[capture] = nil
+            nodes[capture] = nil
+        }
+        matchedNodes.removeLast(matchedNodes.count - mark.covered)
+    }
 }
 
 /// Why a pattern did not match, for the user whose model did not match.
+///
+/// Discovery fails at most of the steps it tries and reports one failure, so a failure keeps
+/// what it needs to describe itself (its reason as data, its path as pattern steps) and
+/// builds text only when asked.
 public struct MatchFailure: Error, CustomStringConvertible, Equatable {
-    /// Where in the pattern (e.g. "Mul > input 1 > Sigmoid").
-    public let path: String
-    public let reason: String
-    /// The node whose value the failing step looked at, when a node computes it.
-    public let node: String?
-
     /// How many pattern steps deep the failure is: the node steps in `path` (a failure at
-    /// the root is 0 or 1). Computed once: the matcher compares depths at every choice.
+    /// the root is 0 or 1). The matcher compares depths at every choice.
     public let depth: Int
+    let reasonData: Reason
+    /// The node whose value the failing step looked at, when a node computes it.
+    let failedNode: Node?
+    /// The pattern steps from the failure up to the root (innermost first), appended while
+    /// the failure returns through them.
+    var steps: [Step] = []
 
-    public init(path: String, reason: String, node: String? = nil) {
-        self.path = path
-        self.reason = reason
-        self.node = node
-        depth = path.isEmpty ? 0 : path.split(separator: " > ", omittingEmptySubsequences: true).reduce(0) { $1.hasPrefix("input ") ? $0 : $0 + 1 }
+    enum Step {
+        case node(Set<String>)
+        case input(Int)
+    }
+
+    enum Reason {
+        case absent
+        case boundTo(capture: String, bound: String, actual: String)
+        case notConstant(String)
+        case constantNot(String, Double)
+        case noAlternative([MatchFailure])
+        case notComputed(String)
+        case comesFrom(String)
+        case domain(expected: String)
+        case outputIndex(value: String, actual: Int, expected: Int)
+        case inputCount(actual: Int, expected: Int)
+        case condition(String)
+        case alreadyBound(String)
+    }
+
+    init(depth: Int, _ reason: Reason, node: Node? = nil, at step: Step? = nil) {
+        self.depth = depth
+        reasonData = reason
+        failedNode = node
+        if let step { steps = [step] }
+    }
+
+    /// The failure as seen from one step further out.
+    func through(_ step: Step) -> MatchFailure {
+        var outer = self
+        outer.steps.append(step)
+        return outer
+    }
+
+    /// Where in the pattern (e.g. "Mul > input 1 > Sigmoid").
+    public var path: String {
+        steps.reversed().map { step in
+            switch step {
+            case .node(let ops): return ops.sorted().joined(separator: "|")
+            case .input(let slot): return "input \(slot)"
+            }
+        }.joined(separator: " > ")
+    }
+
+    /// The node whose value the failing step looked at, when a node computes it.
+    public var node: String? { failedNode.map { "\($0.op) '\($0.name ?? "")'" } }
+
+    public var reason: String { reason(under: path) }
+
+    /// The reason, with `prefix` (the path down to this failure) in front of the paths of a
+    /// `oneOf`'s alternatives, which are kept relative to the `oneOf`.
+    private func reason(under prefix: String) -> String {
+        let name = failedNode?.name ?? ""
+        switch reasonData {
+        case .absent: return "input is absent"
+        case .boundTo(let capture, let bound, let actual): return "'\(capture)' must be '\(bound)', is '\(actual)'"
+        case .notConstant(let value): return "'\(value)' is not a constant"
+        case .constantNot(let value, let expected): return "constant '\(value)' is not \(expected)"
+        case .noAlternative(let failures):
+            return "no alternative matched (" + failures.map { failure in
+                let inner = failure.path
+                let full = [prefix, inner].filter { !$0.isEmpty }.joined(separator: " > ")
+                let reason = failure.reason(under: full)
+                return full.isEmpty ? reason : "\(full): \(reason)"
+            }.joined(separator: "; ") + ")"
+        case .notComputed(let value): return "'\(value)' is not computed by a node"
+        case .comesFrom(let value): return "'\(value)' comes from \(failedNode?.op ?? "") '\(name)'"
+        case .domain(let expected): return "node '\(name)' is in domain '\(failedNode?.domainName ?? "")', not '\(expected)'"
+        case .outputIndex(let value, let actual, let expected): return "'\(value)' is output \(actual) of '\(name)', not \(expected)"
+        case .inputCount(let actual, let expected): return "node '\(name)' has \(actual) inputs, expected \(expected)"
+        case .condition(let why): return "node '\(name)': \(why)"
+        case .alreadyBound(let capture): return "'\(capture)' already bound to another value"
+        }
     }
 
     /// The deeper of two failures; `self` on a tie. A deeper failure got further into the
     /// pattern, so it is the one that tells a user what their export does differently.
     public func deeper(_ other: MatchFailure) -> MatchFailure { other.depth > depth ? other : self }
 
-    public var description: String { path.isEmpty ? reason : "\(path): \(reason)" }
+    public var description: String {
+        let path = path
+        return path.isEmpty ? reason : "\(path): \(reason)"
+    }
+
+    public static func == (a: MatchFailure, b: MatchFailure) -> Bool {
+        a.depth == b.depth && a.description == b.description && a.node == b.node
+    }
 }

@@ -16,7 +16,7 @@ public struct PatternMatcher {
     /// Matches `pattern` with its root at value `name`.
     public func match(_ pattern: Pattern, at name: String) -> Result<Match, MatchFailure> {
         var state = Match()
-        if let failure = self.match(pattern, name, &state, path: "") { return .failure(failure) }
+        if let failure = self.match(pattern, name, &state, depth: 0) { return .failure(failure) }
         return .success(state)
     }
 
@@ -62,114 +62,102 @@ public struct PatternMatcher {
         return nil
     }
 
-    private func match(_ pattern: Pattern, _ name: String, _ match: inout Match, path: String) -> MatchFailure? {
+    /// Matches `pattern` at value `name`, `depth` node steps below the root. On failure
+    /// `match` is as it was on entry.
+    private func match(_ pattern: Pattern, _ name: String, _ match: inout Match, depth: Int) -> MatchFailure? {
         switch pattern {
         case .any(let capture):
             // An uncaptured `any` also accepts an omitted optional input ("").
-            if name.isEmpty { return capture == nil ? nil : MatchFailure(path: path, reason: "input is absent") }
+            if name.isEmpty { return capture == nil ? nil : MatchFailure(depth: depth, .absent) }
             if let capture, !match.bind(capture, value: name) {
-                return MatchFailure(path: path, reason: "'\(capture)' must be '\(match[capture] ?? "")', is '\(name)'")
+                return MatchFailure(depth: depth, .boundTo(capture: capture, bound: match[capture] ?? "", actual: name))
             }
             return nil
         case .constant(let capture, let value, let tolerance):
             guard let tensor = constantTensor(name) else {
-                return MatchFailure(path: path, reason: "'\(name)' is not a constant")
+                return MatchFailure(depth: depth, .notConstant(name))
             }
             if let value {
                 guard let values = try? tensor.floatValues(), let first = values.first,
                       values.allSatisfy({ $0 == first }),
                       abs(Double(first) - value) <= tolerance * max(1, abs(value)) else {
-                    return MatchFailure(path: path, reason: "constant '\(name)' is not \(value)")
+                    return MatchFailure(depth: depth, .constantNot(name, value))
                 }
             }
             if let capture, !match.bind(capture, value: name) {
-                return MatchFailure(path: path, reason: "'\(capture)' must be '\(match[capture] ?? "")', is '\(name)'")
+                return MatchFailure(depth: depth, .boundTo(capture: capture, bound: match[capture] ?? "", actual: name))
             }
             return nil
         case .oneOf(let alternatives):
             var failures: [MatchFailure] = []
             for alternative in alternatives {
-                var attempt = match
-                if let failure = self.match(alternative, name, &attempt, path: path) {
-                    failures.append(failure)
-                } else {
-                    match = attempt
-                    return nil
-                }
+                guard let failure = self.match(alternative, name, &match, depth: depth) else { return nil }
+                failures.append(failure)
             }
             // One alternative got further than every other: it is the one the user meant.
             let deepest = failures.reduce(failures[0]) { $0.deeper($1) }
             if failures.filter({ $0.depth == deepest.depth }).count == 1 { return deepest }
-            return MatchFailure(path: path, reason: "no alternative matched (" + failures.map(\.description).joined(separator: "; ") + ")",
-                                node: deepest.node)
+            return MatchFailure(depth: depth, .noAlternative(failures), node: deepest.failedNode)
         case .node(let nodePattern):
-            var attempt = match
-            if let failure = matchNode(nodePattern, name, &attempt, path: path) {
-                if nodePattern.optional, let skip = nodePattern.inputs.first {
-                    var skipped = match
-                    guard let skipFailure = self.match(skip, name, &skipped, path: path) else {
-                        match = skipped
-                        return nil
-                    }
-                    // The node was there and its inputs failed further in: that failure, not
-                    // the shallow mismatch of treating the node as absent, is what to report.
-                    return skipFailure.deeper(failure)
-                }
-                return failure
-            }
-            match = attempt
-            return nil
+            guard let failure = matchNode(nodePattern, name, &match, depth: depth) else { return nil }
+            guard nodePattern.optional, let skip = nodePattern.inputs.first else { return failure }
+            guard let skipFailure = self.match(skip, name, &match, depth: depth) else { return nil }
+            // The node was there and its inputs failed further in: that failure, not the
+            // shallow mismatch of treating the node as absent, is what to report.
+            return skipFailure.deeper(failure)
         }
     }
 
-    private func matchNode(_ pattern: NodePattern, _ name: String, _ match: inout Match, path: String) -> MatchFailure? {
-        let label = pattern.opTypes.sorted().joined(separator: "|")
-        let here = path.isEmpty ? label : "\(path) > \(label)"
+    /// Matches a node pattern at value `name`, `depth` node steps below the root. On failure
+    /// `match` is as it was on entry.
+    private func matchNode(_ pattern: NodePattern, _ name: String, _ match: inout Match, depth: Int) -> MatchFailure? {
+        let here = MatchFailure.Step.node(pattern.opTypes)
+        let depth = depth + 1
         guard let slot = index.producerSlot(of: name) else {
-            return MatchFailure(path: here, reason: "'\(name)' is not computed by a node")
+            return MatchFailure(depth: depth, .notComputed(name), at: here)
         }
         let node = index.graph.nodes[slot.node]
-        let nodeName = "\(node.op) '\(node.name ?? "")'"
         guard pattern.opTypes.contains(node.op) else {
-            return MatchFailure(path: here, reason: "'\(name)' comes from \(node.op) '\(node.name ?? "")'", node: nodeName)
+            return MatchFailure(depth: depth, .comesFrom(name), node: node, at: here)
         }
         if let domain = pattern.domain {
             let same = Domain.isONNX(domain) ? Domain.isONNX(node.domain) : node.domain == domain
-            if !same { return MatchFailure(path: here, reason: "node '\(node.name ?? "")' is in domain '\(node.domainName)', not '\(domain)'", node: nodeName) }
+            if !same { return MatchFailure(depth: depth, .domain(expected: domain), node: node, at: here) }
         }
         if let outputIndex = pattern.outputIndex, slot.output != outputIndex {
-            return MatchFailure(path: here, reason: "'\(name)' is output \(slot.output) of '\(node.name ?? "")', not \(outputIndex)", node: nodeName)
+            return MatchFailure(depth: depth, .outputIndex(value: name, actual: slot.output, expected: outputIndex), node: node, at: here)
         }
         let present = node.inputs
         if present.count < pattern.inputs.count || (!pattern.allowExtraInputs && present.count > pattern.inputs.count) {
-            return MatchFailure(path: here, reason: "node '\(node.name ?? "")' has \(present.count) inputs, expected \(pattern.inputs.count)", node: nodeName)
+            return MatchFailure(depth: depth, .inputCount(actual: present.count, expected: pattern.inputs.count), node: node, at: here)
         }
         if let condition = pattern.condition, let reason = condition(node) {
-            return MatchFailure(path: here, reason: "node '\(node.name ?? "")': \(reason)", node: nodeName)
+            return MatchFailure(depth: depth, .condition(reason), node: node, at: here)
         }
+        let start = match.mark
         if let capture = pattern.capture, !match.bind(capture, value: name, node: node) {
-            return MatchFailure(path: here, reason: "'\(capture)' already bound to another value", node: nodeName)
+            return MatchFailure(depth: depth, .alreadyBound(capture), node: node, at: here)
         }
+        let afterCapture = match.mark
         let orders: [[Int]] = pattern.commutative && pattern.inputs.count == 2 ? [[0, 1], [1, 0]] : [Array(pattern.inputs.indices)]
         var firstFailure: MatchFailure?
         for order in orders {
-            var attempt = match
             var failed: MatchFailure?
             for (patternSlot, inputSlot) in order.enumerated() {
-                let childPath = "\(here) > input \(inputSlot)"
-                if let failure = self.match(pattern.inputs[patternSlot], present[inputSlot], &attempt, path: childPath) {
-                    failed = failure
+                if let failure = self.match(pattern.inputs[patternSlot], present[inputSlot], &match, depth: depth) {
+                    failed = failure.through(.input(inputSlot)).through(here)
                     break
                 }
             }
             if let failed {
+                match.rollback(to: afterCapture)
                 firstFailure = firstFailure.map { $0.deeper(failed) } ?? failed
                 continue
             }
-            attempt.cover(node)
-            match = attempt
+            match.cover(node)
             return nil
         }
+        match.rollback(to: start)
         return firstFailure
     }
 }

@@ -4,9 +4,16 @@
 public enum BuiltIn {
     /// The built-in adapters, in file-name order.
     public static func adapters() throws -> [Adapter] {
-        try EmbeddedFiles.adapters.filter { !Adapter.isPatternLibrary($0.name) }.map { file in
-            try Adapter.parse(file.text, source: "built-in adapter \(file.name)") { name in
-                patternLibraries[name].map { ($0, "built-in \(name)") }
+        try loaders().map { try $0() }
+    }
+
+    /// The built-in adapters, in file-name order, each parsed when called.
+    public static func loaders() -> [() throws -> Adapter] {
+        EmbeddedFiles.adapters.filter { !Adapter.isPatternLibrary($0.name) }.map { file in
+            {
+                try Adapter.parse(file.text, source: "built-in adapter \(file.name)") { name in
+                    patternLibraries[name].map { ($0, "built-in \(name)") }
+                }
             }
         }
     }
@@ -57,6 +64,13 @@ public enum AdapterChoice: Equatable, Sendable {
         } else {
             self = .builtIn(argument)
         }
+    }
+
+    /// The layer description of `model` by the adapters this choice names; built-in adapters
+    /// are loaded only as far as discovery tries them.
+    public func discover(_ model: Model) throws -> ModelLayout {
+        if case .auto = self { return try LayerDiscovery.discover(model, loading: BuiltIn.loaders()) }
+        return try LayerDiscovery.discover(model, adapters: try adapters())
     }
 
     /// The adapters this choice names.

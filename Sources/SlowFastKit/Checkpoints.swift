@@ -34,7 +34,7 @@ public enum WeightMapSource {
         if model.graph.hasRewriteMarks {
             throw CheckpointError(file: path, message: "slowfast rewrote this model but its weight map is not beside it (\(beside)); give --weight-map")
         }
-        let layout = try LayerDiscovery.discover(model, adapters: try adapters.adapters())
+        let layout = try adapters.discover(model)
         return WeightMap(model: model, layout: layout, parameters: [])
     }
 }

@@ -10,7 +10,7 @@ public enum LayerSource: Sendable {
     /// The layer description of `model`.
     public func layout(of model: Model) throws -> ModelLayout {
         switch self {
-        case .discover(let choice): return try LayerDiscovery.discover(model, adapters: try choice.adapters())
+        case .discover(let choice): return try choice.discover(model)
         case .given(let layout): return layout
         }
     }

@@ -223,6 +223,10 @@ public struct HybridLayerPass: ModelPass {
         switch layer.query {
         case .tensor(let name):
             return builder.toFloat(name, from: floatType, "query/float")
+        case .headsMerged(let name):
+            let dims = layout.dimensions
+            let heads = builder.reshape(name, to: [0, 0, Int64(dims.numHeads), Int64(dims.headDim)], "query/heads")
+            return builder.transpose(builder.toFloat(heads, from: floatType, "query/float"), perm: [0, 2, 1, 3], "query/to_bhld")
         case .fused(let rotary):
             return try RotaryReproduction.query(rotary, dims: layout.dimensions, floatType: floatType, builder: &builder)
         }
@@ -431,12 +435,17 @@ public struct HybridLayerPass: ModelPass {
     }
 
     /// How the graph tells each token's position, read from the first chosen layer: the
-    /// fused attention's `seqlens_k`, else a `position_ids` input, else the columns of a 2-D
-    /// `attention_mask`, else 0...L−1.
+    /// fused attention's `seqlens_k`, else a `position_ids` input [batch, seq], else the
+    /// columns of a 2-D `attention_mask`, else 0...L−1. Multimodal RoPE's `position_ids`
+    /// [3, batch, seq] (Qwen2-VL) gives a token three positions, shared by an image's tokens,
+    /// so there the token's index in the sequence counts (docs/DESIGN.md §3).
     private func positionSource(_ model: Model, first: LayerDescription) -> QueryPositions {
         if case .fused(let rotary) = first.query { return .seqlens(seqlensK: rotary.seqlensK, query: first.attentionOutput) }
         let inputs = Dictionary(model.graph.inputs.compactMap { info in info.name.map { ($0, info) } }, uniquingKeysWith: { a, _ in a })
-        if inputs["position_ids"] != nil { return .positionIDs("position_ids") }
+        if let ids = inputs["position_ids"] {
+            let rank: Int? = if case .tensor(_, let shape?)? = ids.type?.kind { shape.dims.count } else { nil }
+            if rank != 3 { return .positionIDs("position_ids") }
+        }
         if let mask = inputs["attention_mask"], case .tensor(_, let shape?)? = mask.type?.kind, shape.dims.count == 2 {
             return .attentionMaskColumns(mask: "attention_mask", query: first.residualInput)
         }

@@ -150,7 +150,7 @@ struct CostCommand: ParsableCommand {
             // Intermediate size and vocabulary may be unknown to discovery; --intermediate and
             // --vocab fill them in below.
             let loaded = try ModelReader.read(path: model)
-            dims = try LayerDiscovery.discover(loaded, adapters: try AdapterChoice(argument: adapter).adapters()).dimensions
+            dims = try AdapterChoice(argument: adapter).discover(loaded).dimensions
             rewritten = RewriteSummary(model: loaded).hybridLayers.map(\.layer)
             fused = loaded.graph.nodes.contains { node in
                 node.metadata(RewriteMarks.pass) == RewriteMarks.hybridPass && ["Attention", "MultiHeadAttention"].contains(node.opType)

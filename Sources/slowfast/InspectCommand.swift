@@ -48,7 +48,7 @@ struct InspectCommand: ParsableCommand {
         let readTime = clock.now - readStart
         try Pipeline.refuseDuplicateInitializers(loaded.graph, file: model)
         let discoverStart = clock.now
-        let layout = try LayerDiscovery.discover(loaded, adapters: try AdapterChoice(argument: adapter).adapters())
+        let layout = try AdapterChoice(argument: adapter).discover(loaded)
         let discoverTime = clock.now - discoverStart
         func seconds(_ duration: Duration) -> Double {
             Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
@@ -72,6 +72,7 @@ struct InspectCommand: ParsableCommand {
             let query: String
             switch layer.query {
             case .tensor(let name): query = name
+            case .headsMerged(let name): query = "\(name) (heads merged)"
             case .fused(let rotary): query = "RoPE inside '\(rotary.attentionNode)' (reproduced from \(rotary.cosCache))"
             }
             // Names come from the model: escaped like error lines (control characters, bytes that are not UTF-8).

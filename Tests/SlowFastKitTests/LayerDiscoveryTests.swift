@@ -24,12 +24,38 @@ final class LayerDiscoveryTests: XCTestCase {
         let expected = ModelDimensions(numLayers: 6, hiddenSize: 64, numHeads: 4, numKVHeads: 2, headDim: 16,
                                        intermediateSize: 128, vocabSize: 256)
         let adapterFor = ["qwen2-torchscript": "hf-torch-eager", "llama-dynamo": "hf-torch-eager", "qwen2-genai": "ort-genai-gqa",
-                          "qwen2-torchscript-sdpa": "hf-torch-sdpa", "llama-dynamo-sdpa": "hf-torch-sdpa"]
+                          "qwen2-torchscript-sdpa": "hf-torch-sdpa", "llama-dynamo-sdpa": "hf-torch-sdpa",
+                          "qwen2vl-torchscript-kv": "hf-torch-eager", "qwen2vl-dynamo": "hf-torch-eager", "qwen25vl-genai": "ort-genai-gqa"]
         for (name, adapter) in adapterFor {
             let layout = try LayerDiscovery.discover(try fixture(name), adapters: try adapters())
             XCTAssertEqual(layout.adapter, adapter, name)
             XCTAssertEqual(layout.dimensions, expected, name)
             XCTAssertEqual(layout.layers.map(\.index), Array(0 ..< 6), name)
+        }
+    }
+
+    /// Qwen2.5-VL by onnxruntime-genai rotates q with MRotaryEmbedding before GroupQueryAttention:
+    /// the rotated query is a graph value [B, L, H*hd], and the projections are separate.
+    func testARotaryOpBeforeFusedAttentionGivesTheQueryWithHeadsMerged() throws {
+        let layout = try LayerDiscovery.discover(try fixture("qwen25vl-genai"), adapters: try adapters())
+        XCTAssertEqual(layout.layers.count, 6)
+        for layer in layout.layers {
+            XCTAssertEqual(layer.query, .headsMerged(name: "/model/layers.\(layer.index)/attn/q_rotary/MRotaryEmbedding/output_0"))
+            XCTAssertEqual(layer.k.weight, "model.layers.\(layer.index).attn.k_proj.MatMul.weight")
+            XCTAssertNil(layer.k.outputStart)
+        }
+    }
+
+    /// The head counts MRotaryEmbedding states are checked against the weights: a k rotation
+    /// that says 4 heads where k_proj is 2 x 16 wide is an error naming the layer and the numbers.
+    func testARotaryOpsHeadCountThatDisagreesIsNamed() throws {
+        let model = try fixture("qwen25vl-genai")
+        let rotary = try XCTUnwrap(model.graph.nodes.first { $0.name == "/model/layers.3/attn/k_rotary/MRotaryEmbedding" })
+        rotary.attributes = rotary.attributes.map { $0.name == "num_heads" ? .int("num_heads", 4) : $0 }
+        XCTAssertThrowsError(try LayerDiscovery.discover(model, adapters: try adapters())) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("layer 3") && text.contains("MRotaryEmbedding '/model/layers.3/attn/k_rotary/MRotaryEmbedding' num_heads says 4 kv heads")
+                          && text.contains("k_proj's width 32 / head_dim 16 is 2"), text)
         }
     }
 

@@ -35,6 +35,42 @@ def graph_inputs(folder, path=None):
     return {i.name: ref[i.name] for i in model.graph.input if i.name in ref}
 
 
+def position_feeds(input_names, prompt_positions, total, length):
+    """`position_ids` for a step of `length` new tokens that makes `total` cached, where the graph
+    takes position ids ({} elsewhere): the prompt's as its reference fed them, then each decoded
+    token at the prompt's largest position + 1 onward in every row (Qwen2-VL's multimodal
+    [3, B, L] ids: text after an image continues from there; plain ids: 0...n-1)."""
+    if "position_ids" not in input_names:
+        return {}
+    prompt_length = prompt_positions.shape[-1]
+    if total == length == prompt_length:
+        return {"position_ids": prompt_positions}
+    start = int(prompt_positions.max()) + 1 + total - length - prompt_length
+    row = np.arange(start, start + length, dtype=np.int64)
+    return {"position_ids": np.broadcast_to(row, prompt_positions.shape[:-1] + (length,)).copy()}
+
+
+def query_anchor(query):
+    """The value a layer's query anchor (inspect --layers --json) names: the query after RoPE,
+    heads split or merged, or where RoPE is inside a fused op, the query before it."""
+    for kind in ("tensor", "headsMerged"):
+        if kind in query:
+            return query[kind]["name"]
+    return query["fused"]["rotary"]["queryBeforeRoPE"]
+
+
+def rotated_query(values, query, heads, head_dim):
+    """The query after RoPE [B, H, L, hd] from the run `values`, where the graph holds it: as
+    it is, or split into heads from [B, L, H*hd] (MRotaryEmbedding before GroupQueryAttention);
+    None where RoPE is inside a fused op."""
+    if "tensor" in query:
+        return values[query["tensor"]["name"]]
+    if "headsMerged" in query:
+        merged = values[query["headsMerged"]["name"]]
+        return merged.reshape(merged.shape[0], merged.shape[1], heads, head_dim).transpose(0, 2, 1, 3)
+    return None
+
+
 def run_with_outputs(path, extra, feeds):
     """Runs `path` in onnxruntime with `extra` values exposed as outputs; returns name -> array."""
     model = onnx.load(str(path))

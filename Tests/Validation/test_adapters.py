@@ -116,3 +116,25 @@ def test_bad_layer_index_pattern_is_a_clear_error(tmp_path):
     result = run("inspect", FIXTURES[0] / "model.onnx", "--layers", "--adapter", own)
     assert result.returncode != 0
     assert str(own) in result.stderr and "is not a regular expression" in result.stderr
+
+
+@pytest.mark.parametrize("change, expected", [
+    # A misspelt key would otherwise be ignored, and the pattern would silently mean another.
+    (("optional: true", "optinal: true"), "one of the keys"),
+    (("optional: true", "optional: maybe"), "expected true or false"),
+    (("output: 0", "output: first"), "expected an integer"),
+])
+def test_a_key_or_value_the_schema_does_not_allow_is_named_with_its_line(tmp_path, change, expected):
+    old, new = change
+    library = (REPO / "Adapters/hf-torch.patterns.yaml").read_text()
+    assert old in library
+    own = tmp_path / "hf-torch.patterns.yaml"
+    own.write_text(library.replace(old, new, 1))
+    line = library[:library.index(old)].count("\n") + 1
+    adapter = tmp_path / "mine.yaml"
+    adapter.write_text((REPO / "Adapters/hf-torch-eager.yaml").read_text())
+    result = run("inspect", FIXTURES[0] / "model.onnx", "--layers", "--adapter", adapter)
+    assert result.returncode != 0
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {own}: "), result.stderr
+    assert expected in lines[0] and f"(line {line})" in lines[0], lines[0]

@@ -14,7 +14,7 @@ import pytest
 from onnx import numpy_helper
 
 from conftest import REPO, ort_session, run
-from fixtures import FIXTURES, config
+from fixtures import FIXTURES, config, position_feeds
 
 og = pytest.importorskip("onnxruntime_genai")
 GENAI = [f for f in FIXTURES if "genai" in f.name]
@@ -73,9 +73,14 @@ def example(folder, tmp_path, *args, tag="run"):
 
 def plain_loop(path, tokens, steps, slow_inputs):
     """Plain onnxruntime on the same tokens: prefill the prompt, then one token per step;
-    the slow inputs are the same at every step. Last-position logits of each step."""
+    the slow inputs are the same at every step. Last-position logits of each step. Where the
+    graph takes position_ids (Qwen2.5-VL: [3, B, L]), the text positions the generator gives
+    a prompt without images: 0...n-1 in every row."""
     session = ort_session(path)
     names = [i.name for i in session.get_inputs()]
+    ranks = {i.name: len(i.shape) for i in session.get_inputs()}
+    prompt_positions = np.arange(len(PROMPT)).reshape((1,) * (ranks.get("position_ids", 2) - 1) + (-1,))
+    prompt_positions = np.broadcast_to(prompt_positions, (3,) * (ranks.get("position_ids", 2) - 2) + (1, len(PROMPT)))
     outputs = [o.name for o in session.get_outputs()]
     cfg = json.loads((path.parent / "genai_config.json").read_text())["model"]["decoder"]
     past = {n: np.zeros((1, cfg["num_key_value_heads"], 0, cfg["head_size"]), np.float32)
@@ -83,7 +88,8 @@ def plain_loop(path, tokens, steps, slow_inputs):
     ids, total, logits = np.array([tokens[: len(PROMPT)]], np.int64), len(PROMPT), []
     for step in range(steps):
         values = dict(zip(outputs, session.run(outputs, {"input_ids": ids, "attention_mask": np.ones((1, total), np.int64),
-                                                           **past, **slow_inputs})))
+                                                           **past, **slow_inputs,
+                                                           **position_feeds(names, prompt_positions, total, ids.shape[1])})))
         logits.append(values["logits"][0, -1])
         past = {n: values[n.replace("past_key_values", "present")] for n in past}
         ids = np.array([[tokens[total]]], np.int64)

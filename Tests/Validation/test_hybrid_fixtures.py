@@ -12,8 +12,8 @@ from onnx import numpy_helper
 
 import hybrid_reference
 from conftest import REPO, checker_passes, ort_session, query_mask_of, run, slow_inputs_off
-from fixtures import (FIXTURES, NAMES, assert_equals_pytorch_hybrid, assert_float16_outputs_preserved, config, float_type, graph_inputs,
-                      rope_from_caches, tolerance)
+from fixtures import (FIXTURES, NAMES, assert_equals_pytorch_hybrid, assert_float16_outputs_preserved, config, float_type,
+                      graph_inputs, position_feeds, query_anchor, rope_from_caches, rotated_query, tolerance)
 
 LAYERS = [0, 2, 4]
 GATED = 2
@@ -80,6 +80,8 @@ def test_default_init_is_function_preserving(folder, mode, tmp_path):
     # between them depending on a value's readers, so there the outputs may move by a float16
     # step (up to 1.5 steps of the largest logit, hundreds of ulps at logits near 0), never more
     # than onnxruntime's outputs of the original stand from the ONNX-defined ones.
+    for name in names:
+        assert before[name].shape == after[name].shape, name  # no broadcast hides a wrong rank
     if float_type(folder) == np.float16:
         assert_float16_outputs_preserved(folder / "model.onnx", feeds, out, {**feeds, **slow}, before, after)
         return
@@ -114,8 +116,9 @@ def o_proj_input(model, node_name):
 
 def query_after_rope(values, layer, cfg, positions):
     query = layer["query"]
-    if "tensor" in query:
-        return values[query["tensor"]["name"]]
+    rotated = rotated_query(values, query, cfg["num_attention_heads"], cfg["head_dim"])
+    if rotated is not None:
+        return rotated
     fused = query["fused"]["rotary"]
     packed = values[fused["queryBeforeRoPE"]][..., : fused["querySliceCount"]]
     batch, length = packed.shape[:2]
@@ -166,18 +169,23 @@ def exposed_run(model, names, feeds, path):
 
 def anchors(layer):
     query = layer["query"]
-    return [layer["attentionOutput"], query["tensor"]["name"] if "tensor" in query else query["fused"]["rotary"]["queryBeforeRoPE"]]
+    return [layer["attentionOutput"], query_anchor(query)]
+
+
+def gated_rewrite(folder, tmp_path):
+    """The fixture rewritten (in-place, inline) with layer GATED's gates on: the output path,
+    config, GATED's layout entry, the model, its gate values and o_proj's (mixed) input."""
+    out, result = rewrite(folder, tmp_path)
+    assert result.returncode == 0, result.stderr
+    layer = layout_of(folder)["layers"][GATED]
+    model = onnx.load(out)
+    gates = gates_on(model, GATED)
+    return out, config(folder), layer, model, gates, o_proj_input(model, layer["o"]["node"])
 
 
 @pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
 def test_gates_on_follow_the_equations(folder, tmp_path):
-    out, result = rewrite(folder, tmp_path)
-    assert result.returncode == 0, result.stderr
-    cfg = config(folder)
-    layer = layout_of(folder)["layers"][GATED]
-    model = onnx.load(out)
-    gates = gates_on(model, GATED)
-    mixed = o_proj_input(model, layer["o"]["node"])
+    out, cfg, layer, model, gates, mixed = gated_rewrite(folder, tmp_path)
     feeds = graph_inputs(folder)
     length = feeds["input_ids"].shape[1]
     dtype = float_type(folder)
@@ -193,6 +201,30 @@ def test_gates_on_follow_the_equations(folder, tmp_path):
     assert np.abs(values[mixed] - expected).max() <= tolerance(folder)
     effect = np.abs(values[mixed].astype(np.float64) - values[layer["attentionOutput"]]).max()
     assert effect > 10 * tolerance(folder)  # the gate is really open
+
+
+MROPE = [f for f in FIXTURES if graph_inputs(f).get("position_ids", np.zeros((1, 1))).ndim == 3]
+
+
+@pytest.mark.parametrize("folder", MROPE, ids=[f.name for f in MROPE])
+def test_multimodal_rope_positions_exclude_by_token_index(folder, tmp_path):
+    """position_ids [3, B, L] (Qwen2-VL's multimodal RoPE): slow_query_exclude counts token
+    indices (docs/DESIGN.md §3). The prompt's image tokens 2-5 share temporal position 2 and
+    text after them continues at 4; excluding [2, 3) stops token 2 alone from querying."""
+    assert graph_inputs(folder)["position_ids"][0, 0].tolist() == [0, 1, 2, 2, 2, 2, 4]
+    out, cfg, layer, model, gates, mixed = gated_rewrite(folder, tmp_path)
+    feeds = graph_inputs(folder)
+    length = feeds["input_ids"].shape[1]
+    slow = slow_tokens(cfg)
+    exclude = np.array([[[2, 3]]], np.int64)
+    values = exposed_run(model, anchors(layer) + [mixed], {**feeds, **slow_feeds(out, slow, exclude=exclude)}, out)
+    assert values[mixed].shape == values[layer["attentionOutput"]].shape == (1, length, cfg["num_attention_heads"] * cfg["head_dim"])
+    query_mask = query_mask_of(exclude, length)
+    assert query_mask[0].tolist() == [1, 1, 0, 1, 1, 1, 1]
+    expected = reference_mix(model, layer, values, gates, slow, cfg, np.arange(length)[None], None, query_mask)
+    assert np.abs(values[mixed] - expected).max() <= 1e-4
+    effect = np.abs(values[mixed].astype(np.float64) - values[layer["attentionOutput"]]).max(-1)[0]
+    assert effect[2] == 0 and effect[[3, 4, 5]].min() > 1e-3
 
 
 @pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
@@ -257,6 +289,27 @@ def has_kv_cache(folder):
 
 
 KV = [f for f in FIXTURES if has_kv_cache(f)]
+
+
+@pytest.mark.parametrize("folder", [f for f in KV if f.name.endswith("-dynamo-kv")], ids=lambda f: f.name)
+def test_dynamo_kv_exports_have_the_torchscript_interface(folder):
+    """A dynamo export with a KV cache takes and returns what the TorchScript one does (the
+    names genai uses): past_key_values.{i}.key/value [batch, kv_heads, past, head_dim] in,
+    logits and present.{i}.key/value out, one pair per layer; the two exports' names agree
+    where the family has both."""
+    cfg = config(folder)
+    model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    inputs, outputs = [i.name for i in model.graph.input], [o.name for o in model.graph.output]
+    layers = range(cfg["num_hidden_layers"])
+    assert inputs == ["input_ids", "attention_mask"] + [f"past_key_values.{i}.{k}" for i in layers for k in ("key", "value")]
+    assert outputs == ["logits"] + [f"present.{i}.{k}" for i in layers for k in ("key", "value")]
+    for value in model.graph.input[2:]:
+        dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+        assert dims == ["batch", cfg["num_key_value_heads"], "past_sequence", cfg["head_dim"]], (value.name, dims)
+    torchscript = folder.with_name(folder.name.replace("-dynamo-kv", "-torchscript-kv"))
+    if torchscript.exists():
+        other = onnx.load(str(torchscript / "model.onnx"), load_external_data=False)
+        assert [i.name for i in other.graph.input] == inputs and [o.name for o in other.graph.output] == outputs
 
 
 COMPANION_CASES = ("gemma2-genai", "qwen2-genai", "qwen2-torchscript-fp16", "llama-dynamo")
@@ -374,9 +427,10 @@ def test_slow_kv_inputs_is_refused_in_insert_mode(tmp_path):
     assert list(out.parent.iterdir()) == []
 
 
-def decode(session, cfg, feeds_extra, steps=3, with_slow=None):
+def decode(session, cfg, feeds_extra, steps=3, with_slow=None, prompt_positions=None):
     """Prefill on the reference prompt, then `steps` greedy decode steps feeding present K/V back;
-    `feeds_extra` (the slow inputs) is the same at every step."""
+    `feeds_extra` (the slow inputs) is the same at every step; `prompt_positions`: the reference's
+    position_ids, where the graph takes them."""
     prompt = np.array([[3, 17, 42, 99, 128, 7, 201]], np.int64)
     names = [i.name for i in session.get_inputs()]
     past = {n: np.zeros((1, cfg["num_key_value_heads"], 0, cfg["head_dim"]), np.float32) for n in names
@@ -385,7 +439,8 @@ def decode(session, cfg, feeds_extra, steps=3, with_slow=None):
     all_logits = []
     outputs = [o.name for o in session.get_outputs()]
     for step in range(steps + 1):
-        feeds = {"input_ids": ids, "attention_mask": np.ones((1, total), np.int64), **past, **feeds_extra}
+        feeds = {"input_ids": ids, "attention_mask": np.ones((1, total), np.int64), **past, **feeds_extra,
+                 **position_feeds(names, prompt_positions, total, ids.shape[1])}
         if with_slow is not None:
             feeds["slow_tokens"] = with_slow
         values = dict(zip(outputs, session.run(outputs, feeds)))
@@ -402,8 +457,9 @@ def test_kv_cache_decode_steps(folder, tmp_path):
     assert result.returncode == 0, result.stderr
     cfg = config(folder)
     slow = slow_tokens(cfg)
-    original, original_values = decode(ort_session(folder / "model.onnx"), cfg, {})
-    rewritten, rewritten_values = decode(ort_session(out), cfg, slow_feeds(out, slow))
+    positions = graph_inputs(folder).get("position_ids")
+    original, original_values = decode(ort_session(folder / "model.onnx"), cfg, {}, prompt_positions=positions)
+    rewritten, rewritten_values = decode(ort_session(out), cfg, slow_feeds(out, slow), prompt_positions=positions)
     assert len(rewritten) == 4
     for a, b in zip(original, rewritten):
         assert np.abs(a - b).max() <= 1e-5
@@ -423,9 +479,9 @@ def test_kv_cache_decode_steps(folder, tmp_path):
     for name in anchors(layer) + [mixed]:
         model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
     session = ort_session(model)
-    logits, values = decode(session, cfg, slow_feeds(out, slow))
+    logits, values = decode(session, cfg, slow_feeds(out, slow), prompt_positions=positions)
     values["__path__"] = str(out)
-    position = 9
+    position = 9 if positions is None else int(positions.max()) + 3
     expected = reference_mix(model, layer, values, gates, slow, cfg, np.array([[position]]))
     assert np.abs(values[mixed] - expected).max() <= 1e-4
     assert np.abs(logits[-1] - original[-1]).max() > 1e-4
@@ -500,12 +556,14 @@ def reference_decode(session, folder, slow_feeds_once, ref):
     feeds = graph_inputs(folder)
     past = {k: v for k, v in feeds.items() if k.startswith("past_key_values")}
     ids, total = feeds["input_ids"], feeds["input_ids"].shape[1]
+    inputs = [i.name for i in session.get_inputs()]
     steps = []
     for token in [None, 5, 9, 13][: reference_steps(ref)]:
         if token is not None:
             ids, total = np.array([[token]], np.int64), total + 1
         values = dict(zip(outputs, session.run(outputs, {"input_ids": ids, "attention_mask": np.ones((1, total), np.int64),
-                                                           **past, **slow_feeds_once})))
+                                                           **past, **slow_feeds_once,
+                                                           **position_feeds(inputs, feeds.get("position_ids"), total, ids.shape[1])})))
         steps.append(values["logits"])
         past = {name: values[name.replace("past_key_values", "present")] for name in past}
     return steps

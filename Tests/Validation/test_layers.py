@@ -8,7 +8,8 @@ import pytest
 from onnx import numpy_helper
 
 from conftest import REPO, backend_models, run
-from fixtures import FIXTURES, NAMES, config, graph_inputs, initializer, reference, rope_from_caches, run_with_outputs, tolerance
+from fixtures import (FIXTURES, NAMES, config, graph_inputs, initializer, query_anchor, reference, rope_from_caches, rotated_query,
+                      run_with_outputs, tolerance)
 
 
 def layout_of(folder):
@@ -51,7 +52,7 @@ def test_anchors_are_the_query_after_rope_and_the_attention_output(folder):
     for layer in layout["layers"]:
         exposed.append(layer["attentionOutput"])
         query = layer["query"]
-        exposed.append(query["tensor"]["name"] if "tensor" in query else query["fused"]["rotary"]["queryBeforeRoPE"])
+        exposed.append(query_anchor(query))
     values = run_with_outputs(folder / "model.onnx", sorted(set(exposed)), feeds)
     cfg = config(folder)
     heads, head_dim = cfg["num_attention_heads"], cfg["head_dim"]
@@ -66,9 +67,8 @@ def test_anchors_are_the_query_after_rope_and_the_attention_output(folder):
             return tolerance(folder, float16=2e-2 * np.abs(reference).max())
         assert np.abs(attention.astype(np.float64) - ref[f"attn_out_{i}"]).max() <= limit(ref[f"attn_out_{i}"]), f"layer {i} attention output"
         query = layer["query"]
-        if "tensor" in query:
-            q = values[query["tensor"]["name"]]
-        else:
+        q = rotated_query(values, query, heads, head_dim)
+        if q is None:
             fused = query["fused"]["rotary"]
             packed = values[fused["queryBeforeRoPE"]][..., : fused["querySliceCount"]]
             batch, length = packed.shape[:2]
