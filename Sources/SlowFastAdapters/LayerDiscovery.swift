@@ -222,6 +222,16 @@ public enum LayerDiscovery {
                 if let packed = index.initializer(q.weight), packed.dims.count == 2, Int(packed.dims[1]) != attentionWidth + 2 * kvWidth {
                     throw fail("packed qkv weight '\(q.weight)' has \(packed.dims[1]) outputs, but \(heads) heads and \(kvHeads) kv heads of \(headDim) make \(attentionWidth) + 2 x \(kvWidth)")
                 }
+                // A Split of the packed value into q, k and v (onnxruntime-genai's Qwen3) must cut
+                // it at those widths, on the last axis.
+                if let split = match.node("qkvSplit") {
+                    let sizes = split.inputs.count > 1 ? try matcher.constantTensor(split.inputs[1])?.int64Values() : nil
+                    let axis = split.intAttribute("axis") ?? 0
+                    guard sizes == [Int64(attentionWidth), Int64(kvWidth), Int64(kvWidth)], axis == -1 || axis == 2 else {
+                        throw fail("'\(split.name ?? "")' splits the packed qkv into \(sizes.map { "\($0)" } ?? "run-time sizes") on axis \(axis); "
+                            + "\(heads) heads and \(kvHeads) kv heads of \(headDim) need [\(attentionWidth), \(kvWidth), \(kvWidth)] on the last axis")
+                    }
+                }
             } else {
                 q = try projection("q")
                 k = try projection("k")
@@ -273,7 +283,9 @@ public enum LayerDiscovery {
                 query = .headsMerged(name: tensor)
             } else if let fusedNode {
                 let rotary = FusedRotary(
-                    queryBeforeRoPE: try match["qkv"] ?? need("qkvNode", "no packed qkv input of the fused attention"),
+                    // The query the op rotates: a capture of its own where q is normed first
+                    // (Qwen3 by onnxruntime-genai), else the packed qkv whose first features are q.
+                    queryBeforeRoPE: try match["queryBeforeRoPE"] ?? match["qkv"] ?? need("qkvNode", "no packed qkv input of the fused attention"),
                     querySliceCount: attentionWidth,
                     cosCache: try need("cosCache", "no cos cache on the fused attention"),
                     sinCache: try need("sinCache", "no sin cache on the fused attention"),
@@ -687,9 +699,11 @@ extension LayerDiscovery {
     /// (`qNormWeight`, `qNormEpsilon`).
     static func headNorm(_ role: String, _ match: Match, matcher: PatternMatcher) throws -> RMSNormDescription? {
         guard let weight = match["\(role)NormWeight"] else { return nil }
-        guard let name = match["\(role)NormEpsilon"], let epsilon = try matcher.constantTensor(name)?.floatValues().first else {
-            return nil
-        }
+        // A decomposed norm's epsilon constant, or a norm op's `epsilon` attribute (`qNormNode`).
+        var epsilon: Float?
+        if let name = match["\(role)NormEpsilon"] { epsilon = try matcher.constantTensor(name)?.floatValues().first }
+        if epsilon == nil { epsilon = match.node("\(role)NormNode")?.floatAttribute("epsilon") }
+        guard let epsilon else { return nil }
         return RMSNormDescription(weight: weight, epsilon: epsilon, input: "", output: "")
     }
 

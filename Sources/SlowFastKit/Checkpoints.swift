@@ -91,6 +91,7 @@ public enum WeightExport {
             companions[file] = try ModelReader.read(path: (modelFolder.isEmpty ? "." : modelFolder) + "/" + file)
         }
         let initializers = Initializers(model: model, companions: companions)
+        let parameterType = halfParameterType(weightMap, initializers: initializers)
         var writer = SafeTensorsShardedWriter(maxShardBytes: options.maxShardBytes, metadata: ["format": "pt"])
         var names: [String: (onnxName: String, tensor: Tensor, transform: ParameterTransform)] = [:]
         for entry in weightMap.entries where entry.isNamed && entry.graph == nil && !initializers.isInputDefault(entry)
@@ -102,7 +103,17 @@ public enum WeightExport {
                 throw CheckpointError(file: model.sourcePath ?? "model", message: "tensor '\(entry.onnxName)' is \(ElementType.name(of: tensor.dataType ?? 0)), which safetensors cannot hold")
             }
             let onnxShape = tensor.dims.map { Int($0) }
-            let target = options.dtype.map { dtype.isConvertibleFloat ? $0 : dtype } ?? dtype
+            var target = options.dtype.map { dtype.isConvertibleFloat ? $0 : dtype } ?? dtype
+            if options.dtype == nil, dtype == .f32, let half = parameterType, onnxShape.count <= 1 {
+                // torch.onnx writes a float16 model's norm weights as float32 where the module
+                // computes in float32 (Gemma's 1 + w.float(), OLMo-2's weight times a float32
+                // value); the state dict holds them in the model's type. Exported in that type
+                // where every canonical value is one it holds exactly.
+                let onnx = RawTensor(name: entry.onnxName, dtype: dtype, shape: onnxShape, bytes: try tensor.withRawBytes { Array($0) })
+                if try entry.transform.canonicalTensors(of: onnx, canonicalName: entry.canonicalName).allSatisfy({ try $0.isExactly(in: half) }) {
+                    target = half
+                }
+            }
             for (name, shape) in try entry.transform.canonicalShapes(onnxShape: onnxShape, canonicalName: entry.canonicalName) {
                 if let other = names[name] {
                     // A copy (the slow K/V encoder's input norm, stored as the decoder's is: Gemma's
@@ -122,6 +133,21 @@ public enum WeightExport {
         }
         let files = try writer.write(toDirectory: folder)
         return (files, names.keys.sorted())
+    }
+}
+
+extension WeightExport {
+    /// float16 or bfloat16 where every named matrix of the model (its projections and
+    /// embeddings) is stored in it, nil otherwise: the type a PyTorch state dict of the model holds.
+    static func halfParameterType(_ weightMap: WeightMap, initializers: Initializers) -> SafeTensorsDType? {
+        var types: Set<SafeTensorsDType> = []
+        for entry in weightMap.entries where entry.isNamed && entry.graph == nil {
+            guard let tensor = initializers.tensor(entry), tensor.dims.count == 2, let type = tensor.elementType,
+                  let dtype = SafeTensorsDType(type), dtype.isConvertibleFloat else { continue }
+            types.insert(dtype)
+        }
+        guard types.count == 1, let only = types.first, only == .f16 || only == .bf16 else { return nil }
+        return only
     }
 }
 

@@ -76,6 +76,13 @@ extension RawTensor {
         }
         return RawTensor(name: name, dtype: dtype, shape: shape, bytes: try DTypeConversion.convert(bytes, from: self.dtype, to: dtype))
     }
+
+    /// Whether every value is one that `dtype` holds exactly (converting there and back gives
+    /// the same bytes): a float32 tensor of float16 values is a float16 tensor up-cast.
+    public func isExactly(in dtype: SafeTensorsDType) throws -> Bool {
+        guard dtype != self.dtype else { return true }
+        return try converted(to: dtype).converted(to: self.dtype).bytes == bytes
+    }
 }
 
 extension ParameterTransform {

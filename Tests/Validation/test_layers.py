@@ -59,8 +59,13 @@ def test_anchors_are_the_query_after_rope_and_the_attention_output(folder):
     for layer in layout["layers"]:
         i = layer["index"]
         attention = values[layer["attentionOutput"]]
-        limit = tolerance(folder, float16=5e-3)
-        assert np.abs(attention.astype(np.float64) - ref[f"attn_out_{i}"]).max() <= limit, f"layer {i} attention output"
+        # float16: onnxruntime and PyTorch round differently, and the gap grows with depth and
+        # with the residual stream's size (Gemma's reaches 20, where a float16 step is 1.6e-2):
+        # up to 1.3% of the tensor's largest value at layer 4 of gemma3-torchscript-fp16. A wrong
+        # tensor is off by its whole size; the float32 fixtures pin the same anchors at 1e-4.
+        def limit(reference):
+            return tolerance(folder, float16=2e-2 * np.abs(reference).max())
+        assert np.abs(attention.astype(np.float64) - ref[f"attn_out_{i}"]).max() <= limit(ref[f"attn_out_{i}"]), f"layer {i} attention output"
         query = layer["query"]
         q = rotated_query(values, query, heads, head_dim)
         if q is None:
@@ -73,7 +78,7 @@ def test_anchors_are_the_query_after_rope_and_the_attention_output(folder):
             q = rope_from_caches(packed.reshape(batch, length, heads, head_dim), cos, sin, positions,
                                  fused["interleaved"]).transpose(0, 2, 1, 3)
         assert q.shape == ref[f"q_rope_{i}"].shape
-        assert np.abs(q.astype(np.float64) - ref[f"q_rope_{i}"]).max() <= limit, f"layer {i} query after RoPE"
+        assert np.abs(q.astype(np.float64) - ref[f"q_rope_{i}"]).max() <= limit(ref[f"q_rope_{i}"]), f"layer {i} query after RoPE"
 
 
 @pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)

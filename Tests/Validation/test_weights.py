@@ -13,7 +13,7 @@ from onnx import numpy_helper
 from safetensors.numpy import load_file, save_file
 
 from conftest import REPO, ort_session, run, slow_inputs_off
-from fixtures import FIXTURES, NAMES, config, graph_inputs, tolerance
+from fixtures import FIXTURES, NAMES, assert_equals_pytorch_hybrid, config, graph_inputs
 
 STATE_DICTS = REPO / "Tests/Fixtures/state-dicts"
 LAYERS = (0, 2, 4)
@@ -149,7 +149,7 @@ def test_a_python_checkpoint_gives_the_pytorch_hybrid_model(folder, tmp_path):
     slow = ref["hybrid_slow_tokens"]
     feeds = {**graph_inputs(folder), "slow_tokens": slow, **slow_inputs_off(1, slow.shape[1], slow.dtype)}
     logits = ort_session(str(out)).run(["logits"], feeds)[0].astype(np.float64)
-    assert np.abs(logits - ref["hybrid_logits_step0"]).max() <= tolerance(folder)
+    assert_equals_pytorch_hybrid(folder, ref, logits)
     weight_map = json.loads(out.with_suffix(".weight-map.json").read_text())
     rules = {e["canonicalName"]: e.get("initRule") for e in weight_map["entries"]}
     assert rules["model.layers.2.self_attn.cross_attn_warm_up_gate"] == "imported from hybrid.safetensors"
