@@ -13,7 +13,8 @@ head_dim 16), exported three ways each:
                  Concat(past, new); traced with a past of 2 positions, so the Concat is in the
                  graph, and fed an empty past for the prompt (issue 11)
     dynamo-kv    torch.onnx.export(dynamo=True) with a KV cache, the same inputs and outputs as
-                 torchscript-kv, external data (issue 11)
+                 torchscript-kv (VL models: position_ids [3, batch, sequence] too), external
+                 data (issue 11)
 
 into Tests/Fixtures/<family>-<exporter>/ with config.json, meta.json and reference.npz:
 the inputs fed, `logits` (onnxruntime on the export) and `logits_torch`, and per layer i
@@ -242,6 +243,8 @@ class VisionWithCache(torch.nn.Module):
 def export_vl_torch(model, folder, exporter):
     """torch.onnx export of a VisionLanguageModel: position_ids [3, batch, sequence] is an input;
     torchscript-kv traces with a past of 2 positions, as export_torch_kv."""
+    if exporter == "dynamo-kv":
+        return export_vl_dynamo_kv(model, folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "model.onnx"
     ids = torch.tensor(TOKENS)
@@ -272,6 +275,31 @@ def export_vl_torch(model, folder, exporter):
     torch.onnx.export(VisionWithCache(model), (ids, mask, mrope_positions(ids.shape[1], traced_past), *past), str(path),
                       dynamo=False, opset_version=17, input_names=["input_ids", "attention_mask", "position_ids", *past_names],
                       output_names=["logits", *present_names], dynamic_axes=axes)
+    return path
+
+
+class VisionWithCacheList(VisionWithCache):
+    """VisionWithCache taking the past as one list, as WithCacheList (torch.export's dynamic_shapes)."""
+
+    def forward(self, input_ids, attention_mask, position_ids, past):
+        return super().forward(input_ids, attention_mask, position_ids, *past)
+
+
+def export_vl_dynamo_kv(model, folder):
+    """torch.onnx.export(dynamo=True) of VisionWithCache: export_dynamo_kv's inputs and outputs
+    with position_ids [3, batch, sequence] beside them (export_vl_torch's torchscript-kv
+    interface); traced with a past of 2 positions, fed an empty past for the prompt."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids, mask, past, past_names, present_names = traced_cache_inputs(model)
+    positions = mrope_positions(ids.shape[1], past[0].shape[2])
+    batch, sequence, past_sequence = torch.export.Dim("batch"), torch.export.Dim("sequence"), torch.export.Dim("past_sequence")
+    shapes = {"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: torch.export.Dim.AUTO},
+              "position_ids": {1: batch, 2: sequence}, "past": [{0: batch, 2: past_sequence} for _ in past]}
+    program = torch.onnx.export(VisionWithCacheList(model).eval(), (ids, mask, positions, past), dynamo=True,
+                                input_names=["input_ids", "attention_mask", "position_ids", *past_names],
+                                output_names=["logits", *present_names], dynamic_shapes=shapes)
+    path = folder / "model.onnx"
+    program.save(str(path), external_data=True)
     return path
 
 
@@ -687,6 +715,12 @@ def build(family, exporter, folder, seed, half=False, attention="eager", opset=N
 DYNAMO_KV_FAMILIES = (("qwen2", 10), ("llama", 11), ("qwen3", 12), ("phi3", 13), ("granite", 14), ("gemma2", 13),
                       ("gemma3", 14), ("olmo2", 15))
 
+# The remaining exporter x family cells of issue 11, and their seeds (each family's): float16
+# by TorchScript (-fp16), KV caches by dynamo and TorchScript (-kv).
+REMAINING_CELLS = {"qwen2vl-dynamo-kv": 16, "qwen2vl-torchscript-fp16": 16, "qwen25vl-torchscript-fp16": 17,
+                   "internlm2-torchscript-fp16": 16, "internlm2-dynamo-kv": 16, "qwen25vl-dynamo": 17,
+                   "qwen25vl-torchscript-kv": 17, "qwen3-torchscript-kv": 12, "llama-torchscript-kv": 11}
+
 # How each fixture's PyTorch model is made (family, seed, make_model/build options).
 MODELS = {
     **{f"qwen2-{e}": ("qwen2", 10, {}) for e in ("torchscript", "dynamo", "genai")},
@@ -711,6 +745,8 @@ MODELS = {
     **{f"qwen2vl-{e}": ("qwen2vl", 16, {}) for e in ("torchscript", "dynamo", "torchscript-kv")},
     **{f"qwen25vl-{e}": ("qwen25vl", 17, {}) for e in ("torchscript", "genai")},
     **{f"internlm2-{e}": ("internlm2", 16, {}) for e in ("torchscript", "dynamo", "torchscript-kv")},
+    **{name: (name.split("-", 1)[0], seed, {"half": True} if name.endswith("-fp16") else {})
+       for name, seed in REMAINING_CELLS.items()},
 }
 
 
@@ -805,12 +841,17 @@ def main():
     # Qwen2-VL and Qwen2.5-VL language models: multimodal RoPE, position_ids [3, batch, sequence]
     # (issue 11); onnxruntime-genai builds Qwen2.5-VL (MRotaryEmbedding before GroupQueryAttention).
     for name, (family, seed, _options) in MODELS.items():
-        if family in VL_FAMILIES and (wanted is None or name in wanted):
+        if family in VL_FAMILIES and name not in REMAINING_CELLS and (wanted is None or name in wanted):
             build(family, name.split("-", 1)[1], FIXTURES / name, seed=seed)
     # InternLM2-style fused wqkv (per kv head: its query heads, key, value), issue 11.
     for exporter in ("torchscript", "dynamo", "torchscript-kv"):
         if wanted is None or f"internlm2-{exporter}" in wanted:
             build("internlm2", exporter, FIXTURES / f"internlm2-{exporter}", seed=16)
+    # The remaining exporter x family cells: float16 by TorchScript (-fp16), KV caches (-kv).
+    for name in REMAINING_CELLS:
+        if wanted is None or name in wanted:
+            family, seed, options = MODELS[name]
+            build(family, name.split("-", 1)[1].removesuffix("-fp16"), FIXTURES / name, seed=seed, half=options.get("half", False))
     if args.examples or wanted is None:
         build("qwen2", "dynamo", REPO / "Examples/qwen2-tiny", seed=99)
 

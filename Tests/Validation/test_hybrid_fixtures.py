@@ -301,14 +301,15 @@ def test_dynamo_kv_exports_have_the_torchscript_interface(folder):
     """A dynamo export with a KV cache takes and returns what the TorchScript one does (the
     names genai uses): past_key_values.{i}.key/value [batch, kv_heads, past, head_dim] in,
     logits and present.{i}.key/value out, one pair per layer; the two exports' names agree
-    where the family has both."""
+    where the family has both. Qwen2-VL's also takes position_ids [3, batch, sequence] after the mask."""
     cfg = config(folder)
     model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
     inputs, outputs = [i.name for i in model.graph.input], [o.name for o in model.graph.output]
     layers = range(cfg["num_hidden_layers"])
-    assert inputs == ["input_ids", "attention_mask"] + [f"past_key_values.{i}.{k}" for i in layers for k in ("key", "value")]
+    leading = ["input_ids", "attention_mask"] + (["position_ids"] if "position_ids" in inputs else [])
+    assert inputs == leading + [f"past_key_values.{i}.{k}" for i in layers for k in ("key", "value")]
     assert outputs == ["logits"] + [f"present.{i}.{k}" for i in layers for k in ("key", "value")]
-    for value in model.graph.input[2:]:
+    for value in model.graph.input[len(leading):]:
         dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
         assert dims == ["batch", cfg["num_key_value_heads"], "past_sequence", cfg["head_dim"]], (value.name, dims)
     torchscript = folder.with_name(folder.name.replace("-dynamo-kv", "-torchscript-kv"))
