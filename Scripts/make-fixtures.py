@@ -719,7 +719,8 @@ DYNAMO_KV_FAMILIES = (("qwen2", 10), ("llama", 11), ("qwen3", 12), ("phi3", 13),
 # by TorchScript (-fp16), KV caches by dynamo and TorchScript (-kv).
 REMAINING_CELLS = {"qwen2vl-dynamo-kv": 16, "qwen2vl-torchscript-fp16": 16, "qwen25vl-torchscript-fp16": 17,
                    "internlm2-torchscript-fp16": 16, "internlm2-dynamo-kv": 16, "qwen25vl-dynamo": 17,
-                   "qwen25vl-torchscript-kv": 17, "qwen3-torchscript-kv": 12, "llama-torchscript-kv": 11}
+                   "qwen25vl-torchscript-kv": 17, "qwen3-torchscript-kv": 12, "llama-torchscript-kv": 11,
+                   "qwen25vl-dynamo-kv": 17}
 
 # How each fixture's PyTorch model is made (family, seed, make_model/build options).
 MODELS = {
