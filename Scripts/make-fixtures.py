@@ -59,6 +59,10 @@ any section (docs/DESIGN.md §1).
 internlm2-* are InternLM2 (Scripts/internlm2.py: our own module, transformers has none): one fused
 wqkv laid out per kv head as [groups query heads, key, value], InternLM2's parameter names; the
 hybrid reference's kv_proj is the key and value rows of wqkv, strided row blocks.
+REMAINING_CELLS fill the rest of the exporter x family table (README.md): the VL and InternLM2
+models in float16 by TorchScript, and the KV-cache exports the families lacked (qwen2vl- and
+qwen25vl-dynamo-kv, internlm2-dynamo-kv, qwen25vl-, qwen3- and llama-torchscript-kv), and
+qwen25vl-dynamo.
 """
 import argparse
 import contextlib
