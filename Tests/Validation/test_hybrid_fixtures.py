@@ -301,7 +301,8 @@ def test_dynamo_kv_exports_have_the_torchscript_interface(folder):
     """A dynamo export with a KV cache takes and returns what the TorchScript one does (the
     names genai uses): past_key_values.{i}.key/value [batch, kv_heads, past, head_dim] in,
     logits and present.{i}.key/value out, one pair per layer; the two exports' names agree
-    where the family has both. Qwen2-VL's also takes position_ids [3, batch, sequence] after the mask."""
+    where the family has both. Qwen2-VL's and Qwen2.5-VL's also take position_ids [3, batch, sequence]
+    after the mask."""
     cfg = config(folder)
     model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
     inputs, outputs = [i.name for i in model.graph.input], [o.name for o in model.graph.output]
