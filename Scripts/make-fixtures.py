@@ -123,8 +123,13 @@ def make_model(family, seed, attention="eager", **dims):
     config._attn_implementation = attention
     torch.manual_seed(seed)
     model = model_class(config).eval()
-    # Non-degenerate random weights: no zero biases and no all-ones norms, so no two tensors
-    # are equal and exporters cannot merge them.
+    randomize_weights(model, seed, family)
+    return model
+
+
+def randomize_weights(model, seed, family):
+    """Non-degenerate random weights, drawn in parameter order from `seed`: no zero biases and
+    no all-ones norms, so no two tensors are equal and exporters cannot merge them."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -139,7 +144,6 @@ def make_model(family, seed, attention="eager", **dims):
                 parameter.copy_(0.02 * noise)
             else:
                 parameter.copy_(0.08 * noise)
-    return model
 
 
 # Qwen2-VL and Qwen2.5-VL (issue 11): the language model of each, with multimodal RoPE. Its
@@ -201,16 +205,7 @@ def make_vl_model(family, seed, attention="eager", **dims):
     torch.manual_seed(seed)
     full = model_class(config).eval()
     model = VisionLanguageModel(full).eval()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():  # as make_model, text weights only
-            noise = torch.randn(parameter.shape, generator=generator)
-            if "norm" in name:
-                parameter.copy_(1 + 0.1 * noise)
-            elif name.endswith("bias"):
-                parameter.copy_(0.02 * noise)
-            else:
-                parameter.copy_(0.08 * noise)
+    randomize_weights(model, seed, family)  # the text weights only
     model.full = [full]  # a list, so the full model is not a submodule of the language model
     return model
 

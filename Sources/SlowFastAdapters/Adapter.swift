@@ -242,8 +242,6 @@ extension Adapter {
             return try T(yaml: root, at: .root)
         } catch let error as AdapterError {
             throw error
-        } catch let error as YAMLShapeError {
-            throw AdapterError(file: path, message: "\(kind): \(error)")
         } catch {
             throw AdapterError(file: path, message: "\(kind): \(error)")
         }
