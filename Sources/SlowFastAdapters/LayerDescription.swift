@@ -49,11 +49,16 @@ public struct ProjectionWeight: Codable, Equatable, Sendable {
     public var outputStride: Int?
     /// The bias initializer, if any, with the same output slice.
     public var bias: String?
-    /// The MatMul/Gemm node computing the projection.
+    /// The MatMul/Gemm node computing the projection (MatMulNBits, or the MatMul or Mul whose
+    /// output is the projection, for a quantized one).
     public var node: String
+    /// How `weight` is stored where it is quantized; nil: a float matrix in `layout`.
+    public var storage: ProjectionStorage?
 
     public init(weight: String, layout: WeightLayout, outputStart: Int? = nil, outputCount: Int? = nil,
-                outputBlock: Int? = nil, outputStride: Int? = nil, bias: String? = nil, node: String) {
+                outputBlock: Int? = nil, outputStride: Int? = nil, bias: String? = nil, node: String,
+                storage: ProjectionStorage? = nil) {
+        self.storage = storage
         self.weight = weight
         self.layout = layout
         self.outputStart = outputStart

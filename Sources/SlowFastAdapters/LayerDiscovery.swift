@@ -85,7 +85,10 @@ public enum LayerDiscovery {
         // Per layer number, the failure that got furthest into the pattern: what a user whose
         // layer 3 does not match needs to see.
         var closest: [Int: MatchFailure] = [:]
-        for node in graph.nodes where node.op == "MatMul" || node.op == "Gemm" {
+        // o_proj candidates: the ops the attention pattern can have at its root (a MatMul or
+        // Gemm, and the nodes a quantized MatMul ends in).
+        let roots = PatternMatcher.rootOps(adapter.attention) ?? ["MatMul", "Gemm"]
+        for node in graph.nodes where roots.contains(node.op) {
             guard let output = node.outputs.first else { continue }
             switch matcher.match(adapter.attention, at: output) {
             case .success(let match): attentionMatches.append(match)
@@ -144,17 +147,23 @@ public enum LayerDiscovery {
                 throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "no o_proj node captured")
             }
             let oWeightName = try need("oWeight", "no initializer weight for o_proj")
-            guard let oWeight = index.initializer(oWeightName), oWeight.dims.count == 2 else {
+            func fail(_ message: String) -> LayerDiscoveryError {
+                .incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: message)
+            }
+            let oStorage = try storage(of: oNode, weight: oWeightName, matcher: matcher, fail: fail)
+            guard let oWeight = index.initializer(oWeightName),
+                  let oDims = oStorage.map({ [Int64($0.shape.inFeatures), Int64($0.shape.outFeatures)] }) ?? (oWeight.dims.count == 2 ? oWeight.dims : nil) else {
                 throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "o_proj weight '\(oWeightName)' is not a 2-D initializer")
             }
-            floatType = oWeight.dataType ?? floatType
+            // The model's float type: a float weight's, else (quantized) its scales'.
+            floatType = oStorage == nil ? oWeight.dataType ?? floatType : floatTypeOf(oStorage!, index: index) ?? floatType
             // Numbers from the file are bounded before any arithmetic on them.
             let widthLimit: Int64 = 1 << 24
-            guard (1 ... widthLimit).contains(oWeight.dims[1]), (1 ... widthLimit).contains(oWeight.dims[0]) else {
+            guard (1 ... widthLimit).contains(oDims[1]), (1 ... widthLimit).contains(oDims[0]) else {
                 throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number,
-                                                          missing: "o_proj weight dims \(oWeight.dims) outside 1...\(widthLimit)")
+                                                          missing: "o_proj weight dims \(oDims) outside 1...\(widthLimit)")
             }
-            let hidden = Int(oWeight.dims[1]), attentionWidth = Int(oWeight.dims[0])
+            let hidden = Int(oDims[1]), attentionWidth = Int(oDims[0])
 
             // Dimensions come from shapes: reshape constants, the fused op's head counts and
             // the weights' widths, checked against each other. The softmax scale is a value of
@@ -162,9 +171,6 @@ public enum LayerDiscovery {
             let fusedNode = match.node("fusedAttention")
                 ?? match.node("attentionOutput").flatMap { $0.intAttribute("num_heads") != nil ? $0 : nil }
             let evidence = try HeadEvidence(match: match, fused: fusedNode, matcher: matcher)
-            func fail(_ message: String) -> LayerDiscoveryError {
-                .incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: message)
-            }
             let headDim = try evidence.headDim(attentionWidth: attentionWidth, fail: fail)
             guard attentionWidth % headDim == 0 else {
                 throw fail("o_proj's input width \(attentionWidth) is not a multiple of head_dim \(headDim) (\(evidence.headDimSources))")
@@ -178,11 +184,18 @@ public enum LayerDiscovery {
             // Projections: separate q/k/v, or one packed qkv.
             func projection(_ role: String, start: Int? = nil, count: Int? = nil, block: Int? = nil, stride: Int? = nil) throws -> ProjectionWeight {
                 let weight = try need("\(role)Weight", "no initializer weight for \(role)_proj")
-                guard let node = match.node("\(role)Node")?.name else {
+                guard let node = match.node("\(role)Node"), let name = node.name else {
                     throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number, missing: "no \(role)_proj node captured")
                 }
+                let stored = try storage(of: node, weight: weight, matcher: matcher, fail: fail)
                 return ProjectionWeight(weight: weight, layout: .inputMajor, outputStart: start, outputCount: count,
-                                        outputBlock: block, outputStride: stride, bias: match["\(role)Bias"], node: node)
+                                        outputBlock: block, outputStride: stride, bias: match["\(role)Bias"] ?? stored?.bias, node: name,
+                                        storage: stored)
+            }
+            // A projection's [in, out] shape, whatever its storage.
+            func shapeOf(_ projection: ProjectionWeight) -> [Int64]? {
+                if let stored = projection.storage { return [Int64(stored.shape.inFeatures), Int64(stored.shape.outFeatures)] }
+                return index.initializer(projection.weight)?.dims
             }
             let q: ProjectionWeight, k: ProjectionWeight, v: ProjectionWeight
             if match["qkvWeight"] != nil, match.node("qkvGroupReshape") != nil {
@@ -199,8 +212,8 @@ public enum LayerDiscovery {
                 q = try projection("qkv", start: 0, count: attentionWidth, block: groups * headDim, stride: stride)
                 k = try projection("qkv", start: groups * headDim, count: kvHeads * headDim, block: headDim, stride: stride)
                 v = try projection("qkv", start: (groups + 1) * headDim, count: kvHeads * headDim, block: headDim, stride: stride)
-                if let packed = index.initializer(q.weight), packed.dims.count == 2, Int(packed.dims[1]) != kvHeads * stride {
-                    throw fail("grouped qkv weight '\(q.weight)' has \(packed.dims[1]) outputs, but \(kvHeads) kv heads of "
+                if let packed = shapeOf(q), packed.count == 2, Int(packed[1]) != kvHeads * stride {
+                    throw fail("grouped qkv weight '\(q.weight)' has \(packed[1]) outputs, but \(kvHeads) kv heads of "
                         + "(\(groups) query heads + key + value) x head_dim \(headDim) make \(kvHeads * stride)")
                 }
             } else if match["qkvWeight"] != nil {
@@ -219,8 +232,8 @@ public enum LayerDiscovery {
                 k = try projection("qkv", start: attentionWidth, count: kvWidth)
                 v = try projection("qkv", start: attentionWidth + kvWidth, count: kvWidth)
                 // The slices must cover the packed weight exactly: q, then k, then v.
-                if let packed = index.initializer(q.weight), packed.dims.count == 2, Int(packed.dims[1]) != attentionWidth + 2 * kvWidth {
-                    throw fail("packed qkv weight '\(q.weight)' has \(packed.dims[1]) outputs, but \(heads) heads and \(kvHeads) kv heads of \(headDim) make \(attentionWidth) + 2 x \(kvWidth)")
+                if let packed = shapeOf(q), packed.count == 2, Int(packed[1]) != attentionWidth + 2 * kvWidth {
+                    throw fail("packed qkv weight '\(q.weight)' has \(packed[1]) outputs, but \(heads) heads and \(kvHeads) kv heads of \(headDim) make \(attentionWidth) + 2 x \(kvWidth)")
                 }
                 // A Split of the packed value into q, k and v (onnxruntime-genai's Qwen3) must cut
                 // it at those widths, on the last axis.
@@ -236,10 +249,10 @@ public enum LayerDiscovery {
                 q = try projection("q")
                 k = try projection("k")
                 v = try projection("v")
-                guard let kWeight = index.initializer(k.weight), kWeight.dims.count == 2, (1 ... widthLimit).contains(kWeight.dims[1]) else {
+                guard let kDims = shapeOf(k), kDims.count == 2, (1 ... widthLimit).contains(kDims[1]) else {
                     throw fail("k_proj weight is not a 2-D initializer")
                 }
-                let kvWidth = Int(kWeight.dims[1])
+                let kvWidth = Int(kDims[1])
                 guard kvWidth % headDim == 0 else {
                     throw fail("k_proj's width \(kvWidth) is not a multiple of head_dim \(headDim) (\(evidence.headDimSources))")
                 }
@@ -254,12 +267,12 @@ public enum LayerDiscovery {
             let layerDims = ModelDimensions(numLayers: numbered.count, hiddenSize: hidden, numHeads: heads, numKVHeads: kvHeads, headDim: headDim)
             // The match is only as good as the shapes agree: every weight must fit the dims.
             func expect(_ projection: ProjectionWeight, _ role: String, out: Int, in inFeatures: Int) throws {
-                guard let weight = index.initializer(projection.weight), weight.dims.count == 2 else { return }
-                let stored = (inFeatures: Int(weight.dims[0]), outFeatures: Int(weight.dims[1]))
+                guard let shape = shapeOf(projection), shape.count == 2 else { return }
+                let stored = (inFeatures: Int(shape[0]), outFeatures: Int(shape[1]))
                 let count = projection.outputCount ?? stored.outFeatures
                 guard stored.inFeatures == inFeatures, count == out else {
                     throw LayerDiscoveryError.incompleteLayer(file: file, adapter: adapter.name, layer: number,
-                        missing: "\(role) weight '\(projection.weight)' is \(weight.dims), which does not fit hidden \(hidden), "
+                        missing: "\(role) weight '\(projection.weight)' is \(shape), which does not fit hidden \(hidden), "
                             + "\(heads) heads, \(kvHeads) kv heads of \(headDim)")
                 }
             }
@@ -358,8 +371,9 @@ public enum LayerDiscovery {
             // residual stream itself.
             if let mlpMatch = postNorm.flatMap({ mlpByInput[$0.output] }) ?? (postNorm == nil ? mlpByInput[attentionResidual] : nil) {
                 for role in ["gate", "up", "down", "gateUp"] {
-                    if let weight = mlpMatch["\(role)Weight"], let node = mlpMatch.node("\(role)Node")?.name {
-                        mlp[role == "gateUp" ? "gate_up_proj" : "\(role)_proj"] = ProjectionWeight(weight: weight, layout: .inputMajor, node: node)
+                    if let weight = mlpMatch["\(role)Weight"], let node = mlpMatch.node("\(role)Node"), let name = node.name {
+                        mlp[role == "gateUp" ? "gate_up_proj" : "\(role)_proj"] = ProjectionWeight(
+                            weight: weight, layout: .inputMajor, node: name, storage: try storage(of: node, weight: weight, matcher: matcher, fail: fail))
                     }
                 }
                 // A packed gate_up_proj is chunked gate first: the gate's Slice starts at 0 (a
@@ -392,7 +406,7 @@ public enum LayerDiscovery {
             layers.append(LayerDescription(
                 index: number, residualInput: residualInput, residualOutput: residualOutput, inputNorm: inputNorm,
                 q: q, k: k, v: v, query: query, attentionOutput: try need("attentionOutput", "no attention output before o_proj"),
-                o: ProjectionWeight(weight: oWeightName, layout: .inputMajor, node: oNode.name ?? ""),
+                o: ProjectionWeight(weight: oWeightName, layout: .inputMajor, node: oNode.name ?? "", storage: oStorage),
                 attentionResidual: attentionResidual, postAttentionNorm: postNorm, mlp: mlp, activationNodes: activations,
                 attentionScale: try attentionScale(match, fused: fusedNode, matcher: matcher),
                 qNorm: try headNorm("q", match, matcher: matcher), kNorm: try headNorm("k", match, matcher: matcher)))
@@ -403,10 +417,10 @@ public enum LayerDiscovery {
         guard var dimensions = dims else {
             throw LayerDiscoveryError.noAdapterMatched(file: file, findings: ["\(adapter.name): 0 layers"])
         }
-        if let gate = layers.first?.mlp["gate_proj"], let weight = index.initializer(gate.weight), weight.dims.count == 2 {
-            dimensions.intermediateSize = Int(weight.dims[1])
-        } else if let packed = layers.first?.mlp["gate_up_proj"], let weight = index.initializer(packed.weight), weight.dims.count == 2 {
-            dimensions.intermediateSize = Int(weight.dims[1]) / 2
+        if let gate = layers.first?.mlp["gate_proj"], let width = outputWidth(gate, index: index) {
+            dimensions.intermediateSize = width
+        } else if let packed = layers.first?.mlp["gate_up_proj"], let width = outputWidth(packed, index: index) {
+            dimensions.intermediateSize = width / 2
         }
         let embedding = graph.nodes.first { $0.op == "Gather" && index.initializer($0.inputs.first ?? "")?.dims.count == 2 }
         if let table = embedding.flatMap({ index.initializer($0.inputs[0]) }), Int(table.dims[1]) == dimensions.hiddenSize {
@@ -419,6 +433,31 @@ public enum LayerDiscovery {
                                      normOffset: normOffset)
         parameters = exportNamed(parameters, naming: adapter.moduleNaming, index: index)
         return ModelLayout(adapter: adapter.name, dimensions: dimensions, layers: layers, floatType: floatType, parameters: parameters)
+    }
+
+    /// The storage of a projection's weight, its errors as this layer's.
+    static func storage(of node: Node, weight: String, matcher: PatternMatcher,
+                        fail: (String) -> LayerDiscoveryError) throws -> ProjectionStorage? {
+        do {
+            return try ProjectionStorage.read(node: node, weight: weight, matcher: matcher)
+        } catch let error as UnsupportedStorage {
+            throw fail(error.description)
+        }
+    }
+
+    /// The float type a quantized projection computes in: its scales' type.
+    static func floatTypeOf(_ storage: ProjectionStorage, index: GraphIndex) -> Int32? {
+        switch storage {
+        case .blockwise(let q): return index.initializer(q.scales)?.dataType
+        case .linear(let q): return index.initializer(q.scale)?.dataType
+        }
+    }
+
+    /// A projection's whole output width, whatever its storage.
+    static func outputWidth(_ projection: ProjectionWeight, index: GraphIndex) -> Int? {
+        if let storage = projection.storage { return storage.shape.outFeatures }
+        guard let weight = index.initializer(projection.weight), weight.dims.count == 2 else { return nil }
+        return Int(weight.dims[1])
     }
 
     /// The RMSNorm that reads `value`: the norm pattern tried at the values a few nodes
@@ -477,15 +516,27 @@ public enum LayerDiscovery {
                                known: Set<String>, normOffset: Double? = nil) -> [CanonicalParameter] {
         guard let vocab = dims.vocabSize else { return [] }
         let index = matcher.index
-        guard let head = index.graph.nodes.last(where: { node in
-            node.op == "MatMul" && node.inputs.count == 2
-                && index.initializer(node.inputs[1])?.dims == [Int64(dims.hiddenSize), Int64(vocab)]
-        }) else { return [] }
-        var result: [CanonicalParameter] = []
-        if !known.contains(head.inputs[1]) {
-            result.append(CanonicalParameter(onnxName: head.inputs[1], canonicalName: "lm_head.weight", transform: .transposed))
+        // The last projection from hidden to vocab, in any storage.
+        let projection = Pattern.op("MatMul", [.value("input"), .constant(capture: "weight", value: nil, tolerance: 0)])
+        let roots = PatternMatcher.rootOps(projection) ?? []
+        var found: (input: String, weight: ProjectionWeight)?
+        for node in index.graph.nodes.reversed() where roots.contains(node.op) {
+            guard let output = node.outputs.first, case .success(let match) = matcher.match(projection, at: output),
+                  let input = match["input"], let weight = match["weight"] else { continue }
+            let storage = try? ProjectionStorage.read(node: node, weight: weight, matcher: matcher)
+            let candidate = ProjectionWeight(weight: weight, layout: .inputMajor, node: node.name ?? "", storage: storage)
+            let shape = storage.map { [Int64($0.shape.inFeatures), Int64($0.shape.outFeatures)] } ?? index.initializer(weight)?.dims
+            if shape == [Int64(dims.hiddenSize), Int64(vocab)] {
+                found = (input, candidate)
+                break
+            }
         }
-        if let norm = try? norm(at: head.inputs[0], matcher: matcher, adapter: adapter, file: file, layer: dims.numLayers, role: "final norm"),
+        guard let (headInput, head) = found else { return [] }
+        var result: [CanonicalParameter] = []
+        if !known.contains(head.weight) {
+            result.append(CanonicalParameter(onnxName: head.weight, canonicalName: "lm_head.weight", transform: weightTransform(head)))
+        }
+        if let norm = try? norm(at: headInput, matcher: matcher, adapter: adapter, file: file, layer: dims.numLayers, role: "final norm"),
            index.initializer(norm.weight) != nil, !known.contains(norm.weight) {
             result.append(CanonicalParameter(onnxName: norm.weight, canonicalName: "model.norm.weight", transform: ParameterTransform(offset: normOffset)))
         }
@@ -531,20 +582,32 @@ public enum LayerDiscovery {
                     }
                     return parts.count == 3 ? parts : nil
                 }
-                add(layer.q.weight, "\(prefix).self_attn.qkv_proj.weight", ParameterTransform(transpose: layer.q.layout == .inputMajor, parts: parts("weight")))
+                add(layer.q.weight, "\(prefix).self_attn.qkv_proj.weight", weightTransform(layer.q, parts: parts("weight")))
                 add(layer.q.bias, "\(prefix).self_attn.qkv_proj.bias", ParameterTransform(parts: parts("bias")))
             } else {
                 for (role, projection) in projections {
-                    add(projection.weight, "\(prefix).self_attn.\(role)_proj.weight", projection.layout == .inputMajor ? .transposed : .identity)
+                    add(projection.weight, "\(prefix).self_attn.\(role)_proj.weight", weightTransform(projection))
                     add(projection.bias, "\(prefix).self_attn.\(role)_proj.bias", .identity)
                 }
             }
-            add(layer.o.weight, "\(prefix).self_attn.o_proj.weight", layer.o.layout == .inputMajor ? .transposed : .identity)
+            add(layer.o.weight, "\(prefix).self_attn.o_proj.weight", weightTransform(layer.o))
             for (role, projection) in layer.mlp.sorted(by: { $0.key < $1.key }) {
-                add(projection.weight, "\(prefix).mlp.\(role).weight", projection.layout == .inputMajor ? .transposed : .identity)
+                add(projection.weight, "\(prefix).mlp.\(role).weight", weightTransform(projection))
             }
         }
         return result
+    }
+
+    /// How a projection's stored weight is made from `nn.Linear.weight` [out, in]: transposed
+    /// where it is stored [in, out] (a float or int8 MatMul operand; MatMulNBits stores rows
+    /// per output), quantized where its storage is.
+    static func weightTransform(_ projection: ProjectionWeight, parts: [ParameterTransform.Part]? = nil) -> ParameterTransform {
+        let transpose: Bool
+        switch projection.storage {
+        case .blockwise?: transpose = false
+        case .linear?, nil: transpose = projection.layout == .inputMajor
+        }
+        return ParameterTransform(transpose: transpose, parts: parts, quantization: projection.storage)
     }
 }
 
@@ -616,10 +679,11 @@ extension LayerDiscovery {
     static func packedSlices(_ match: Match, matcher: PatternMatcher, attentionWidth: Int, headDim: Int,
                              fail: (String) -> LayerDiscoveryError) throws -> Int? {
         guard let sliceNode = match.node("qSlice"), let weightName = match["qkvWeight"] else { return nil }
-        guard let weight = matcher.index.initializer(weightName), weight.dims.count == 2 else {
+        let stored = try match.node("qkvNode").flatMap { try storage(of: $0, weight: weightName, matcher: matcher, fail: fail) }
+        guard let width = stored?.shape.outFeatures
+                ?? matcher.index.initializer(weightName).flatMap({ $0.dims.count == 2 ? Int($0.dims[1]) : nil }) else {
             throw fail("packed qkv weight '\(weightName)' is not a 2-D initializer")
         }
-        let width = Int(weight.dims[1])
         var ranges: [String: Range<Int>] = [:]
         for role in ["q", "k", "v"] {
             guard let node = role == "q" ? sliceNode : match.node("\(role)Slice") else { throw fail("no \(role) slice of the packed qkv") }

@@ -29,8 +29,13 @@ public struct ParameterTransform: Codable, Equatable, Hashable, Sendable {
     public var offset: Double?
     /// A constant the exporter multiplied the canonical values by.
     public var scale: Double?
+    /// The ONNX tensor holds the canonical values quantized (codes whose scales and zero points
+    /// are the tensors this names); the canonical values are the dequantized ones.
+    public var quantization: ProjectionStorage?
 
-    public init(transpose: Bool = false, parts: [Part]? = nil, offset: Double? = nil, scale: Double? = nil) {
+    public init(transpose: Bool = false, parts: [Part]? = nil, offset: Double? = nil, scale: Double? = nil,
+                quantization: ProjectionStorage? = nil) {
+        self.quantization = quantization
         self.transpose = transpose
         self.parts = parts
         self.offset = offset
@@ -46,11 +51,12 @@ public struct ParameterTransform: Codable, Equatable, Hashable, Sendable {
         if let parts { steps.append("rows of [" + parts.map(\.name).joined(separator: ", ") + "]") }
         if let offset { steps.append("+ \(offset)") }
         if let scale { steps.append("* \(scale)") }
+        if let quantization { steps.append("quantize (\(quantization.summary))") }
         if transpose { steps.append("transpose") }
         return steps.isEmpty ? "identity" : steps.joined(separator: " then ")
     }
 
-    enum CodingKeys: String, CodingKey { case transpose, parts, offset, scale }
+    enum CodingKeys: String, CodingKey { case transpose, parts, offset, scale, quantization }
 
     /// Reads the object form, and the strings `identity` and `transpose` that layer
     /// descriptions written before the structured form used.
@@ -70,6 +76,7 @@ public struct ParameterTransform: Codable, Equatable, Hashable, Sendable {
         parts = try container.decodeIfPresent([Part].self, forKey: .parts)
         offset = try container.decodeIfPresent(Double.self, forKey: .offset)
         scale = try container.decodeIfPresent(Double.self, forKey: .scale)
+        quantization = try container.decodeIfPresent(ProjectionStorage.self, forKey: .quantization)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -78,5 +85,6 @@ public struct ParameterTransform: Codable, Equatable, Hashable, Sendable {
         try container.encodeIfPresent(parts, forKey: .parts)
         try container.encodeIfPresent(offset, forKey: .offset)
         try container.encodeIfPresent(scale, forKey: .scale)
+        try container.encodeIfPresent(quantization, forKey: .quantization)
     }
 }

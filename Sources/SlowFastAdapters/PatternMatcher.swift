@@ -47,9 +47,10 @@ public struct PatternMatcher {
             }
             return all
         case .node(let node):
-            guard node.optional else { return node.opTypes }
+            let ops = isProjection(node) ? node.opTypes.union(storedProjectionRoots) : node.opTypes
+            guard node.optional else { return ops }
             guard let skip = node.inputs.first, let below = rootOps(skip) else { return nil }
-            return node.opTypes.union(below)
+            return ops.union(below)
         }
     }
 
@@ -117,6 +118,9 @@ public struct PatternMatcher {
             return MatchFailure(depth: depth, .notComputed(name), at: here)
         }
         let node = index.graph.nodes[slot.node]
+        if let stored = storedProjection(pattern, node: node, output: slot.output) {
+            return matchStoredProjection(pattern, name, stored, &match, depth: depth, here: here)
+        }
         guard pattern.opTypes.contains(node.op) else {
             return MatchFailure(depth: depth, .comesFrom(name), node: node, at: here)
         }
@@ -159,5 +163,74 @@ public struct PatternMatcher {
         }
         match.rollback(to: start)
         return firstFailure
+    }
+
+    // MARK: Projections in any storage
+
+    /// A MatMul by a constant is a linear projection (x · W), and deployed models store W
+    /// quantized (docs/DESIGN.md §5). So that adapters describe a projection once, a pattern
+    /// `MatMul(X, constant W)` also matches the same projection in every storage onnxruntime's
+    /// tools write, with X matched at the float input and W captured as the stored weight:
+    ///
+    ///     MatMulNBits(X, B, scales, ...)                               W = B
+    ///     MatMul(X, DequantizeLinear(Wq, scale, zero_point))            W = Wq
+    ///     Mul(Cast(MatMulInteger(DynamicQuantizeLinear(X), Wq, ...)), Mul(x_scale, w_scale))   W = Wq
+    ///
+    /// The node captured is the one whose output is the projection (MatMulNBits, MatMul, Mul);
+    /// `ProjectionStorage.read` reads the rest from it.
+    static func isProjection(_ pattern: NodePattern) -> Bool {
+        guard pattern.opTypes.contains("MatMul"), pattern.inputs.count == 2,
+              case .constant(_, nil, _) = pattern.inputs[1] else { return false }
+        return true
+    }
+
+    static let storedProjectionRoots: Set<String> = ["MatMulNBits", "Mul"]
+
+    /// A quantized projection at a node: its float input and its stored weight.
+    struct StoredProjection {
+        let root: Node
+        let input: String
+        let weight: String
+        /// Every node of the projection, root first.
+        let nodes: [Node]
+    }
+
+    private func storedProjection(_ pattern: NodePattern, node: Node, output: Int) -> StoredProjection? {
+        guard output == 0, Self.isProjection(pattern) else { return nil }
+        switch node.op {
+        case "MatMulNBits" where node.domainName == Domain.microsoft && node.inputs.count >= 3:
+            return StoredProjection(root: node, input: node.inputs[0], weight: node.inputs[1], nodes: [node])
+        case "MatMul" where node.inputs.count == 2:
+            guard let dq = index.producer(of: node.inputs[1]), dq.op == "DequantizeLinear", Domain.isONNX(dq.domain),
+                  let weight = dq.inputs.first, index.initializer(weight) != nil else { return nil }
+            return StoredProjection(root: node, input: node.inputs[0], weight: weight, nodes: [node, dq])
+        case "Mul" where node.inputs.count == 2:
+            guard let (product, scales) = ProjectionStorage.dynamicParts(of: node, index: index), product.inputs.count >= 2,
+                  let quantize = index.producer(of: product.inputs[0]), quantize.op == "DynamicQuantizeLinear",
+                  quantize.outputs.count == 3, quantize.outputs[0] == product.inputs[0],
+                  product.inputs.count < 3 || product.inputs[2] == quantize.outputs[2],
+                  scales.inputs.contains(quantize.outputs[1]), let input = quantize.inputs.first else { return nil }
+            let cast = index.producer(of: node.inputs[0])?.op == "Cast" ? index.producer(of: node.inputs[0]) : index.producer(of: node.inputs[1])
+            return StoredProjection(root: node, input: input, weight: product.inputs[1],
+                                    nodes: [node, cast, product, quantize, scales].compactMap { $0 })
+        default:
+            return nil
+        }
+    }
+
+    private func matchStoredProjection(_ pattern: NodePattern, _ name: String, _ stored: StoredProjection, _ match: inout Match,
+                                       depth: Int, here: MatchFailure.Step) -> MatchFailure? {
+        let start = match.mark
+        if let capture = pattern.capture, !match.bind(capture, value: name, node: stored.root) {
+            return MatchFailure(depth: depth, .alreadyBound(capture), node: stored.root, at: here)
+        }
+        for (slot, value) in [(0, stored.input), (1, stored.weight)] {
+            if let failure = self.match(pattern.inputs[slot], value, &match, depth: depth) {
+                match.rollback(to: start)
+                return failure.through(.input(slot)).through(here)
+            }
+        }
+        for node in stored.nodes { match.cover(node) }
+        return nil
     }
 }

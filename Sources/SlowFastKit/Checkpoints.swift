@@ -94,8 +94,17 @@ public enum WeightExport {
         let parameterType = halfParameterType(weightMap, initializers: initializers)
         var writer = SafeTensorsShardedWriter(maxShardBytes: options.maxShardBytes, metadata: ["format": "pt"])
         var names: [String: (onnxName: String, tensor: Tensor, transform: ParameterTransform)] = [:]
+        // The scales and zero points of quantized weights are part of those weights' storage:
+        // their dequantized values are exported, not the scales themselves.
+        let storageParts = Set(weightMap.entries.flatMap { entry -> [String] in
+            switch entry.transform.quantization {
+            case .blockwise(let q)?: return [q.scales] + (q.zeroPoints.map { [$0] } ?? [])
+            case .linear(let q)?: return [q.scale] + (q.zeroPoint.map { [$0] } ?? [])
+            case nil: return []
+            }
+        })
         for entry in weightMap.entries where entry.isNamed && entry.graph == nil && !initializers.isInputDefault(entry)
-            && (options.all || entry.kind != "kept") {
+            && (options.all || entry.kind != "kept") && !storageParts.contains(entry.onnxName) {
             guard let tensor = initializers.tensor(entry) else {
                 throw CheckpointError(file: model.sourcePath ?? "model", message: "the weight map names '\(entry.onnxName)', which the model does not have")
             }
@@ -103,6 +112,11 @@ public enum WeightExport {
                 throw CheckpointError(file: model.sourcePath ?? "model", message: "tensor '\(entry.onnxName)' is \(ElementType.name(of: tensor.dataType ?? 0)), which safetensors cannot hold")
             }
             let onnxShape = tensor.dims.map { Int($0) }
+            if let quantization = entry.transform.quantization {
+                try addDequantized(entry, quantization, model: model, companion: entry.file.flatMap { companions[$0] }, options: options,
+                                   writer: &writer, names: &names, tensor: tensor)
+                continue
+            }
             var target = options.dtype.map { dtype.isConvertibleFloat ? $0 : dtype } ?? dtype
             if options.dtype == nil, dtype == .f32, let half = parameterType, onnxShape.count <= 1 {
                 // torch.onnx writes a float16 model's norm weights as float32 where the module
@@ -137,6 +151,38 @@ public enum WeightExport {
 }
 
 extension WeightExport {
+    /// A quantized weight exported as the float values it stands for, [out, in] (split into
+    /// its parts), float32 unless `options.dtype` asks for another float type.
+    static func addDequantized(_ entry: WeightMap.Entry, _ quantization: ProjectionStorage, model: Model, companion: Model?,
+                               options: Options, writer: inout SafeTensorsShardedWriter,
+                               names: inout [String: (onnxName: String, tensor: Tensor, transform: ParameterTransform)],
+                               tensor: Tensor) throws {
+        let file = model.sourcePath ?? "model"
+        let graph = (companion ?? model).graph
+        let target = options.dtype ?? .f32
+        guard target.isConvertibleFloat else {
+            throw CheckpointError(file: file, message: "'\(entry.onnxName)' is quantized: its values export as a float type, not \(target.rawValue)")
+        }
+        let shapes: [(name: String, shape: [Int])]
+        do {
+            shapes = try entry.transform.canonicalShapes(onnxShape: tensor.dims.map { Int($0) }, canonicalName: entry.canonicalName)
+        } catch {
+            throw CheckpointError(file: file, message: "\(error)")
+        }
+        for (name, shape) in shapes {
+            if let other = names[name] {
+                throw CheckpointError(file: file, message: "'\(other.onnxName)' and '\(entry.onnxName)' would both be exported as '\(name)'")
+            }
+            names[name] = (entry.onnxName, tensor, entry.transform)
+            writer.add(name: name, dtype: target, shape: shape) { sink in
+                let values = try DequantizedWeights(quantization, graph: graph).matrix()
+                let parts = try entry.transform.canonicalTensors(dequantized: values, canonicalName: entry.canonicalName)
+                guard let part = parts.first(where: { $0.name == name }) else { return }
+                try sink.write(try part.converted(to: target).bytes)
+            }
+        }
+    }
+
     /// float16 or bfloat16 where every named matrix of the model (its projections and
     /// embeddings) is stored in it, nil otherwise: the type a PyTorch state dict of the model holds.
     static func halfParameterType(_ weightMap: WeightMap, initializers: Initializers) -> SafeTensorsDType? {
@@ -186,6 +232,10 @@ public enum WeightImport {
             guard present.count == wanted.count else {
                 throw CheckpointError(file: file, message: "'\(entry.canonicalName)' is packed from " + wanted.joined(separator: ", ")
                     + " but the checkpoint has only " + present.joined(separator: ", "))
+            }
+            if let quantization = entry.transform.quantization {
+                throw CheckpointError(file: file, message: "'\(present[0])' would go into '\(entry.onnxName)', which is quantized "
+                    + "(\(quantization.summary)); importing into quantized weights is not supported")
             }
             guard let tensor = initializers.tensor(entry), let type = tensor.elementType, let dtype = SafeTensorsDType(type) else {
                 throw CheckpointError(file: file, message: "the model has no initializer '\(entry.onnxName)' of a type safetensors holds")

@@ -80,10 +80,14 @@ public struct HybridRequest: Sendable {
     public var slowKV: SlowKVSource
     /// Fused attention op where the model allows it (`auto`), or a chosen form.
     public var crossAttention: CrossAttentionForm
+    /// kv_proj in a quantized model's own form where exact (`asModel`), or float.
+    public var newWeights: HybridLayerOptions.NewWeights
 
     public init(layers: LayerSelection, mode: HybridLayerOptions.Mode = .inPlace, slowTokenWidth: Int? = nil,
-                initStd: Double = 0.02, seed: UInt64 = 0, slowKV: SlowKVSource = .inline, crossAttention: CrossAttentionForm = .auto) {
+                initStd: Double = 0.02, seed: UInt64 = 0, slowKV: SlowKVSource = .inline, crossAttention: CrossAttentionForm = .auto,
+                newWeights: HybridLayerOptions.NewWeights = .asModel) {
         self.crossAttention = crossAttention
+        self.newWeights = newWeights
         self.layers = layers
         self.mode = mode
         self.slowTokenWidth = slowTokenWidth
@@ -167,7 +171,7 @@ public enum Pipeline {
             passes.append(HybridLayerPass(layout: described, options: HybridLayerOptions(
                 layers: hybrid.layers.resolve(layerCount: described.layers.count), mode: hybrid.mode,
                 slowTokenWidth: hybrid.slowTokenWidth, initStd: hybrid.initStd, seed: hybrid.seed, slowKV: hybrid.slowKV,
-                crossAttention: hybrid.crossAttention)))
+                crossAttention: hybrid.crossAttention, newWeights: hybrid.newWeights)))
         }
         if let srelu = request.srelu { passes.append(SReLUPass(options: srelu, allowNoSites: request.allowNoSites)) }
         return (passes, layout)

@@ -23,9 +23,18 @@ public struct HybridLayerOptions: Sendable {
     /// How the cross-attention is written: a fused op where the model's opsets have one that
     /// fits (`auto`), or a chosen form.
     public var crossAttention: CrossAttentionForm
+    /// How kv_proj is stored in a quantized model: in the model's own form where k_proj and
+    /// v_proj join exactly (`asModel`), or in float from their dequantized values.
+    public var newWeights: NewWeights
+
+    public enum NewWeights: String, CaseIterable, Sendable {
+        case asModel = "as-model"
+        case float
+    }
 
     public init(layers: [Int], mode: Mode = .inPlace, slowTokenWidth: Int? = nil, initStd: Double = 0.02, seed: UInt64 = 0,
-                slowKV: SlowKVSource = .inline, crossAttention: CrossAttentionForm = .auto) {
+                slowKV: SlowKVSource = .inline, crossAttention: CrossAttentionForm = .auto, newWeights: NewWeights = .asModel) {
+        self.newWeights = newWeights
         self.crossAttention = crossAttention
         self.layers = layers
         self.mode = mode
@@ -126,6 +135,7 @@ public struct HybridLayerPass: ModelPass {
             model.opsetImports.append(OpsetImport(domain: Domain.microsoft, version: 1))
         }
         changes.append(.crossAttentionForm(form: form.rawValue, chosen: options.crossAttention.rawValue))
+        let producers = Dictionary(graph.nodes.flatMap { node in node.outputs.map { ($0, node) } }, uniquingKeysWith: { first, _ in first })
         for layer in layers {
             let description = layout.layers[layer]
             guard let oNode = nodesByName[description.o.node] else {
@@ -138,12 +148,16 @@ public struct HybridLayerPass: ModelPass {
             switch options.mode {
             case .inPlace:
                 result = try inPlace(layer: description, inputs: inputs, graph: graph, form: form, companion: &companion, builder: &builder)
-                guard let slot = oNode.inputs.firstIndex(of: description.attentionOutput) else {
+                // o_proj's node reads the attention output, or (dynamic int8) the
+                // DynamicQuantizeLinear before its MatMulInteger does.
+                let reader = oNode.inputs.contains(description.attentionOutput) ? oNode : dynamicQuantization(before: oNode, producers: producers)
+                guard let reader, let slot = reader.inputs.firstIndex(of: description.attentionOutput) else {
                     throw HybridLayerError.missingNode(layer: layer, role: "o_proj reading the attention output", name: description.o.node)
                 }
-                builder.insert(into: graph, before: oNode)
-                oNode.inputs[slot] = result.output
+                builder.insert(into: graph, before: reader)
+                reader.inputs[slot] = result.output
                 changes.append(.hybridLayer(layer: layer, oProjection: description.o.node))
+                if let change = kvStorageChange(description, records: result.records) { changes.append(change) }
             case .insert:
                 result = try insertBlock(layer: description, inputs: inputs, form: form, builder: &builder)
                 let residual = description.residualInput
@@ -266,6 +280,7 @@ public struct HybridLayerPass: ModelPass {
         let kvWeightName = "\(prefix).cross_attn_kv_proj.weight", kvBiasName = "\(prefix).cross_attn_kv_proj.bias"
         var keys: String, values: String
         var kvRecords: (weight: String, bias: String)?
+        var quantizedKV: (storage: ProjectionStorage, scales: String, zeroPoints: String?, sources: (codes: [String], scales: [String]))?
         if var encoder = companion {
             // K/V come in as inputs; the companion model computes them once per generation.
             var inputNorm: (weight: [Float], name: String, epsilon: Float, transform: ParameterTransform)?
@@ -296,7 +311,17 @@ public struct HybridLayerPass: ModelPass {
             }
             // A MatMul-operand export's k/v weights are copied row by row at write time;
             // others are read and transposed here.
-            let kv = if let stacked = StackedInputMajorProjections(key, value, type: builder.parameterType) {
+            // k_proj and v_proj quantized alike by MatMulNBits: kv_proj is their rows, in the
+            // same form (`--new-weights as-model`, the default); otherwise float values.
+            let joined = options.newWeights == .asModel ? try JoinedBlockwiseProjections(key, value, graph: graph) : nil
+            let kv = if let joined {
+                { () -> (output: String, weight: String, bias: String?) in
+                    let made = builder.blockwiseLinear(normalised, joined, modelType: floatType, bias: kvBias, weightName: kvWeightName,
+                                                       biasName: kvBiasName, "kv_proj")
+                    quantizedKV = (made.storage, made.scales, made.zeroPoints, joined.sources)
+                    return (made.output, made.weight, made.bias)
+                }()
+            } else if let stacked = StackedInputMajorProjections(key, value, type: builder.parameterType) {
                 builder.linear(normalised, storedWeight: stacked, outFeatures: 2 * dims.kvWidth, inFeatures: dims.hiddenSize,
                                bias: kvBias, weightName: kvWeightName, biasName: kvBiasName, "kv_proj")
             } else {
@@ -352,10 +377,27 @@ public struct HybridLayerPass: ModelPass {
         builder.mark(output, RewriteMarks.passthrough, "0")
 
         var records: [ParameterRecord] = []
-        if let kvRecords {
+        if let kvRecords, let quantizedKV {
+            // Rows of the model's own codes, scales and zero points: the same bytes.
+            let (codes, scales) = quantizedKV.sources
             records += [
                 ParameterRecord(onnxName: kvRecords.weight, canonicalName: kvWeightName, kind: .derived,
-                                transform: .transposed, initRule: "concat(\(kName), \(vName))"),
+                                transform: ParameterTransform(quantization: quantizedKV.storage),
+                                initRule: "concat(\(kName), \(vName)) as stored: rows of \(codes.joined(separator: ", "))"),
+                ParameterRecord(onnxName: quantizedKV.scales, canonicalName: quantizedKV.scales, kind: .derived,
+                                initRule: "rows of \(scales.joined(separator: ", "))"),
+            ]
+            if let zeros = quantizedKV.zeroPoints {
+                records.append(ParameterRecord(onnxName: zeros, canonicalName: zeros, kind: .derived,
+                                               initRule: "rows of k_proj's and v_proj's zero points (the default where one has none)"))
+            }
+        }
+        if let kvRecords {
+            if quantizedKV == nil {
+                records.append(ParameterRecord(onnxName: kvRecords.weight, canonicalName: kvWeightName, kind: .derived,
+                                               transform: .transposed, initRule: "concat(\(kName), \(vName))"))
+            }
+            records += [
                 ParameterRecord(onnxName: kvRecords.bias, canonicalName: kvBiasName, kind: hasBias ? .derived : .new,
                                 initRule: hasBias ? "concat(\(kBias), \(vBias))" : "zeros (k_proj and v_proj have no bias)"),
             ]
@@ -454,6 +496,31 @@ public struct HybridLayerPass: ModelPass {
         // The residual stream entering the layer: [batch, seq, d], defined before any block
         // insert mode adds.
         return .sequence(first.residualInput)
+    }
+
+    /// Where k_proj or v_proj is quantized, how kv_proj is stored (the plan says so): as the
+    /// model stores them when the pass recorded kv_proj quantized, else in float, and why.
+    private func kvStorageChange(_ layer: LayerDescription, records: [ParameterRecord]) -> ModelChange? {
+        guard let storage = layer.k.storage ?? layer.v.storage else { return nil }
+        if records.contains(where: { $0.canonicalName.hasSuffix(".cross_attn_kv_proj.weight") && $0.transform.quantization != nil }) {
+            return .kvProjectionStorage(layer: layer.index, storage: storage.summary, exact: true)
+        }
+        let why = options.newWeights == .float ? "--new-weights float"
+            : options.slowKV == .inputs ? "the companion model computes slow K/V in float"
+            : "k_proj and v_proj are stored as \(storage.summary), whose rows do not join exactly"
+        return .kvProjectionStorage(layer: layer.index, storage: why, exact: false)
+    }
+
+    /// The DynamicQuantizeLinear that quantizes the input of a dynamic-int8 projection whose
+    /// result `root` is (Mul(Cast(MatMulInteger(x_q, ...)), scales)).
+    private func dynamicQuantization(before root: Node, producers: [String: Node]) -> Node? {
+        for input in root.inputs {
+            guard let cast = producers[input], cast.op == "Cast", let product = cast.inputs.first.flatMap({ producers[$0] }),
+                  product.op == "MatMulInteger", let quantize = product.inputs.first.flatMap({ producers[$0] }),
+                  quantize.op == "DynamicQuantizeLinear" else { continue }
+            return quantize
+        }
+        return nil
     }
 
     private func canonicalParameters() -> [String: CanonicalParameter] {

@@ -24,6 +24,9 @@ public enum ModelChange: Equatable, Sendable, CustomStringConvertible {
     case companionModel(role: String, inputs: [String], outputs: [String])
     /// How the cross-attention is written (`form`), and what the caller asked for (`chosen`).
     case crossAttentionForm(form: String, chosen: String)
+    /// How a hybrid layer's kv_proj is stored in a quantized model: in the model's own form
+    /// (`exact`: the k and v rows' bytes), or in float from the dequantized values, and why.
+    case kvProjectionStorage(layer: Int, storage: String, exact: Bool)
 
     public var description: String {
         switch self {
@@ -46,6 +49,9 @@ public enum ModelChange: Equatable, Sendable, CustomStringConvertible {
             let what = ["attention": "the Attention op (opset 23)", "multi-head-attention": "com.microsoft MultiHeadAttention",
                         "decomposed": "MatMul, Softmax, MatMul (float32)"][form] ?? form
             return "cross-attention: \(what)\(chosen == form ? "" : " (\(chosen))"), computed only for the rows that query"
+        case .kvProjectionStorage(let layer, let storage, let exact):
+            return exact ? "layer \(layer): cross_attn_kv_proj stored as \(storage): k_proj's and v_proj's rows, the same bytes"
+                         : "layer \(layer): cross_attn_kv_proj stored in float from the dequantized k_proj and v_proj (\(storage))"
         case .companionModel(let role, let inputs, let outputs):
             return "companion model \(role) (<output>.\(role).onnx): \(inputs.joined(separator: ", ")) -> \(outputs.joined(separator: ", "))"
         }

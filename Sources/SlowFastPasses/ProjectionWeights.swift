@@ -19,19 +19,29 @@ struct CanonicalProjection {
     /// such as InternLM2's wqkv) one per block.
     let outputRanges: [Range<Int>]
     let columns: Int
+    /// How to read a quantized weight's values; nil for a float one.
+    let storage: DequantizedWeights?
 
     init(_ projection: ProjectionWeight, in graph: Graph, layer: Int, role: String) throws {
         guard let tensor = graph.initializer(named: projection.weight) else {
             throw HybridLayerError.missingInitializer(layer: layer, role: role, name: projection.weight)
         }
-        guard tensor.dims.count == 2 else {
-            throw HybridLayerError.badWeightShape(layer: layer, role: role, name: projection.weight, shape: tensor.dims,
-                                                  expected: "a 2-D matrix")
+        let totalOut: Int, inputs: Int, columns: Int
+        if let storage = projection.storage {
+            // Quantized: the logical [in, out] matrix; discovery checked the stored sizes.
+            (inputs, totalOut) = storage.shape
+            columns = totalOut
+        } else {
+            guard tensor.dims.count == 2 else {
+                throw HybridLayerError.badWeightShape(layer: layer, role: role, name: projection.weight, shape: tensor.dims,
+                                                      expected: "a 2-D matrix")
+            }
+            let rows = Int(tensor.dims[0])
+            columns = Int(tensor.dims[1])
+            // Stored [in, out] (MatMul B) or [out, in] (PyTorch / Gemm transB).
+            totalOut = projection.layout == .inputMajor ? columns : rows
+            inputs = projection.layout == .inputMajor ? rows : columns
         }
-        let rows = Int(tensor.dims[0]), columns = Int(tensor.dims[1])
-        // Stored [in, out] (MatMul B) or [out, in] (PyTorch / Gemm transB).
-        let totalOut = projection.layout == .inputMajor ? columns : rows
-        let inputs = projection.layout == .inputMajor ? rows : columns
         let ranges = projection.outputRanges(total: totalOut)
         let end = ranges.map(\.upperBound).max() ?? 0
         guard ranges.allSatisfy({ $0.lowerBound >= 0 && !$0.isEmpty }), end <= totalOut else {
@@ -39,6 +49,7 @@ struct CanonicalProjection {
                                                   expected: "at least \(end) output features")
         }
         self.tensor = tensor
+        self.storage = try projection.storage.map { try DequantizedWeights($0, graph: graph) }
         self.layout = projection.layout
         self.outputRanges = ranges
         self.columns = columns
@@ -61,6 +72,12 @@ struct CanonicalProjection {
 
     /// Row-major [outFeatures, inFeatures], as `nn.Linear.weight`.
     func weight() throws -> [Float] {
+        if let storage {
+            var weight: [Float] = []
+            weight.reserveCapacity(outFeatures * inFeatures)
+            for out in outputRanges.joined() { weight += try storage.row(out) }
+            return weight
+        }
         let values = try tensor.floatValues()
         var weight = [Float](repeating: 0, count: outFeatures * inFeatures)
         for (out, stored) in outputRanges.joined().enumerated() {
@@ -155,4 +172,93 @@ func transposed(_ values: [Float], rows: Int, columns: Int) -> [Float] {
         for column in 0 ..< columns { result[column * rows + row] = values[row * columns + column] }
     }
     return result
+}
+
+/// k_proj and v_proj stored as `MatMulNBits` of one input width, bit width and block size:
+/// every stored array is laid out per output row, so their rows side by side are kv_proj in
+/// the same form, byte for byte, with no requantization (docs/DESIGN.md §5). A zero point
+/// one of them leaves at its default is written out as that default.
+struct JoinedBlockwiseProjections {
+    let quantization: BlockwiseQuantization
+    let codes: [UInt8]
+    let scales: Tensor
+    let zeroPoints: [UInt8]?
+    /// The stored tensors the rows come from, for the weight map's init rules.
+    let sources: (codes: [String], scales: [String])
+
+    /// nil unless both projections are blockwise-quantized alike.
+    init?(_ first: CanonicalProjection, _ second: CanonicalProjection, graph: Graph) throws {
+        guard case .blockwise(let a)? = first.storage?.storage, case .blockwise(let b)? = second.storage?.storage,
+              a.inFeatures == b.inFeatures, a.bits == b.bits, a.blockSize == b.blockSize, a.accuracyLevel == b.accuracyLevel,
+              let scaleA = graph.initializer(named: a.scales), let scaleB = graph.initializer(named: b.scales),
+              let scaleType = scaleA.elementType, scaleB.elementType == scaleType, let scaleSize = scaleType.byteCount(elements: 1),
+              let codesA = graph.initializer(named: a.weight), let codesB = graph.initializer(named: b.weight) else { return nil }
+        let rowBytes = a.blocksPerRow * a.blobSize
+        let parts = [(first, a, codesA, scaleA), (second, b, codesB, scaleB)]
+        var codes: [UInt8] = [], scaleBytes: [UInt8] = []
+        var zeros: [UInt8]? = (a.zeroPoints != nil || b.zeroPoints != nil) ? [] : nil
+        for (projection, q, codeTensor, scaleTensor) in parts {
+            let zeroBytes = try q.zeroPoints.map { name -> [UInt8] in
+                guard let tensor = graph.initializer(named: name) else { throw HybridLayerError.missingInitializer(layer: 0, role: "zero points", name: name) }
+                return try tensor.withRawBytes { [UInt8]($0) }
+            }
+            // The default zero point 2^(bits-1) in every packed slot: 0x88 for 4 bits, 0x80 for 8.
+            let defaultZero: UInt8 = q.bits == 4 ? 0x88 : 0x80
+            try codeTensor.withRawBytes { raw in
+                try scaleTensor.withRawBytes { scaleRaw in
+                    guard raw.count == q.outFeatures * rowBytes, scaleRaw.count == q.outFeatures * q.blocksPerRow * scaleSize else {
+                        throw TensorDataError.sizeMismatch(tensor: q.weight, expected: q.outFeatures * rowBytes, stored: raw.count)
+                    }
+                    for row in projection.outputRanges.joined() {
+                        codes += raw[row * rowBytes ..< (row + 1) * rowBytes]
+                        scaleBytes += scaleRaw[row * q.blocksPerRow * scaleSize ..< (row + 1) * q.blocksPerRow * scaleSize]
+                        if zeros != nil {
+                            if let zeroBytes {
+                                zeros! += zeroBytes[row * q.zeroPointRowBytes ..< (row + 1) * q.zeroPointRowBytes]
+                            } else {
+                                zeros! += [UInt8](repeating: defaultZero, count: q.zeroPointRowBytes)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let rows = first.outFeatures + second.outFeatures
+        quantization = BlockwiseQuantization(weight: "", inFeatures: a.inFeatures, outFeatures: rows, bits: a.bits, blockSize: a.blockSize,
+                                             scales: "", zeroPoints: zeros == nil ? nil : "", accuracyLevel: a.accuracyLevel, bias: nil)
+        self.codes = codes
+        self.scales = Tensor(name: "", elementType: scaleType, dims: [Int64(rows * a.blocksPerRow)],
+                             storage: .bytes(TensorBytes(bytes: scaleBytes)))
+        self.zeroPoints = zeros
+        sources = ([a.weight, b.weight], [a.scales, b.scales])
+    }
+}
+
+extension GraphBuilder {
+    /// x · W + b with W the joined MatMulNBits rows: the node computes in the model's float
+    /// type (its scales' type), so a float32 `input` is cast there and the result back.
+    /// Returns the output and the stored initializers' names.
+    mutating func blockwiseLinear(_ input: String, _ joined: JoinedBlockwiseProjections, modelType: ElementType, bias: [Float],
+                                  weightName: String, biasName: String, _ label: String)
+        -> (output: String, weight: String, scales: String, zeroPoints: String?, bias: String, storage: ProjectionStorage) {
+        var q = joined.quantization
+        let codes = parameter(Tensor(name: "", elementType: .uint8, dims: [Int64(q.outFeatures), Int64(q.blocksPerRow), Int64(q.blobSize)],
+                                     storage: .bytes(TensorBytes(bytes: joined.codes))), name: weightName)
+        let scales = parameter(joined.scales, name: "\(weightName).scales")
+        let zeros = joined.zeroPoints.map { bytes in
+            parameter(Tensor(name: "", elementType: .uint8, dims: [Int64(bytes.count)], storage: .bytes(TensorBytes(bytes: bytes))),
+                      name: "\(weightName).zero_points")
+        }
+        q.weight = codes
+        q.scales = scales
+        q.zeroPoints = zeros
+        let a = fromFloat(input, to: modelType, "\(label)/model_type")
+        let product = op("MatMulNBits", [a, codes, scales] + (zeros.map { [$0] } ?? []), label,
+                         attributes: [.int("K", Int64(q.inFeatures)), .int("N", Int64(q.outFeatures)), .int("bits", Int64(q.bits)),
+                                      .int("block_size", Int64(q.blockSize)), .int("accuracy_level", Int64(q.accuracyLevel))],
+                         domain: Domain.microsoft)
+        let biasParameter = parameter(floats: bias, dims: [Int64(q.outFeatures)], name: biasName)
+        let output = op("Add", [toFloat(product, from: modelType, "\(label)/float"), biasParameter.value], "\(label)/bias")
+        return (output, codes, scales, zeros, biasParameter.stored, .blockwise(q))
+    }
 }

@@ -133,6 +133,10 @@ extension ParameterTransform {
 
     /// The canonical shape of each part (or of the whole), from the ONNX shape.
     public func canonicalShapes(onnxShape: [Int], canonicalName: String) throws -> [(name: String, shape: [Int])] {
+        // A quantized tensor stands for the [out, in] matrix its storage describes.
+        if let quantization {
+            return try partShapes(canonicalShape: [quantization.shape.outFeatures, quantization.shape.inFeatures], canonicalName: canonicalName)
+        }
         var shape = onnxShape
         if transpose {
             guard shape.count == 2 else { throw WeightTransformError.shapeMismatch(tensor: canonicalName, shape: shape, expected: [0, 0]) }
@@ -149,6 +153,18 @@ extension ParameterTransform {
             throw WeightTransformError.badPacking(tensor: canonicalName, rows: shape.first ?? 0, parts: total)
         }
         return parts.map { ($0.name, [$0.rows] + shape.dropFirst()) }
+    }
+
+    /// The canonical tensors of a quantized tensor, from its dequantized [out, in] values
+    /// (float32): split into its parts.
+    public func canonicalTensors(dequantized values: [Float], canonicalName: String) throws -> [RawTensor] {
+        guard let quantization else { throw WeightTransformError.notExact(tensor: canonicalName, step: "dequantize") }
+        let shape = [quantization.shape.outFeatures, quantization.shape.inFeatures]
+        guard values.count == shape[0] * shape[1] else {
+            throw WeightTransformError.shapeMismatch(tensor: canonicalName, shape: [values.count], expected: shape)
+        }
+        let bytes = values.withUnsafeBytes { [UInt8]($0) }
+        return try split(RawTensor(name: canonicalName, dtype: .f32, shape: shape, bytes: bytes))
     }
 
     private func split(_ tensor: RawTensor) throws -> [RawTensor] {

@@ -4,6 +4,7 @@ import SlowFastKit
 extension HybridLayerOptions.Mode: ExpressibleByArgument {}
 extension SlowKVSource: ExpressibleByArgument {}
 extension CrossAttentionForm: ExpressibleByArgument {}
+extension HybridLayerOptions.NewWeights: ExpressibleByArgument {}
 
 /// Options that choose and shape hybrid layers; shared by `rewrite` and `plan`.
 struct HybridOptions: ParsableArguments {
@@ -33,6 +34,12 @@ struct HybridOptions: ParsableArguments {
         + "decomposed (MatMul, Softmax, MatMul). Or force one; multi-head-attention imports com.microsoft (onnxruntime only).",
         valueName: "auto|decomposed|attention|multi-head-attention"))
     var crossAttention: CrossAttentionForm = .auto
+
+    @Option(name: .customLong("new-weights"), help: ArgumentHelp(
+        "In a quantized model: as-model writes cross_attn_kv_proj in the model's own quantized form where k_proj and v_proj join "
+        + "exactly (MatMulNBits rows, the same bytes), float elsewhere; float writes it in float from their dequantized values.",
+        valueName: "as-model|float"))
+    var newWeights: HybridLayerOptions.NewWeights = .asModel
 
     @Option(name: .customLong("slow-token-width"), help: "Width of the slow tokens you will feed; must equal the hidden size.")
     var slowTokenWidth: Int?
@@ -97,7 +104,7 @@ struct HybridOptions: ParsableArguments {
             selection = .every(every ?? 1, from: minDepth, below: maxDepth)
         }
         return HybridRequest(layers: selection, mode: mode, slowTokenWidth: slowTokenWidth, initStd: initStd, seed: seed, slowKV: slowKV,
-                             crossAttention: crossAttention)
+                             crossAttention: crossAttention, newWeights: newWeights)
     }
 
     /// Where the layer description comes from: --layout, else discovery with --adapter.

@@ -186,3 +186,16 @@ def assert_equals_pytorch_hybrid(folder, ref, logits, step=0):
     else:
         assert exact is not None, f"the float16 export alone is {export_gap} from PyTorch: the fixture needs hybrid_exact_logits"
     return diff
+
+
+def float_accuracy(model):
+    """Sets every MatMulNBits node's accuracy_level to 0 (float computation from the same
+    codes and scales) in `model`, in place; returns how many nodes it set."""
+    count = 0
+    for node in model.graph.node:
+        if node.op_type == "MatMulNBits":
+            for attribute in node.attribute:
+                if attribute.name == "accuracy_level":
+                    attribute.i = 0
+            count += 1
+    return count

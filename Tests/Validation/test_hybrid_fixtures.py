@@ -12,7 +12,7 @@ from onnx import numpy_helper
 
 import hybrid_reference
 from conftest import REPO, checker_passes, ort_session, query_mask_of, run, slow_inputs_off
-from fixtures import (FIXTURES, NAMES, assert_equals_pytorch_hybrid, assert_float16_outputs_preserved, config, float_type,
+from fixtures import (FIXTURES, NAMES, assert_equals_pytorch_hybrid, float_accuracy, assert_float16_outputs_preserved, config, float_type,
                       graph_inputs, position_feeds, pytorch_names, query_anchor, rope_from_caches, rotated_query, tolerance)
 
 LAYERS = [0, 2, 4]
@@ -520,7 +520,11 @@ def test_a_layer_the_adapter_cannot_describe_is_named(tmp_path):
 
 
 def set_reference_gates(model, ref):
-    """Copies the PyTorch reference's gate values into the rewritten model."""
+    """Copies the PyTorch reference's gate values into the rewritten model. In a model with
+    MatMulNBits, each node's accuracy_level is set to 0 as well: the reference is a float
+    computation over the dequantized weights, and level 4 (onnxruntime-genai's CPU default)
+    quantizes the activation to int8 inside the op (docs/DESIGN.md §8)."""
+    float_accuracy(model)
     values = {}
     for layer in LAYERS:
         prefix = f"model.layers.{layer}.self_attn."

@@ -1,0 +1,194 @@
+"""Quantized deployments (the int4 and int8 fixtures of Scripts/make-fixtures.py): projections
+found in every storage onnxruntime's tools write, kv_proj kept in the model's own form where it
+joins exactly, dequantized weights exported exactly, and unsupported forms refused by name.
+The function-preservation, gates-on and decode-step checks run on these fixtures in
+test_hybrid_fixtures.py like on every other."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+from safetensors.numpy import load_file
+
+from conftest import run
+from fixtures import FIXTURES, config, reference
+
+QUANTIZED = [f for f in FIXTURES if f.name.endswith(("-int4", "-int8", "-qdq"))]
+INT4 = [f for f in QUANTIZED if f.name.endswith("-int4")]
+LAYERS = [0, 2, 4]
+
+# What each fixture's projections are stored as (inspect --layers --json `storage`).
+EXPECTED_STORAGE = {"-int4": ("blockwise", None), "-int8": ("linear", "matMulInteger"), "-qdq": ("linear", "dequantizeLinear")}
+
+
+def expected_storage(folder):
+    return next(kind for suffix, kind in EXPECTED_STORAGE.items() if folder.name.endswith(suffix))
+
+
+def layout(path):
+    result = run("inspect", path, "--layers", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["layout"]
+
+
+def rewrite(folder, out, *extra):
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = run("rewrite", folder / "model.onnx", "-o", out, "--hybrid-layers", ",".join(map(str, LAYERS)),
+                 "--weights", "copy", *extra)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def initializers(path):
+    model = onnx.load(str(path))
+    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}, model
+
+
+def test_there_are_quantized_fixtures():
+    """The fixtures this file reads exist in each storage (a rename must not empty it)."""
+    suffixes = {suffix for suffix in EXPECTED_STORAGE for f in QUANTIZED if f.name.endswith(suffix)}
+    assert suffixes == set(EXPECTED_STORAGE), suffixes
+    assert len(INT4) >= 2
+
+
+@pytest.mark.parametrize("folder", QUANTIZED, ids=[f.name for f in QUANTIZED])
+def test_every_layer_is_found_with_its_storage(folder):
+    cfg = config(folder)
+    found = layout(folder / "model.onnx")
+    dims = found["dimensions"]
+    assert dims["numLayers"] == cfg["num_hidden_layers"]
+    assert dims["hiddenSize"] == cfg["hidden_size"]
+    assert dims["numHeads"] == cfg["num_attention_heads"]
+    assert dims["numKVHeads"] == cfg["num_key_value_heads"]
+    assert dims["headDim"] == cfg.get("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
+    assert dims["intermediateSize"] == cfg["intermediate_size"]
+    kind, form = expected_storage(folder)
+    for layer in found["layers"]:
+        for role in ("q", "k", "v", "o"):
+            storage = layer[role]["storage"]
+            assert list(storage) == [kind], (layer["index"], role, storage)
+            if form:
+                assert storage[kind]["form"] == form
+
+
+@pytest.mark.parametrize("folder", INT4, ids=[f.name for f in INT4])
+def test_int4_kv_proj_is_the_models_own_rows(folder, tmp_path):
+    """kv_proj stays MatMulNBits: its codes, scales and zero points are k_proj's rows then
+    v_proj's, byte for byte, so the output grows by those bytes and the small new parameters
+    (gate projection, warm-up gate, kv bias) alone."""
+    out = tmp_path / "out" / "model.onnx"
+    rewrite(folder, out)
+    plan = run("plan", folder / "model.onnx", "--hybrid-layers", ",".join(map(str, LAYERS)))
+    assert plan.stdout.count("cross_attn_kv_proj stored as MatMulNBits int4") == len(LAYERS), plan.stdout
+    before, _ = initializers(folder / "model.onnx")
+    after, model = initializers(out)
+    found = layout(folder / "model.onnx")
+    cfg = config(folder)
+    kv_width = cfg["num_key_value_heads"] * cfg.get("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
+    for index in LAYERS:
+        layer = found["layers"][index]
+        name = f"model.layers.{index}.self_attn.cross_attn_kv_proj.weight"
+        nodes = [n for n in model.graph.node if name in n.input]
+        assert [n.op_type for n in nodes] == ["MatMulNBits"]
+        node = nodes[0]
+        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        assert attributes["N"] == 2 * kv_width and attributes["K"] == cfg["hidden_size"]
+
+        def rows(role, stored):
+            projection = layer[role]
+            start = projection.get("outputStart", 0)
+            count = projection.get("outputCount", stored.shape[0] - start)
+            return stored.reshape(-1, *stored.shape[1:])[start:start + count] if stored.ndim > 1 else stored[start:start + count]
+
+        for slot, key in ((1, "weight"), (2, "scales")):
+            joined = after[node.input[slot]]
+            parts = []
+            for role in ("k", "v"):
+                q = layer[role]["storage"]["blockwise"]
+                stored = before[q[key]]
+                per_row = stored.reshape(q["outFeatures"], -1)
+                parts.append(rows(role, per_row))
+            assert np.array_equal(joined.reshape(2 * kv_width, -1), np.concatenate(parts)), (index, key)
+    weight_map = json.loads(out.with_name("model.weight-map.json").read_text())
+    created = {e["onnxName"]: e for e in weight_map["entries"] if e["kind"] != "kept"}
+    grown = sum(a.nbytes for n, a in after.items() if n not in before)
+    assert grown == sum(after[n].nbytes for n in created)
+    quantized_kv = sum(after[n].nbytes for n, e in created.items() if ".cross_attn_kv_proj.weight" in e["canonicalName"])
+    small = grown - quantized_kv
+    d = cfg["hidden_size"]
+    heads_width = cfg["num_attention_heads"] * cfg.get("head_dim", d // cfg["num_attention_heads"])
+    # per layer: gate [H*hd, 1] + bias [1] + alpha [1] + kv bias [2*kv] in float32
+    assert small == len(LAYERS) * 4 * (heads_width + 2 + 2 * kv_width)
+    # The quantized kv_proj is the k and v storage, not float: a quarter of float32 at most.
+    assert quantized_kv < len(LAYERS) * 2 * kv_width * d * 4 / 4
+
+
+@pytest.mark.parametrize("folder", QUANTIZED, ids=[f.name for f in QUANTIZED])
+def test_weights_export_is_the_dequantized_tensors(folder, tmp_path):
+    """`weights export --all` of the quantized model: every quantized weight as the float
+    values the model computes with, (code - zero point) * scale, equal to a NumPy
+    dequantization of the stored tensors bit for bit; scales and zero points are not exported."""
+    ref = reference(folder)
+    dequantized = {key[len("dequant/"):]: value for key, value in ref.items() if key.startswith("dequant/")}
+    assert dequantized, "the fixture records its dequantized weights"
+    result = run("weights", "export", folder / "model.onnx", "-o", tmp_path / "ckpt", "--all")
+    assert result.returncode == 0, result.stderr
+    exported = {}
+    for file in sorted((tmp_path / "ckpt").glob("*.safetensors")):
+        exported.update(load_file(file))
+    found = layout(folder / "model.onnx")
+    by_weight = {}
+    for layer in found["layers"]:
+        for role, prefix in (("q", "self_attn"), ("k", "self_attn"), ("v", "self_attn"), ("o", "self_attn")):
+            by_weight.setdefault(layer[role]["weight"], []).append((f"model.layers.{layer['index']}.{prefix}.{role}_proj.weight",
+                                                                     layer[role]))
+    checked = 0
+    for onnx_name, parts in by_weight.items():
+        if onnx_name not in dequantized:
+            continue
+        full = dequantized[onnx_name].T  # [out, in]
+        for canonical, projection in parts:
+            start = projection.get("outputStart", 0)
+            count = projection.get("outputCount", full.shape[0] - start)
+            assert canonical in exported, canonical
+            assert exported[canonical].dtype == np.float32
+            assert np.array_equal(exported[canonical], full[start:start + count]), canonical
+            checked += 1
+    assert checked >= 4 * config(folder)["num_hidden_layers"]
+    for name, value in exported.items():
+        assert value.dtype != np.uint8, f"{name}: a stored code or zero point was exported"
+
+
+def quantized_node(model, op):
+    return next(n for n in model.graph.node if n.op_type == op)
+
+
+def test_unsupported_quantized_forms_are_refused_by_name(tmp_path):
+    """A MatMulNBits with a g_idx input, or with 2-bit codes, is refused in one line naming the
+    node, the op and what is not supported; nothing is written."""
+    folder = INT4[0]
+    for case in ("g_idx", "bits"):
+        model = onnx.load(str(folder / "model.onnx"))
+        node = next(n for n in model.graph.node if n.op_type == "MatMulNBits" and "o_proj" in n.name)
+        if case == "g_idx":
+            k = next(a.i for a in node.attribute if a.name == "K")
+            model.graph.initializer.append(numpy_helper.from_array(np.arange(k, dtype=np.int32) // 32, "g_idx_forged"))
+            while len(node.input) < 4:
+                node.input.append("")
+            node.input.insert(4, "g_idx_forged")
+            del node.input[5:]
+        else:
+            next(a for a in node.attribute if a.name == "bits").i = 2
+        path = tmp_path / case / "model.onnx"
+        path.parent.mkdir()
+        onnx.save(model, str(path), save_as_external_data=True, location="model.onnx.data")
+        out = tmp_path / f"{case}-out" / "model.onnx"
+        out.parent.mkdir()
+        result = run("rewrite", path, "-o", out, "--every", "2", "--adapter", "ort-genai-gqa" if "genai" in folder.name else "auto")
+        assert result.returncode != 0
+        lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1, result.stderr
+        assert node.name in lines[0] and "MatMulNBits" in lines[0]
+        assert ("g_idx" if case == "g_idx" else "bits = 2") in lines[0], lines[0]
+        assert list(out.parent.iterdir()) == []
