@@ -63,6 +63,22 @@ REMAINING_CELLS fill the rest of the exporter x family table (README.md): the VL
 models in float16 by TorchScript, and the KV-cache exports the families lacked (qwen2vl- and
 qwen25vl-dynamo-kv, internlm2-dynamo-kv, qwen25vl-, qwen3- and llama-torchscript-kv), and
 qwen25vl-dynamo.
+QUANTIZED are quantized exports (build_quantized), each of its family's float model and seed:
+qwen2-, phi3- and llama-genai-int4 by the genai builder with -p int4 -e cpu (every projection and
+lm_head a com.microsoft MatMulNBits: 4 bits, block 32, accuracy_level 4, symmetric, so no zero
+points; qkv packed in one); qwen2-torchscript-kv-int4, qwen2-torchscript-kv through
+MatMulNBitsQuantizer (4 bits, block 32, symmetric, no accuracy_level); qwen2-torchscript-kv-int8
+through quantize_dynamic (MatMul only: DynamicQuantizeLinear, MatMulInteger with a per-tensor
+int8 weight, Cast, Mul by activation scale x weight scale); qwen2-torchscript-kv-qdq through
+quantize_static (QDQ: per-channel int8 weights through DequantizeLinear, and an int8
+QuantizeLinear/DequantizeLinear pair, calibrated on four random prompts, on each projection's
+input). Their references (logits_torch, q_rope_*, attn_out_*, hybrid_*) come from a copy of the
+PyTorch model holding the dequantized weights (Scripts/quantized.py), and reference.npz keeps
+each as dequant/<initializer name>, float32 [K, N]. onnxruntime is 4e-2 to 6e-2 from them on
+genai int4 (accuracy_level 4 quantizes the activations to int8 inside MatMulNBits; the same
+graph at accuracy_level 0 agrees within 2e-6, asserted within 1e-4), and 5e-2 (int8) and 0.24
+(qdq) where the activations are quantized (the graph with float activations agrees within 2e-6,
+asserted); meta.json records each. qwen2-genai-fp16 is Qwen2 by the builder with -p fp16 -e cpu.
 """
 import argparse
 import contextlib
