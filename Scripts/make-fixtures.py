@@ -63,6 +63,22 @@ REMAINING_CELLS fill the rest of the exporter x family table (README.md): the VL
 models in float16 by TorchScript, and the KV-cache exports the families lacked (qwen2vl- and
 qwen25vl-dynamo-kv, internlm2-dynamo-kv, qwen25vl-, qwen3- and llama-torchscript-kv), and
 qwen25vl-dynamo.
+QUANTIZED are quantized exports (build_quantized), each of its family's float model and seed:
+qwen2-, phi3- and llama-genai-int4 by the genai builder with -p int4 -e cpu (every projection and
+lm_head a com.microsoft MatMulNBits: 4 bits, block 32, accuracy_level 4, symmetric, so no zero
+points; qkv packed in one); qwen2-torchscript-kv-int4, qwen2-torchscript-kv through
+MatMulNBitsQuantizer (4 bits, block 32, symmetric, no accuracy_level); qwen2-torchscript-kv-int8
+through quantize_dynamic (MatMul only: DynamicQuantizeLinear, MatMulInteger with a per-tensor
+int8 weight, Cast, Mul by activation scale x weight scale); qwen2-torchscript-kv-qdq through
+quantize_static (QDQ: per-channel int8 weights through DequantizeLinear, and an int8
+QuantizeLinear/DequantizeLinear pair, calibrated on four random prompts, on each projection's
+input). Their references (logits_torch, q_rope_*, attn_out_*, hybrid_*) come from a copy of the
+PyTorch model holding the dequantized weights (Scripts/quantized.py), and reference.npz keeps
+each as dequant/<initializer name>, float32 [K, N]. onnxruntime is 4e-2 to 6e-2 from them on
+genai int4 (accuracy_level 4 quantizes the activations to int8 inside MatMulNBits; the same
+graph at accuracy_level 0 agrees within 2e-6, asserted within 1e-4), and 5e-2 (int8) and 0.24
+(qdq) where the activations are quantized (the graph with float activations agrees within 2e-6,
+asserted); meta.json records each. qwen2-genai-fp16 is Qwen2 by the builder with -p fp16 -e cpu.
 """
 import argparse
 import contextlib
@@ -81,6 +97,7 @@ import torch
 import transformers
 
 import internlm2
+import quantized
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "Tests/Fixtures"
@@ -596,7 +613,7 @@ def export_dynamo_kv(model, folder):
     return path
 
 
-def export_genai(model, family, folder):
+def export_genai(model, family, folder, precision="fp32"):
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         hf = Path(scratch) / "hf"
@@ -608,7 +625,7 @@ def export_genai(model, family, folder):
         save_tiny_tokenizer(hf, getattr(model.config, "text_config", model.config).vocab_size)
         out = Path(scratch) / "out"
         command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(out),
-                   "-p", "fp32", "-e", "cpu", "-c", str(Path(scratch) / "cache")]
+                   "-p", precision, "-e", "cpu", "-c", str(Path(scratch) / "cache")]
         if model.config.model_type == "gemma2":
             # Sliding-window layers would otherwise get window-sized (4096) preallocated caches,
             # which an empty past (the prompt) does not fill; the 7-token prompt is inside the
@@ -653,7 +670,8 @@ def onnx_feeds(path, config):
             feeds[value.name] = np.arange(ids.shape[1], dtype=np.int64)[None]
         elif value.name.startswith("past_key_values"):
             kv_heads = config.num_key_value_heads
-            feeds[value.name] = np.zeros((1, kv_heads, 0, config.head_dim), np.float32)
+            dtype = np.float16 if value.type == "tensor(float16)" else np.float32  # genai fp16: a float16 cache
+            feeds[value.name] = np.zeros((1, kv_heads, 0, config.head_dim), dtype)
         else:
             raise RuntimeError(f"{path}: unexpected input {value.name}")
     return session, feeds
@@ -670,7 +688,7 @@ def describe(path):
             "producer": f"{model.producer_name} {model.producer_version}", "nodes": len(model.graph.node)}
 
 
-def build(family, exporter, folder, seed, half=False, attention="eager", opset=None):
+def build(family, exporter, folder, seed, half=False, attention="eager", opset=None, precision="fp32"):
     model = make_model(family, seed, attention)
     if half:
         model = model.half()
@@ -681,7 +699,7 @@ def build(family, exporter, folder, seed, half=False, attention="eager", opset=N
     if folder.exists():
         shutil.rmtree(folder)
     if exporter == "genai":
-        path = export_genai(getattr(model, "full", [model])[0], family, folder)
+        path = export_genai(getattr(model, "full", [model])[0], family, folder, precision)
     elif family in VL_FAMILIES:
         path = export_vl_torch(model, folder, exporter)
     elif exporter == "torchscript-kv":
@@ -706,8 +724,180 @@ def build(family, exporter, folder, seed, half=False, attention="eager", opset=N
     if exporter == "genai":
         import onnxruntime_genai
         meta["onnxruntime_genai"] = onnxruntime_genai.__version__
+        if precision != "fp32":
+            meta["builder"] = {"precision": precision, "executionProvider": "cpu"}
     (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     print(f"{folder.relative_to(REPO)}: logits max abs diff vs torch {diff:.2e}")
+
+
+# Quantized exports: name -> (family, seed, method). The float model of the family's seed is
+# exported and quantized; the references come from a copy of the PyTorch model whose Linear
+# weights are the dequantized values the ONNX model holds (Scripts/quantized.py).
+QUANTIZED = {
+    "qwen2-genai-int4": ("qwen2", 10, "genai-int4"),
+    "qwen2-torchscript-kv-int4": ("qwen2", 10, "matmulnbits-int4"),
+    "phi3-genai-int4": ("phi3", 13, "genai-int4"),
+    "llama-genai-int4": ("llama", 11, "genai-int4"),
+    "qwen2-torchscript-kv-int8": ("qwen2", 10, "dynamic-int8"),
+    "qwen2-torchscript-kv-qdq": ("qwen2", 10, "static-qdq"),
+}
+QUANT_BLOCK_SIZE = 32
+CALIBRATION_PROMPTS = 4
+
+
+def calibration_feeds(config, seed):
+    """A few random prompts (5 to 11 tokens, an empty past) for quantize_static's calibration."""
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for length in (5, 7, 9, 11)[:CALIBRATION_PROMPTS]:
+        ids = rng.integers(0, config.vocab_size, (1, length), dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+        for i in range(config.num_hidden_layers):
+            for kind in ("key", "value"):
+                feed[f"past_key_values.{i}.{kind}"] = np.zeros((1, config.num_key_value_heads, 0, config.head_dim), np.float32)
+        feeds.append(feed)
+    return feeds
+
+
+def quantize_export(model, family, seed, method, folder):
+    """Exports `model` into `folder` quantized by `method`; returns the path and what meta.json
+    records about the quantization."""
+    from onnxruntime import quantization
+    if method == "genai-int4":
+        path = export_genai(model, family, folder, "int4")
+        return path, {"tool": "onnxruntime_genai.models.builder", "arguments": "-p int4 -e cpu",
+                      "builderDefaults": {"block_size": 32, "accuracy_level": "4 (the cpu default)", "is_symmetric": True,
+                                          "op_types_to_quantize": "MatMul", "algo_config": "default (RTN)"}}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.onnx"
+    with tempfile.TemporaryDirectory() as scratch:
+        float_path = export_torch_kv(model, Path(scratch) / "float")
+        if method == "matmulnbits-int4":
+            from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+            quantizer = MatMulNBitsQuantizer(onnx.load(str(float_path)), bits=4, block_size=QUANT_BLOCK_SIZE, is_symmetric=True)
+            quantizer.process()
+            onnx.save(quantizer.model.model, str(path))
+            return path, {"tool": "onnxruntime.quantization.matmul_nbits_quantizer.MatMulNBitsQuantizer",
+                          "arguments": {"bits": 4, "block_size": QUANT_BLOCK_SIZE, "is_symmetric": True}}
+        if method == "dynamic-int8":
+            # MatMul only: by default quantize_dynamic also turns the embedding table into int8
+            # (Gather of the int8 table, then DequantizeLinear), which is not a projection weight.
+            quantization.quantize_dynamic(float_path, path, weight_type=quantization.QuantType.QInt8, op_types_to_quantize=["MatMul"])
+            return path, {"tool": "onnxruntime.quantization.quantize_dynamic",
+                          "arguments": {"weight_type": "QInt8", "per_channel": False, "op_types_to_quantize": ["MatMul"]},
+                          "notQuantized": "the embedding: with the default op types, quantize_dynamic also stores "
+                                          "embed_tokens as int8 (Gather of the int8 table, then DequantizeLinear)",
+                          "activations": "quantized at run time: DynamicQuantizeLinear (uint8) before each MatMulInteger"}
+        if method == "static-qdq":
+            float_model = onnx.load(str(float_path))
+            initializers = {t.name for t in float_model.graph.initializer}
+            # Only the MatMuls with a weight: QDQ's MatMul quantizer ignores MatMulConstBOnly and
+            # would put the attention's QK^T and AV MatMuls through QDQ too.
+            weight_matmuls = [n.name for n in float_model.graph.node if n.op_type == "MatMul" and n.input[1] in initializers]
+            extra = {"OpTypesToExcludeOutputQuantization": ["MatMul"], "WeightSymmetric": True}
+
+            class Prompts(quantization.CalibrationDataReader):
+                def __init__(self):
+                    self.feeds = iter(calibration_feeds(model.config, seed))
+
+                def get_next(self):
+                    return next(self.feeds, None)
+
+            quantization.quantize_static(float_path, path, Prompts(), quant_format=quantization.QuantFormat.QDQ,
+                                         op_types_to_quantize=["MatMul"], nodes_to_quantize=weight_matmuls, per_channel=True,
+                                         weight_type=quantization.QuantType.QInt8, activation_type=quantization.QuantType.QInt8,
+                                         extra_options=extra)
+            return path, {"tool": "onnxruntime.quantization.quantize_static",
+                          "arguments": {"quant_format": "QDQ", "per_channel": True, "weight_type": "QInt8", "activation_type": "QInt8",
+                                        "op_types_to_quantize": ["MatMul"], "nodes_to_quantize": "the MatMuls with an initializer weight",
+                                        "extra_options": extra, "calibration": f"MinMax over {CALIBRATION_PROMPTS} random prompts of 5-11 tokens"},
+                          "activations": "QuantizeLinear -> DequantizeLinear (int8, per tensor, calibrated) on each quantized "
+                                         "MatMul's input: quantize_static's QDQ MatMul always quantizes a non-constant input; "
+                                         "outputs stay float (OpTypesToExcludeOutputQuantization)"}
+    raise ValueError(method)
+
+
+def matmulnbits_attributes(onnx_model):
+    """The distinct attribute sets of the model's MatMulNBits nodes, apart from K and N."""
+    sets = []
+    for node in onnx_model.graph.node:
+        if node.op_type == "MatMulNBits":
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute if a.name not in ("K", "N")}
+            if attrs not in sets:
+                sets.append(attrs)
+    return sets
+
+
+def without_accuracy_level(onnx_model):
+    """A copy whose MatMulNBits nodes have accuracy_level 0 (float activations)."""
+    copied = onnx.ModelProto()
+    copied.CopyFrom(onnx_model)
+    for node in copied.graph.node:
+        if node.op_type == "MatMulNBits":
+            kept = [a for a in node.attribute if a.name != "accuracy_level"]
+            del node.attribute[:]
+            node.attribute.extend(kept + [onnx.helper.make_attribute("accuracy_level", 0)])
+    return copied
+
+
+def logits_of(onnx_model, feeds):
+    return ort.InferenceSession(onnx_model.SerializeToString()).run(["logits"], feeds)[0]
+
+
+def dequantized_model(model, path):
+    """The PyTorch `model` with the dequantized weights of the quantized export at `path`."""
+    onnx_model = onnx.load(str(path))
+    weights = quantized.dequantized_weights(onnx_model)
+    copied, matches = quantized.load_dequantized(model, weights)
+    return copied, onnx_model, weights, matches
+
+
+def build_quantized(name):
+    family, seed, method = QUANTIZED[name]
+    folder = FIXTURES / name
+    model = make_model(family, seed)
+    float_logits = torch_reference(model, family)["logits_torch"]
+    if folder.exists():
+        shutil.rmtree(folder)
+    path, quantization = quantize_export(model, family, seed, method, folder)
+    dequantized, onnx_model, weights, matches = dequantized_model(model, path)
+    reference = torch_reference(dequantized, family)
+    reference.update(hybrid_reference(dequantized, seed))
+    reference.update({f"dequant/{key}": weights[key].weight for key in sorted(weights)})
+    session, feeds = onnx_feeds(path, model.config)
+    logits = session.run(["logits"], feeds)[0]
+    torch_logits = reference["logits_torch"].astype(np.float64)
+    diff = float(np.abs(logits.astype(np.float64) - torch_logits).max())
+    measured = {"maxAbsDiffLogits": diff,
+                "maxAbsDiffLogitsFloatTorch": float(np.abs(logits.astype(np.float64) - float_logits).max())}
+    if any(n.op_type == "MatMulNBits" for n in onnx_model.graph.node):
+        level0 = float(np.abs(logits_of(without_accuracy_level(onnx_model), feeds).astype(np.float64) - torch_logits).max())
+        measured["maxAbsDiffLogitsAccuracyLevel0"] = level0
+        quantization["matmulNBitsAttributes"] = matmulnbits_attributes(onnx_model)
+        if level0 > 1e-4:
+            raise RuntimeError(f"{path}: with accuracy_level 0, onnxruntime differs from the dequantized torch by {level0}")
+    else:
+        twin = float(np.abs(logits_of(quantized.float_twin(onnx_model, weights), feeds).astype(np.float64) - torch_logits).max())
+        measured["maxAbsDiffLogitsFloatTwin"] = twin
+        if twin > 1e-4:
+            raise RuntimeError(f"{path}: its float twin differs from the dequantized torch by {twin}")
+    np.savez(folder / "reference.npz", **feeds, logits=logits, **reference)
+    model.config.to_json_file(folder / "config.json")
+    quantization["method"] = method
+    quantization["weights"] = {key: {"node": weights[key].node, "op": weights[key].op, "shapeKN": list(weights[key].weight.shape),
+                                     "linear": label, "maxAbsDiffFromFloat": round(diff_, 8), "maxSteps": round(steps, 6)}
+                               for key, (label, _parts, diff_, steps) in sorted(matches.items())}
+    # exporter: what wrote the float graph (as the float fixtures say it); quantization: what then quantized it.
+    exporter = "genai" if method.startswith("genai") else "torchscript-kv"
+    meta = {"family": family, "exporter": exporter, "attention": "eager", "seed": seed,
+            "torch": torch.__version__, "transformers": transformers.__version__, "onnx": onnx.__version__,
+            "onnxruntime": ort.__version__, "fed": sorted(feeds), **measured, "quantization": quantization, **describe(path)}
+    if method.startswith("genai"):
+        import onnxruntime_genai
+        meta["onnxruntime_genai"] = onnxruntime_genai.__version__
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    print(f"{folder.relative_to(REPO)}: logits max abs diff vs dequantized torch {diff:.2e}, "
+          + ", ".join(f"{k} {v:.2e}" for k, v in measured.items() if k != "maxAbsDiffLogits"))
 
 
 # The families with a dynamo export with a KV cache, and their seeds (those of their other exports).
@@ -747,6 +937,9 @@ MODELS = {
     **{f"internlm2-{e}": ("internlm2", 16, {}) for e in ("torchscript", "dynamo", "torchscript-kv")},
     **{name: (name.split("-", 1)[0], seed, {"half": True} if name.endswith("-fp16") else {})
        for name, seed in REMAINING_CELLS.items()},
+    # Quantized exports (build_quantized), and Qwen2 by the genai builder in float16.
+    **{name: (family, seed, {"quantized": method}) for name, (family, seed, method) in QUANTIZED.items()},
+    "qwen2-genai-fp16": ("qwen2", 10, {"half": True, "precision": "fp16"}),
 }
 
 
@@ -758,6 +951,8 @@ def refresh_hybrid(name):
     model = make_model(family, seed, options.get("attention", "eager"))
     if options.get("half"):
         model = model.half()
+    if options.get("quantized"):  # the weights the committed export holds, dequantized
+        model = dequantized_model(model, FIXTURES / name / "model.onnx")[0]
     path = FIXTURES / name / "reference.npz"
     stored = dict(np.load(path))
     fresh = hybrid_reference(model, seed)
@@ -852,6 +1047,13 @@ def main():
         if wanted is None or name in wanted:
             family, seed, options = MODELS[name]
             build(family, name.split("-", 1)[1].removesuffix("-fp16"), FIXTURES / name, seed=seed, half=options.get("half", False))
+    # Quantized exports (Scripts/quantized.py dequantizes their weights for the references), and
+    # Qwen2 by onnxruntime-genai's builder in float16.
+    for name in QUANTIZED:
+        if wanted is None or name in wanted:
+            build_quantized(name)
+    if wanted is None or "qwen2-genai-fp16" in wanted:
+        build("qwen2", "genai", FIXTURES / "qwen2-genai-fp16", seed=10, half=True, precision="fp16")
     if args.examples or wanted is None:
         build("qwen2", "dynamo", REPO / "Examples/qwen2-tiny", seed=99)
 
