@@ -78,7 +78,11 @@ each as dequant/<initializer name>, float32 [K, N]. onnxruntime is 4e-2 to 6e-2 
 genai int4 (accuracy_level 4 quantizes the activations to int8 inside MatMulNBits; the same
 graph at accuracy_level 0 agrees within 2e-6, asserted within 1e-4), and 5e-2 (int8) and 0.24
 (qdq) where the activations are quantized (the graph with float activations agrees within 2e-6,
-asserted); meta.json records each. qwen2-genai-fp16 is Qwen2 by the builder with -p fp16 -e cpu.
+asserted); meta.json records each. qwen2-genai-fp16 is Qwen2 in float16 by the builder with
+-p fp16 -e cuda, as float16 models are deployed (the builder needs no GPU): the graph of the fp32
+genai build (packed qkv, GroupQueryAttention with RoPE inside, no position_ids) with a float16
+cache; onnxruntime's CPU provider runs it (-e cpu writes float16 attention as separate q/k/v,
+RotaryEmbedding, repeat_kv and MultiHeadAttention, which our adapters do not read).
 """
 import argparse
 import contextlib
@@ -613,7 +617,7 @@ def export_dynamo_kv(model, folder):
     return path
 
 
-def export_genai(model, family, folder, precision="fp32"):
+def export_genai(model, family, folder, precision="fp32", provider="cpu"):
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         hf = Path(scratch) / "hf"
@@ -625,7 +629,7 @@ def export_genai(model, family, folder, precision="fp32"):
         save_tiny_tokenizer(hf, getattr(model.config, "text_config", model.config).vocab_size)
         out = Path(scratch) / "out"
         command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(out),
-                   "-p", precision, "-e", "cpu", "-c", str(Path(scratch) / "cache")]
+                   "-p", precision, "-e", provider, "-c", str(Path(scratch) / "cache")]
         if model.config.model_type == "gemma2":
             # Sliding-window layers would otherwise get window-sized (4096) preallocated caches,
             # which an empty past (the prompt) does not fill; the 7-token prompt is inside the
@@ -656,7 +660,7 @@ def save_tiny_tokenizer(folder, vocab_size):
 
 def onnx_feeds(path, config):
     """The inputs onnxruntime needs for TOKENS (genai: empty KV cache, as a first prompt)."""
-    session = ort.InferenceSession(str(path))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     ids = np.array(TOKENS, np.int64)
     feeds = {}
     for value in session.get_inputs():
@@ -688,7 +692,7 @@ def describe(path):
             "producer": f"{model.producer_name} {model.producer_version}", "nodes": len(model.graph.node)}
 
 
-def build(family, exporter, folder, seed, half=False, attention="eager", opset=None, precision="fp32"):
+def build(family, exporter, folder, seed, half=False, attention="eager", opset=None, precision="fp32", provider="cpu"):
     model = make_model(family, seed, attention)
     if half:
         model = model.half()
@@ -699,7 +703,7 @@ def build(family, exporter, folder, seed, half=False, attention="eager", opset=N
     if folder.exists():
         shutil.rmtree(folder)
     if exporter == "genai":
-        path = export_genai(getattr(model, "full", [model])[0], family, folder, precision)
+        path = export_genai(getattr(model, "full", [model])[0], family, folder, precision, provider)
     elif family in VL_FAMILIES:
         path = export_vl_torch(model, folder, exporter)
     elif exporter == "torchscript-kv":
@@ -724,8 +728,8 @@ def build(family, exporter, folder, seed, half=False, attention="eager", opset=N
     if exporter == "genai":
         import onnxruntime_genai
         meta["onnxruntime_genai"] = onnxruntime_genai.__version__
-        if precision != "fp32":
-            meta["builder"] = {"precision": precision, "executionProvider": "cpu"}
+        if precision != "fp32" or provider != "cpu":
+            meta["builder"] = {"precision": precision, "executionProvider": provider}
     (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     print(f"{folder.relative_to(REPO)}: logits max abs diff vs torch {diff:.2e}")
 
@@ -939,7 +943,7 @@ MODELS = {
        for name, seed in REMAINING_CELLS.items()},
     # Quantized exports (build_quantized), and Qwen2 by the genai builder in float16.
     **{name: (family, seed, {"quantized": method}) for name, (family, seed, method) in QUANTIZED.items()},
-    "qwen2-genai-fp16": ("qwen2", 10, {"half": True, "precision": "fp16"}),
+    "qwen2-genai-fp16": ("qwen2", 10, {"half": True, "precision": "fp16", "provider": "cuda"}),
 }
 
 
@@ -1048,12 +1052,12 @@ def main():
             family, seed, options = MODELS[name]
             build(family, name.split("-", 1)[1].removesuffix("-fp16"), FIXTURES / name, seed=seed, half=options.get("half", False))
     # Quantized exports (Scripts/quantized.py dequantizes their weights for the references), and
-    # Qwen2 by onnxruntime-genai's builder in float16.
+    # Qwen2 by onnxruntime-genai's builder in float16 for CUDA (-e cuda; run here on CPU).
     for name in QUANTIZED:
         if wanted is None or name in wanted:
             build_quantized(name)
     if wanted is None or "qwen2-genai-fp16" in wanted:
-        build("qwen2", "genai", FIXTURES / "qwen2-genai-fp16", seed=10, half=True, precision="fp16")
+        build("qwen2", "genai", FIXTURES / "qwen2-genai-fp16", seed=10, half=True, precision="fp16", provider="cuda")
     if args.examples or wanted is None:
         build("qwen2", "dynamo", REPO / "Examples/qwen2-tiny", seed=99)
 
