@@ -535,6 +535,9 @@ public enum LayerDiscovery {
         var result: [CanonicalParameter] = []
         if !known.contains(head.weight) {
             result.append(CanonicalParameter(onnxName: head.weight, canonicalName: "lm_head.weight", transform: weightTransform(head)))
+            for (tensor, suffix) in storageTensors(head.storage) where !known.contains(tensor) {
+                result.append(CanonicalParameter(onnxName: tensor, canonicalName: "lm_head.weight.\(suffix)", transform: .identity))
+            }
         }
         if let norm = try? norm(at: headInput, matcher: matcher, adapter: adapter, file: file, layer: dims.numLayers, role: "final norm"),
            index.initializer(norm.weight) != nil, !known.contains(norm.weight) {
@@ -555,6 +558,10 @@ public enum LayerDiscovery {
         func add(_ onnx: String?, _ canonical: String, _ transform: ParameterTransform) {
             guard let onnx, !onnx.isEmpty, index.initializer(onnx) != nil, seen.insert(onnx).inserted else { return }
             result.append(CanonicalParameter(onnxName: onnx, canonicalName: canonical, transform: transform))
+        }
+        // A quantized weight's scales and zero points are part of its storage: named after it.
+        func addStorage(_ projection: ProjectionWeight, _ canonical: String) {
+            for (tensor, suffix) in storageTensors(projection.storage) { add(tensor, "\(canonical).\(suffix)", .identity) }
         }
         add(embedding, "model.embed_tokens.weight", .identity)
         // Norm weights as the graph stores them: w, or (Gemma) the folded 1 + w.
@@ -583,19 +590,32 @@ public enum LayerDiscovery {
                     return parts.count == 3 ? parts : nil
                 }
                 add(layer.q.weight, "\(prefix).self_attn.qkv_proj.weight", weightTransform(layer.q, parts: parts("weight")))
+                addStorage(layer.q, "\(prefix).self_attn.qkv_proj.weight")
                 add(layer.q.bias, "\(prefix).self_attn.qkv_proj.bias", ParameterTransform(parts: parts("bias")))
             } else {
                 for (role, projection) in projections {
                     add(projection.weight, "\(prefix).self_attn.\(role)_proj.weight", weightTransform(projection))
+                    addStorage(projection, "\(prefix).self_attn.\(role)_proj.weight")
                     add(projection.bias, "\(prefix).self_attn.\(role)_proj.bias", .identity)
                 }
             }
             add(layer.o.weight, "\(prefix).self_attn.o_proj.weight", weightTransform(layer.o))
+            addStorage(layer.o, "\(prefix).self_attn.o_proj.weight")
             for (role, projection) in layer.mlp.sorted(by: { $0.key < $1.key }) {
                 add(projection.weight, "\(prefix).mlp.\(role).weight", weightTransform(projection))
+                addStorage(projection, "\(prefix).mlp.\(role).weight")
             }
         }
         return result
+    }
+
+    /// The scales and zero points of a quantized projection, with the suffix they are named by.
+    static func storageTensors(_ storage: ProjectionStorage?) -> [(String, String)] {
+        switch storage {
+        case .blockwise(let q)?: return [(q.scales, "scales")] + (q.zeroPoints.map { [($0, "zero_points")] } ?? [])
+        case .linear(let q)?: return [(q.scale, "scales")] + (q.zeroPoint.map { [($0, "zero_points")] } ?? [])
+        case nil: return []
+        }
     }
 
     /// How a projection's stored weight is made from `nn.Linear.weight` [out, in]: transposed

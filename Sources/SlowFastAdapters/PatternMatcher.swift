@@ -174,6 +174,7 @@ public struct PatternMatcher {
     ///
     ///     MatMulNBits(X, B, scales, ...)                               W = B
     ///     MatMul(X, DequantizeLinear(Wq, scale, zero_point))            W = Wq
+    ///     MatMul(DequantizeLinear(QuantizeLinear(X)), DequantizeLinear(Wq, ...))   W = Wq
     ///     Mul(Cast(MatMulInteger(DynamicQuantizeLinear(X), Wq, ...)), Mul(x_scale, w_scale))   W = Wq
     ///
     /// The node captured is the one whose output is the projection (MatMulNBits, MatMul, Mul);
@@ -203,6 +204,12 @@ public struct PatternMatcher {
         case "MatMul" where node.inputs.count == 2:
             guard let dq = index.producer(of: node.inputs[1]), dq.op == "DequantizeLinear", Domain.isONNX(dq.domain),
                   let weight = dq.inputs.first, index.initializer(weight) != nil else { return nil }
+            // quantize_static also rounds the activation: X -> QuantizeLinear -> DequantizeLinear.
+            if let activation = index.producer(of: node.inputs[0]), activation.op == "DequantizeLinear",
+               let quantize = activation.inputs.first.flatMap(index.producer(of:)), quantize.op == "QuantizeLinear",
+               let input = quantize.inputs.first {
+                return StoredProjection(root: node, input: input, weight: weight, nodes: [node, dq, activation, quantize])
+            }
             return StoredProjection(root: node, input: node.inputs[0], weight: weight, nodes: [node, dq])
         case "Mul" where node.inputs.count == 2:
             guard let (product, scales) = ProjectionStorage.dynamicParts(of: node, index: index), product.inputs.count >= 2,

@@ -97,3 +97,147 @@ public struct DequantizedWeights {
         return values
     }
 }
+
+/// Float values stored again in a quantized projection's form.
+public struct RequantizedWeights {
+    /// The codes, laid out as the storage lays them out (MatMulNBits' padding bytes as they were).
+    public var codes: [UInt8]
+    /// New scales (in the scales tensor's order) where some had to widen; nil: unchanged.
+    public var scales: [Float]?
+    /// |dequantized − given| over every value, as float32 computes it.
+    public var maxAbsError: Double
+    public var meanAbsError: Double
+    /// Scale groups (blocks, columns or the tensor) whose scale widened.
+    public var widened: Int
+}
+
+/// A value the storage's scales cannot hold: where, and the value.
+public struct QuantizationOverflow: Error, CustomStringConvertible {
+    public let row: Int
+    public let column: Int
+    public let value: Float
+    public let range: ClosedRange<Float>
+    public var description: String {
+        "value \(value) at [\(row), \(column)] is outside \(range), what its scale and zero point hold"
+    }
+}
+
+extension DequantizedWeights {
+    /// `matrix` ([out, in], `nn.Linear.weight`'s layout) quantized with this storage's own
+    /// scales and zero points: each value rounds to the nearest code (ties to even, as NumPy
+    /// rounds), so it moves by at most half a step. A value beyond the codes' range throws
+    /// unless `widen`, which raises just the scales of the groups that need it (each to the
+    /// smallest scale that holds its values) and rounds those groups again.
+    public func requantized(_ matrix: [Float], widen: Bool) throws -> RequantizedWeights {
+        let (inFeatures, outFeatures) = storage.shape
+        guard matrix.count == inFeatures * outFeatures else {
+            throw TensorDataError.sizeMismatch(tensor: storageName, expected: inFeatures * outFeatures, stored: matrix.count)
+        }
+        var scales = self.scales
+        var codes = self.codes
+        var widened = 0
+        // Scale groups: (the scale slot, its zero point, the (row, column) values it covers).
+        let (low, high) = codeRange
+        for group in 0 ..< scales.count {
+            let zero = zeroPoint(ofGroup: group)
+            var needed: Float = 0
+            var fits = true
+            forEachValue(inGroup: group) { row, column in
+                let value = matrix[row * inFeatures + column]
+                let scale = scales[group]
+                let code = scale == 0 ? (value == 0 ? 0 : Float.infinity) : (value / scale).rounded(.toNearestOrEven)
+                if !(Float(low - zero) ... Float(high - zero)).contains(code) { fits = false }
+                if value > 0, high > zero { needed = max(needed, value / Float(high - zero)) }
+                if value < 0, low < zero { needed = max(needed, value / Float(low - zero)) }
+            }
+            if !fits {
+                guard widen else {
+                    var where_ = (0, 0, Float(0))
+                    forEachValue(inGroup: group) { row, column in
+                        let value = matrix[row * inFeatures + column]
+                        let code = scales[group] == 0 ? Float.infinity : (value / scales[group]).rounded(.toNearestOrEven)
+                        if !(Float(low - zero) ... Float(high - zero)).contains(code), where_.2 == 0 { where_ = (row, column, value) }
+                    }
+                    throw QuantizationOverflow(row: where_.0, column: where_.1, value: where_.2,
+                                               range: Float(low - zero) * scales[group] ... Float(high - zero) * scales[group])
+                }
+                scales[group] = max(scales[group], needed)
+                widened += 1
+            }
+        }
+        var maxError = 0.0, total = 0.0
+        for group in 0 ..< scales.count {
+            let zero = zeroPoint(ofGroup: group)
+            let scale = scales[group]
+            forEachValue(inGroup: group) { row, column in
+                let value = matrix[row * inFeatures + column]
+                let rounded = scale == 0 ? 0 : (value / scale).rounded(.toNearestOrEven)
+                let code = Int(max(Float(low - zero), min(Float(high - zero), rounded))) + zero
+                setCode(code, row: row, column: column, in: &codes)
+                let error = Double(abs(Float(code - zero) * scale - value))
+                maxError = max(maxError, error)
+                total += error
+            }
+        }
+        return RequantizedWeights(codes: codes, scales: widened > 0 ? scales : nil, maxAbsError: maxError,
+                                  meanAbsError: matrix.isEmpty ? 0 : total / Double(matrix.count), widened: widened)
+    }
+
+    private var storageName: String {
+        switch storage {
+        case .blockwise(let q): return q.weight
+        case .linear(let q): return q.weight
+        }
+    }
+
+    /// The codes' range as integers (a signed int8's as −128...127).
+    private var codeRange: (Int, Int) {
+        switch storage {
+        case .blockwise(let q): return (0, (1 << q.bits) - 1)
+        case .linear(let q): return q.weightType == "int8" ? (-128, 127) : (0, 255)
+        }
+    }
+
+    private func zeroPoint(ofGroup group: Int) -> Int {
+        switch storage {
+        case .blockwise(let q):
+            guard let zeroPoints else { return 1 << (q.bits - 1) }
+            let row = group / q.blocksPerRow, block = group % q.blocksPerRow
+            let byte = zeroPoints[row * q.zeroPointRowBytes + block * q.bits / 8]
+            return q.bits == 4 ? Int(block % 2 == 0 ? byte & 0x0F : byte >> 4) : Int(byte)
+        case .linear(let q):
+            guard let zeroPoints else { return 0 }
+            return q.weightType == "int8" ? Int(Int8(bitPattern: zeroPoints[group])) : Int(zeroPoints[group])
+        }
+    }
+
+    /// Calls `body(row, column)` for every value of `matrix` ([out, in]) that scale `group` covers.
+    private func forEachValue(inGroup group: Int, _ body: (Int, Int) -> Void) {
+        switch storage {
+        case .blockwise(let q):
+            let row = group / q.blocksPerRow, block = group % q.blocksPerRow
+            for column in block * q.blockSize ..< min(q.inFeatures, (block + 1) * q.blockSize) { body(row, column) }
+        case .linear(let q):
+            if q.perColumn {
+                for column in 0 ..< q.inFeatures { body(group, column) }
+            } else {
+                for row in 0 ..< q.outFeatures { for column in 0 ..< q.inFeatures { body(row, column) } }
+            }
+        }
+    }
+
+    private func setCode(_ code: Int, row: Int, column: Int, in codes: inout [UInt8]) {
+        switch storage {
+        case .blockwise(let q):
+            let block = column / q.blockSize, within = column % q.blockSize
+            let index = row * q.blocksPerRow * q.blobSize + block * q.blobSize + within * q.bits / 8
+            if q.bits == 4 {
+                codes[index] = within % 2 == 0 ? (codes[index] & 0xF0) | UInt8(code) : (codes[index] & 0x0F) | UInt8(code << 4)
+            } else {
+                codes[index] = UInt8(code)
+            }
+        case .linear(let q):
+            codes[column * q.outFeatures + row] = UInt8(truncatingIfNeeded: code)
+        }
+    }
+}

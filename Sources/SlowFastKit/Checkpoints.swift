@@ -96,13 +96,7 @@ public enum WeightExport {
         var names: [String: (onnxName: String, tensor: Tensor, transform: ParameterTransform)] = [:]
         // The scales and zero points of quantized weights are part of those weights' storage:
         // their dequantized values are exported, not the scales themselves.
-        let storageParts = Set(weightMap.entries.flatMap { entry -> [String] in
-            switch entry.transform.quantization {
-            case .blockwise(let q)?: return [q.scales] + (q.zeroPoints.map { [$0] } ?? [])
-            case .linear(let q)?: return [q.scale] + (q.zeroPoint.map { [$0] } ?? [])
-            case nil: return []
-            }
-        })
+        let storageParts = weightMap.quantizationParameters
         for entry in weightMap.entries where entry.isNamed && entry.graph == nil && !initializers.isInputDefault(entry)
             && (options.all || entry.kind != "kept") && !storageParts.contains(entry.onnxName) {
             guard let tensor = initializers.tensor(entry) else {
@@ -198,9 +192,35 @@ extension WeightExport {
 }
 
 /// `slowfast weights import`: fills a model's parameters from a checkpoint by PyTorch name.
+extension WeightMap {
+    /// The scales and zero points the quantized entries name: part of those weights' storage,
+    /// not parameters of their own.
+    var quantizationParameters: Set<String> {
+        Set(entries.flatMap { entry -> [String] in
+            switch entry.transform.quantization {
+            case .blockwise(let q)?: return [q.scales] + (q.zeroPoints.map { [$0] } ?? [])
+            case .linear(let q)?: return [q.scale] + (q.zeroPoint.map { [$0] } ?? [])
+            case nil: return []
+            }
+        })
+    }
+}
+
 public enum WeightImport {
+    /// How a float tensor went into a quantized weight.
+    public struct Quantized: Equatable, Sendable {
+        /// The PyTorch name (a packed weight's parts, joined by ", ").
+        public var name: String
+        public var maxAbsError: Double
+        public var meanAbsError: Double
+        /// Scale groups widened (`requantize`); 0 where every value fit the model's scales.
+        public var widened: Int
+    }
+
     /// What an import did.
     public struct Report: Equatable, Sendable {
+        /// Each quantized weight filled, with its rounding error.
+        public var quantized: [Quantized] = []
         /// ONNX initializers whose values came from the checkpoint.
         public var filled: [String]
         /// Named parameters of the model the checkpoint does not have (PyTorch names).
@@ -215,14 +235,16 @@ public enum WeightImport {
     /// model is left unchanged.
     /// `companions` are the models written beside it (by file name, as map entries name them).
     public static func apply(_ checkpoint: SafeTensorsCheckpoint, to model: Model, companions: [String: Model] = [:],
-                             weightMap: inout WeightMap, strict: Bool = false) throws -> Report {
+                             weightMap: inout WeightMap, strict: Bool = false, requantize: Bool = false) throws -> Report {
         let file = checkpoint.path
         let initializers = Initializers(model: model, companions: companions)
+        let storageParts = weightMap.quantizationParameters
         var used = Set<String>()
         var report = Report(filled: [], missing: [], unused: [])
         var replacements: [(Tensor, TensorStorage, Int)] = []
         let scratch = ScratchBuffers()
-        for (position, entry) in weightMap.entries.enumerated() where entry.isNamed && entry.graph == nil && !initializers.isInputDefault(entry) {
+        for (position, entry) in weightMap.entries.enumerated() where entry.isNamed && entry.graph == nil && !initializers.isInputDefault(entry)
+            && !storageParts.contains(entry.onnxName) {
             let wanted = entry.pytorchNames
             let present = wanted.filter { checkpoint.entry(named: $0) != nil }
             if present.isEmpty {
@@ -234,8 +256,16 @@ public enum WeightImport {
                     + " but the checkpoint has only " + present.joined(separator: ", "))
             }
             if let quantization = entry.transform.quantization {
-                throw CheckpointError(file: file, message: "'\(present[0])' would go into '\(entry.onnxName)', which is quantized "
-                    + "(\(quantization.summary)); importing into quantized weights is not supported")
+                let graph = (entry.file.flatMap { companions[$0] } ?? model).graph
+                let made = try requantized(entry, quantization, checkpoint: checkpoint, graph: graph, widen: requantize)
+                for (name, bytes) in made.tensors {
+                    guard let tensor = graph.initializer(named: name) else { continue }
+                    replacements.append((tensor, .bytes(TensorBytes(bytes: bytes)), position))
+                }
+                used.formUnion(entry.pytorchNames)
+                report.quantized.append(made.report)
+                report.filled.append(entry.onnxName)
+                continue
             }
             guard let tensor = initializers.tensor(entry), let type = tensor.elementType, let dtype = SafeTensorsDType(type) else {
                 throw CheckpointError(file: file, message: "the model has no initializer '\(entry.onnxName)' of a type safetensors holds")
@@ -270,6 +300,55 @@ public enum WeightImport {
             weightMap.entries[position].initRule = "imported from \(source)"
         }
         return report
+    }
+}
+
+extension WeightImport {
+    /// A quantized entry's new codes (and scales, where they widened) from the checkpoint's
+    /// float tensors, rounded with the model's own scheme (docs/DESIGN.md §8).
+    static func requantized(_ entry: WeightMap.Entry, _ quantization: ProjectionStorage, checkpoint: SafeTensorsCheckpoint,
+                            graph: Graph, widen: Bool) throws -> (tensors: [(String, [UInt8])], report: Quantized) {
+        let file = checkpoint.path
+        let shapes = try entry.transform.canonicalShapes(onnxShape: [], canonicalName: entry.canonicalName)
+        var matrix: [Float] = []
+        for (name, shape) in shapes {
+            guard let found = checkpoint.entry(named: name) else {
+                throw CheckpointError(file: file, message: "tensor '\(name)' is missing (for '\(entry.onnxName)')")
+            }
+            guard found.entry.shape == shape else {
+                throw CheckpointError(file: file, message: "tensor '\(name)' has shape \(found.entry.shape), the model needs \(shape) (for '\(entry.onnxName)')")
+            }
+            guard found.entry.dtype.isConvertibleFloat else {
+                throw CheckpointError(file: file, message: "tensor '\(name)' is \(found.entry.dtype.rawValue); a quantized weight takes float values")
+            }
+            let raw = RawTensor(name: name, dtype: found.entry.dtype, shape: shape, bytes: try found.file.copyBytes(of: found.entry))
+            let bytes = try raw.converted(to: .f32).bytes
+            matrix += bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        }
+        let stored = try DequantizedWeights(quantization, graph: graph)
+        let made: RequantizedWeights
+        do {
+            made = try stored.requantized(matrix, widen: widen)
+        } catch let overflow as QuantizationOverflow {
+            throw CheckpointError(file: file, message: "'\(shapes.map(\.name).joined(separator: ", "))' into '\(entry.onnxName)' (\(quantization.summary)): "
+                + "\(overflow); --requantize widens the scale")
+        }
+        var tensors: [(String, [UInt8])] = [(entry.onnxName, made.codes)]
+        if let scales = made.scales {
+            let name: String
+            switch quantization {
+            case .blockwise(let q): name = q.scales
+            case .linear(let q): name = q.scale
+            }
+            guard let type = graph.initializer(named: name)?.elementType else {
+                throw CheckpointError(file: file, message: "the model has no scales '\(name)'")
+            }
+            let tensor = TensorBytes(floats: scales, as: type)
+            tensors.append((name, tensor.withUnsafeBytes { [UInt8]($0) }))
+        }
+        let report = Quantized(name: shapes.map(\.name).joined(separator: ", "), maxAbsError: made.maxAbsError,
+                               meanAbsError: made.meanAbsError, widened: made.widened)
+        return (tensors, report)
     }
 }
 

@@ -112,6 +112,9 @@ public struct RewriteRequest: Sendable {
     /// With `weightsFrom`: fail unless every named parameter is filled and every checkpoint
     /// tensor used.
     public var strictWeights: Bool
+    /// With `weightsFrom`: where a value does not fit a quantized weight's scales, widen them
+    /// (reported) instead of refusing.
+    public var requantize: Bool = false
 
     public init(hybrid: HybridRequest? = nil, srelu: SReLUOptions? = nil, allowNoSites: Bool = false,
                 layers: LayerSource = .discover(.auto), weightsFrom: String? = nil, strictWeights: Bool = false) {
@@ -212,7 +215,7 @@ public enum Pipeline {
                 inputFiles += opened.files.map(\.path) + [opened.indexPath].compactMap { $0 }
                 imported = try WeightImport.apply(opened, to: model,
                                                   companions: Dictionary(companions.map { ($0.file, $0.model) }, uniquingKeysWith: { a, _ in a }),
-                                                  weightMap: &weightMap, strict: request.strictWeights)
+                                                  weightMap: &weightMap, strict: request.strictWeights, requantize: request.requantize)
             }
             var outcome = RewriteOutcome(results: results, layout: layout, weightMap: weightMap, imported: imported)
             outcome.inputFiles = inputFiles

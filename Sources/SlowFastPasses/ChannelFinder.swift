@@ -64,7 +64,10 @@ struct ChannelFinder {
                     }
                     return first
                 }
-            case "MatMul", "Gemm":
+            case "MatMulNBits":
+                // A quantized projection: N outputs (docs/DESIGN.md §8).
+                if let n = producer.intAttribute("N"), let count = ChannelFinder.checked(n) { return (-1, count, 0) }
+            case "MatMul", "Gemm", "MatMulInteger":
                 if producer.inputs.count > 1, let dims = dimsOf(producer.inputs[1]), dims.count == 2 {
                     let transposed = producer.op == "Gemm" && (producer.intAttribute("transB") ?? 0) != 0
                     guard let count = ChannelFinder.checked(transposed ? dims[0] : dims[1]) else { return nil }
@@ -111,6 +114,11 @@ struct ChannelFinder {
     /// Dims of a weight: an initializer, a Constant, or ConstantOfShape of a constant shape.
     private func dimsOf(_ name: String) -> [Int64]? {
         if let tensor = matcher.constantTensor(name) { return tensor.dims }
+        // A QDQ weight: DequantizeLinear of a constant keeps its dims.
+        if let producer = index.producer(of: name), producer.op == "DequantizeLinear",
+           let tensor = producer.inputs.first.flatMap(matcher.constantTensor) {
+            return tensor.dims
+        }
         if let producer = index.producer(of: name), producer.op == "ConstantOfShape",
            let shape = matcher.constantTensor(producer.inputs[0]), let values = try? shape.int64Values() {
             return values

@@ -148,9 +148,9 @@ public struct HybridLayerPass: ModelPass {
             switch options.mode {
             case .inPlace:
                 result = try inPlace(layer: description, inputs: inputs, graph: graph, form: form, companion: &companion, builder: &builder)
-                // o_proj's node reads the attention output, or (dynamic int8) the
-                // DynamicQuantizeLinear before its MatMulInteger does.
-                let reader = oNode.inputs.contains(description.attentionOutput) ? oNode : dynamicQuantization(before: oNode, producers: producers)
+                // o_proj's node reads the attention output, or (int8) the node that quantizes
+                // its input does: DynamicQuantizeLinear, or QDQ's QuantizeLinear.
+                let reader = projectionNode(reading: description.attentionOutput, from: oNode, producers: producers)
                 guard let reader, let slot = reader.inputs.firstIndex(of: description.attentionOutput) else {
                     throw HybridLayerError.missingNode(layer: layer, role: "o_proj reading the attention output", name: description.o.node)
                 }
@@ -511,14 +511,14 @@ public struct HybridLayerPass: ModelPass {
         return .kvProjectionStorage(layer: layer.index, storage: why, exact: false)
     }
 
-    /// The DynamicQuantizeLinear that quantizes the input of a dynamic-int8 projection whose
-    /// result `root` is (Mul(Cast(MatMulInteger(x_q, ...)), scales)).
-    private func dynamicQuantization(before root: Node, producers: [String: Node]) -> Node? {
-        for input in root.inputs {
-            guard let cast = producers[input], cast.op == "Cast", let product = cast.inputs.first.flatMap({ producers[$0] }),
-                  product.op == "MatMulInteger", let quantize = product.inputs.first.flatMap({ producers[$0] }),
-                  quantize.op == "DynamicQuantizeLinear" else { continue }
-            return quantize
+    /// The node of a projection whose result `root` is that reads `input`: `root` itself, or
+    /// (a quantized projection) the node a few steps upstream that quantizes the input
+    /// (DynamicQuantizeLinear before MatMulInteger, QuantizeLinear of a QDQ pair).
+    private func projectionNode(reading input: String, from root: Node, producers: [String: Node]) -> Node? {
+        var frontier = [root]
+        for _ in 0 ..< 4 {
+            if let found = frontier.first(where: { $0.inputs.contains(input) }) { return found }
+            frontier = frontier.flatMap { $0.inputs.compactMap { producers[$0] } }
         }
         return nil
     }

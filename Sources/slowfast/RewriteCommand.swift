@@ -29,8 +29,12 @@ struct RewriteCommand: ParsableCommand {
     @Flag(name: .customLong("strict-weights"), help: "With --weights-from: fail unless every named parameter is filled and every tensor used.")
     var strictWeights = false
 
+    @Flag(help: "With --weights-from: where a value does not fit a quantized weight's scales, widen those scales (reported) instead of refusing.")
+    var requantize = false
+
     func validate() throws {
         if strictWeights && weightsFrom == nil { throw ValidationError("--strict-weights goes with --weights-from CKPT") }
+        if requantize && weightsFrom == nil { throw ValidationError("--requantize goes with --weights-from CKPT") }
     }
 
     func run() throws {
@@ -38,6 +42,7 @@ struct RewriteCommand: ParsableCommand {
             var request = try rewriteRequest(hybrid, activation)
             request.weightsFrom = weightsFrom
             request.strictWeights = strictWeights
+            request.requantize = requantize
             let (outcome, report) = try Pipeline.rewrite(io.input, to: io.output, request: request, weights: io.weights,
                                                          weightMapPath: weightMap)
             printImport(outcome.imported)

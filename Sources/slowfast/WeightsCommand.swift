@@ -81,6 +81,8 @@ struct WeightsImportCommand: ParsableCommand {
     @OptionGroup var io: ModelIOOptions
     @Option(name: .customLong("from"), help: "The checkpoint: a .safetensors file, an index, or a folder.") var checkpoint: String
     @Flag(help: "Fail unless every named parameter is filled and every checkpoint tensor used.") var strict = false
+    @Flag(help: "Where a value does not fit a quantized weight's scales, widen those scales (reported) instead of refusing.")
+    var requantize = false
     @Option(name: .customLong("weight-map"), help: "Where to write the output's weight map (default: beside the output).")
     var weightMap: String?
     @Option(help: "Layer discovery when the model has no weight map: auto, a built-in adapter name, or a path.")
@@ -88,7 +90,8 @@ struct WeightsImportCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let request = RewriteRequest(layers: .discover(AdapterChoice(argument: adapter)), weightsFrom: checkpoint, strictWeights: strict)
+            var request = RewriteRequest(layers: .discover(AdapterChoice(argument: adapter)), weightsFrom: checkpoint, strictWeights: strict)
+            request.requantize = requantize
             let (outcome, report) = try Pipeline.rewrite(io.input, to: io.output, request: request, weights: io.weights,
                                                          weightMapPath: weightMap)
             printImport(outcome.imported)
@@ -103,6 +106,10 @@ func printImport(_ report: WeightImport.Report?) {
     print("filled \(report.filled.count) parameters; \(report.missing.count) missing from the checkpoint; \(report.unused.count) checkpoint tensors unused")
     if !report.missing.isEmpty { print("  missing: " + report.missing.prefix(5).joined(separator: ", ") + (report.missing.count > 5 ? ", ..." : "")) }
     if !report.unused.isEmpty { print("  unused: " + report.unused.prefix(5).joined(separator: ", ") + (report.unused.count > 5 ? ", ..." : "")) }
+    for quantized in report.quantized {
+        print("  quantized \(quantized.name): max abs error \(quantized.maxAbsError), mean \(quantized.meanAbsError)"
+              + (quantized.widened > 0 ? "; \(quantized.widened) scales widened (--requantize)" : ""))
+    }
 }
 
 /// "5GB", "500MB", "64KB", "1000000" as bytes (decimal units, as Hugging Face's max_shard_size).

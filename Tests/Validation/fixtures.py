@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from conftest import REPO, ort_session
 
@@ -83,11 +84,12 @@ def rotated_query(values, query, heads, head_dim):
 
 
 def run_with_outputs(path, extra, feeds):
-    """Runs `path` in onnxruntime with `extra` values exposed as outputs; returns name -> array."""
+    """Runs `path` in onnxruntime with `extra` values exposed as outputs; returns name -> array.
+    A quantized model computes in float32 (`float_compute`), as the PyTorch references do."""
     model = onnx.load(str(path))
     for name in extra:
         model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    session = ort_session(model)
+    session = ort_session(float_compute(model))
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, feeds)))
 
@@ -188,14 +190,43 @@ def assert_equals_pytorch_hybrid(folder, ref, logits, step=0):
     return diff
 
 
-def float_accuracy(model):
-    """Sets every MatMulNBits node's accuracy_level to 0 (float computation from the same
-    codes and scales) in `model`, in place; returns how many nodes it set."""
-    count = 0
-    for node in model.graph.node:
-        if node.op_type == "MatMulNBits":
-            for attribute in node.attribute:
-                if attribute.name == "accuracy_level":
-                    attribute.i = 0
-            count += 1
-    return count
+QUANTIZED_OPS = {"MatMulNBits", "MatMulInteger", "DynamicQuantizeLinear", "QuantizeLinear"}
+
+
+def is_quantized(model):
+    return any(node.op_type in QUANTIZED_OPS for node in model.graph.node)
+
+
+def _quantized_module():
+    import sys
+    scripts = str(REPO / "Scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    import quantized
+    return quantized
+
+
+def float_compute(model):
+    """`model` (a ModelProto, or a path) computing in float32 where it is quantized, as the
+    PyTorch references do (a float model over the dequantized weights): every MatMulNBits,
+    weight DequantizeLinear and MatMulInteger chain becomes a MatMul by the dequantized weight
+    and activation Quantize/DequantizeLinear pairs are bypassed (Scripts/quantized.py,
+    float_twin). MatMulNBits' accuracy_level 4 and the int8 forms round activations to int8,
+    so the quantized graph itself is 1e-2 to 1e-1 from any float reference. A float model is
+    returned as it is."""
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    if not is_quantized(model):
+        return model
+    quantized = _quantized_module()
+    return quantized.float_twin(model, quantized.dequantized_weights(model))
+
+
+def float_weights(model):
+    """The initializers of `model` as arrays, each quantized MatMul weight replaced by its
+    dequantized float32 [in, out] values (what a float MatMul would hold)."""
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    if is_quantized(model):
+        for name, found in _quantized_module().dequantized_weights(model).items():
+            weights[name] = found.weight
+    return weights

@@ -12,7 +12,7 @@ from onnx import numpy_helper
 
 import hybrid_reference
 from conftest import REPO, checker_passes, ort_session, query_mask_of, run, slow_inputs_off
-from fixtures import (FIXTURES, NAMES, assert_equals_pytorch_hybrid, float_accuracy, assert_float16_outputs_preserved, config, float_type,
+from fixtures import (FIXTURES, NAMES, assert_equals_pytorch_hybrid, float_compute, float_weights, assert_float16_outputs_preserved, config, float_type,
                       graph_inputs, position_feeds, pytorch_names, query_anchor, rope_from_caches, rotated_query, tolerance)
 
 LAYERS = [0, 2, 4]
@@ -110,8 +110,11 @@ def gates_on(model, layer, seed=7):
     return values
 
 
-def o_proj_input(model, node_name):
-    return next(n for n in model.graph.node if n.name == node_name).input[0]
+def o_proj_input(model, layer):
+    """The value o_proj of hybrid `layer` reads (directly, or through the quantization of its
+    input in an int8 model): the attention output plus the gated slow-token term."""
+    name = f"/slowfast/layers.{layer['index']}/cross_attn/attention_plus_slow"
+    return next(n for n in model.graph.node if n.name == name).output[0]
 
 
 def query_after_rope(values, layer, cfg, positions):
@@ -142,7 +145,7 @@ def config_score(cfg):
 
 
 def reference_mix(model, layer, values, gates, slow, cfg, positions, slow_mask=None, query_mask=None):
-    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    weights = float_weights(model)
     prefix = f"model.layers.{layer['index']}.self_attn."
     weights = {k: v.astype(np.float64) for k, v in weights.items()}
     gates = {k: v.astype(np.float64) for k, v in gates.items()}
@@ -160,7 +163,7 @@ def exposed_run(model, names, feeds, path):
     model = onnx.ModelProto.FromString(model.SerializeToString())
     for name in names:
         model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    session = ort_session(model)
+    session = ort_session(float_compute(model))
     outputs = [o.name for o in session.get_outputs()]
     values = dict(zip(outputs, session.run(outputs, feeds)))
     values["__path__"] = str(path)
@@ -180,7 +183,7 @@ def gated_rewrite(folder, tmp_path):
     layer = layout_of(folder)["layers"][GATED]
     model = onnx.load(out)
     gates = gates_on(model, GATED)
-    return out, config(folder), layer, model, gates, o_proj_input(model, layer["o"]["node"])
+    return out, config(folder), layer, model, gates, o_proj_input(model, layer)
 
 
 @pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
@@ -383,8 +386,8 @@ def test_fused_cross_attention_equals_the_decomposed_form(folder, tmp_path):
     every fused form the model allows gives the decomposed form's logits (1e-5 in float32),
     gates on, with padding and excluded positions."""
     opset = next(o.version for o in onnx.load(folder / "model.onnx", load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
-    genai = "genai" in folder.name
-    expected_auto = ["Attention"] if opset >= 23 else ["MultiHeadAttention"] if genai else ["Softmax"]
+    microsoft = any(o.domain == "com.microsoft" for o in onnx.load(folder / "model.onnx", load_external_data=False).opset_import)
+    expected_auto = ["Attention"] if opset >= 23 else ["MultiHeadAttention"] if microsoft else ["Softmax"]
     forms = ["decomposed", "auto", "multi-head-attention"] + (["attention"] if opset >= 23 else [])
     if any(layer.get("attentionSoftcap") for layer in layout_of(folder)["layers"]):
         # Soft-capped scores (Gemma 2): the cap comes before the mask, which no fused op does;
@@ -482,10 +485,10 @@ def test_kv_cache_decode_steps(folder, tmp_path):
     layer = layout_of(folder)["layers"][GATED]
     model = onnx.load(out)
     gates = gates_on(model, GATED)
-    mixed = o_proj_input(model, layer["o"]["node"])
+    mixed = o_proj_input(model, layer)
     for name in anchors(layer) + [mixed]:
         model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    session = ort_session(model)
+    session = ort_session(float_compute(model))
     logits, values = decode(session, cfg, slow_feeds(out, slow), prompt_positions=positions)
     values["__path__"] = str(out)
     position = 9 if positions is None else int(positions.max()) + 3
@@ -520,11 +523,7 @@ def test_a_layer_the_adapter_cannot_describe_is_named(tmp_path):
 
 
 def set_reference_gates(model, ref):
-    """Copies the PyTorch reference's gate values into the rewritten model. In a model with
-    MatMulNBits, each node's accuracy_level is set to 0 as well: the reference is a float
-    computation over the dequantized weights, and level 4 (onnxruntime-genai's CPU default)
-    quantizes the activation to int8 inside the op (docs/DESIGN.md §8)."""
-    float_accuracy(model)
+    """Copies the PyTorch reference's gate values into the rewritten model."""
     values = {}
     for layer in LAYERS:
         prefix = f"model.layers.{layer}.self_attn."
@@ -550,7 +549,7 @@ def test_gates_on_match_the_pytorch_hybrid_model(folder, tmp_path):
     model = onnx.load(out)
     set_reference_gates(model, ref)
     feeds = {**graph_inputs(folder), **slow_feeds(out, ref["hybrid_slow_tokens"])}
-    logits = ort_session(model).run(["logits"], feeds)[0].astype(np.float64)
+    logits = ort_session(float_compute(model)).run(["logits"], feeds)[0].astype(np.float64)
     assert_equals_pytorch_hybrid(folder, ref, logits)
     assert np.abs(logits - ref["logits"]).max() > 10 * tolerance(folder)  # the gates change the output
 
@@ -606,7 +605,7 @@ def test_kv_cache_decode_steps_match_the_pytorch_hybrid_model(folder, tmp_path):
                 assert np.abs(a - b).max() <= 1e-5, f"default init, step {step}"
         model = onnx.load(out)
         set_reference_gates(model, ref)
-        steps[form] = reference_decode(ort_session(model), folder, feeds, ref)
+        steps[form] = reference_decode(ort_session(float_compute(model)), folder, feeds, ref)
         for step, logits in enumerate(steps[form]):
             assert np.abs(logits - ref[f"hybrid_logits_step{step}"]).max() <= 1e-4, f"{form}, step {step}"
     assert len(steps["inputs"]) == reference_steps(ref) >= 3

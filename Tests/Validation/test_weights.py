@@ -13,7 +13,7 @@ from onnx import numpy_helper
 from safetensors.numpy import load_file, save_file
 
 from conftest import REPO, ort_session, run, slow_inputs_off
-from fixtures import FIXTURES, NAMES, assert_equals_pytorch_hybrid, config, graph_inputs
+from fixtures import FIXTURES, NAMES, assert_equals_pytorch_hybrid, config, float_compute, graph_inputs
 
 STATE_DICTS = REPO / "Tests/Fixtures/state-dicts"
 LAYERS = (0, 2, 4)
@@ -24,7 +24,31 @@ def source_state_dict(folder):
     state = load_file(str(STATE_DICTS / f"{meta['family']}-seed{meta['seed']}.safetensors"))
     if meta["exporter"] == "genai" and meta["family"] == "phi3":
         state = split_packed(state, config(folder))
+    if "quantization" in meta:
+        state = {**state, **dequantized_state_dict(folder)}
     return {k: v.astype(np.float16) for k, v in state.items()} if folder.name.endswith("fp16") else state
+
+
+def dequantized_state_dict(folder):
+    """A quantized fixture's weights as the values its model computes with: each quantized
+    weight's dequantized [in, out] values (reference.npz `dequant/<initializer>`, a NumPy
+    dequantization of the stored tensors) in PyTorch layout, split into the parts the layout
+    names. These, not the float weights the model was quantized from, are its state dict."""
+    ref = dict(np.load(folder / "reference.npz"))
+    result = run("inspect", folder / "model.onnx", "--layers", "--json")
+    assert result.returncode == 0, result.stderr
+    state = {}
+    for parameter in json.loads(result.stdout)["layout"]["parameters"]:
+        transform = parameter["transform"]
+        if "quantization" not in transform:
+            continue
+        full = ref["dequant/" + parameter["onnxName"]].T  # [out, in]
+        start = 0
+        for part in transform.get("parts") or [{"name": parameter["canonicalName"], "rows": full.shape[0]}]:
+            state[part["name"]] = np.ascontiguousarray(full[start:start + part["rows"]])
+            start += part["rows"]
+    assert state, "the layout names the quantized weights"
+    return state
 
 
 def split_packed(state, cfg):
@@ -148,7 +172,7 @@ def test_a_python_checkpoint_gives_the_pytorch_hybrid_model(folder, tmp_path):
     assert "filled 15 parameters" in result.stdout
     slow = ref["hybrid_slow_tokens"]
     feeds = {**graph_inputs(folder), "slow_tokens": slow, **slow_inputs_off(1, slow.shape[1], slow.dtype)}
-    logits = ort_session(str(out)).run(["logits"], feeds)[0].astype(np.float64)
+    logits = ort_session(float_compute(out)).run(["logits"], feeds)[0].astype(np.float64)
     assert_equals_pytorch_hybrid(folder, ref, logits)
     weight_map = json.loads(out.with_suffix(".weight-map.json").read_text())
     rules = {e["canonicalName"]: e.get("initRule") for e in weight_map["entries"]}
