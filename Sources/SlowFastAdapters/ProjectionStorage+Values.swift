@@ -116,9 +116,11 @@ public struct QuantizationOverflow: Error, CustomStringConvertible {
     public let row: Int
     public let column: Int
     public let value: Float
-    public let range: ClosedRange<Float>
+    /// What the value's scale and zero point hold; nil for a value that is not finite.
+    public let range: ClosedRange<Float>?
     public var description: String {
-        "value \(value) at [\(row), \(column)] is outside \(range), what its scale and zero point hold"
+        guard let range else { return "value \(value) at [\(row), \(column)] is not a finite number" }
+        return "value \(value) at [\(row), \(column)] is outside \(range.lowerBound)...\(range.upperBound), what its scale and zero point hold"
     }
 }
 
@@ -133,37 +135,37 @@ extension DequantizedWeights {
         guard matrix.count == inFeatures * outFeatures else {
             throw TensorDataError.sizeMismatch(tensor: storageName, expected: inFeatures * outFeatures, stored: matrix.count)
         }
+        if let bad = matrix.firstIndex(where: { !$0.isFinite }) {
+            throw QuantizationOverflow(row: bad / inFeatures, column: bad % inFeatures, value: matrix[bad], range: nil)
+        }
         var scales = self.scales
         var codes = self.codes
         var widened = 0
-        // Scale groups: (the scale slot, its zero point, the (row, column) values it covers).
         let (low, high) = codeRange
+        // A scale may be negative (onnxruntime's symmetric quantizer maps the largest magnitude
+        // to the most negative code): with u = value · sign(scale), the code is u / |scale|.
         for group in 0 ..< scales.count {
             let zero = zeroPoint(ofGroup: group)
+            let sign: Float = scales[group] < 0 ? -1 : 1
+            let magnitude = abs(scales[group])
             var needed: Float = 0
-            var fits = true
+            var outside: (row: Int, column: Int, value: Float)?
             forEachValue(inGroup: group) { row, column in
                 let value = matrix[row * inFeatures + column]
-                let scale = scales[group]
-                let code = scale == 0 ? (value == 0 ? 0 : Float.infinity) : (value / scale).rounded(.toNearestOrEven)
-                if !(Float(low - zero) ... Float(high - zero)).contains(code) { fits = false }
-                if value > 0, high > zero { needed = max(needed, value / Float(high - zero)) }
-                if value < 0, low < zero { needed = max(needed, value / Float(low - zero)) }
+                let u = value * sign
+                let code = magnitude == 0 ? (u == 0 ? 0 : Float.infinity) : (u / magnitude).rounded(.toNearestOrEven)
+                if outside == nil, !(Float(low - zero) ... Float(high - zero)).contains(code) { outside = (row, column, value) }
+                if u > 0, high > zero { needed = max(needed, u / Float(high - zero)) }
+                if u < 0, low < zero { needed = max(needed, u / Float(low - zero)) }
             }
-            if !fits {
-                guard widen else {
-                    var where_ = (0, 0, Float(0))
-                    forEachValue(inGroup: group) { row, column in
-                        let value = matrix[row * inFeatures + column]
-                        let code = scales[group] == 0 ? Float.infinity : (value / scales[group]).rounded(.toNearestOrEven)
-                        if !(Float(low - zero) ... Float(high - zero)).contains(code), where_.2 == 0 { where_ = (row, column, value) }
-                    }
-                    throw QuantizationOverflow(row: where_.0, column: where_.1, value: where_.2,
-                                               range: Float(low - zero) * scales[group] ... Float(high - zero) * scales[group])
-                }
-                scales[group] = max(scales[group], needed)
-                widened += 1
+            guard let outside else { continue }
+            guard widen else {
+                let ends = [Float(low - zero) * scales[group], Float(high - zero) * scales[group]]
+                throw QuantizationOverflow(row: outside.row, column: outside.column, value: outside.value,
+                                           range: ends.min()! ... ends.max()!)
             }
+            scales[group] = sign * max(magnitude, needed)
+            widened += 1
         }
         var maxError = 0.0, total = 0.0
         for group in 0 ..< scales.count {

@@ -331,7 +331,7 @@ extension WeightImport {
             made = try stored.requantized(matrix, widen: widen)
         } catch let overflow as QuantizationOverflow {
             throw CheckpointError(file: file, message: "'\(shapes.map(\.name).joined(separator: ", "))' into '\(entry.onnxName)' (\(quantization.summary)): "
-                + "\(overflow); --requantize widens the scale")
+                + "\(overflow)" + (overflow.range == nil ? "" : "; --requantize widens the scale"))
         }
         var tensors: [(String, [UInt8])] = [(entry.onnxName, made.codes)]
         if let scales = made.scales {

@@ -11,12 +11,13 @@ import pytest
 from onnx import helper, numpy_helper
 from safetensors.numpy import load_file
 
-from conftest import run
+from conftest import REPO, run
 from fixtures import FIXTURES, config, reference
 
 QUANTIZED = [f for f in FIXTURES if f.name.endswith(("-int4", "-int8", "-qdq"))]
 INT4 = [f for f in QUANTIZED if f.name.endswith("-int4")]
 LAYERS = [0, 2, 4]
+REPO_STATE_DICTS = REPO / "Tests/Fixtures/state-dicts"
 
 # What each fixture's projections are stored as (inspect --layers --json `storage`).
 EXPECTED_STORAGE = {"-int4": ("blockwise", None), "-int8": ("linear", "matMulInteger"), "-qdq": ("linear", "dequantizeLinear")}
@@ -192,3 +193,100 @@ def test_unsupported_quantized_forms_are_refused_by_name(tmp_path):
         assert node.name in lines[0] and "MatMulNBits" in lines[0]
         assert ("g_idx" if case == "g_idx" else "bits = 2") in lines[0], lines[0]
         assert list(out.parent.iterdir()) == []
+
+
+def requantize_reference(values, scales, zeros, low, high):
+    """NumPy of the import's rounding for one scale group: `values` (float32) with `scales`
+    and `zeros` per value; a group whose codes leave [low, high] widens to the smallest scale
+    that holds it. Returns the dequantized values and the scale used."""
+    codes = np.round(values / scales)  # ties to even, float32 division
+    if ((codes + zeros < low) | (codes + zeros > high)).any():
+        # A negative scale (onnxruntime's symmetric quantizer) holds u = value * sign(scale).
+        sign = np.float32(-1 if scales < 0 else 1)
+        u = values * sign
+        needed = np.maximum(np.where(u > 0, u / np.float32(high - zeros), 0),
+                            np.where(u < 0, u / np.float32(low - zeros), 0)).max().astype(np.float32)
+        scales = sign * np.maximum(np.abs(scales), needed)
+        codes = np.round(values / scales)
+    codes = np.clip(codes + zeros, low, high)
+    return ((codes - zeros) * scales).astype(np.float32), scales
+
+
+def blockwise_groups(storage, inits):
+    """Per output row and block: the scale and zero point of a MatMulNBits storage record."""
+    q = storage["blockwise"]
+    blocks = -(-q["inFeatures"] // q["blockSize"])
+    scales = inits[q["scales"]].astype(np.float32).reshape(q["outFeatures"], blocks)
+    zeros = np.full_like(scales, 2 ** (q["bits"] - 1))
+    if "zeroPoints" in q:
+        packed = inits[q["zeroPoints"]].reshape(q["outFeatures"], -1)
+        nibbles = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(q["outFeatures"], -1) if q["bits"] == 4 else packed
+        zeros = nibbles[:, :blocks].astype(np.float32)
+    return q, scales, zeros
+
+
+# Phi-3's state dict packs qkv_proj and gate_up_proj, which the genai export stores apart.
+UNPACKED_INT4 = [f for f in INT4 if not f.name.startswith("phi3")]
+
+
+@pytest.mark.parametrize("folder", UNPACKED_INT4, ids=[f.name for f in UNPACKED_INT4])
+def test_a_float_checkpoint_imports_within_half_a_step(folder, tmp_path):
+    """Importing the float weights the model was quantized from: each value rounds to the
+    nearest code of the model's own scales (half a step at most); where a block's codes cannot
+    reach a value (onnxruntime's symmetric int4 maps the largest magnitude to -8, so +max would
+    need code 8) the import is refused naming the tensor, unless --requantize widens that
+    block's scale. The reported max and mean errors are the NumPy computation's."""
+    meta = json.loads((folder / "meta.json").read_text())
+    source = REPO_STATE_DICTS / f"{meta['family']}-seed{meta['seed']}.safetensors"
+    out = tmp_path / "plain" / "model.onnx"
+    out.parent.mkdir()
+    refused = run("weights", "import", folder / "model.onnx", "--from", source, "-o", out)
+    assert refused.returncode != 0
+    lines = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "--requantize" in lines[0] and "is outside" in lines[0], refused.stderr
+    assert list(out.parent.iterdir()) == []
+
+    out = tmp_path / "widened" / "model.onnx"
+    out.parent.mkdir()
+    result = run("weights", "import", folder / "model.onnx", "--from", source, "-o", out, "--requantize")
+    assert result.returncode == 0, result.stderr
+    reported = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("  quantized "):
+            name, rest = line[len("  quantized "):].split(": max abs error ")
+            maximum, mean = rest.split(", mean ")
+            reported[name] = (float(maximum), float(mean.split(";")[0]))
+    state = load_file(str(source))
+    before, _ = initializers(folder / "model.onnx")
+    after, _ = initializers(out)
+    exported_dir = tmp_path / "ckpt"
+    assert run("weights", "export", out, "-o", exported_dir, "--all").returncode == 0
+    exported = load_file(str(exported_dir / "model.safetensors"))
+    checked = 0
+    for layer in layout(folder / "model.onnx")["layers"][:2]:
+        for role in ("k", "o"):
+            projection = layer[role]
+            q, scales, zeros = blockwise_groups(projection["storage"], before)
+            canonical = f"model.layers.{layer['index']}.self_attn.{role}_proj.weight"
+            start = projection.get("outputStart", 0)
+            values = state[canonical].astype(np.float32)  # [out, in]
+            rows = range(start, start + values.shape[0])
+            expected = np.zeros_like(values)
+            widened_scales = scales.copy()
+            for row_index, row in enumerate(rows):
+                for block in range(scales.shape[1]):
+                    columns = slice(block * q["blockSize"], (block + 1) * q["blockSize"])
+                    expected[row_index, columns], widened_scales[row, block] = requantize_reference(
+                        values[row_index, columns], scales[row, block], zeros[row, block], 0, 2 ** q["bits"] - 1)
+            # Within half a step of the scale used, and exactly the NumPy rounding.
+            step = np.repeat(widened_scales[list(rows)], q["blockSize"], axis=1)[:, :values.shape[1]]
+            assert (np.abs(exported[canonical] - values) <= np.abs(step) / 2 + 1e-7).all(), canonical
+            assert np.array_equal(exported[canonical], expected), canonical
+            errors = np.abs(expected - values)
+            key = next(k for k in reported if canonical in k.split(", "))
+            if key == canonical:
+                assert reported[key][0] == pytest.approx(float(errors.max()), rel=1e-6)
+                assert reported[key][1] == pytest.approx(float(errors.mean()), rel=1e-6)
+            checked += 1
+    assert checked == 4
+    assert any("scales widened" in line for line in result.stdout.splitlines())
