@@ -89,7 +89,9 @@ public struct CostReport: Codable, Equatable, Sendable {
                 + "slow-fast adds per hybrid layer the token's cross-attention and gate, and kv_proj over every slow token when "
                 + "the slow K/V are recomputed each step (--slow-kv inline) rather than cached (--slow-kv inputs)",
             "baseline: all frames x tokensPerFrame visual tokens in the sequence; slow-fast: fast tokens in the sequence, frames x tokensPerFrame slow tokens through the hybrid layers",
-            "memory in bytes at \(shape.bytesPerElement) bytes per element; activations are the one-layer peak",
+            "memory in bytes at \(shape.bytesPerElement) bytes per element"
+                + (shape.weightBytesPerParameter.map { String(format: " (weights as stored: %.3f bytes each)", $0) } ?? "")
+                + "; activations are the one-layer peak",
         ]
     }
 }

@@ -9,6 +9,9 @@ public struct DecoderShape: Codable, Equatable, Sendable {
     public var tiedEmbeddings: Bool
     /// Bytes per weight / activation / cache element (2 for bf16 and fp16).
     public var bytesPerElement: Int
+    /// Bytes a weight takes as the model stores it, where that differs from `bytesPerElement`
+    /// (a quantized model: int4 codes and their scales come to about 0.56 bytes); nil: the same.
+    public var weightBytesPerParameter: Double?
 
     /// Fails when the dims leave the MLP width or vocabulary unknown.
     public init(_ dimensions: ModelDimensions, tiedEmbeddings: Bool = false, bytesPerElement: Int = 2) throws {

@@ -127,7 +127,7 @@ public enum CostModel {
         flops.total = flops.projections + flops.selfAttention + flops.mlp + flops.lmHead
         var memory = MemoryBreakdown()
         let bytes = Double(shape.bytesPerElement)
-        memory.weights = shape.parameters * bytes
+        memory.weights = shape.parameters * (shape.weightBytesPerParameter ?? bytes)
         memory.kvCache = Double(shape.dimensions.numLayers) * 2 * Double(length) * shape.kvWidth * bytes
         memory.activationsPeak = plainLayerActivations(shape, length) * bytes
         memory.total = memory.weights + memory.kvCache + memory.activationsPeak
@@ -159,7 +159,7 @@ public enum CostModel {
 
         let bytes = Double(shape.bytesPerElement)
         var memory = MemoryBreakdown()
-        memory.weights = (shape.parameters + hybridCount * shape.parametersPerHybridLayer) * bytes
+        memory.weights = (shape.parameters + hybridCount * shape.parametersPerHybridLayer) * (shape.weightBytesPerParameter ?? bytes)
         memory.kvCache = Double(shape.dimensions.numLayers) * 2 * Double(length) * shape.kvWidth * bytes
         memory.slowKVCache = hybridCount * 2 * Double(slowTokens) * shape.kvWidth * bytes
         let L = Double(length), Ns = Double(slowTokens), H = Double(shape.dimensions.numHeads)

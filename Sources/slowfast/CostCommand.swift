@@ -146,12 +146,14 @@ struct CostCommand: ParsableCommand {
         var source = "explicit"
         var rewritten: [Int]?
         var fused: Bool?
+        var storedWeightBytes: Double?
         if let model {
             // Intermediate size and vocabulary may be unknown to discovery; --intermediate and
             // --vocab fill them in below.
             let loaded = try ModelReader.read(path: model)
             dims = try AdapterChoice(argument: adapter).discover(loaded).dimensions
             rewritten = RewriteSummary(model: loaded).hybridLayers.map(\.layer)
+            storedWeightBytes = Double(loaded.graph.initializers.reduce(0) { $0 + ($1.byteCount ?? 0) })
             fused = loaded.graph.nodes.contains { node in
                 node.metadata(RewriteMarks.pass) == RewriteMarks.hybridPass && ["Attention", "MultiHeadAttention"].contains(node.opType)
             }
@@ -169,7 +171,13 @@ struct CostCommand: ParsableCommand {
             throw ValidationError("give MODEL, --preset qwen2-7b, or all of --layers --hidden --heads --kv-heads --head-dim --intermediate --vocab")
         }
         if dims != nil && !overrides.isEmpty { source += " (overridden)" }
-        return (try DecoderShape(result, tiedEmbeddings: tiedEmbeddings, bytesPerElement: bytesPerElement), source, rewritten, fused)
+        var shape = try DecoderShape(result, tiedEmbeddings: tiedEmbeddings, bytesPerElement: bytesPerElement)
+        // A MODEL's weights count at the width it stores them (int4 codes and scales, float16, ...).
+        if let storedWeightBytes, overrides.isEmpty {
+            let parameters = shape.parameters + Double(Set(rewritten ?? []).count) * shape.parametersPerHybridLayer
+            shape.weightBytesPerParameter = storedWeightBytes / parameters
+        }
+        return (shape, source, rewritten, fused)
     }
 }
 

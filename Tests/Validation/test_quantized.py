@@ -290,3 +290,16 @@ def test_a_float_checkpoint_imports_within_half_a_step(folder, tmp_path):
             checked += 1
     assert checked == 4
     assert any("scales widened" in line for line in result.stdout.splitlines())
+
+
+@pytest.mark.parametrize("folder", INT4, ids=[f.name for f in INT4])
+def test_cost_counts_weights_at_their_stored_width(folder):
+    """`cost MODEL` of a quantized model: the weights' memory is the bytes the model stores
+    (codes, scales, float embeddings), not parameters x bytes per element."""
+    result = run("cost", folder / "model.onnx", "--frames", "16", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    stored = sum(a.nbytes for a in initializers(folder / "model.onnx")[0].values())
+    weights = report["rows"][0]["baseline"]["memory"]["weights"]
+    assert weights == pytest.approx(stored, rel=1e-9)
+    assert weights < report["parameters"] * report["model"]["bytesPerElement"]
