@@ -97,6 +97,7 @@ demo: deps venv build
 FIXTURE_VENV := .venv-fixtures
 BENCH_MODEL  := Benchmarks/out/qwen2-0.5b
 GENAI_MODEL  := Benchmarks/out/qwen2-0.5b-genai
+GENAI_INT4   := Benchmarks/out/qwen2-0.5b-genai-int4
 LARGE_MODELS := Benchmarks/out/qwen2-7b/model.onnx Benchmarks/out/llama-70b/model.onnx
 # Extra arguments for bench.py, e.g. BENCH_ARGS="--runtime-output saved.txt" to fold in a
 # saved bench_runtime.py output instead of running it (7 minutes), or "--only io,large".
@@ -113,6 +114,9 @@ $(BENCH_MODEL)/model.onnx: | $(FIXTURE_VENV)/.installed
 $(GENAI_MODEL)/model.onnx: | $(FIXTURE_VENV)/.installed
 	$(FIXTURE_VENV)/bin/python Scripts/make-bench-model.py --genai $(GENAI_MODEL)
 
+$(GENAI_INT4)/model.onnx: | $(FIXTURE_VENV)/.installed
+	$(FIXTURE_VENV)/bin/python Scripts/make-bench-model.py --genai --int4 $(GENAI_INT4)
+
 Benchmarks/out/%/model.onnx: Scripts/make-large-model.py | venv
 	$(PYTHON) Scripts/make-large-model.py $* $(@D)
 
@@ -122,7 +126,7 @@ $(VENV)/.bench-installed: Benchmarks/requirements.txt $(VENV)/.installed
 
 # One command, one table: every benchmark beside its peers, written to Benchmarks/RESULTS.md
 # (about 20 minutes, 7 of them bench_runtime.py).
-bench: deps venv $(VENV)/.bench-installed release $(BENCH_MODEL)/model.onnx $(GENAI_MODEL)/model.onnx $(LARGE_MODELS)
+bench: deps venv $(VENV)/.bench-installed release $(BENCH_MODEL)/model.onnx $(GENAI_MODEL)/model.onnx $(GENAI_INT4)/model.onnx $(LARGE_MODELS)
 	@command -v /usr/bin/time >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get install -y -qq time; }
 	SLOWFAST_BIN=$(CURDIR)/$(BIN_RELEASE) $(PYTHON) Benchmarks/bench.py $(BENCH_MODEL) $(BENCH_ARGS)
 

@@ -29,8 +29,10 @@ missing, cached under Benchmarks/out).
                   Benchmarks/out/qwen2-0.5b-genai): run as a child, its table and PASS/MISS
                   lines folded in. --runtime-output FILE reads a saved output instead;
                   --only without runtime skips it.
+  runtime-int4  the same on the genai builder's int4 export (Benchmarks/out/qwen2-0.5b-genai-int4;
+                  issue 19: decode with cached slow K/V within 1.10x of the int4 original)
 
-    bench.py [MODEL_DIR] [--runs 3] [--only io,layers,rewrite,srelu,large,import,runtime]
+    bench.py [MODEL_DIR] [--runs 3] [--only io,layers,rewrite,srelu,large,import,runtime,runtime-int4]
              [--runtime-output FILE] [--results Benchmarks/RESULTS.md]
 """
 import argparse
@@ -183,17 +185,19 @@ def edit_beside_peers(table, section, label, model, extra, runs, scratch, target
     return mine
 
 
-def run_runtime(args, table):
-    """bench_runtime.py's output (run now, or read from --runtime-output), folded into the table."""
-    if args.runtime_output:
-        text = Path(args.runtime_output).read_text()
-        source = f"read from {args.runtime_output}"
+def run_runtime(args, table, section="runtime", model_name="qwen2-0.5b-genai", extra=(), issue="issue 9", saved=None):
+    """bench_runtime.py's output (run now, or read from a saved output), folded into the table
+    as `section`."""
+    if saved:
+        text = Path(saved).read_text()
+        source = f"read from {saved}"
     else:
-        model = REPO / "Benchmarks/out/qwen2-0.5b-genai"
+        model = REPO / "Benchmarks/out" / model_name
         if not (model / "model.onnx").exists():
             sys.exit(f"{model}: not found; make it with Scripts/make-bench-model.py --genai {model} (or make bench)")
-        print("\nruntime: Benchmarks/bench_runtime.py (about 7 minutes)", flush=True)
-        result = subprocess.run([PYTHON, str(REPO / "Benchmarks/bench_runtime.py"), "--model", str(model), "--bin", BIN],
+        print(f"\n{section}: Benchmarks/bench_runtime.py on {model_name} (about 7 minutes)", flush=True)
+        result = subprocess.run([PYTHON, str(REPO / "Benchmarks/bench_runtime.py"), "--model", str(model), "--bin", BIN,
+                                 "--out", str(REPO / "Benchmarks/out" / section), *extra],
                                 capture_output=True, text=True)
         text = result.stdout
         print(text, flush=True)
@@ -213,7 +217,7 @@ def run_runtime(args, table):
             label, best, rss = cells[0], cells[1], cells[2]
             measured = cells[3] if len(cells) > 3 else ""
             predicted = cells[4] if len(cells) > 4 else ""
-            table.add_line("runtime", label, best=best, rss=rss,
+            table.add_line(section, label, best=best, rss=rss,
                            ratio=f"{measured} (cost model {predicted})" if predicted else measured)
     for line in lines:
         m = re.match(r"(PASS|MISS)\s+(.*?): (.*)$", line)
@@ -222,7 +226,7 @@ def run_runtime(args, table):
             if m.group(1) == "MISS":
                 note = ("onnxruntime CPU time beside a FLOP count on a shared machine; "
                         "see Benchmarks/README.md (run time)")
-            table.add_line("runtime", m.group(2), ratio=m.group(3), target="issue 9", verdict=m.group(1), note=note)
+            table.add_line(section, m.group(2), ratio=m.group(3), target=issue, verdict=m.group(1), note=note)
     extras = [line.strip() for line in lines if line.startswith(("companion", "cost model", "baseline@16 timed again"))]
     return source, extras
 
@@ -246,7 +250,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", nargs="?", default=str(REPO / "Benchmarks/out/qwen2-0.5b"))
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", default="io,layers,rewrite,srelu,large,import,runtime")
+    parser.add_argument("--only", default="io,layers,rewrite,srelu,large,import,runtime,runtime-int4")
     parser.add_argument("--runtime-output", help="a saved output of bench_runtime.py to fold in instead of running it")
     parser.add_argument("--results", default=str(REPO / "Benchmarks/RESULTS.md"), help="where the table goes ('-': nowhere)")
     args = parser.parse_args()
@@ -319,7 +323,12 @@ def main():
         if "import" in sections:
             run_import(table, model, args.runs, scratch, fresh, out)
         if "runtime" in sections or args.runtime_output:
-            runtime_source, runtime_extras = run_runtime(args, table)
+            runtime_source, runtime_extras = run_runtime(args, table, saved=args.runtime_output)
+        if "runtime-int4" in sections:
+            source, extras = run_runtime(args, table, section="runtime-int4", model_name="qwen2-0.5b-genai-int4",
+                                         extra=("--decode-target", "1.10"), issue="issue 19")
+            runtime_source = f"{runtime_source}; int4: {source}" if runtime_source else f"int4: {source}"
+            runtime_extras += [f"int4: {line}" for line in extras]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -165,6 +165,9 @@ def main():
     parser.add_argument("--skip-baseline-128", action="store_true", help="skip the long baseline@128 prefill")
     parser.add_argument("--rounds", type=int, default=5,
                         help="rounds of the interleaved timing (prefill: baseline@16 and the four slow-fast@128; decode: the three steps)")
+    parser.add_argument("--decode-target", type=float, default=1.15,
+                        help="the largest decode-step ratio (cached slow K/V over the original) that passes: issue 9's 1.15, "
+                             "issue 19's 1.10 for the int4 export")
     parser.add_argument("--interleaved-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -296,8 +299,8 @@ def main():
     checks = [
         ("prefill slow-fast@128 (text) / baseline@16 within 5% of the cost model",
          abs(text_ratio / predicted - 1) <= 0.05, f"{text_ratio:.3f} vs {predicted:.3f}"),
-        ("decode with cached slow K/V within 1.15x of the original",
-         results["dec-cached"]["ratio"] <= 1.15, f"x{results['dec-cached']['ratio']:.3f}"),
+        (f"decode with cached slow K/V within {args.decode_target:.2f}x of the original",
+         results["dec-cached"]["ratio"] <= args.decode_target, f"x{results['dec-cached']['ratio']:.3f}"),
         ("fused peak RSS below decomposed (slow-fast@128 all-queries)",
          results["sf128-all-fused"]["peak_mb"] < results["sf128-all-decomposed"]["peak_mb"],
          f"{results['sf128-all-fused']['peak_mb']:.0f} MB vs {results['sf128-all-decomposed']['peak_mb']:.0f} MB"),

@@ -17,7 +17,8 @@ generation with `generator.set_model_input`:
   * `slow_query_exclude` [1, R, 2]: --exclude START:END ranges of positions (the fast visual
     tokens) that do not query the slow tokens; none given: one empty range [0, 0].
 
---prompt TEXT needs the tokenizer files in the folder; --prompt-ids takes token ids.
+--prompt TEXT needs the tokenizer files in the folder; --prompt-ids takes token ids. --cpu runs a
+folder built for a GPU (genai -e cuda, e.g. float16) on the CPU provider.
 --save-logits FILE.npz writes the tokens and each step's last-position logits.
 """
 import argparse
@@ -30,10 +31,22 @@ import onnxruntime as ort
 import onnxruntime_genai as og
 
 
+def float_type(model_path, input_name):
+    """The element type (a NumPy dtype) a model takes for `input_name`: a float16 export takes
+    its slow tokens and mask in float16."""
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    kind = next(i.type for i in session.get_inputs() if i.name == input_name)
+    return {"tensor(float16)": np.float16, "tensor(bfloat16)": np.float32}.get(kind, np.float32)
+
+
 def slow_inputs(folder, slow, mask_from=None, exclude=()):
-    """The slow-fast inputs of the decoder in `folder`, name -> array, for slow tokens `slow`."""
+    """The slow-fast inputs of the decoder in `folder`, name -> array, for slow tokens `slow`
+    (converted to the type the models take)."""
     inputs = {}
     companions = sorted(Path(folder).glob("*.slow-kv-encoder.onnx"))
+    decoder = json.loads((Path(folder) / "genai_config.json").read_text())["model"]["decoder"]["filename"]
+    model = companions[0] if companions else Path(folder) / decoder
+    slow = slow.astype(float_type(model, "slow_tokens"))
     if companions:
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -52,9 +65,13 @@ def slow_inputs(folder, slow, mask_from=None, exclude=()):
     return inputs
 
 
-def generate(folder, prompt_ids, slow, max_new_tokens, mask_from=None, exclude=()):
+def generate(folder, prompt_ids, slow, max_new_tokens, mask_from=None, exclude=(), cpu=False):
     """Greedy generation; returns (all tokens, [logits of the last position at each step])."""
-    model = og.Model(str(folder))
+    config = og.Config(str(folder))
+    if cpu:
+        # A folder built for a GPU (genai -e cuda) names that provider; run it on the CPU.
+        config.clear_providers()
+    model = og.Model(config)
     params = og.GeneratorParams(model)
     params.set_search_options(max_length=len(prompt_ids) + max_new_tokens, do_sample=False)
     generator = og.Generator(model, params)
@@ -85,6 +102,8 @@ def main():
                         help="positions START...END-1 do not query the slow tokens (repeatable)")
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--save-logits", help="write tokens and each step's logits to this .npz")
+    parser.add_argument("--cpu", action="store_true",
+                        help="run on the CPU even where genai_config.json names a GPU provider (a -e cuda export)")
     args = parser.parse_args()
 
     folder = Path(args.folder)
@@ -107,7 +126,7 @@ def main():
             sys.exit(f"error: --exclude {text}: expected START:END, two non-negative integers")
         exclude.append((int(start), int(end)))
 
-    tokens, logits = generate(folder, prompt_ids, slow, args.max_new_tokens, args.slow_mask_from, exclude)
+    tokens, logits = generate(folder, prompt_ids, slow, args.max_new_tokens, args.slow_mask_from, exclude, args.cpu)
     print("prompt:", prompt_ids)
     print("generated:", tokens[len(prompt_ids):])
     if args.prompt is not None:

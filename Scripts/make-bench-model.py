@@ -6,9 +6,11 @@ file), the way docs/DESIGN.md §8's peer numbers were measured. Never committed.
 
     make-bench-model.py OUTDIR
     make-bench-model.py --genai [--vocab N] OUTDIR   # onnxruntime-genai builder export (KV cache, GQA)
+    make-bench-model.py --genai --int4 OUTDIR        # the same model as the builder's int4 CPU export
 
 The genai form is what Benchmarks/bench_runtime.py measures (issue 9): prefill and decode
-with a KV cache. Its builder computes logits for every position of a prefill, so the
+with a KV cache; --int4 is the form most CPU deployments run (MatMulNBits, block 32,
+accuracy_level 4), measured the same way (issue 19). Its builder computes logits for every position of a prefill, so the
 benchmark uses a smaller vocabulary (default 2048) to keep a 10496-token prefill's logits
 from dominating; the cost model is given the same vocabulary.
 
@@ -34,6 +36,12 @@ def main():
     genai = "--genai" in args
     if genai:
         args.remove("--genai")
+    precision = "fp32"
+    if "--int4" in args:
+        args.remove("--int4")
+        precision = "int4"
+        if not genai:
+            sys.exit("--int4 goes with --genai")
     vocab = None
     if "--vocab" in args:
         at = args.index("--vocab")
@@ -50,7 +58,7 @@ def main():
     elif vocab:
         dims["vocab_size"] = vocab
     model = fixtures.make_model("qwen2", seed=0, **dims)
-    path = fixtures.export_genai(model, "qwen2", out) if genai else fixtures.export_torch(model, out, dynamo=True)
+    path = fixtures.export_genai(model, "qwen2", out, precision=precision) if genai else fixtures.export_torch(model, out, dynamo=True)
     sizes = {p.name: p.stat().st_size for p in out.iterdir()}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{path}: {sizes} in {time.time() - start:.1f} s, peak RSS {peak:.0f} MB")

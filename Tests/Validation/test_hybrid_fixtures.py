@@ -82,11 +82,22 @@ def test_default_init_is_function_preserving(folder, mode, tmp_path):
     # than onnxruntime's outputs of the original stand from the ONNX-defined ones.
     for name in names:
         assert before[name].shape == after[name].shape, name  # no broadcast hides a wrong rank
+    if float_type(folder) == np.float16 and uses_onnxruntime_ops(folder / "model.onnx"):
+        # onnx.reference cannot run com.microsoft ops (GroupQueryAttention): in onnxruntime the
+        # added float16 term is exactly +0, so every output is the original's bit for bit.
+        for name in names:
+            assert np.array_equal(before[name], after[name]), name
+        return
     if float_type(folder) == np.float16:
         assert_float16_outputs_preserved(folder / "model.onnx", feeds, out, {**feeds, **slow}, before, after)
         return
     for name in names:
         assert np.abs(before[name].astype(np.float64) - after[name]).max() <= 1e-5, name
+
+
+def uses_onnxruntime_ops(path):
+    """Whether the model has ops of onnxruntime's own domain (com.microsoft)."""
+    return any(n.domain == "com.microsoft" for n in onnx.load(str(path), load_external_data=False).graph.node)
 
 
 def gates_on(model, layer, seed=7):
@@ -248,7 +259,9 @@ def test_query_mask_zero_and_slow_padding(folder, tmp_path):
     for exclude in (np.array([[[0, length]]], np.int64), np.array([[[3, 99], [0, 3]]], np.int64)):
         closed_feeds = {**feeds, **slow_feeds(out, slow, exclude=exclude)}
         closed = session.run(["logits"], closed_feeds)[0]
-        if dtype == np.float16:
+        if dtype == np.float16 and uses_onnxruntime_ops(folder / "model.onnx"):
+            assert np.array_equal(closed, original)  # onnx.reference has no com.microsoft ops; +0 exactly
+        elif dtype == np.float16:
             assert_float16_outputs_preserved(folder / "model.onnx", feeds, model, closed_feeds, {"logits": original}, {"logits": closed})
         else:
             assert np.abs(closed.astype(np.float64) - original).max() <= 1e-5
@@ -443,7 +456,8 @@ def decode(session, cfg, feeds_extra, steps=3, with_slow=None, prompt_positions=
     position_ids, where the graph takes them."""
     prompt = np.array([[3, 17, 42, 99, 128, 7, 201]], np.int64)
     names = [i.name for i in session.get_inputs()]
-    past = {n: np.zeros((1, cfg["num_key_value_heads"], 0, cfg["head_dim"]), np.float32) for n in names
+    types = {i.name: np.float16 if i.type == "tensor(float16)" else np.float32 for i in session.get_inputs()}
+    past = {n: np.zeros((1, cfg["num_key_value_heads"], 0, cfg["head_dim"]), types[n]) for n in names
             if n.startswith("past_key_values") and ".encoder." not in n}
     ids, total = prompt, prompt.shape[1]
     all_logits = []
@@ -466,7 +480,7 @@ def test_kv_cache_decode_steps(folder, tmp_path):
     out, result = rewrite(folder, tmp_path)
     assert result.returncode == 0, result.stderr
     cfg = config(folder)
-    slow = slow_tokens(cfg)
+    slow = slow_tokens(cfg, dtype=float_type(folder))
     positions = graph_inputs(folder).get("position_ids")
     original, original_values = decode(ort_session(folder / "model.onnx"), cfg, {}, prompt_positions=positions)
     rewritten, rewritten_values = decode(ort_session(out), cfg, slow_feeds(out, slow), prompt_positions=positions)
@@ -493,7 +507,7 @@ def test_kv_cache_decode_steps(folder, tmp_path):
     values["__path__"] = str(out)
     position = 9 if positions is None else int(positions.max()) + 3
     expected = reference_mix(model, layer, values, gates, slow, cfg, np.array([[position]]))
-    assert np.abs(values[mixed] - expected).max() <= 1e-4
+    assert np.abs(values[mixed] - expected).max() <= tolerance(folder)
     assert np.abs(logits[-1] - original[-1]).max() > 1e-4
 
 
@@ -607,10 +621,12 @@ def test_kv_cache_decode_steps_match_the_pytorch_hybrid_model(folder, tmp_path):
         set_reference_gates(model, ref)
         steps[form] = reference_decode(ort_session(float_compute(model)), folder, feeds, ref)
         for step, logits in enumerate(steps[form]):
-            assert np.abs(logits - ref[f"hybrid_logits_step{step}"]).max() <= 1e-4, f"{form}, step {step}"
+            assert_equals_pytorch_hybrid(folder, ref, logits, step)  # 1e-4 in float32
     assert len(steps["inputs"]) == reference_steps(ref) >= 3
+    # float16: the inputs form takes K/V rounded to float16 (the companion's outputs, in the
+    # model's type), the inline form keeps them in float32.
     for step, (a, b) in enumerate(zip(steps["inline"], steps["inputs"])):
-        assert np.abs(a - b).max() <= 1e-5, f"inline vs inputs, step {step}"
+        assert np.abs(a.astype(np.float64) - b).max() <= tolerance(folder, float32=1e-5), f"inline vs inputs, step {step}"
     # The gates really change every step (so the comparisons above can fail).
     for step, (gated, plain) in enumerate(zip(steps["inputs"], original)):
         assert np.abs(gated - plain).max() > 1e-3, f"step {step}"

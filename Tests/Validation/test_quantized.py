@@ -303,3 +303,24 @@ def test_cost_counts_weights_at_their_stored_width(folder):
     weights = report["rows"][0]["baseline"]["memory"]["weights"]
     assert weights == pytest.approx(stored, rel=1e-9)
     assert weights < report["parameters"] * report["model"]["bytesPerElement"]
+
+
+def test_new_weights_float_writes_kv_proj_in_float(tmp_path):
+    """--new-weights float: kv_proj of an int4 model is a float MatMul whose weight is the
+    dequantized k and v rows, and the plan says why; the default keeps MatMulNBits."""
+    folder = next(f for f in INT4 if f.name == "qwen2-torchscript-kv-int4")
+    out = tmp_path / "out" / "model.onnx"
+    rewrite(folder, out, "--new-weights", "float")
+    after, model = initializers(out)
+    ref = reference(folder)
+    found = layout(folder / "model.onnx")
+    for index in LAYERS:
+        name = f"model.layers.{index}.self_attn.cross_attn_kv_proj.weight"
+        assert after[name].dtype == np.float32
+        readers = [n.op_type for n in model.graph.node if name in n.input]
+        assert readers in (["MatMul"], ["Cast"]), readers
+        layer = found["layers"][index]
+        expected = np.concatenate([ref["dequant/" + layer[r]["weight"]] for r in ("k", "v")], axis=1)  # [in, 2 kv]
+        assert np.array_equal(after[name], expected), index
+    plan = run("plan", folder / "model.onnx", "--hybrid-layers", "0", "--new-weights", "float")
+    assert "cross_attn_kv_proj stored in float from the dequantized k_proj and v_proj (--new-weights float)" in plan.stdout, plan.stdout
