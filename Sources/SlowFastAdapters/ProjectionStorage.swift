@@ -95,6 +95,18 @@ public struct LinearQuantization: Codable, Equatable, Hashable, Sendable {
     public var zeroPoint: String?
     /// One scale (and zero point) per output column rather than one for the tensor.
     public var perColumn: Bool
+
+    public init(form: Form, weight: String, inFeatures: Int, outFeatures: Int, weightType: String, scale: String,
+                zeroPoint: String?, perColumn: Bool) {
+        self.form = form
+        self.weight = weight
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+        self.weightType = weightType
+        self.scale = scale
+        self.zeroPoint = zeroPoint
+        self.perColumn = perColumn
+    }
 }
 
 /// Why a quantized projection is not one the tool can read.

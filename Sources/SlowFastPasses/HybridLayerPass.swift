@@ -314,11 +314,19 @@ public struct HybridLayerPass: ModelPass {
             // k_proj and v_proj quantized alike by MatMulNBits: kv_proj is their rows, in the
             // same form (`--new-weights as-model`, the default); otherwise float values.
             let joined = options.newWeights == .asModel ? try JoinedBlockwiseProjections(key, value, graph: graph) : nil
+            let joinedColumns = options.newWeights == .asModel && joined == nil ? try JoinedLinearProjections(key, value, graph: graph) : nil
             let kv = if let joined {
                 { () -> (output: String, weight: String, bias: String?) in
                     let made = builder.blockwiseLinear(normalised, joined, modelType: floatType, bias: kvBias, weightName: kvWeightName,
                                                        biasName: kvBiasName, "kv_proj")
                     quantizedKV = (made.storage, made.scales, made.zeroPoints, joined.sources)
+                    return (made.output, made.weight, made.bias)
+                }()
+            } else if let joinedColumns {
+                { () -> (output: String, weight: String, bias: String?) in
+                    let made = builder.dequantizedLinear(normalised, joinedColumns, modelType: floatType, bias: kvBias,
+                                                         weightName: kvWeightName, biasName: kvBiasName, "kv_proj")
+                    quantizedKV = (made.storage, made.scales, made.zeroPoints, joinedColumns.sources)
                     return (made.output, made.weight, made.bias)
                 }()
             } else if let stacked = StackedInputMajorProjections(key, value, type: builder.parameterType) {
@@ -382,7 +390,8 @@ public struct HybridLayerPass: ModelPass {
             let (codes, scales) = quantizedKV.sources
             records += [
                 ParameterRecord(onnxName: kvRecords.weight, canonicalName: kvWeightName, kind: .derived,
-                                transform: ParameterTransform(quantization: quantizedKV.storage),
+                                transform: ParameterTransform(transpose: { if case .linear = quantizedKV.storage { true } else { false } }(),
+                                                              quantization: quantizedKV.storage),
                                 initRule: "concat(\(kName), \(vName)) as stored: rows of \(codes.joined(separator: ", "))"),
                 ParameterRecord(onnxName: quantizedKV.scales, canonicalName: quantizedKV.scales, kind: .derived,
                                 initRule: "rows of \(scales.joined(separator: ", "))"),

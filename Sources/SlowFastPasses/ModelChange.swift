@@ -50,7 +50,7 @@ public enum ModelChange: Equatable, Sendable, CustomStringConvertible {
                         "decomposed": "MatMul, Softmax, MatMul (float32)"][form] ?? form
             return "cross-attention: \(what)\(chosen == form ? "" : " (\(chosen))"), computed only for the rows that query"
         case .kvProjectionStorage(let layer, let storage, let exact):
-            return exact ? "layer \(layer): cross_attn_kv_proj stored as \(storage): k_proj's and v_proj's rows, the same bytes"
+            return exact ? "layer \(layer): cross_attn_kv_proj stored as \(storage): k_proj's and v_proj's codes, scales and zero points, the same bytes"
                          : "layer \(layer): cross_attn_kv_proj stored in float from the dequantized k_proj and v_proj (\(storage))"
         case .companionModel(let role, let inputs, let outputs):
             return "companion model \(role) (<output>.\(role).onnx): \(inputs.joined(separator: ", ")) -> \(outputs.joined(separator: ", "))"

@@ -262,3 +262,101 @@ extension GraphBuilder {
         return (output, codes, scales, zeros, biasParameter.stored, .blockwise(q))
     }
 }
+
+/// k_proj and v_proj stored as int8/uint8 [in, out] matrices behind `DequantizeLinear` (QDQ)
+/// with one scale and zero point per output column (or one equal pair per tensor): their
+/// columns side by side, with their scales and zero points, are kv_proj in the same form,
+/// the same codes (docs/DESIGN.md §8). Per-tensor scales that differ cannot share one tensor.
+struct JoinedLinearProjections {
+    let quantization: LinearQuantization
+    /// [in, out_k + out_v] codes, row-major.
+    let codes: [UInt8]
+    let scales: Tensor
+    let zeroPoints: [UInt8]?
+    let codeType: ElementType
+    let sources: (codes: [String], scales: [String])
+
+    init?(_ first: CanonicalProjection, _ second: CanonicalProjection, graph: Graph) throws {
+        guard case .linear(let a)? = first.storage?.storage, case .linear(let b)? = second.storage?.storage,
+              a.form == .qdq, b.form == .qdq, a.weightType == b.weightType, a.inFeatures == b.inFeatures,
+              (a.zeroPoint == nil) == (b.zeroPoint == nil), a.perColumn == b.perColumn,
+              let scaleA = graph.initializer(named: a.scale), let scaleB = graph.initializer(named: b.scale),
+              let scaleType = scaleA.elementType, scaleB.elementType == scaleType, let scaleSize = scaleType.byteCount(elements: 1),
+              let codesA = graph.initializer(named: a.weight), let codesB = graph.initializer(named: b.weight),
+              let codeType = codesA.elementType else { return nil }
+        let scaleBytes = try [scaleA, scaleB].map { tensor in try tensor.withRawBytes { [UInt8]($0) } }
+        let zeroBytes = try [a.zeroPoint, b.zeroPoint].map { name in
+            try name.flatMap { graph.initializer(named: $0) }.map { tensor in try tensor.withRawBytes { [UInt8]($0) } }
+        }
+        let perColumn = a.perColumn
+        // One scale per tensor joins only where both tensors have the same one.
+        if !perColumn, scaleBytes[0] != scaleBytes[1] || zeroBytes[0] != zeroBytes[1] { return nil }
+        let parts = [(first, a, codesA), (second, b, codesB)]
+        var columns: [[Int]] = []
+        for (projection, q, _) in parts {
+            let chosen = Array(projection.outputRanges.joined())
+            guard chosen.allSatisfy({ (0 ..< q.outFeatures).contains($0) }) else { return nil }
+            columns.append(chosen)
+        }
+        let width = columns[0].count + columns[1].count
+        var codes = [UInt8](repeating: 0, count: a.inFeatures * width)
+        for (part, (_, q, tensor)) in parts.enumerated() {
+            try tensor.withRawBytes { raw in
+                guard raw.count == q.inFeatures * q.outFeatures else {
+                    throw TensorDataError.sizeMismatch(tensor: q.weight, expected: q.inFeatures * q.outFeatures, stored: raw.count)
+                }
+                let offset = part == 0 ? 0 : columns[0].count
+                for row in 0 ..< q.inFeatures {
+                    for (at, column) in columns[part].enumerated() {
+                        codes[row * width + offset + at] = raw[row * q.outFeatures + column]
+                    }
+                }
+            }
+        }
+        var scales: [UInt8] = [], zeros: [UInt8]? = a.zeroPoint == nil ? nil : []
+        if perColumn {
+            for part in 0 ..< 2 {
+                for column in columns[part] {
+                    scales += scaleBytes[part][column * scaleSize ..< (column + 1) * scaleSize]
+                    if zeros != nil, let bytes = zeroBytes[part] { zeros! += [bytes[column]] }
+                }
+            }
+        } else {
+            scales = scaleBytes[0]
+            zeros = zeroBytes[0]
+        }
+        quantization = LinearQuantization(form: .qdq, weight: "", inFeatures: a.inFeatures, outFeatures: width, weightType: a.weightType,
+                                          scale: "", zeroPoint: zeros == nil ? nil : "", perColumn: perColumn)
+        self.codes = codes
+        self.scales = Tensor(name: "", elementType: scaleType, dims: perColumn ? [Int64(width)] : [], storage: .bytes(TensorBytes(bytes: scales)))
+        zeroPoints = zeros
+        self.codeType = codeType
+        sources = ([a.weight, b.weight], [a.scale, b.scale])
+    }
+}
+
+extension GraphBuilder {
+    /// x · W + b with W the joined int8 columns behind DequantizeLinear (axis 1 where per
+    /// column); the product is computed in the model's float type (the scales' type).
+    mutating func dequantizedLinear(_ input: String, _ joined: JoinedLinearProjections, modelType: ElementType, bias: [Float],
+                                    weightName: String, biasName: String, _ label: String)
+        -> (output: String, weight: String, scales: String, zeroPoints: String?, bias: String, storage: ProjectionStorage) {
+        var q = joined.quantization
+        let codes = parameter(Tensor(name: "", elementType: joined.codeType, dims: [Int64(q.inFeatures), Int64(q.outFeatures)],
+                                     storage: .bytes(TensorBytes(bytes: joined.codes))), name: weightName)
+        let scales = parameter(joined.scales, name: "\(weightName).scales")
+        let zeros = joined.zeroPoints.map { bytes in
+            parameter(Tensor(name: "", elementType: joined.codeType, dims: q.perColumn ? [Int64(bytes.count)] : [],
+                             storage: .bytes(TensorBytes(bytes: bytes))), name: "\(weightName).zero_points")
+        }
+        q.weight = codes
+        q.scale = scales
+        q.zeroPoint = zeros
+        let weight = op("DequantizeLinear", [codes, scales] + (zeros.map { [$0] } ?? []), "\(label)/dequantize",
+                        attributes: q.perColumn ? [.int("axis", 1)] : [])
+        let product = op("MatMul", [fromFloat(input, to: modelType, "\(label)/model_type"), weight], label)
+        let biasParameter = parameter(floats: bias, dims: [Int64(q.outFeatures)], name: biasName)
+        let output = op("Add", [toFloat(product, from: modelType, "\(label)/float"), biasParameter.value], "\(label)/bias")
+        return (output, codes, scales, zeros, biasParameter.stored, .linear(q))
+    }
+}

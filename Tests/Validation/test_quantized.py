@@ -324,3 +324,37 @@ def test_new_weights_float_writes_kv_proj_in_float(tmp_path):
         assert np.array_equal(after[name], expected), index
     plan = run("plan", folder / "model.onnx", "--hybrid-layers", "0", "--new-weights", "float")
     assert "cross_attn_kv_proj stored in float from the dequantized k_proj and v_proj (--new-weights float)" in plan.stdout, plan.stdout
+
+
+def test_qdq_per_column_kv_proj_is_the_models_own_columns(tmp_path):
+    """QDQ with one scale per output column: kv_proj is DequantizeLinear of k_proj's and
+    v_proj's int8 columns side by side with their scales and zero points (no requantization),
+    and it exports as concat(k_proj, v_proj) of the dequantized values, bit for bit. The
+    dynamic int8 export's per-tensor scales differ between k and v: its kv_proj is float."""
+    folder = next(f for f in QUANTIZED if f.name.endswith("-qdq"))
+    out = tmp_path / "out" / "model.onnx"
+    rewrite(folder, out)
+    before, _ = initializers(folder / "model.onnx")
+    after, model = initializers(out)
+    found = layout(folder / "model.onnx")
+    for index in LAYERS:
+        layer = found["layers"][index]
+        name = f"model.layers.{index}.self_attn.cross_attn_kv_proj.weight"
+        readers = [n for n in model.graph.node if name in n.input]
+        assert [n.op_type for n in readers] == ["DequantizeLinear"]
+        k, v = (layer[r]["storage"]["linear"] for r in ("k", "v"))
+        assert after[name].dtype == np.int8
+        assert np.array_equal(after[name], np.concatenate([before[k["weight"]], before[v["weight"]]], axis=1))
+        assert np.array_equal(after[readers[0].input[1]], np.concatenate([before[k["scale"]], before[v["scale"]]]))
+        assert np.array_equal(after[readers[0].input[2]], np.concatenate([before[k["zeroPoint"]], before[v["zeroPoint"]]]))
+    result = run("weights", "export", out, "-o", tmp_path / "ckpt")
+    assert result.returncode == 0, result.stderr
+    exported = load_file(str(tmp_path / "ckpt" / "model.safetensors"))
+    ref = reference(folder)
+    for index in LAYERS:
+        layer = found["layers"][index]
+        expected = np.concatenate([ref["dequant/" + layer[r]["weight"]].T for r in ("k", "v")])
+        assert np.array_equal(exported[f"model.layers.{index}.self_attn.cross_attn_kv_proj.weight"], expected)
+    int8 = next(f for f in QUANTIZED if f.name.endswith("-int8"))
+    plan = run("plan", int8 / "model.onnx", "--hybrid-layers", "0")
+    assert "cross_attn_kv_proj stored in float from the dequantized k_proj and v_proj" in plan.stdout, plan.stdout
