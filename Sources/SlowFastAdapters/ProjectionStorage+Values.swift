@@ -1,5 +1,12 @@
 import SlowFastIR
 
+/// A quantized weight's storage that cannot stand for float values.
+public struct QuantizedStorageError: Error, CustomStringConvertible {
+    public let tensor: String
+    public let problem: String
+    public var description: String { "'\(tensor)': \(problem)" }
+}
+
 /// The float values a quantized projection stands for, one output row at a time, computed as
 /// onnxruntime computes them: (code − zero point) · scale in float32 (docs/DESIGN.md §5).
 public struct DequantizedWeights {
@@ -21,19 +28,19 @@ public struct DequantizedWeights {
 
     /// The same with the stored tensors looked up by `tensor`.
     public init(_ storage: ProjectionStorage, tensor: (String) throws -> Tensor) throws {
-        if let problem = storage.problem {
-            throw TensorDataError.unsupportedType(tensor: storage.summary, type: problem, wanted: "a quantization record within bounds")
-        }
+        if let problem = storage.problem { throw QuantizedStorageError(tensor: storage.summary, problem: problem) }
         self.storage = storage
         switch storage {
         case .blockwise(let q):
             codes = try Self.bytes(tensor(q.weight), count: q.outFeatures * q.blocksPerRow * q.blobSize)
             scales = try Self.floats(tensor(q.scales), count: q.outFeatures * q.blocksPerRow)
+            try Self.checkFinite(scales, q.scales)
             zeroPoints = try q.zeroPoints.map { try Self.bytes(tensor($0), count: q.outFeatures * q.zeroPointRowBytes) }
         case .linear(let q):
             codes = try Self.bytes(tensor(q.weight), count: q.inFeatures * q.outFeatures)
             let count = q.perColumn ? q.outFeatures : 1
             scales = try Self.floats(tensor(q.scale), count: count)
+            try Self.checkFinite(scales, q.scale)
             zeroPoints = try q.zeroPoint.map { try Self.bytes(tensor($0), count: count) }
         }
     }
@@ -86,6 +93,13 @@ public struct DequantizedWeights {
         try tensor.withRawBytes { raw in
             guard raw.count == count else { throw TensorDataError.sizeMismatch(tensor: tensor.name ?? "", expected: count, stored: raw.count) }
             return [UInt8](raw)
+        }
+    }
+
+    /// A scale that is not a finite number would make every value it scales meaningless.
+    private static func checkFinite(_ scales: [Float], _ name: String) throws {
+        if let bad = scales.first(where: { !$0.isFinite }) {
+            throw QuantizedStorageError(tensor: name, problem: "a scale is \(bad); scales must be finite numbers")
         }
     }
 

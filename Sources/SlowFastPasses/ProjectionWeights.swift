@@ -199,7 +199,9 @@ struct JoinedBlockwiseProjections {
         var zeros: [UInt8]? = (a.zeroPoints != nil || b.zeroPoints != nil) ? [] : nil
         for (projection, q, codeTensor, scaleTensor) in parts {
             let zeroBytes = try q.zeroPoints.map { name -> [UInt8] in
-                guard let tensor = graph.initializer(named: name) else { throw HybridLayerError.missingInitializer(layer: 0, role: "zero points", name: name) }
+                guard let tensor = graph.initializer(named: name) else {
+                    throw TensorDataError.ioFailure(tensor: name, file: graph.name ?? "", reason: "no initializer of that name (zero points)")
+                }
                 return try tensor.withRawBytes { [UInt8]($0) }
             }
             // The default zero point 2^(bits-1) in every packed slot: 0x88 for 4 bits, 0x80 for 8.

@@ -358,3 +358,28 @@ def test_qdq_per_column_kv_proj_is_the_models_own_columns(tmp_path):
     int8 = next(f for f in QUANTIZED if f.name.endswith("-int8"))
     plan = run("plan", int8 / "model.onnx", "--hybrid-layers", "0")
     assert "cross_attn_kv_proj stored in float from the dequantized k_proj and v_proj" in plan.stdout, plan.stdout
+
+
+@pytest.mark.parametrize("field,value", [("bits", 3), ("blockSize", 24), ("inFeatures", 2 ** 40), ("outFeatures", 0)])
+def test_a_forged_quantization_record_is_refused(field, value, tmp_path):
+    """A weight map read back is untrusted: a quantization record whose numbers are out of
+    bounds (a bit width, block size or width no stored array can have) is refused with one
+    error line naming the map, never trusted into arithmetic; nothing is written."""
+    folder = next(f for f in INT4 if f.name == "qwen2-torchscript-kv-int4")
+    out = tmp_path / "out" / "model.onnx"
+    rewrite(folder, out)
+    path = out.with_name("model.weight-map.json")
+    weight_map = json.loads(path.read_text())
+    forged = 0
+    for entry in weight_map["entries"]:
+        quantization = entry["transform"].get("quantization")
+        if quantization and "blockwise" in quantization:
+            quantization["blockwise"][field] = value
+            forged += 1
+    assert forged > 0
+    path.write_text(json.dumps(weight_map))
+    result = run("weights", "export", out, "-o", tmp_path / "ckpt", "--all")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "weight-map.json" in lines[0] and "quantization" in lines[0], result.stderr
+    assert not (tmp_path / "ckpt").exists() or list((tmp_path / "ckpt").iterdir()) == []
