@@ -77,6 +77,29 @@ public struct ParameterTransform: Codable, Equatable, Hashable, Sendable {
         offset = try container.decodeIfPresent(Double.self, forKey: .offset)
         scale = try container.decodeIfPresent(Double.self, forKey: .scale)
         quantization = try container.decodeIfPresent(ProjectionStorage.self, forKey: .quantization)
+        // Read back from a file, so bounded before any arithmetic: the same checks for import
+        // and export, so a transform one of them accepts the other does too.
+        if let problem = problem {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "transform: \(problem)"))
+        }
+    }
+
+    /// Most rows a packed tensor's part may have, and most parts (numbers a weight map states).
+    static let partRowsLimit = 1 << 32, partsLimit = 1 << 16
+
+    /// What makes a transform read from a file unusable, nil when it is sound: a part's rows
+    /// out of 1...2^32 (so their sum cannot overflow), a scale that is 0 or not finite (it
+    /// cannot be undone), an offset that is not finite.
+    public var problem: String? {
+        if let parts {
+            guard !parts.isEmpty, parts.count <= Self.partsLimit else { return "\(parts.count) parts (1...\(Self.partsLimit))" }
+            if let bad = parts.first(where: { !(1 ... Self.partRowsLimit).contains($0.rows) }) {
+                return "part '\(bad.name)' has \(bad.rows) rows (1...\(Self.partRowsLimit))"
+            }
+        }
+        if let scale, !scale.isFinite || scale == 0 { return "scale \(scale) cannot be undone" }
+        if let offset, !offset.isFinite { return "offset \(offset) is not a number" }
+        return nil
     }
 
     public func encode(to encoder: Encoder) throws {

@@ -359,3 +359,51 @@ def test_malformed_checkpoints_are_refused_with_one_line(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad.name) in lines[0], f"{case}: {result.stderr}"
         assert list(out.iterdir()) == [], case
         assert {k: v for k, v in snapshot(work).items() if k.parts[0] != "out"} == before, case
+
+
+def forge_weight_map(out, edit):
+    """Applies `edit(entry)` to every weight-map entry beside `out`; returns how many it changed."""
+    path = out.with_suffix(".weight-map.json")
+    weight_map = json.loads(path.read_text())
+    changed = sum(1 for entry in weight_map["entries"] if edit(entry))
+    path.write_text(json.dumps(weight_map))
+    return changed
+
+
+def packed_rows_overflow(entry):
+    if entry["transform"].get("parts"):
+        entry["transform"]["parts"][0]["rows"] = 2 ** 62
+        entry["transform"]["parts"][1]["rows"] = 2 ** 62
+        return True
+    return False
+
+
+def zero_scale(entry):
+    if entry["canonicalName"].endswith("input_layernorm.weight"):
+        entry["transform"]["scale"] = 0
+        return True
+    return False
+
+
+@pytest.mark.parametrize("edit,needle", [(packed_rows_overflow, "rows"), (zero_scale, "scale 0")], ids=["rows-2^62", "scale-0"])
+def test_numbers_in_a_weight_map_read_back_are_bounded(edit, needle, tmp_path):
+    """A weight map is a file we wrote, read back untrusted (issue 21): parts of 2^62 rows
+    (whose sum overflowed) and a scale of 0 (which export refused but import applied, making
+    the parameter zeros) are refused alike by export and import, in one line naming the map;
+    nothing is written and the model is untouched."""
+    folder = next(f for f in FIXTURES if f.name == "qwen2-genai")
+    out = tmp_path / "rewritten" / "model.onnx"
+    out.parent.mkdir()
+    assert run("rewrite", folder / "model.onnx", "-o", out, "--hybrid-layers", "0").returncode == 0
+    assert run("weights", "export", out, "-o", tmp_path / "good", "--all").returncode == 0
+    assert forge_weight_map(out, edit) > 0
+    before = snapshot(out.parent)
+    for command in (["weights", "export", out, "-o", tmp_path / "ckpt", "--all"],
+                    ["weights", "import", out, "--from", tmp_path / "good", "-o", tmp_path / "imported" / "model.onnx"]):
+        (tmp_path / "imported").mkdir(exist_ok=True)
+        result = run(*command)
+        assert 0 < result.returncode < 128, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and "weight-map.json" in lines[0] and needle in lines[0], result.stderr
+        assert not (tmp_path / "ckpt").exists() and list((tmp_path / "imported").iterdir()) == []
+    assert snapshot(out.parent) == before
