@@ -68,6 +68,8 @@ public enum WeightExport {
         public var dtype: SafeTensorsDType?
         /// Shards above this many bytes (model-00001-of-0000N.safetensors + index).
         public var maxShardBytes: Int
+        /// A value beyond `dtype`'s range is refused (`.refuse`) or saturated and logged.
+        public var overflow: OverflowPolicy = .refuse
 
         public init(all: Bool = false, dtype: SafeTensorsDType? = nil, maxShardBytes: Int = 5_000_000_000) {
             self.all = all
@@ -135,7 +137,7 @@ public enum WeightExport {
                     let onnx = RawTensor(name: entry.onnxName, dtype: dtype, shape: onnxShape, bytes: try tensor.withRawBytes { Array($0) })
                     let parts = try entry.transform.canonicalTensors(of: onnx, canonicalName: entry.canonicalName)
                     guard let part = parts.first(where: { $0.name == name }) else { return }
-                    try sink.write(try part.converted(to: target).bytes)
+                    try sink.write(try exported(part, as: target, options, file: model.sourcePath))
                 }
             }
         }
@@ -145,6 +147,15 @@ public enum WeightExport {
 }
 
 extension WeightExport {
+    /// A canonical tensor's bytes in the checkpoint's type; a conversion error names the model.
+    static func exported(_ part: RawTensor, as target: SafeTensorsDType, _ options: Options, file: String?) throws -> [UInt8] {
+        do {
+            return try part.converted(to: target, overflow: options.overflow).bytes
+        } catch let error as WeightTransformError {
+            throw CheckpointError(file: file ?? "model", message: "\(error)")
+        }
+    }
+
     /// A quantized weight exported as the float values it stands for, [out, in] (split into
     /// its parts), float32 unless `options.dtype` asks for another float type.
     static func addDequantized(_ entry: WeightMap.Entry, _ quantization: ProjectionStorage, model: Model, companion: Model?,
@@ -172,7 +183,7 @@ extension WeightExport {
                 let values = try DequantizedWeights(quantization, graph: graph).matrix()
                 let parts = try entry.transform.canonicalTensors(dequantized: values, canonicalName: entry.canonicalName)
                 guard let part = parts.first(where: { $0.name == name }) else { return }
-                try sink.write(try part.converted(to: target).bytes)
+                try sink.write(try exported(part, as: target, options, file: model.sourcePath))
             }
         }
     }
@@ -235,7 +246,8 @@ public enum WeightImport {
     /// model is left unchanged.
     /// `companions` are the models written beside it (by file name, as map entries name them).
     public static func apply(_ checkpoint: SafeTensorsCheckpoint, to model: Model, companions: [String: Model] = [:],
-                             weightMap: inout WeightMap, strict: Bool = false, requantize: Bool = false) throws -> Report {
+                             weightMap: inout WeightMap, strict: Bool = false, requantize: Bool = false,
+                             overflow: OverflowPolicy = .refuse) throws -> Report {
         let file = checkpoint.path
         let initializers = Initializers(model: model, companions: companions)
         let storageParts = weightMap.quantizationParameters
@@ -283,7 +295,8 @@ public enum WeightImport {
                 used.insert(name)
             }
             let values = ImportedValues(checkpoint: checkpoint, names: shapes.map(\.name), shapes: shapes.map(\.shape),
-                                        transform: entry.transform, onnxName: entry.onnxName, dtype: dtype, scratch: scratch)
+                                        transform: entry.transform, onnxName: entry.onnxName, dtype: dtype, scratch: scratch,
+                                        overflow: overflow)
             replacements.append((tensor, .computed(values), position))
             report.filled.append(entry.onnxName)
         }
@@ -363,9 +376,11 @@ final class ImportedValues: TensorData {
     let dtype: SafeTensorsDType
 
     let scratch: ScratchBuffers
+    let overflow: OverflowPolicy
 
     init(checkpoint: SafeTensorsCheckpoint, names: [String], shapes: [[Int]], transform: ParameterTransform,
-         onnxName: String, dtype: SafeTensorsDType, scratch: ScratchBuffers) {
+         onnxName: String, dtype: SafeTensorsDType, scratch: ScratchBuffers, overflow: OverflowPolicy = .refuse) {
+        self.overflow = overflow
         self.checkpoint = checkpoint
         self.names = names
         self.shapes = shapes
@@ -399,7 +414,13 @@ final class ImportedValues: TensorData {
             let bytes = try found.file.copyBytes(of: found.entry)
             parts.append(RawTensor(name: name, dtype: found.entry.dtype, shape: shape, bytes: bytes))
         }
-        return try transform.onnxTensor(from: parts, name: onnxName, dtype: dtype).bytes.withUnsafeBytes(body)
+        let made: RawTensor
+        do {
+            made = try transform.onnxTensor(from: parts, name: onnxName, dtype: dtype, overflow: overflow)
+        } catch let error as WeightTransformError {
+            throw CheckpointError(file: checkpoint.path, message: "\(error)")  // the file its values came from
+        }
+        return try made.bytes.withUnsafeBytes(body)
     }
 }
 

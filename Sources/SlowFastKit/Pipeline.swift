@@ -115,6 +115,8 @@ public struct RewriteRequest: Sendable {
     /// With `weightsFrom`: where a value does not fit a quantized weight's scales, widen them
     /// (reported) instead of refusing.
     public var requantize: Bool = false
+    /// With `weightsFrom`: a value beyond the model's float type is refused, or saturated.
+    public var overflow: OverflowPolicy = .refuse
 
     public init(hybrid: HybridRequest? = nil, srelu: SReLUOptions? = nil, allowNoSites: Bool = false,
                 layers: LayerSource = .discover(.auto), weightsFrom: String? = nil, strictWeights: Bool = false) {
@@ -215,7 +217,8 @@ public enum Pipeline {
                 inputFiles += opened.files.map(\.path) + [opened.indexPath].compactMap { $0 }
                 imported = try WeightImport.apply(opened, to: model,
                                                   companions: Dictionary(companions.map { ($0.file, $0.model) }, uniquingKeysWith: { a, _ in a }),
-                                                  weightMap: &weightMap, strict: request.strictWeights, requantize: request.requantize)
+                                                  weightMap: &weightMap, strict: request.strictWeights, requantize: request.requantize,
+                                                  overflow: request.overflow)
             }
             var outcome = RewriteOutcome(results: results, layout: layout, weightMap: weightMap, imported: imported)
             outcome.inputFiles = inputFiles

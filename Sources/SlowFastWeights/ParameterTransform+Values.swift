@@ -24,6 +24,7 @@ public enum WeightTransformError: Error, CustomStringConvertible, Equatable {
     case badPacking(tensor: String, rows: Int, parts: Int)
     case needsFloat(tensor: String, dtype: String, step: String)
     case dtypeMismatch(tensor: String, dtype: String, expected: String)
+    case overflow(tensor: String, value: Double, dtype: String)
 
     public var description: String {
         switch self {
@@ -35,6 +36,8 @@ public enum WeightTransformError: Error, CustomStringConvertible, Equatable {
             return "tensor '\(tensor)': its parts have \(parts) rows in all but the tensor has \(rows)"
         case .needsFloat(let tensor, let dtype, let step):
             return "tensor '\(tensor)' is \(dtype): '\(step)' needs a float type"
+        case .overflow(let tensor, let value, let dtype):
+            return "tensor '\(tensor)': value \(value) is beyond \(dtype)'s range (it would become infinity); --allow-overflow saturates it"
         case .dtypeMismatch(let tensor, let dtype, let expected):
             return "tensor '\(tensor)' is \(dtype) and cannot become \(expected) (only float32, float16 and bfloat16 convert)"
         }
@@ -66,15 +69,59 @@ extension SafeTensorsDType {
     public var isConvertibleFloat: Bool { self == .f32 || self == .f16 || self == .bf16 }
 }
 
+/// What a narrowing conversion does with a finite value beyond the target type's range.
+public enum OverflowPolicy: Sendable {
+    /// Refuse, naming the tensor and the value (the default: never a silent infinity).
+    case refuse
+    /// Saturate to the largest finite value of that sign, and record the tensor in the log.
+    case saturate(OverflowLog)
+}
+
+/// The tensors a saturating conversion clipped, and how many values in each.
+public final class OverflowLog: @unchecked Sendable {
+    // Invariant: appended to by one conversion at a time (exports and imports convert tensors
+    // one after another).
+    public private(set) var saturated: [(tensor: String, count: Int)] = []
+    public init() {}
+    func record(_ tensor: String, _ count: Int) { saturated.append((tensor, count)) }
+}
+
 extension RawTensor {
     /// The same values as `dtype` (float32, float16 and bfloat16 convert, rounding to nearest
-    /// even; any other change is refused).
-    public func converted(to dtype: SafeTensorsDType) throws -> RawTensor {
+    /// even; any other change is refused). A finite value that would become infinite in
+    /// `dtype` (65520 in float16) is refused naming it, or saturated, as `overflow` says.
+    public func converted(to dtype: SafeTensorsDType, overflow: OverflowPolicy = .refuse) throws -> RawTensor {
         if dtype == self.dtype { return self }
         guard dtype.isConvertibleFloat, self.dtype.isConvertibleFloat else {
             throw WeightTransformError.dtypeMismatch(tensor: name, dtype: self.dtype.rawValue, expected: dtype.rawValue)
         }
-        return RawTensor(name: name, dtype: dtype, shape: shape, bytes: try DTypeConversion.convert(bytes, from: self.dtype, to: dtype))
+        var out = try DTypeConversion.convert(bytes, from: self.dtype, to: dtype)
+        if dtype != .f32, self.dtype.byteWidth >= dtype.byteWidth {
+            try checkOverflow(&out, to: dtype, overflow: overflow)
+        }
+        return RawTensor(name: name, dtype: dtype, shape: shape, bytes: out)
+    }
+
+    /// Finds 16-bit results that are infinite where the source value is finite.
+    private func checkOverflow(_ out: inout [UInt8], to dtype: SafeTensorsDType, overflow: OverflowPolicy) throws {
+        let infinity: UInt16 = dtype == .f16 ? 0x7C00 : 0x7F80
+        let largest: UInt16 = dtype == .f16 ? 0x7BFF : 0x7F7F
+        let wide = self.dtype == .f32 ? bytes : try DTypeConversion.convert(bytes, from: self.dtype, to: .f32)
+        var clipped = 0
+        for index in 0 ..< out.count / 2 {
+            let bits = UInt16(out[2 * index]) | UInt16(out[2 * index + 1]) << 8
+            guard bits & 0x7FFF == infinity else { continue }
+            let source = wide.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: index * 4, as: Float.self) }
+            guard source.isFinite else { continue }
+            guard case .saturate = overflow else {
+                throw WeightTransformError.overflow(tensor: name, value: Double(source), dtype: dtype.rawValue)
+            }
+            let saturated = (bits & 0x8000) | largest
+            out[2 * index] = UInt8(truncatingIfNeeded: saturated)
+            out[2 * index + 1] = UInt8(truncatingIfNeeded: saturated >> 8)
+            clipped += 1
+        }
+        if clipped > 0, case .saturate(let log) = overflow { log.record(name, clipped) }
     }
 
     /// Whether every value is one that `dtype` holds exactly (converting there and back gives
@@ -105,8 +152,9 @@ extension ParameterTransform {
 
     /// The ONNX tensor made from canonical tensors (in part order, or the one tensor), in
     /// `dtype`: parts stacked by rows, offset and scale applied, transposed.
-    public func onnxTensor(from canonical: [RawTensor], name: String, dtype: SafeTensorsDType) throws -> RawTensor {
-        let converted = try canonical.map { try $0.converted(to: dtype) }
+    public func onnxTensor(from canonical: [RawTensor], name: String, dtype: SafeTensorsDType,
+                           overflow: OverflowPolicy = .refuse) throws -> RawTensor {
+        let converted = try canonical.map { try $0.converted(to: dtype, overflow: overflow) }
         var packed: RawTensor
         if converted.count == 1 {
             packed = converted[0]

@@ -32,9 +32,13 @@ struct RewriteCommand: ParsableCommand {
     @Flag(help: "With --weights-from: where a value does not fit a quantized weight's scales, widen those scales (reported) instead of refusing.")
     var requantize = false
 
+    @Flag(name: .customLong("allow-overflow"), help: "With --weights-from: saturate values beyond the model's float type (65520 in float16) instead of refusing them; each tensor is reported.")
+    var allowOverflow = false
+
     func validate() throws {
         if strictWeights && weightsFrom == nil { throw ValidationError("--strict-weights goes with --weights-from CKPT") }
         if requantize && weightsFrom == nil { throw ValidationError("--requantize goes with --weights-from CKPT") }
+        if allowOverflow && weightsFrom == nil { throw ValidationError("--allow-overflow goes with --weights-from CKPT") }
     }
 
     func run() throws {
@@ -43,6 +47,9 @@ struct RewriteCommand: ParsableCommand {
             request.weightsFrom = weightsFrom
             request.strictWeights = strictWeights
             request.requantize = requantize
+            let overflowLog = OverflowLog()
+            if allowOverflow { request.overflow = .saturate(overflowLog) }
+            defer { printSaturated(overflowLog) }
             let (outcome, report) = try Pipeline.rewrite(io.input, to: io.output, request: request, weights: io.weights,
                                                          weightMapPath: weightMap)
             printImport(outcome.imported)

@@ -46,6 +46,8 @@ struct WeightsExportCommand: ParsableCommand {
     @Option(name: .customLong("weight-map"), help: "The weight map to name the tensors by.") var weightMap: String?
     @Option(help: "Layer discovery when there is no weight map: auto, a built-in adapter name, or a path.")
     var adapter: String = "auto"
+    @Flag(name: .customLong("allow-overflow"), help: "With --dtype: saturate values beyond the target type (1e6 in float16) instead of refusing them; each tensor is reported.")
+    var allowOverflow = false
 
     func validate() throws {
         if byteCount(maxShardSize) == nil { throw ValidationError("--max-shard-size takes a positive size such as 5GB, 500MB or 1000000") }
@@ -55,8 +57,11 @@ struct WeightsExportCommand: ParsableCommand {
         try reportingErrors {
             let loaded = try ModelReader.read(path: model)
             let map = try WeightMapSource.load(forModel: loaded, at: model, explicit: weightMap, adapters: AdapterChoice(argument: adapter))
-            let (files, tensors) = try WeightExport.export(loaded, weightMap: map, to: output, options: WeightExport.Options(
-                all: all, dtype: dtype, maxShardBytes: byteCount(maxShardSize) ?? 5_000_000_000))
+            var options = WeightExport.Options(all: all, dtype: dtype, maxShardBytes: byteCount(maxShardSize) ?? 5_000_000_000)
+            let overflowLog = OverflowLog()
+            if allowOverflow { options.overflow = .saturate(overflowLog) }
+            let (files, tensors) = try WeightExport.export(loaded, weightMap: map, to: output, options: options)
+            printSaturated(overflowLog)
             for file in files { print("written: \(output)/\(file)") }
             print("\(tensors.count) tensors")
         }
@@ -83,6 +88,8 @@ struct WeightsImportCommand: ParsableCommand {
     @Flag(help: "Fail unless every named parameter is filled and every checkpoint tensor used.") var strict = false
     @Flag(help: "Where a value does not fit a quantized weight's scales, widen those scales (reported) instead of refusing.")
     var requantize = false
+    @Flag(name: .customLong("allow-overflow"), help: "Saturate values beyond the model's float type (65520 in float16) instead of refusing them; each tensor is reported.")
+    var allowOverflow = false
     @Option(name: .customLong("weight-map"), help: "Where to write the output's weight map (default: beside the output).")
     var weightMap: String?
     @Option(help: "Layer discovery when the model has no weight map: auto, a built-in adapter name, or a path.")
@@ -92,11 +99,21 @@ struct WeightsImportCommand: ParsableCommand {
         try reportingErrors {
             var request = RewriteRequest(layers: .discover(AdapterChoice(argument: adapter)), weightsFrom: checkpoint, strictWeights: strict)
             request.requantize = requantize
+            let overflowLog = OverflowLog()
+            if allowOverflow { request.overflow = .saturate(overflowLog) }
+            defer { printSaturated(overflowLog) }
             let (outcome, report) = try Pipeline.rewrite(io.input, to: io.output, request: request, weights: io.weights,
                                                          weightMapPath: weightMap)
             printImport(outcome.imported)
             for file in report.files { print("\(file.action.rawValue): \(oneLine(file.path)) (\(file.bytes) bytes)") }
         }
+    }
+}
+
+/// The tensors a saturating conversion clipped (`--allow-overflow`).
+func printSaturated(_ log: OverflowLog) {
+    for (tensor, count) in log.saturated {
+        print("saturated \(count) values of '\(tensor)' beyond its float type's range (--allow-overflow)")
     }
 }
 

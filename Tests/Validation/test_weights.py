@@ -407,3 +407,44 @@ def test_numbers_in_a_weight_map_read_back_are_bounded(edit, needle, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error:") and "weight-map.json" in lines[0] and needle in lines[0], result.stderr
         assert not (tmp_path / "ckpt").exists() and list((tmp_path / "imported").iterdir()) == []
     assert snapshot(out.parent) == before
+
+
+def test_conversions_that_overflow_are_refused_or_saturated(tmp_path):
+    """A float32 value beyond float16's range (65520 rounds to infinity; 1e6) is never written
+    as infinity silently (issue 21): import into a float16 model and export --dtype F16 refuse
+    it naming the tensor and the value, nothing written; --allow-overflow saturates it to
+    65504 and reports the tensor."""
+    half = next(f for f in FIXTURES if f.name == "qwen2-torchscript-fp16")
+    name = "model.layers.0.input_layernorm.weight"
+    assert run("weights", "export", half / "model.onnx", "-o", tmp_path / "base", "--all").returncode == 0
+    state = {k: v.astype(np.float32) for k, v in load_file(str(tmp_path / "base/model.safetensors")).items()}
+    state[name][:2] = [65520.0, -1e6]
+    save_file(state, str(tmp_path / "big.safetensors"))
+    out = tmp_path / "imported" / "model.onnx"
+    out.parent.mkdir()
+    refused = run("weights", "import", half / "model.onnx", "--from", tmp_path / "big.safetensors", "-o", out)
+    assert 0 < refused.returncode < 128, refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0] and "65520" in lines[0] and "--allow-overflow" in lines[0], refused.stderr
+    assert list(out.parent.iterdir()) == []
+    done = run("weights", "import", half / "model.onnx", "--from", tmp_path / "big.safetensors", "-o", out, "--allow-overflow")
+    assert done.returncode == 0, done.stderr
+    assert f"saturated 2 values of '{name}'" in done.stdout or "saturated 2 values" in done.stdout, done.stdout
+    values = initializers(out)
+    stored = next(v for k, v in values.items() if k.endswith("layers.0.input_layernorm.weight"))
+    assert stored.dtype == np.float16 and stored[0] == 65504 and stored[1] == -65504
+
+    single = next(f for f in FIXTURES if f.name == "qwen2-torchscript")
+    state32 = load_file(str(STATE_DICTS / "qwen2-seed10.safetensors"))
+    state32[name] = state32[name].copy()
+    state32[name][0] = 1e6
+    save_file(state32, str(tmp_path / "big32.safetensors"))
+    wide = tmp_path / "wide" / "model.onnx"
+    wide.parent.mkdir()
+    assert run("weights", "import", single / "model.onnx", "--from", tmp_path / "big32.safetensors", "-o", wide).returncode == 0
+    refused = run("weights", "export", wide, "-o", tmp_path / "f16", "--all", "--dtype", "F16")
+    assert 0 < refused.returncode < 128 and "1000000" in refused.stderr and name in refused.stderr, refused.stderr
+    assert not (tmp_path / "f16").exists() or list((tmp_path / "f16").iterdir()) == []
+    done = run("weights", "export", wide, "-o", tmp_path / "f16b", "--all", "--dtype", "F16", "--allow-overflow")
+    assert done.returncode == 0 and "saturated 1 values" in done.stdout, done.stderr + done.stdout
+    assert load_file(str(tmp_path / "f16b/model.safetensors"))[name][0] == 65504
