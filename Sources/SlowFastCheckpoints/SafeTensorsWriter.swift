@@ -324,10 +324,13 @@ public struct SafeTensorsShardedWriter {
     public func write(toDirectory directory: String) throws -> [String] {
         let groups = try groups(path: directory)
         var st = stat()
+        // A folder made here is removed again if the write fails: a refusal leaves nothing.
+        var created = false
         if stat(directory, &st) != 0 {
             guard errno == ENOENT, mkdir(directory, 0o755) == 0 else {
                 throw SafeTensorsError.io(path: directory, operation: "mkdir", code: errno)
             }
+            created = true
         } else if (st.st_mode & S_IFMT) != S_IFDIR {
             throw SafeTensorsError.io(path: directory, operation: "open folder", code: ENOTDIR)
         }
@@ -365,6 +368,7 @@ public struct SafeTensorsShardedWriter {
             }
         } catch {
             for f in written { _ = unlink(SafeTensorsCheckpoint.join(directory, f)) }
+            if created { _ = rmdir(directory) }  // only succeeds while empty
             throw error
         }
         return written

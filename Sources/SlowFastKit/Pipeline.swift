@@ -62,8 +62,19 @@ extension ModelLayout {
                 try check("layer \(layer.index) \(role) outputBlock", projection.outputBlock, 1 ... width)
                 try check("layer \(layer.index) \(role) outputStride", projection.outputStride, 1 ... width)
             }
-            if let norm = layer.inputNorm, !norm.epsilon.isFinite {
-                throw AdapterError(file: file, message: "layer \(layer.index) inputNorm epsilon is \(norm.epsilon), not finite")
+            // A norm divides by sqrt(mean(x^2) + epsilon): an epsilon of 0 or below gives NaN at
+            // a zero input (and -1 everywhere the mean is below 1), so it must be positive.
+            let norms: [(String, RMSNormDescription?)] = [("inputNorm", layer.inputNorm), ("postAttentionNorm", layer.postAttentionNorm),
+                                                          ("attentionOutputNorm", layer.attentionOutputNorm), ("mlpOutputNorm", layer.mlpOutputNorm),
+                                                          ("qNorm", layer.qNorm), ("kNorm", layer.kNorm)]
+            for case let (role, norm?) in norms where !(norm.epsilon.isFinite && norm.epsilon > 0) {
+                throw AdapterError(file: file, message: "layer \(layer.index) \(role) epsilon is \(norm.epsilon), not a positive number")
+            }
+            if let scale = layer.attentionScale, !(scale.isFinite && scale != 0) {
+                throw AdapterError(file: file, message: "layer \(layer.index) attentionScale is \(scale), not a non-zero number")
+            }
+            if let cap = layer.attentionSoftcap, !(cap.isFinite && cap > 0) {
+                throw AdapterError(file: file, message: "layer \(layer.index) attentionSoftcap is \(cap), not a positive number")
             }
         }
     }

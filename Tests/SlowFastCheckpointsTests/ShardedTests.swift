@@ -78,6 +78,11 @@ final class ShardedTests: XCTestCase {
         s.add(name: "z", dtype: .u8, shape: [4]) { try $0.write([1]) }  // last shard fails
         let out = dir + "/fail"
         XCTAssertThrowsError(try s.write(toDirectory: out))
+        // The writer made the folder, so a failed write removes it too: a refusal leaves nothing.
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        // A folder that was there before stays, empty as it was.
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: false)
+        XCTAssertThrowsError(try s.write(toDirectory: out))
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out), [])
     }
 

@@ -550,6 +550,28 @@ def test_layout_json_with_negative_or_huge_dims_is_refused(folders, key, value):
     assert line.count("\n") == 0
 
 
+@pytest.mark.parametrize("field,value,needle", [("epsilon", -1, "inputNorm epsilon is -1"), ("epsilon", 0, "inputNorm epsilon is 0"),
+                                                 ("attentionScale", 0, "attentionScale is 0"),
+                                                 ("attentionSoftcap", -3, "attentionSoftcap is -3")])
+def test_layout_json_with_values_that_make_nan_is_refused(folders, field, value, needle):
+    """Issue 21: a layout whose norm epsilon is -1 made every output NaN at default init; an
+    epsilon of 0 or below, a score scale of 0 or a negative soft cap are refused by name."""
+    import json
+    source, out = folders
+    result = run("inspect", QWEN, "--layers", "--json", timeout=10)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    layer = report["layout"]["layers"][0]
+    if field == "epsilon":
+        layer["inputNorm"]["epsilon"] = value
+    else:
+        layer[field] = value
+    layout = source / "layout.json"
+    layout.write_text(json.dumps(report))
+    line = refused(QWEN, out / "m.onnx", f"error: {layout}: layer 0 {needle}", extra=("--every", "2", "--layout", layout), timeout=10)
+    assert line.count("\n") == 0
+
+
 # --- interrupted and concurrent writes ---
 
 import signal  # noqa: E402

@@ -444,7 +444,7 @@ def test_conversions_that_overflow_are_refused_or_saturated(tmp_path):
     assert run("weights", "import", single / "model.onnx", "--from", tmp_path / "big32.safetensors", "-o", wide).returncode == 0
     refused = run("weights", "export", wide, "-o", tmp_path / "f16", "--all", "--dtype", "F16")
     assert 0 < refused.returncode < 128 and "1000000" in refused.stderr and name in refused.stderr, refused.stderr
-    assert not (tmp_path / "f16").exists() or list((tmp_path / "f16").iterdir()) == []
+    assert not (tmp_path / "f16").exists()  # the refusal leaves no folder behind (issue 21)
     done = run("weights", "export", wide, "-o", tmp_path / "f16b", "--all", "--dtype", "F16", "--allow-overflow")
     assert done.returncode == 0 and "saturated 1 values" in done.stdout, done.stderr + done.stdout
     assert load_file(str(tmp_path / "f16b/model.safetensors"))[name][0] == 65504
