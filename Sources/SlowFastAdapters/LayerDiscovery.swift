@@ -535,7 +535,7 @@ public enum LayerDiscovery {
         var result: [CanonicalParameter] = []
         if !known.contains(head.weight) {
             result.append(CanonicalParameter(onnxName: head.weight, canonicalName: "lm_head.weight", transform: weightTransform(head)))
-            for (tensor, suffix) in storageTensors(head.storage) where !known.contains(tensor) {
+            for (tensor, suffix) in head.storage?.parameterTensors ?? [] where !known.contains(tensor) {
                 result.append(CanonicalParameter(onnxName: tensor, canonicalName: "lm_head.weight.\(suffix)", transform: .identity))
             }
         }
@@ -561,7 +561,7 @@ public enum LayerDiscovery {
         }
         // A quantized weight's scales and zero points are part of its storage: named after it.
         func addStorage(_ projection: ProjectionWeight, _ canonical: String) {
-            for (tensor, suffix) in storageTensors(projection.storage) { add(tensor, "\(canonical).\(suffix)", .identity) }
+            for (tensor, suffix) in projection.storage?.parameterTensors ?? [] { add(tensor, "\(canonical).\(suffix)", .identity) }
         }
         add(embedding, "model.embed_tokens.weight", .identity)
         // Norm weights as the graph stores them: w, or (Gemma) the folded 1 + w.
@@ -609,24 +609,11 @@ public enum LayerDiscovery {
         return result
     }
 
-    /// The scales and zero points of a quantized projection, with the suffix they are named by.
-    static func storageTensors(_ storage: ProjectionStorage?) -> [(String, String)] {
-        switch storage {
-        case .blockwise(let q)?: return [(q.scales, "scales")] + (q.zeroPoints.map { [($0, "zero_points")] } ?? [])
-        case .linear(let q)?: return [(q.scale, "scales")] + (q.zeroPoint.map { [($0, "zero_points")] } ?? [])
-        case nil: return []
-        }
-    }
-
     /// How a projection's stored weight is made from `nn.Linear.weight` [out, in]: transposed
     /// where it is stored [in, out] (a float or int8 MatMul operand; MatMulNBits stores rows
     /// per output), quantized where its storage is.
     static func weightTransform(_ projection: ProjectionWeight, parts: [ParameterTransform.Part]? = nil) -> ParameterTransform {
-        let transpose: Bool
-        switch projection.storage {
-        case .blockwise?: transpose = false
-        case .linear?, nil: transpose = projection.layout == .inputMajor
-        }
+        let transpose = projection.storage?.storedTransposed ?? (projection.layout == .inputMajor)
         return ParameterTransform(transpose: transpose, parts: parts, quantization: projection.storage)
     }
 }

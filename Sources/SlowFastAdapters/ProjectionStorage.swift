@@ -20,6 +20,22 @@ public enum ProjectionStorage: Codable, Equatable, Hashable, Sendable {
         }
     }
 
+    /// The scales and zero points the codes need, with the suffix they are named by
+    /// (`<weight>.scales`, `<weight>.zero_points`): part of the weight's storage.
+    public var parameterTensors: [(name: String, suffix: String)] {
+        switch self {
+        case .blockwise(let q): return [(q.scales, "scales")] + (q.zeroPoints.map { [($0, "zero_points")] } ?? [])
+        case .linear(let q): return [(q.scale, "scales")] + (q.zeroPoint.map { [($0, "zero_points")] } ?? [])
+        }
+    }
+
+    /// Whether the codes are stored [in, out] (a MatMul operand: the transpose of
+    /// `nn.Linear.weight`); MatMulNBits stores them per output row.
+    public var storedTransposed: Bool {
+        if case .linear = self { return true }
+        return false
+    }
+
     /// A bias the storage's own node adds (MatMulNBits' bias input).
     public var bias: String? {
         if case .blockwise(let q) = self { return q.bias }

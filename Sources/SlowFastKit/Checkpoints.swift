@@ -180,7 +180,12 @@ extension WeightExport {
             }
             names[name] = (entry.onnxName, tensor, entry.transform)
             writer.add(name: name, dtype: target, shape: shape) { sink in
-                let values = try DequantizedWeights(quantization, graph: graph).matrix()
+                let values: [Float]
+                do {
+                    values = try DequantizedWeights(quantization, graph: graph).matrix()
+                } catch let error as QuantizedStorageError {
+                    throw CheckpointError(file: file, message: "\(error)")
+                }
                 let parts = try entry.transform.canonicalTensors(dequantized: values, canonicalName: entry.canonicalName)
                 guard let part = parts.first(where: { $0.name == name }) else { return }
                 try sink.write(try exported(part, as: target, options, file: model.sourcePath))
@@ -207,13 +212,7 @@ extension WeightMap {
     /// The scales and zero points the quantized entries name: part of those weights' storage,
     /// not parameters of their own.
     var quantizationParameters: Set<String> {
-        Set(entries.flatMap { entry -> [String] in
-            switch entry.transform.quantization {
-            case .blockwise(let q)?: return [q.scales] + (q.zeroPoints.map { [$0] } ?? [])
-            case .linear(let q)?: return [q.scale] + (q.zeroPoint.map { [$0] } ?? [])
-            case nil: return []
-            }
-        })
+        Set(entries.flatMap { $0.transform.quantization?.parameterTensors.map(\.name) ?? [] })
     }
 }
 
@@ -338,10 +337,11 @@ extension WeightImport {
             let bytes = try raw.converted(to: .f32).bytes
             matrix += bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         }
-        let stored = try DequantizedWeights(quantization, graph: graph)
         let made: RequantizedWeights
         do {
-            made = try stored.requantized(matrix, widen: widen)
+            made = try DequantizedWeights(quantization, graph: graph).requantized(matrix, widen: widen)
+        } catch let error as QuantizedStorageError {
+            throw CheckpointError(file: file, message: "'\(entry.onnxName)': \(error)")
         } catch let overflow as QuantizationOverflow {
             throw CheckpointError(file: file, message: "'\(shapes.map(\.name).joined(separator: ", "))' into '\(entry.onnxName)' (\(quantization.summary)): "
                 + "\(overflow)" + (overflow.range == nil ? "" : "; --requantize widens the scale"))

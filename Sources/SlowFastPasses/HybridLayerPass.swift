@@ -280,7 +280,7 @@ public struct HybridLayerPass: ModelPass {
         let kvWeightName = "\(prefix).cross_attn_kv_proj.weight", kvBiasName = "\(prefix).cross_attn_kv_proj.bias"
         var keys: String, values: String
         var kvRecords: (weight: String, bias: String)?
-        var quantizedKV: (storage: ProjectionStorage, scales: String, zeroPoints: String?, sources: (codes: [String], scales: [String]))?
+        var quantizedKV: (storage: ProjectionStorage, sources: (codes: [String], scales: [String]))?
         if var encoder = companion {
             // K/V come in as inputs; the companion model computes them once per generation.
             var inputNorm: (weight: [Float], name: String, epsilon: Float, transform: ParameterTransform)?
@@ -313,28 +313,23 @@ public struct HybridLayerPass: ModelPass {
             // others are read and transposed here.
             // k_proj and v_proj quantized alike by MatMulNBits: kv_proj is their rows, in the
             // same form (`--new-weights as-model`, the default); otherwise float values.
-            let joined = options.newWeights == .asModel ? try JoinedBlockwiseProjections(key, value, graph: graph) : nil
-            let joinedColumns = options.newWeights == .asModel && joined == nil ? try JoinedLinearProjections(key, value, graph: graph) : nil
-            let kv = if let joined {
-                { () -> (output: String, weight: String, bias: String?) in
-                    let made = builder.blockwiseLinear(normalised, joined, modelType: floatType, bias: kvBias, weightName: kvWeightName,
-                                                       biasName: kvBiasName, "kv_proj")
-                    quantizedKV = (made.storage, made.scales, made.zeroPoints, joined.sources)
-                    return (made.output, made.weight, made.bias)
-                }()
-            } else if let joinedColumns {
-                { () -> (output: String, weight: String, bias: String?) in
-                    let made = builder.dequantizedLinear(normalised, joinedColumns, modelType: floatType, bias: kvBias,
-                                                         weightName: kvWeightName, biasName: kvBiasName, "kv_proj")
-                    quantizedKV = (made.storage, made.scales, made.zeroPoints, joinedColumns.sources)
-                    return (made.output, made.weight, made.bias)
-                }()
+            var joined: (any JoinedQuantizedProjections)?
+            if options.newWeights == .asModel {
+                joined = try JoinedBlockwiseProjections(key, value, graph: graph)
+                if joined == nil { joined = try JoinedLinearProjections(key, value, graph: graph) }
+            }
+            let kv: (output: String, weight: String, bias: String?)
+            if let joined {
+                let made = builder.quantizedLinear(normalised, joined, modelType: floatType, bias: kvBias, weightName: kvWeightName,
+                                                   biasName: kvBiasName, "kv_proj")
+                quantizedKV = (made.storage, joined.sources)
+                kv = (made.output, made.weight, made.bias)
             } else if let stacked = StackedInputMajorProjections(key, value, type: builder.parameterType) {
-                builder.linear(normalised, storedWeight: stacked, outFeatures: 2 * dims.kvWidth, inFeatures: dims.hiddenSize,
-                               bias: kvBias, weightName: kvWeightName, biasName: kvBiasName, "kv_proj")
+                kv = builder.linear(normalised, storedWeight: stacked, outFeatures: 2 * dims.kvWidth, inFeatures: dims.hiddenSize,
+                                    bias: kvBias, weightName: kvWeightName, biasName: kvBiasName, "kv_proj")
             } else {
-                builder.linear(normalised, canonicalWeight: try key.weight() + value.weight(), outFeatures: 2 * dims.kvWidth,
-                               inFeatures: dims.hiddenSize, bias: kvBias, weightName: kvWeightName, biasName: kvBiasName, "kv_proj")
+                kv = builder.linear(normalised, canonicalWeight: try key.weight() + value.weight(), outFeatures: 2 * dims.kvWidth,
+                                    inFeatures: dims.hiddenSize, bias: kvBias, weightName: kvWeightName, biasName: kvBiasName, "kv_proj")
             }
             keys = builder.splitHeads(builder.slice(kv.output, axis: -1, start: 0, end: Int64(dims.kvWidth), "k"),
                                       heads: dims.numKVHeads, headDim: dims.headDim, "k")
@@ -390,15 +385,14 @@ public struct HybridLayerPass: ModelPass {
             let (codes, scales) = quantizedKV.sources
             records += [
                 ParameterRecord(onnxName: kvRecords.weight, canonicalName: kvWeightName, kind: .derived,
-                                transform: ParameterTransform(transpose: { if case .linear = quantizedKV.storage { true } else { false } }(),
-                                                              quantization: quantizedKV.storage),
+                                transform: ParameterTransform(transpose: quantizedKV.storage.storedTransposed, quantization: quantizedKV.storage),
                                 initRule: "concat(\(kName), \(vName)) as stored: rows of \(codes.joined(separator: ", "))"),
-                ParameterRecord(onnxName: quantizedKV.scales, canonicalName: quantizedKV.scales, kind: .derived,
-                                initRule: "rows of \(scales.joined(separator: ", "))"),
             ]
-            if let zeros = quantizedKV.zeroPoints {
-                records.append(ParameterRecord(onnxName: zeros, canonicalName: zeros, kind: .derived,
-                                               initRule: "rows of k_proj's and v_proj's zero points (the default where one has none)"))
+            // The storage's scales and zero points, named after kv_proj's weight.
+            for (tensor, suffix) in quantizedKV.storage.parameterTensors {
+                records.append(ParameterRecord(onnxName: tensor, canonicalName: tensor, kind: .derived,
+                                               initRule: suffix == "scales" ? "rows of \(scales.joined(separator: ", "))"
+                                                   : "rows of k_proj's and v_proj's zero points (the default where one has none)"))
             }
         }
         if let kvRecords {

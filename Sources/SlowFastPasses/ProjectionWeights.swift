@@ -236,39 +236,26 @@ struct JoinedBlockwiseProjections {
     }
 }
 
-extension GraphBuilder {
-    /// x · W + b with W the joined MatMulNBits rows: the node computes in the model's float
-    /// type (its scales' type), so a float32 `input` is cast there and the result back.
-    /// Returns the output and the stored initializers' names.
-    mutating func blockwiseLinear(_ input: String, _ joined: JoinedBlockwiseProjections, modelType: ElementType, bias: [Float],
-                                  weightName: String, biasName: String, _ label: String)
-        -> (output: String, weight: String, scales: String, zeroPoints: String?, bias: String, storage: ProjectionStorage) {
-        var q = joined.quantization
-        let codes = parameter(Tensor(name: "", elementType: .uint8, dims: [Int64(q.outFeatures), Int64(q.blocksPerRow), Int64(q.blobSize)],
-                                     storage: .bytes(TensorBytes(bytes: joined.codes))), name: weightName)
-        let scales = parameter(joined.scales, name: "\(weightName).scales")
-        let zeros = joined.zeroPoints.map { bytes in
-            parameter(Tensor(name: "", elementType: .uint8, dims: [Int64(bytes.count)], storage: .bytes(TensorBytes(bytes: bytes))),
-                      name: "\(weightName).zero_points")
-        }
+extension JoinedBlockwiseProjections: JoinedQuantizedProjections {
+    /// x · W with W the joined MatMulNBits rows, computed in the model's float type.
+    func product(_ input: String, modelType: ElementType, weightName: String, _ label: String,
+                 builder: inout GraphBuilder) -> (product: String, storage: ProjectionStorage) {
+        var q = quantization
+        let codes = builder.parameter(Tensor(name: "", elementType: .uint8, dims: [Int64(q.outFeatures), Int64(q.blocksPerRow), Int64(q.blobSize)],
+                                             storage: .bytes(TensorBytes(bytes: self.codes))), name: weightName)
+        let (scales, zeros) = builder.storageParameters(scales, zeroPoints: zeroPoints, type: .uint8, dims: { [Int64($0)] }, weightName: weightName)
         q.weight = codes
         q.scales = scales
         q.zeroPoints = zeros
-        let a = fromFloat(input, to: modelType, "\(label)/model_type")
-        let product = op("MatMulNBits", [a, codes, scales] + (zeros.map { [$0] } ?? []), label,
-                         attributes: [.int("K", Int64(q.inFeatures)), .int("N", Int64(q.outFeatures)), .int("bits", Int64(q.bits)),
-                                      .int("block_size", Int64(q.blockSize)), .int("accuracy_level", Int64(q.accuracyLevel))],
-                         domain: Domain.microsoft)
-        let biasParameter = parameter(floats: bias, dims: [Int64(q.outFeatures)], name: biasName)
-        let output = op("Add", [toFloat(product, from: modelType, "\(label)/float"), biasParameter.value], "\(label)/bias")
-        return (output, codes, scales, zeros, biasParameter.stored, .blockwise(q))
+        let a = builder.fromFloat(input, to: modelType, "\(label)/model_type")
+        let product = builder.op("MatMulNBits", [a, codes, scales] + (zeros.map { [$0] } ?? []), label,
+                                 attributes: [.int("K", Int64(q.inFeatures)), .int("N", Int64(q.outFeatures)), .int("bits", Int64(q.bits)),
+                                              .int("block_size", Int64(q.blockSize)), .int("accuracy_level", Int64(q.accuracyLevel))],
+                                 domain: Domain.microsoft)
+        return (product, .blockwise(q))
     }
 }
 
-/// k_proj and v_proj stored as int8/uint8 [in, out] matrices behind `DequantizeLinear` (QDQ)
-/// with one scale and zero point per output column (or one equal pair per tensor): their
-/// columns side by side, with their scales and zero points, are kv_proj in the same form,
-/// the same codes (docs/DESIGN.md §8). Per-tensor scales that differ cannot share one tensor.
 struct JoinedLinearProjections {
     let quantization: LinearQuantization
     /// [in, out_k + out_v] codes, row-major.
@@ -337,28 +324,62 @@ struct JoinedLinearProjections {
     }
 }
 
-extension GraphBuilder {
-    /// x · W + b with W the joined int8 columns behind DequantizeLinear (axis 1 where per
-    /// column); the product is computed in the model's float type (the scales' type).
-    mutating func dequantizedLinear(_ input: String, _ joined: JoinedLinearProjections, modelType: ElementType, bias: [Float],
-                                    weightName: String, biasName: String, _ label: String)
-        -> (output: String, weight: String, scales: String, zeroPoints: String?, bias: String, storage: ProjectionStorage) {
-        var q = joined.quantization
-        let codes = parameter(Tensor(name: "", elementType: joined.codeType, dims: [Int64(q.inFeatures), Int64(q.outFeatures)],
-                                     storage: .bytes(TensorBytes(bytes: joined.codes))), name: weightName)
-        let scales = parameter(joined.scales, name: "\(weightName).scales")
-        let zeros = joined.zeroPoints.map { bytes in
-            parameter(Tensor(name: "", elementType: joined.codeType, dims: q.perColumn ? [Int64(bytes.count)] : [],
-                             storage: .bytes(TensorBytes(bytes: bytes))), name: "\(weightName).zero_points")
-        }
+extension JoinedLinearProjections: JoinedQuantizedProjections {
+    /// x · W with W the joined int8 columns behind DequantizeLinear (axis 1 where per column),
+    /// computed in the model's float type.
+    func product(_ input: String, modelType: ElementType, weightName: String, _ label: String,
+                 builder: inout GraphBuilder) -> (product: String, storage: ProjectionStorage) {
+        var q = quantization
+        let codes = builder.parameter(Tensor(name: "", elementType: codeType, dims: [Int64(q.inFeatures), Int64(q.outFeatures)],
+                                             storage: .bytes(TensorBytes(bytes: self.codes))), name: weightName)
+        let perColumn = q.perColumn
+        let (scales, zeros) = builder.storageParameters(scales, zeroPoints: zeroPoints, type: codeType,
+                                                        dims: { perColumn ? [Int64($0)] : [] }, weightName: weightName)
         q.weight = codes
         q.scale = scales
         q.zeroPoint = zeros
-        let weight = op("DequantizeLinear", [codes, scales] + (zeros.map { [$0] } ?? []), "\(label)/dequantize",
-                        attributes: q.perColumn ? [.int("axis", 1)] : [])
-        let product = op("MatMul", [fromFloat(input, to: modelType, "\(label)/model_type"), weight], label)
-        let biasParameter = parameter(floats: bias, dims: [Int64(q.outFeatures)], name: biasName)
+        let weight = builder.op("DequantizeLinear", [codes, scales] + (zeros.map { [$0] } ?? []), "\(label)/dequantize",
+                                attributes: q.perColumn ? [.int("axis", 1)] : [])
+        let product = builder.op("MatMul", [builder.fromFloat(input, to: modelType, "\(label)/model_type"), weight], label)
+        return (product, .linear(q))
+    }
+}
+
+/// k_proj and v_proj joined into one quantized kv_proj in their own storage form.
+protocol JoinedQuantizedProjections {
+    /// The stored tensors the codes and scales come from, for the weight map's init rules.
+    var sources: (codes: [String], scales: [String]) { get }
+    /// Adds kv_proj's codes, scales and zero points (named after `weightName`) and the nodes
+    /// computing `input` · W; returns the product (in the model's type) and the storage record.
+    func product(_ input: String, modelType: ElementType, weightName: String, _ label: String,
+                 builder: inout GraphBuilder) -> (product: String, storage: ProjectionStorage)
+}
+
+extension GraphBuilder {
+    /// The scales tensor and the zero points (of `type`, dims from their count) of a joined
+    /// quantized weight, as parameters named `<weightName>.scales` and `.zero_points`.
+    mutating func storageParameters(_ scales: Tensor, zeroPoints: [UInt8]?, type: ElementType, dims: (Int) -> [Int64],
+                                    weightName: String) -> (scales: String, zeroPoints: String?) {
+        let scaleName = parameter(scales, name: "\(weightName).scales")
+        let zeros = zeroPoints.map { bytes in
+            parameter(Tensor(name: "", elementType: type, dims: dims(bytes.count), storage: .bytes(TensorBytes(bytes: bytes))),
+                      name: "\(weightName).zero_points")
+        }
+        return (scaleName, zeros)
+    }
+
+    /// `joined`'s product of `input` plus `bias` (float32 parameter `biasName`), as float32.
+    /// Returns the output and the stored initializers' names.
+    mutating func quantizedLinear(_ input: String, _ joined: any JoinedQuantizedProjections, modelType: ElementType, bias: [Float],
+                                  weightName: String, biasName: String, _ label: String)
+        -> (output: String, weight: String, bias: String, storage: ProjectionStorage) {
+        let (product, storage) = joined.product(input, modelType: modelType, weightName: weightName, label, builder: &self)
+        let biasParameter = parameter(floats: bias, dims: [Int64(storage.shape.outFeatures)], name: biasName)
         let output = op("Add", [toFloat(product, from: modelType, "\(label)/float"), biasParameter.value], "\(label)/bias")
-        return (output, codes, scales, zeros, biasParameter.stored, .linear(q))
+        let weight = switch storage {
+        case .blockwise(let q): q.weight
+        case .linear(let q): q.weight
+        }
+        return (output, weight, biasParameter.stored, storage)
     }
 }
