@@ -24,6 +24,9 @@ struct InspectCommand: ParsableCommand {
     @Option(help: "With --layers: auto, a built-in adapter name, or a path to an adapter file.")
     var adapter: String = "auto"
 
+    @Flag(help: "With --layers, where no adapter describes the model: every adapter's deepest attempt in full, one per line.")
+    var explain = false
+
     func run() throws {
         try reportingErrors {
             if layers { return try printLayers() }
@@ -48,7 +51,14 @@ struct InspectCommand: ParsableCommand {
         let readTime = clock.now - readStart
         try Pipeline.refuseDuplicateInitializers(loaded.graph, file: model)
         let discoverStart = clock.now
-        let layout = try AdapterChoice(argument: adapter).discover(loaded)
+        let layout: ModelLayout
+        do {
+            layout = try AdapterChoice(argument: adapter).discover(loaded)
+        } catch let error as LayerDiscoveryError where explain {
+            var standardError = StandardError()
+            for line in error.explanation.split(separator: "\n") { print("error: \(oneLine(String(line)))", to: &standardError) }
+            throw ExitCode.failure
+        }
         let discoverTime = clock.now - discoverStart
         func seconds(_ duration: Duration) -> Double {
             Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18

@@ -139,9 +139,15 @@ def test_a_cnn_matches_no_adapter():
     cnn = next(p for p in backend_models() if "resnet50" in str(p) or "squeezenet" in str(p))
     result = run("inspect", cnn, "--layers")
     assert result.returncode != 0
-    assert "no adapter matched" in result.stderr
-    assert "hf-torch-eager: 0 layers" in result.stderr and "ort-genai-gqa: 0 layers" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    line = result.stderr.strip()
+    assert "no adapter matched; closest, " in line and len(line.splitlines()) == 1, line
+    assert len(line) <= len("error: ") + 300, line
+    # --explain: every adapter's deepest attempt, one line each.
+    explained = run("inspect", cnn, "--layers", "--explain")
+    assert explained.returncode != 0
+    lines = explained.stderr.strip().splitlines()
+    for name in ("hf-torch-eager", "hf-torch-sdpa", "hf-torch-onnx-attention", "ort-genai-gqa"):
+        assert sum(l.startswith(f"error: {name}: 0 layers") for l in lines) == 1, explained.stderr
 
 
 @pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
