@@ -222,6 +222,7 @@ extension Adapter {
                               attention: try file.attention.compile(named, file: path), inputNorm: try file.inputNorm.compile(named, file: path),
                               mlp: try file.mlp?.compile(named, file: path), source: path)
         if let moduleName = file.moduleName { adapter.moduleNaming = try compiled(moduleName, "moduleName").1 }
+        try adapter.checkCaptures()
         return adapter
     }
 

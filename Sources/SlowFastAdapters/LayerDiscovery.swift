@@ -39,7 +39,8 @@ public enum LayerDiscoveryError: Error, CustomStringConvertible {
         case .noAdapterMatched(let file, let findings):
             let tried = findings.count > 1 ? " (\(findings.count) tried; each: inspect --layers --explain)" : ""
             guard let closest = findings.first else { return "\(file): no adapter matched" }
-            return AdapterFinding.line("\(file): no adapter matched; closest, \(closest.adapter): ", closest.summary, tried)
+            let which = findings.count > 1 ? "closest, \(closest.adapter)" : closest.adapter
+            return AdapterFinding.line("\(file): no adapter matched; \(which): ", closest.summary, tried)
         case .incompleteLayer(let file, let adapter, let layer, let missing):
             return AdapterFinding.line("\(file): adapter '\(adapter)': layer \(layer): ", missing, "")
         case .inconsistent(let file, let adapter, let message):
@@ -47,7 +48,7 @@ public enum LayerDiscoveryError: Error, CustomStringConvertible {
         case .unmatchedLayer(let file, let adapter, _, _):
             return AdapterFinding.line("\(file): adapter '\(adapter)': ", finding.summary, "")
         case .unsupportedAttention(let file, let kind, let evidence):
-            return AdapterFinding.line("\(file): \(kind) is not supported (", evidence, ")")
+            return AdapterFinding.line("\(file): \(kind) is not supported: ", evidence, "")
         }
     }
 

@@ -66,8 +66,11 @@ patterns:
     result, _ = layout(plain, own)
     assert result.returncode != 0
     line = result.stderr.strip()
-    assert len(line.splitlines()) == 1
-    assert "my-kv-export: 0 layers" in line and "Unsqueeze > input 0 > Concat" in line and "at Add '" in line, line
+    assert len(line.splitlines()) == 1 and len(line) <= len("error: ") + 300, line
+    assert "my-kv-export: 0 layers" in line and "expected Concat at step 15 and found Add '" in line, line
+    # The whole attempt, pattern path included, with --explain.
+    explained = run("inspect", plain / "model.onnx", "--layers", "--adapter", own, "--explain")
+    assert "Unsqueeze > input 0 > Concat" in explained.stderr and "at Add '" in explained.stderr, explained.stderr
 
 
 def test_an_include_that_is_missing_or_defined_twice_is_a_clear_error(tmp_path):

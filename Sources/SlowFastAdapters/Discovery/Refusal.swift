@@ -47,10 +47,12 @@ public struct AdapterFinding: Sendable {
 
     /// `head + body + tail` in at most `lineLimit` characters, the body clipped to fit.
     static func line(_ head: String, _ body: String, _ tail: String) -> String {
-        let room = max(40, lineLimit - head.count - tail.count)
         var body = body.replacingNewlines()
-        if body.count > room { body = compactingNames(body) }
-        return head + clipped(body, room) + tail
+        // The tail (a pointer to --explain) goes first where the finding would not fit beside it.
+        if head.count + body.count + tail.count <= lineLimit { return head + body + tail }
+        if body.count > lineLimit - head.count { body = compactingNames(body) }
+        let room = max(40, lineLimit - head.count)
+        return head + clipped(body, room)
     }
 
     /// `text` with each quoted node or value name longer than 40 characters cut to its last two
