@@ -111,6 +111,38 @@ struct ChannelFinder {
         return .float
     }
 
+    /// The float type of `value` from the evidence nearest upstream of it: a declared type, a
+    /// Cast's target, or a float constant its producer reads (ONNX's arithmetic ops take one
+    /// type); nil where nothing within a few nodes says. Nearest first, so a float16 model
+    /// whose attention computes in float32 gives float32 for the attention output.
+    func nearestElementType(of value: String) -> ElementType? {
+        let floats: Set<ElementType> = [.float, .float16, .bfloat16, .double]
+        var frontier = [value]
+        var seen: Set<String> = [value]
+        for _ in 0 ..< 12 {
+            var next: [String] = []
+            for name in frontier {
+                if let declared = declaredTypes[name].flatMap(ElementType.init(rawValue:)), floats.contains(declared) { return declared }
+                // A shape computation (Shape's output, or a Cast to an integer) says nothing.
+                guard let producer = index.producer(of: name), producer.op != "Shape" else { continue }
+                if producer.op == "Cast" {
+                    guard let target = producer.intAttribute("to").flatMap({ ElementType(rawValue: Int32(truncatingIfNeeded: $0)) }),
+                          floats.contains(target) else { continue }
+                    return target
+                }
+                for input in producer.inputs where !input.isEmpty {
+                    if let type = matcher.constantTensor(input)?.elementType {
+                        if floats.contains(type) { return type }
+                    } else if seen.insert(input).inserted {
+                        next.append(input)
+                    }
+                }
+            }
+            frontier = next
+        }
+        return nil
+    }
+
     /// Dims of a weight: an initializer, a Constant, or ConstantOfShape of a constant shape.
     private func dimsOf(_ name: String) -> [Int64]? {
         if let tensor = matcher.constantTensor(name) { return tensor.dims }

@@ -136,6 +136,13 @@ public struct HybridLayerPass: ModelPass {
         }
         changes.append(.crossAttentionForm(form: form.rawValue, chosen: options.crossAttention.rawValue))
         let producers = Dictionary(graph.nodes.flatMap { node in node.outputs.map { ($0, node) } }, uniquingKeysWith: { first, _ in first })
+        // Each anchor's own type, read before the graph changes (the index holds node positions):
+        // float32 where a float16 layer computes attention in float32 (TorchScript's sdpa).
+        let types = ChannelFinder(graph: graph)
+        let anchorTypes = Dictionary(uniqueKeysWithValues: layers.map { layer in
+            (layer, (attention: types.nearestElementType(of: layout.layers[layer].attentionOutput) ?? floatType,
+                     residual: types.nearestElementType(of: layout.layers[layer].residualInput) ?? floatType))
+        })
         for layer in layers {
             let description = layout.layers[layer]
             guard let oNode = nodesByName[description.o.node] else {
@@ -147,7 +154,8 @@ public struct HybridLayerPass: ModelPass {
             let result: (output: String, records: [ParameterRecord])
             switch options.mode {
             case .inPlace:
-                result = try inPlace(layer: description, inputs: inputs, graph: graph, form: form, companion: &companion, builder: &builder)
+                result = try inPlace(layer: description, inputs: inputs, graph: graph, form: form, outputType: anchorTypes[layer]?.attention ?? floatType,
+                                     companion: &companion, builder: &builder)
                 // o_proj's node reads the attention output, or (int8) the node that quantizes
                 // its input does: DynamicQuantizeLinear, or QDQ's QuantizeLinear.
                 let reader = projectionNode(reading: description.attentionOutput, from: oNode, producers: producers)
@@ -159,7 +167,8 @@ public struct HybridLayerPass: ModelPass {
                 changes.append(.hybridLayer(layer: layer, oProjection: description.o.node))
                 if let change = kvStorageChange(description, records: result.records) { changes.append(change) }
             case .insert:
-                result = try insertBlock(layer: description, inputs: inputs, form: form, builder: &builder)
+                result = try insertBlock(layer: description, inputs: inputs, form: form,
+                                         residualType: anchorTypes[layer]?.residual ?? floatType, builder: &builder)
                 let residual = description.residualInput
                 let firstUse = graph.index().consumers(of: residual).first
                 // Every existing reader of the layer's input now reads the block's output
@@ -246,7 +255,8 @@ public struct HybridLayerPass: ModelPass {
         }
     }
 
-    private func inPlace(layer: LayerDescription, inputs: SlowTokenInputs, graph: Graph, form: CrossAttentionForm, companion: inout SlowKVEncoder?,
+    private func inPlace(layer: LayerDescription, inputs: SlowTokenInputs, graph: Graph, form: CrossAttentionForm, outputType: ElementType,
+                         companion: inout SlowKVEncoder?,
                          builder: inout GraphBuilder) throws -> (output: String, records: [ParameterRecord]) {
         let dims = layout.dimensions
         let prefix = "model.layers.\(layer.index).self_attn"
@@ -375,8 +385,9 @@ public struct HybridLayerPass: ModelPass {
         let gateValue = builder.op("Mul", [builder.op("Tanh", [gate.output], "gate/tanh"), builder.op("Tanh", [alpha.value], "warm_up/tanh")], "gate")
         let scaled = builder.op("Mul", [attended, gateValue], "gated")
         let masked = builder.op("Mul", [scaled, inputs.queryMask], "query_masked")
-        // Added in the model's type: at α = 0 the delta is exactly 0, so A_sa passes unchanged.
-        let output = builder.op("Add", [layer.attentionOutput, builder.fromFloat(masked, to: floatType, "delta/model_type")], "attention_plus_slow")
+        // Added in the attention output's type (the model's, or float32 where the layer upcasts
+        // inside attention): at α = 0 the delta is exactly 0, so A_sa passes unchanged.
+        let output = builder.op("Add", [layer.attentionOutput, builder.fromFloat(masked, to: outputType, "delta/model_type")], "attention_plus_slow")
         builder.mark(output, RewriteMarks.passthrough, "0")
 
         var records: [ParameterRecord] = []
@@ -416,7 +427,7 @@ public struct HybridLayerPass: ModelPass {
 
     /// Insert mode: x <- x + tanh(a_attn)·m·XAttn(RMSNorm(x), S); x <- x + tanh(a_ff)·m·FFN(RMSNorm(x)).
     /// Own projections (normal init), norms of ones, gates at 0; no RoPE (docs/DESIGN.md §2).
-    private func insertBlock(layer: LayerDescription, inputs: SlowTokenInputs, form: CrossAttentionForm,
+    private func insertBlock(layer: LayerDescription, inputs: SlowTokenInputs, form: CrossAttentionForm, residualType: ElementType,
                              builder: inout GraphBuilder) throws -> (output: String, records: [ParameterRecord]) {
         let dims = layout.dimensions
         let d = dims.hiddenSize, width = dims.numHeads * dims.headDim
@@ -474,7 +485,7 @@ public struct HybridLayerPass: ModelPass {
         let mlpGate = gate("cross_attn_mlp_gate", builder: &builder)
         let mlpDelta = builder.op("Mul", [builder.op("Mul", [down, mlpGate], "mlp/gated"), inputs.queryMask], "mlp/masked")
         let afterMLP = builder.op("Add", [afterAttention, mlpDelta], "mlp/residual")
-        let output = builder.fromFloat(afterMLP, to: floatType, "residual/model_type")
+        let output = builder.fromFloat(afterMLP, to: residualType, "residual/model_type")
         // The residual stream runs x -> x + attention delta -> + MLP delta: each step passes
         // its first input through (in the model's structure), for discovery of the output.
         for value in [x, afterAttention, afterMLP, output] { builder.mark(value, RewriteMarks.passthrough, "0") }
