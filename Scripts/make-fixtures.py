@@ -66,7 +66,7 @@ pairs, sandwich norms, fused gate_up_proj, seed 20), cohere-* (LayerNorm, parall
 MLP, interleaved rotary, logit_scale, seed 21); qwen2-torchscript-sdpa-fp16 and
 olmo2-torchscript-sdpa; deepseekv3-torchscript (multi-head latent attention, seed 22: inputs and
 logits only, no hybrid reference). TorchScript cannot export GLM-4's and Cohere's interleaved
-rotary (TRAIT_CELLS says how each fails); those two have dynamo and dynamo-kv exports.
+rotary (TRAIT_CELLS says how each fails); those two have dynamo, dynamo-kv and dynamo-fp16 exports.
 REMAINING_CELLS fill the rest of the exporter x family table (README.md): the VL and InternLM2
 models in float16 by TorchScript, and the KV-cache exports the families lacked (qwen2vl- and
 qwen25vl-dynamo-kv, internlm2-dynamo-kv, qwen25vl-, qwen3- and llama-torchscript-kv), and
@@ -998,14 +998,14 @@ REMAINING_CELLS = {"qwen2vl-dynamo-kv": 16, "qwen2vl-torchscript-fp16": 16, "qwe
 # apply_rotary_pos_emb); Cohere's torchscript and -fp16 exports are written but wrong: onnxruntime
 # fails at /model/model/layers.0/self_attn/Mul_3 (rotate_half(k) * sin), "Attempting to broadcast
 # an axis by a dimension other than 1. 8 by 16", and its -kv export fails as GLM-4's. Both
-# families have dynamo exports with a KV cache (dynamo-kv) instead.
+# families have dynamo exports with a KV cache (dynamo-kv) and in float16 (dynamo-fp16) instead.
 TRAIT_FAMILIES = (("smollm3", 18), ("stablelm", 19), ("glm4", 20), ("cohere", 21))
 TORCHSCRIPT_ROTARY_FAILS = ("glm4", "cohere")
 TRAIT_CELLS = {
     **{f"{family}-{e}": (family, seed, {}) for family, seed in TRAIT_FAMILIES
        for e in (("dynamo", "dynamo-kv") if family in TORCHSCRIPT_ROTARY_FAILS else ("torchscript", "dynamo", "torchscript-kv"))},
-    **{f"{family}-torchscript-fp16": (family, seed, {"half": True}) for family, seed in TRAIT_FAMILIES
-       if family not in TORCHSCRIPT_ROTARY_FAILS},
+    **{f"{family}-{'dynamo' if family in TORCHSCRIPT_ROTARY_FAILS else 'torchscript'}-fp16": (family, seed, {"half": True})
+       for family, seed in TRAIT_FAMILIES},
     "qwen2-torchscript-sdpa-fp16": ("qwen2", 10, {"attention": "sdpa", "half": True}),
     "olmo2-torchscript-sdpa": ("olmo2", 15, {"attention": "sdpa"}),
     "deepseekv3-torchscript": ("deepseekv3", 22, {"hybrid": False}),
