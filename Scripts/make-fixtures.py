@@ -18,8 +18,9 @@ head_dim 16), exported three ways each:
 
 into Tests/Fixtures/<family>-<exporter>/ with config.json, meta.json and reference.npz:
 the inputs fed, `logits` (onnxruntime on the export) and `logits_torch`, and per layer i
-`q_rope_{i}` [batch, heads, seq, head_dim] (query after RoPE, recorded by wrapping the
-model's apply_rotary_pos_emb) and `attn_out_{i}` [batch, seq, heads*head_dim] (the input of
+`q_rope_{i}` [batch, heads, seq, head_dim] (the query the attention scores, after RoPE where the
+layer has it: recorded by wrapping the model's attention function, recording_queries) and
+`attn_out_{i}` [batch, seq, heads*head_dim] (the input of
 o_proj, recorded by a forward pre-hook). `hybrid_*`: a PyTorch implementation of the hybrid
 layer (docs/DESIGN.md §1) at layers 0, 2, 4 with gates on, its slow tokens and gate values,
 and its logits for the prompt and three KV-cache decode steps (tokens 5, 9, 13).
@@ -59,6 +60,13 @@ any section (docs/DESIGN.md §1).
 internlm2-* are InternLM2 (Scripts/internlm2.py: our own module, transformers has none): one fused
 wqkv laid out per kv head as [groups query heads, key, value], InternLM2's parameter names; the
 hybrid reference's kv_proj is the key and value rows of wqkv, strided row blocks.
+Issue 20 (TRAIT_CELLS): smollm3-* (NoPE in layers 1-3, seed 18), stablelm-* (LayerNorm with
+bias, a quarter of head_dim rotated, seed 19), glm4-* (half of head_dim rotated on interleaved
+pairs, sandwich norms, fused gate_up_proj, seed 20), cohere-* (LayerNorm, parallel attention and
+MLP, interleaved rotary, logit_scale, seed 21); qwen2-torchscript-sdpa-fp16 and
+olmo2-torchscript-sdpa; deepseekv3-torchscript (multi-head latent attention, seed 22: inputs and
+logits only, no hybrid reference). TorchScript cannot export GLM-4's and Cohere's interleaved
+rotary (TRAIT_CELLS says how each fails); those two have dynamo, dynamo-kv and dynamo-fp16 exports.
 REMAINING_CELLS fill the rest of the exporter x family table (README.md): the VL and InternLM2
 models in float16 by TorchScript, and the KV-cache exports the families lacked (qwen2vl- and
 qwen25vl-dynamo-kv, internlm2-dynamo-kv, qwen25vl-, qwen3- and llama-torchscript-kv), and
@@ -125,6 +133,23 @@ FAMILY_CONFIG = {
     "phi3": dict(pad_token_id=0, bos_token_id=1, eos_token_id=2, intermediate_size=96),
     "granite": dict(attention_multiplier=0.05, residual_multiplier=0.5, embedding_multiplier=4.0, logits_scaling=2.0),
     "internlm2": dict(),
+    # Issue 20. SmolLM3: layers 1, 2 and 3 have no rotary embedding (NoPE; layer 2 is a hybrid
+    # layer); its default token ids lie outside the tiny vocabulary, as GLM-4's and Cohere's do.
+    "smollm3": dict(no_rope_layers=[1, 0, 0, 0, 1, 1], pad_token_id=0, bos_token_id=1, eos_token_id=2),
+    # StableLM: LayerNorm with bias, rotary on the first quarter of head_dim (its default
+    # partial_rotary_factor), no qkv biases (its default use_qkv_bias).
+    "stablelm": dict(partial_rotary_factor=0.25, layer_norm_eps=1e-5),
+    # GLM-4: rotary on the first half of head_dim (its default), on interleaved pairs; q/k/v biases.
+    "glm4": dict(partial_rotary_factor=0.5, pad_token_id=0, bos_token_id=1, eos_token_id=2),
+    # Cohere: LayerNorm without bias, attention and MLP in parallel from one norm, interleaved
+    # rotary, logits times logit_scale (its default 0.0625).
+    "cohere": dict(pad_token_id=0, bos_token_id=1, eos_token_id=2, layer_norm_eps=1e-5),
+    # DeepSeek-V3: multi-head latent attention (q_a/q_b and kv_a/kv_b low-rank projections, a
+    # rotary part of 8 and a plain part of 16 per query/key head, values of 16; head_dim is the
+    # rotary part, as DeepseekV3Config sets it); every MLP dense.
+    "deepseekv3": dict(num_key_value_heads=4, head_dim=8, q_lora_rank=32, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=16,
+                       v_head_dim=16, first_k_dense_replace=6, n_routed_experts=4, num_experts_per_tok=2, n_group=1,
+                       topk_group=1, moe_intermediate_size=32, pad_token_id=0),
 }
 
 
@@ -134,12 +159,17 @@ def make_model(family, seed, attention="eager", **dims):
     config_class = {"qwen2": transformers.Qwen2Config, "llama": transformers.LlamaConfig, "qwen3": transformers.Qwen3Config,
                     "gemma2": transformers.Gemma2Config, "gemma3": transformers.Gemma3TextConfig,
                     "olmo2": transformers.Olmo2Config, "phi3": transformers.Phi3Config,
-                    "granite": transformers.GraniteConfig, "internlm2": internlm2.LlamaConfig}[family]
+                    "granite": transformers.GraniteConfig, "internlm2": internlm2.LlamaConfig,
+                    "smollm3": transformers.SmolLM3Config, "stablelm": transformers.StableLmConfig,
+                    "glm4": transformers.Glm4Config, "cohere": transformers.CohereConfig,
+                    "deepseekv3": transformers.DeepseekV3Config}[family]
     model_class = {"qwen2": transformers.Qwen2ForCausalLM, "llama": transformers.LlamaForCausalLM,
                    "qwen3": transformers.Qwen3ForCausalLM, "gemma2": transformers.Gemma2ForCausalLM,
                    "gemma3": transformers.Gemma3ForCausalLM, "olmo2": transformers.Olmo2ForCausalLM,
                    "phi3": transformers.Phi3ForCausalLM, "granite": transformers.GraniteForCausalLM,
-                   "internlm2": internlm2.InternLM2ForCausalLM}[family]
+                   "internlm2": internlm2.InternLM2ForCausalLM, "smollm3": transformers.SmolLM3ForCausalLM,
+                   "stablelm": transformers.StableLmForCausalLM, "glm4": transformers.Glm4ForCausalLM,
+                   "cohere": transformers.CohereForCausalLM, "deepseekv3": transformers.DeepseekV3ForCausalLM}[family]
     config = config_class(**{**TINY, **FAMILY_CONFIG.get(family, {}), **dims})
     config._attn_implementation = attention
     torch.manual_seed(seed)
@@ -332,32 +362,65 @@ class LogitsOnly(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
 
+@contextlib.contextmanager
+def recording_queries(model):
+    """Records, per layer, the query each layer's attention function is called with: after
+    whatever rotary the layer has (all of head_dim, a partial slice concatenated back as in
+    StableLM, interleaved pairs as in GLM-4 and Cohere, none in SmolLM3's NoPE layers), after any
+    q norm, as the attention scores it. Yields {layer index: [query [B, H, L, hd] per forward]}.
+    Wraps the modeling module's eager_attention_forward (called by name: InternLM2, and the
+    eager default) and whatever ALL_ATTENTION_FUNCTIONS.get_interface hands out (sdpa); a call
+    inside another recorded one (the eager default handed out by get_interface) is not recorded
+    twice. Recording at rotary time (wrapping apply_rotary_pos_emb) misses NoPE layers and, in
+    StableLM, sees only the rotated quarter of the query."""
+    layers = model.model.layers
+    index = {id(attention_of(layer)): i for i, layer in enumerate(layers)}
+    queries = {i: [] for i in range(len(layers))}
+    module = sys.modules[type(attention_of(layers[0])).__module__]
+    interfaces = transformers.modeling_utils.ALL_ATTENTION_FUNCTIONS
+    depth = [0]
+
+    def recording(function):
+        def attention(attention_module, query, *args, **kwargs):
+            if depth[0] == 0:
+                queries[index[id(attention_module)]].append(query)
+            depth[0] += 1
+            try:
+                return function(attention_module, query, *args, **kwargs)
+            finally:
+                depth[0] -= 1
+        return attention
+
+    eager = module.eager_attention_forward
+    get_interface = type(interfaces).get_interface
+    module.eager_attention_forward = recording(eager)
+    interfaces.get_interface = lambda implementation, default: recording(get_interface(interfaces, implementation, default))
+    try:
+        yield queries
+    finally:
+        module.eager_attention_forward = eager
+        del interfaces.get_interface
+
+
 def torch_reference(model, family):
-    """Runs PyTorch on TOKENS, recording the query after RoPE and o_proj's input per layer."""
-    module = sys.modules[type(attention_of(model.model.layers[0])).__module__]
-    queries, outputs = [], []
-    original_rope = module.apply_rotary_pos_emb
-
-    def recording_rope(q, k, *args, **kwargs):
-        q_embed, k_embed = original_rope(q, k, *args, **kwargs)
-        queries.append(q_embed.detach().numpy().copy())
-        return q_embed, k_embed
-
+    """Runs PyTorch on TOKENS, recording the query the attention scores (after RoPE, where the
+    layer has it: recording_queries) and o_proj's input per layer."""
+    outputs = []
     hooks = [output_projection(attention_of(layer)).register_forward_pre_hook(lambda _m, args: outputs.append(args[0].detach().numpy().copy()))
              for layer in model.model.layers]
-    module.apply_rotary_pos_emb = recording_rope
     try:
-        ids = torch.tensor(TOKENS)
-        with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits.numpy()
+        with recording_queries(model) as queries:
+            ids = torch.tensor(TOKENS)
+            with torch.no_grad():
+                logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits.numpy()
     finally:
-        module.apply_rotary_pos_emb = original_rope
         for hook in hooks:
             hook.remove()
-    assert len(queries) == len(outputs) == model.config.num_hidden_layers
+    layers = model.config.num_hidden_layers
+    assert len(outputs) == layers and all(len(queries[i]) == 1 for i in range(layers)), {i: len(q) for i, q in queries.items()}
     reference = {"logits_torch": logits}
-    for i, (q, a) in enumerate(zip(queries, outputs)):
-        reference[f"q_rope_{i}"] = q
+    for i, a in enumerate(outputs):
+        reference[f"q_rope_{i}"] = queries[i][0].detach().numpy().copy()
         reference[f"attn_out_{i}"] = a
     return reference
 
@@ -372,7 +435,6 @@ def hybrid_reference(model, seed, values_dtype=None):
     here independently of the Swift pass, run on the reference prompt and three decode steps
     (KV cache) with gates switched on; records the gate values and the logits of each step.
     `values_dtype`: the slow tokens and gates are rounded to it first (exact_reference)."""
-    module = sys.modules[type(attention_of(model.model.layers[0])).__module__]
     config = model.config
     heads, kv_heads, head_dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
     rng = np.random.default_rng(seed)
@@ -383,20 +445,19 @@ def hybrid_reference(model, seed, values_dtype=None):
     for i in HYBRID_LAYERS:
         gates[i] = (torch.tensor(rng.standard_normal((1, heads * head_dim)) * 0.5, dtype=values_dtype).to(dtype),
                     torch.tensor([0.1 * (i + 1)], dtype=values_dtype).to(dtype), torch.tensor([0.5 + 0.1 * i], dtype=values_dtype).to(dtype))
-    queries = []
-    original_rope = module.apply_rotary_pos_emb
-
-    def recording_rope(q, k, *args, **kwargs):
-        q_embed, k_embed = original_rope(q, k, *args, **kwargs)
-        queries.append(q_embed)
-        return q_embed, k_embed
+    queries = {}                                             # recording_queries: layer index -> its queries
 
     def cross_attention_hook(layer_index, layer):
         def hook(_module, args):
             a_sa = args[0]                                   # [B, L, H*hd], before o_proj
-            q = queries[-1]                                  # [B, H, L, hd], this layer's, after RoPE
-            # The layer's own input norm (Gemma's (1 + w) included); OLMo-2 has none, and its
-            # k_proj/v_proj read the residual stream as it is: the slow tokens enter un-normed.
+            # [B, H, L, hd]: this layer's query as its attention scores it, after the layer's
+            # rotary (partial, interleaved) or none (a NoPE layer); the slow keys get no rotary.
+            q = queries[layer_index][-1]
+            # The layer's own input norm, whatever its kind (Gemma's (1 + w), LayerNorm with its
+            # bias in StableLM, Cohere's LayerNorm); OLMo-2 has none, and its k_proj/v_proj read
+            # the residual stream as it is: the slow tokens enter un-normed. In Cohere's parallel
+            # block the MLP reads the same norm; the cross-attention term joins the attention
+            # branch before o_proj all the same.
             s_hat = input_norm(layer)(slow) if input_norm(layer) is not None else slow
             k, v = slow_keys_values(attention_of(layer), s_hat, kv_heads * head_dim)  # [K_x | V_x] = concat(k_proj, v_proj)
             n = slow.shape[1]
@@ -426,10 +487,10 @@ def hybrid_reference(model, seed, values_dtype=None):
 
     hooks = [output_projection(attention_of(model.model.layers[i])).register_forward_pre_hook(cross_attention_hook(i, model.model.layers[i]))
              for i in HYBRID_LAYERS]
-    module.apply_rotary_pos_emb = recording_rope
     result = {"hybrid_slow_tokens": slow.numpy()}
     try:
-        with torch.no_grad():
+        with torch.no_grad(), recording_queries(model) as recorded:
+            queries.update(recorded)
             ids = torch.tensor(TOKENS)
             output = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
             result["hybrid_logits_step0"] = output.logits.numpy()
@@ -441,9 +502,11 @@ def hybrid_reference(model, seed, values_dtype=None):
                 result[f"hybrid_logits_step{step}"] = output.logits.numpy()
                 past = output.past_key_values
     finally:
-        module.apply_rotary_pos_emb = original_rope
         for hook in hooks:
             hook.remove()
+    # One query per layer per forward (the prompt and each decode step), none missed or doubled.
+    assert all(len(queries[i]) == 1 + len(DECODE_TOKENS) for i in range(config.num_hidden_layers)), \
+        {i: len(q) for i, q in queries.items()}
     for i, (w_g, b_g, alpha) in gates.items():
         result[f"hybrid_gate_w_{i}"] = w_g.numpy()
         result[f"hybrid_gate_b_{i}"] = b_g.numpy()
@@ -692,13 +755,18 @@ def describe(path):
             "producer": f"{model.producer_name} {model.producer_version}", "nodes": len(model.graph.node)}
 
 
-def build(family, exporter, folder, seed, half=False, attention="eager", opset=None, precision="fp32", provider="cpu"):
+def build(family, exporter, folder, seed, half=False, attention="eager", opset=None, precision="fp32", provider="cpu", hybrid=True):
+    """hybrid=False: no hybrid references, and of torch_reference only logits_torch (DeepSeek-V3:
+    the tool refuses its latent attention, so there is no query or o_proj input to compare)."""
     model = make_model(family, seed, attention)
     if half:
         model = model.half()
     reference = torch_reference(model, family)
-    reference.update(hybrid_reference(model, seed))
-    if half:
+    if hybrid:
+        reference.update(hybrid_reference(model, seed))
+    else:
+        reference = {"logits_torch": reference["logits_torch"]}
+    if half and hybrid:
         reference.update(exact_reference(model, seed))
     if folder.exists():
         shutil.rmtree(folder)
@@ -915,6 +983,34 @@ REMAINING_CELLS = {"qwen2vl-dynamo-kv": 16, "qwen2vl-torchscript-fp16": 16, "qwe
                    "qwen25vl-torchscript-kv": 17, "qwen3-torchscript-kv": 12, "llama-torchscript-kv": 11,
                    "qwen25vl-dynamo-kv": 17}
 
+# Issue 20 (discovery by traits): SmolLM3 (NoPE layers), StableLM (LayerNorm with bias, a
+# quarter of head_dim rotated), GLM-4 (half of head_dim rotated on interleaved pairs, sandwich
+# norms, fused gate_up_proj), Cohere (LayerNorm, parallel attention and MLP, interleaved rotary,
+# logit_scale), each by TorchScript, dynamo, TorchScript with a KV cache and TorchScript in
+# float16 where TorchScript exports it (below); float16 TorchScript with sdpa attention (Qwen2) and OLMo-2 with sdpa (Cast nodes and
+# the sdpa decomposition in the attention path); DeepSeek-V3's multi-head latent attention by
+# TorchScript, with no hybrid reference (the tool refuses it by name), so reference.npz holds
+# only the inputs and the logits.
+# TorchScript (torch 2.13, opset 17 or 20) cannot export GLM-4's or Cohere's interleaved rotary
+# (rotate_half as stack((-x2, x1), -1).flatten(-2), cos/sin through repeat_interleave(2, dim=-1)):
+# GLM-4 (torchscript, -kv, -fp16) fails in the exporter, "AssertionError: All tensors must have
+# the same rank" at the aten::cat of the rotated and the pass-through halves (modeling_glm4.py
+# apply_rotary_pos_emb); Cohere's torchscript and -fp16 exports are written but wrong: onnxruntime
+# fails at /model/model/layers.0/self_attn/Mul_3 (rotate_half(k) * sin), "Attempting to broadcast
+# an axis by a dimension other than 1. 8 by 16", and its -kv export fails as GLM-4's. Both
+# families have dynamo exports with a KV cache (dynamo-kv) and in float16 (dynamo-fp16) instead.
+TRAIT_FAMILIES = (("smollm3", 18), ("stablelm", 19), ("glm4", 20), ("cohere", 21))
+TORCHSCRIPT_ROTARY_FAILS = ("glm4", "cohere")
+TRAIT_CELLS = {
+    **{f"{family}-{e}": (family, seed, {}) for family, seed in TRAIT_FAMILIES
+       for e in (("dynamo", "dynamo-kv") if family in TORCHSCRIPT_ROTARY_FAILS else ("torchscript", "dynamo", "torchscript-kv"))},
+    **{f"{family}-{'dynamo' if family in TORCHSCRIPT_ROTARY_FAILS else 'torchscript'}-fp16": (family, seed, {"half": True})
+       for family, seed in TRAIT_FAMILIES},
+    "qwen2-torchscript-sdpa-fp16": ("qwen2", 10, {"attention": "sdpa", "half": True}),
+    "olmo2-torchscript-sdpa": ("olmo2", 15, {"attention": "sdpa"}),
+    "deepseekv3-torchscript": ("deepseekv3", 22, {"hybrid": False}),
+}
+
 # How each fixture's PyTorch model is made (family, seed, make_model/build options).
 MODELS = {
     **{f"qwen2-{e}": ("qwen2", 10, {}) for e in ("torchscript", "dynamo", "genai")},
@@ -944,6 +1040,7 @@ MODELS = {
     # Quantized exports (build_quantized), and Qwen2 by the genai builder in float16.
     **{name: (family, seed, {"quantized": method}) for name, (family, seed, method) in QUANTIZED.items()},
     "qwen2-genai-fp16": ("qwen2", 10, {"half": True, "precision": "fp16", "provider": "cuda"}),
+    **TRAIT_CELLS,
 }
 
 
@@ -952,6 +1049,9 @@ def refresh_hybrid(name):
     entries already there stay as they are); entries already there must come out within 1e-5
     (another machine's float32 kernels round differently)."""
     family, seed, options = MODELS[name]
+    if not options.get("hybrid", True):
+        print(f"{name}: no hybrid references (hybrid=False)")
+        return
     model = make_model(family, seed, options.get("attention", "eager"))
     if options.get("half"):
         model = model.half()
@@ -1058,6 +1158,12 @@ def main():
             build_quantized(name)
     if wanted is None or "qwen2-genai-fp16" in wanted:
         build("qwen2", "genai", FIXTURES / "qwen2-genai-fp16", seed=10, half=True, precision="fp16", provider="cuda")
+    # Issue 20: the families discovery by traits adds, the sdpa and float16 Cast cells, and MLA.
+    for name, (family, seed, options) in TRAIT_CELLS.items():
+        if wanted is None or name in wanted:
+            exporter = name.split("-", 1)[1].removesuffix("-fp16").removesuffix("-sdpa")
+            build(family, exporter, FIXTURES / name, seed=seed, half=options.get("half", False),
+                  attention=options.get("attention", "eager"), hybrid=options.get("hybrid", True))
     if args.examples or wanted is None:
         build("qwen2", "dynamo", REPO / "Examples/qwen2-tiny", seed=99)
 
