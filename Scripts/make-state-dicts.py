@@ -6,7 +6,8 @@ and the logits of the PyTorch hybrid model with bf16-rounded hybrid parameters.
 The fixtures come from tiny random models (Scripts/make-fixtures.py): Qwen2 with seed 10,
 LLaMA with seed 11, Qwen3 with seed 12, Phi-3 with seed 13, Granite with seed 14, Gemma 2 with
 13, Gemma 3 with 14, OLMo-2 with 15, the Qwen2-VL and Qwen2.5-VL language models with 16 and 17, and InternLM2
-(Scripts/internlm2.py) with 16 (the float16 and KV fixtures of a family are its model).
+(Scripts/internlm2.py) with 16, SmolLM3 with 18, StableLM with 19, GLM-4 with 20, Cohere with 21
+(the float16 and KV fixtures of a family are its model).
 This rebuilds them the same way and saves Tests/Fixtures/state-dicts/{family}-seed{seed}.safetensors in
 float32. Needs torch + transformers (Scripts/requirements-fixtures.txt); no test does.
 """
@@ -26,7 +27,9 @@ for family, seed in (("qwen2", 10), ("llama", 11), ("qwen3", 12), ("phi3", 13), 
                      ("gemma2", 13), ("gemma3", 14), ("olmo2", 15),
                      # the language models of Qwen2-VL and Qwen2.5-VL (make-fixtures.py's VisionLanguageModel)
                      ("qwen2vl", 16), ("qwen25vl", 17),
-                     ("internlm2", 16)):  # our own InternLM2-style module (Scripts/internlm2.py)
+                     ("internlm2", 16),  # our own InternLM2-style module (Scripts/internlm2.py)
+                     # issue 20's families: SmolLM3 (NoPE layers), StableLM, GLM-4, Cohere
+                     ("smollm3", 18), ("stablelm", 19), ("glm4", 20), ("cohere", 21)):
     model = make_fixtures.make_model(family, seed)
     state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, str(out / f"{family}-seed{seed}.safetensors"), metadata={"format": "pt", "family": family, "seed": str(seed)})

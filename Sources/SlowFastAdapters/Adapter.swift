@@ -154,7 +154,10 @@ final class PatternSpec: YAMLReadable {
         }
         if let use {
             guard let target = named[use] else { throw AdapterError(file: file, message: "pattern '\(use)' is used but not defined") }
-            return try target.compile(named, file: file, depth: depth + 1, budget: budget)
+            let used = try target.compile(named, file: file, depth: depth + 1, budget: budget)
+            guard let capture else { return used }
+            // `{use: p, capture: c}`: the value p matches at, captured as c.
+            return try used.capturingRoot(capture, file: file, use: use)
         }
         if let value { return .any(capture: value) }
         if any == true { return .any(capture: nil) }

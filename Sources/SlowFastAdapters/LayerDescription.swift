@@ -82,20 +82,30 @@ public struct ProjectionWeight: Codable, Equatable, Sendable {
     }
 }
 
-/// An RMSNorm: y = x / sqrt(mean(x^2) + epsilon) * weight.
+/// A norm over the last axis: an RMSNorm, y = x / sqrt(mean(x^2) + epsilon) * weight, or
+/// (`centered`) a LayerNorm, which subtracts the mean first and may add a `bias`.
 public struct RMSNormDescription: Codable, Equatable, Sendable {
     public var weight: String
     public var epsilon: Float
     /// The value normalised and the normalised result.
     public var input: String
     public var output: String
+    /// LayerNorm's bias (StableLM), where the norm has one.
+    public var bias: String?
+    /// true for a LayerNorm (x - mean(x) normalised); nil or false for an RMSNorm.
+    public var centered: Bool?
 
-    public init(weight: String, epsilon: Float, input: String, output: String) {
+    public init(weight: String, epsilon: Float, input: String, output: String, bias: String? = nil, centered: Bool = false) {
         self.weight = weight
         self.epsilon = epsilon
         self.input = input
         self.output = output
+        self.bias = bias
+        self.centered = centered ? true : nil
     }
+
+    /// Whether the norm subtracts the mean (a LayerNorm).
+    public var isCentered: Bool { centered ?? false }
 }
 
 /// Where a layer's query after RoPE is, or how to make it.

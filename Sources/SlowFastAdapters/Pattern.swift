@@ -14,6 +14,31 @@ public indirect enum Pattern {
     /// The first alternative that matches.
     case oneOf([Pattern])
 
+    /// The pattern with its root value captured as `name`: the root node's capture, each
+    /// alternative's root in a `oneOf`, and through an optional root node to the value it
+    /// stands for when absent. A root that captures already is an error (one name per value).
+    func capturingRoot(_ name: String, file: String, use: String) throws -> Pattern {
+        switch self {
+        case .any(let existing), .constant(let existing, _, _):
+            if let existing, existing != name {
+                throw AdapterError(file: file, message: "'use: \(use)' with capture '\(name)': its root already captures '\(existing)'")
+            }
+            if case .constant(_, let value, let tolerance) = self { return .constant(capture: name, value: value, tolerance: tolerance) }
+            return .any(capture: name)
+        case .node(var node):
+            if let existing = node.capture, existing != name {
+                throw AdapterError(file: file, message: "'use: \(use)' with capture '\(name)': its root node already captures '\(existing)'")
+            }
+            node.capture = name
+            if node.optional, let skipped = node.inputs.first {
+                node.inputs[0] = try skipped.capturingRoot(name, file: file, use: use)
+            }
+            return .node(node)
+        case .oneOf(let alternatives):
+            return .oneOf(try alternatives.map { try $0.capturingRoot(name, file: file, use: use) })
+        }
+    }
+
     /// Any value, captured as `name`.
     public static func value(_ name: String) -> Pattern { .any(capture: name) }
 

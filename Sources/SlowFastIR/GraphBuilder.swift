@@ -103,6 +103,14 @@ public struct GraphBuilder {
         op("Slice", [input, int64s([start], "\(label)_starts"), int64s([end], "\(label)_ends"), int64s([axis], "\(label)_axes")], label)
     }
 
+    /// A LayerNorm with the standard-op decomposition: (x - mean(x)) / sqrt(var(x) + eps) *
+    /// weight (+ bias).
+    public mutating func layerNorm(_ input: String, weight: String, bias: String?, epsilon: Float, _ label: String) -> String {
+        let mean = reduceMean(input, axes: [-1], keepDims: true, "\(label)/mean_x")
+        let scaled = rmsNorm(op("Sub", [input, mean], "\(label)/center"), weight: weight, epsilon: epsilon, label)
+        return bias.map { op("Add", [scaled, $0], "\(label)/bias") } ?? scaled
+    }
+
     /// RMSNorm with the standard-op decomposition: x / sqrt(mean(x^2) + eps) * weight.
     public mutating func rmsNorm(_ input: String, weight: String, epsilon: Float, _ label: String) -> String {
         let squared = op("Mul", [input, input], "\(label)/square")

@@ -293,14 +293,19 @@ public struct HybridLayerPass: ModelPass {
         var quantizedKV: (storage: ProjectionStorage, sources: (codes: [String], scales: [String]))?
         if var encoder = companion {
             // K/V come in as inputs; the companion model computes them once per generation.
-            var inputNorm: (weight: [Float], name: String, epsilon: Float, transform: ParameterTransform)?
+            var inputNorm: CopiedNorm?
             if let norm = layer.inputNorm {
-                guard let normTensor = graph.initializer(named: norm.weight) else {
-                    throw HybridLayerError.missingInitializer(layer: layer.index, role: "input norm", name: norm.weight)
+                func values(_ name: String) throws -> [Float] {
+                    guard let tensor = graph.initializer(named: name) else {
+                        throw HybridLayerError.missingInitializer(layer: layer.index, role: "input norm", name: name)
+                    }
+                    return try tensor.floatValues()
                 }
                 // The copy stores what the decoder's norm stores (Gemma: 1 + w), named the same way.
-                inputNorm = (try normTensor.floatValues(), canonical[norm.weight]?.canonicalName ?? norm.weight, norm.epsilon,
-                             canonical[norm.weight]?.transform ?? .identity)
+                inputNorm = CopiedNorm(weight: try values(norm.weight), name: canonical[norm.weight]?.canonicalName ?? norm.weight,
+                                       epsilon: norm.epsilon, transform: canonical[norm.weight]?.transform ?? .identity,
+                                       bias: try norm.bias.map { (try values($0), canonical[$0]?.canonicalName ?? $0) },
+                                       centered: norm.isCentered)
             }
             encoder.addLayer(layer.index, norm: inputNorm,
                              kvWeight: try key.weight() + value.weight(), kvBias: kvBias, kvWeightName: kvWeightName, kvBiasName: kvBiasName,
@@ -317,7 +322,12 @@ public struct HybridLayerPass: ModelPass {
             var normalised = slowTokens
             if let norm = layer.inputNorm {
                 let normWeight = builder.toFloat(norm.weight, from: floatType, "slow_norm/weight_float")
-                normalised = builder.rmsNorm(slowTokens, weight: normWeight, epsilon: norm.epsilon, "slow_norm")
+                if norm.isCentered {   // a LayerNorm (StableLM, Cohere), with its bias where it has one
+                    let bias = norm.bias.map { builder.toFloat($0, from: floatType, "slow_norm/bias_float") }
+                    normalised = builder.layerNorm(slowTokens, weight: normWeight, bias: bias, epsilon: norm.epsilon, "slow_norm")
+                } else {
+                    normalised = builder.rmsNorm(slowTokens, weight: normWeight, epsilon: norm.epsilon, "slow_norm")
+                }
             }
             // A MatMul-operand export's k/v weights are copied row by row at write time;
             // others are read and transposed here.

@@ -41,16 +41,23 @@ struct SlowKVEncoder {
         slowTokens = builder.toFloat(SlowTokenInputs.slowTokens, from: floatType, "slow_tokens/float")
     }
 
-    mutating func addLayer(_ layer: Int, norm inputNorm: (weight: [Float], name: String, epsilon: Float, transform: ParameterTransform)?, kvWeight: [Float], kvBias: [Float],
+    mutating func addLayer(_ layer: Int, norm inputNorm: CopiedNorm?, kvWeight: [Float], kvBias: [Float],
                            kvWeightName: String, kvBiasName: String, kvRule: String, biasRule: String, biasKind: ParameterRecord.Kind) {
         builder.scope = "/slowfast/layers.\(layer)/slow_kv"
         builder.marks = [StringPair(RewriteMarks.pass, RewriteMarks.hybridPass), StringPair(RewriteMarks.layer, String(layer))]
         // The layer's input norm, copied; a layer without one (OLMo-2) reads the slow tokens as they are.
         var normalised = slowTokens
         var normStored: String?
+        var biasStored: String?
         if let inputNorm {
             let parameter = builder.parameter(floats: inputNorm.weight, dims: [Int64(inputNorm.weight.count)], name: inputNorm.name)
-            normalised = builder.rmsNorm(slowTokens, weight: parameter.value, epsilon: inputNorm.epsilon, "slow_norm")
+            if inputNorm.centered {
+                let bias = inputNorm.bias.map { builder.parameter(floats: $0.values, dims: [Int64($0.values.count)], name: $0.name) }
+                biasStored = bias?.stored
+                normalised = builder.layerNorm(slowTokens, weight: parameter.value, bias: bias?.value, epsilon: inputNorm.epsilon, "slow_norm")
+            } else {
+                normalised = builder.rmsNorm(slowTokens, weight: parameter.value, epsilon: inputNorm.epsilon, "slow_norm")
+            }
             normStored = parameter.stored
         }
         let kv = builder.linear(normalised, canonicalWeight: kvWeight, outFeatures: 2 * dims.kvWidth, inFeatures: dims.hiddenSize,
@@ -68,6 +75,10 @@ struct SlowKVEncoder {
         if let normStored, let inputNorm {
             parameters.append(ParameterRecord(onnxName: normStored, canonicalName: inputNorm.name, kind: .derived, transform: inputNorm.transform,
                                               initRule: "copy of the decoder's \(inputNorm.name) (the layer's input norm, applied to the slow tokens)"))
+            if let biasStored, let bias = inputNorm.bias {
+                parameters.append(ParameterRecord(onnxName: biasStored, canonicalName: bias.name, kind: .derived,
+                                                  initRule: "copy of the decoder's \(bias.name) (the layer's input norm's bias)"))
+            }
         }
         parameters += [
             ParameterRecord(onnxName: kv.weight, canonicalName: kvWeightName, kind: .derived, transform: .transposed, initRule: kvRule),
@@ -83,3 +94,14 @@ struct SlowKVEncoder {
     }
 }
 
+/// A layer's input norm copied into the companion model: its values and PyTorch names.
+struct CopiedNorm {
+    var weight: [Float]
+    var name: String
+    var epsilon: Float
+    var transform: ParameterTransform
+    /// LayerNorm's bias (values, PyTorch name).
+    var bias: (values: [Float], name: String)?
+    /// A LayerNorm (mean subtracted first).
+    var centered: Bool
+}

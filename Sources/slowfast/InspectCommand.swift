@@ -87,7 +87,8 @@ struct InspectCommand: ParsableCommand {
             }
             // Names come from the model: escaped like error lines (control characters, bytes that are not UTF-8).
             if let norm = layer.inputNorm {
-                print("layer \(layer.index): norm eps \(norm.epsilon) weight \(oneLine(norm.weight))")
+                let kind = norm.isCentered ? "LayerNorm" + (norm.bias.map { " (bias \(oneLine($0)))" } ?? "") + " " : ""
+                print("layer \(layer.index): \(kind)norm eps \(norm.epsilon) weight \(oneLine(norm.weight))")
             } else {
                 print("layer \(layer.index): no input norm (the projections read the residual stream)")
             }

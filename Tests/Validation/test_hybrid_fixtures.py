@@ -167,7 +167,9 @@ def reference_mix(model, layer, values, gates, slow, cfg, positions, slow_mask=N
         gates["w"].T, gates["b"], gates["alpha"], cfg["num_attention_heads"], cfg["num_key_value_heads"],
         cfg["head_dim"], slow_mask, query_mask,
         (weights[layer["kNorm"]["weight"]], layer["kNorm"]["epsilon"]) if layer.get("kNorm") else None,
-        *config_score(cfg))
+        *config_score(cfg),
+        layer_norm_bias=weights[layer["inputNorm"]["bias"]] if layer.get("inputNorm", {}).get("bias") else None,
+        centered=bool(layer.get("inputNorm", {}).get("centered")))
 
 
 def exposed_run(model, names, feeds, path):

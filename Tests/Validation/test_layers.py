@@ -27,13 +27,20 @@ def test_every_layer_found_with_the_config_dims(folder):
     assert dims == {**dims, "numLayers": cfg["num_hidden_layers"], "hiddenSize": cfg["hidden_size"],
                     "numHeads": cfg["num_attention_heads"], "numKVHeads": cfg["num_key_value_heads"],
                     "headDim": cfg["head_dim"], "vocabSize": cfg["vocab_size"], "intermediateSize": cfg["intermediate_size"]}
+    epsilon = cfg["layer_norm_eps"] if cfg["model_type"] in ("stablelm", "cohere") else cfg["rms_norm_eps"]
     for layer in layout["layers"]:
         # OLMo-2 has no norm before attention nor before the MLP; its norms follow o_proj and down_proj.
-        olmo = cfg["model_type"] == "olmo2"
-        norms = ["attentionOutputNorm", "mlpOutputNorm"] if olmo else ["inputNorm", "postAttentionNorm"]
-        assert olmo == (layer.get("inputNorm") is None) == (layer.get("postAttentionNorm") is None)
-        for norm in norms + (["attentionOutputNorm", "mlpOutputNorm"] if cfg["model_type"].startswith("gemma") else []):
-            assert layer[norm]["epsilon"] == pytest.approx(cfg["rms_norm_eps"], rel=1e-3), norm
+        # Cohere's MLP reads the one input norm (attention and MLP in parallel): no norm before the MLP.
+        olmo, parallel = cfg["model_type"] == "olmo2", cfg["model_type"] == "cohere"
+        norms = ["attentionOutputNorm", "mlpOutputNorm"] if olmo else ["inputNorm"] + ([] if parallel else ["postAttentionNorm"])
+        assert olmo == (layer.get("inputNorm") is None)
+        assert olmo or parallel == (layer.get("postAttentionNorm") is None)
+        sandwich = cfg["model_type"].startswith("gemma") or cfg["model_type"] == "glm4"
+        for norm in norms + (["attentionOutputNorm", "mlpOutputNorm"] if sandwich else []):
+            assert layer[norm]["epsilon"] == pytest.approx(epsilon, rel=1e-3), norm
+            # StableLM's and Cohere's norms are LayerNorms (mean-centred), StableLM's with a bias.
+            assert bool(layer[norm].get("centered")) == (cfg["model_type"] in ("stablelm", "cohere")), norm
+            assert bool(layer[norm].get("bias")) == (cfg["model_type"] == "stablelm"), norm
         # Phi-3 packs gate and up in one gate_up_proj, as its PyTorch module does (the genai
         # builder writes it as two MatMuls).
         packed = cfg.get("model_type") == "phi3" and "genai" not in folder.name
@@ -163,3 +170,18 @@ def test_every_weight_has_its_pytorch_name(folder):
     # 9 tensors per layer (+3 biases for Qwen2; genai packs q, k, v), embeddings, final norm, lm_head.
     canonical = set(named.values())
     assert {pytorch_names(folder)["embed"], "model.norm.weight", pytorch_names(folder)["lm_head"]} <= canonical
+
+
+def test_multi_head_latent_attention_is_refused_by_name(tmp_path):
+    """DeepSeek-V3's latent attention (kv_a_proj to a low-rank latent, no per-head k_proj/v_proj)
+    is recognised and refused in one line naming it, for inspect and rewrite alike; nothing is
+    written."""
+    model = REPO / "Tests/Fixtures/refused/deepseekv3-torchscript/model.onnx"
+    for args in (("inspect", model, "--layers"), ("rewrite", model, "-o", tmp_path / "out.onnx", "--hybrid-layers", "1")):
+        result = run(*args)
+        assert result.returncode != 0
+        line = result.stderr.strip()
+        assert len(line.splitlines()) == 1 and len(line) <= len("error: ") + 300, line
+        assert "multi-head latent attention is not supported: layer 0: kv_a_proj MatMul" in line, line
+        assert "no per-head k_proj/v_proj" in line, line
+    assert list(tmp_path.iterdir()) == []

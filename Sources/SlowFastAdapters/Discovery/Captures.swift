@@ -26,7 +26,7 @@ public enum Capture: String, CaseIterable, Sendable {
     case qNormWeight, qNormEpsilon, qNormNode, kNormWeight, kNormEpsilon, kNormNode
     case scale, sqrtScale, sqrtScaleKey, scaleOverCap, softcap, softcapFactor
     // The inputNorm pattern (rooted at the norm's output).
-    case normWeight, normNode, normInput, epsilon
+    case normWeight, normNode, normInput, epsilon, normBias, normMean
     // The mlp pattern (rooted at down_proj's output).
     case mlpInput, gateNode, gateWeight, upNode, upWeight, downNode, downWeight, gateUpNode, gateUpWeight
     case gateSplit, gateSliceStart, activation, activationGate
@@ -36,7 +36,7 @@ public enum Capture: String, CaseIterable, Sendable {
 
     public var site: Site {
         switch self {
-        case .normWeight, .normNode, .normInput, .epsilon: return .inputNorm
+        case .normWeight, .normNode, .normInput, .epsilon, .normBias, .normMean: return .inputNorm
         case .mlpInput, .gateNode, .gateWeight, .upNode, .upWeight, .downNode, .downWeight, .gateUpNode, .gateUpWeight,
              .gateSplit, .gateSliceStart, .activation, .activationGate: return .mlp
         default: return .attention
@@ -48,7 +48,7 @@ public enum Capture: String, CaseIterable, Sendable {
         case .oNode, .attentionOutput, .normedInput: return .attentionBlocks
         case .query, .queryMerged, .queryBeforeRoPE, .cosCache, .sinCache, .seqlensK, .totalSequenceLength: return .rotary
         case .qNormWeight, .qNormEpsilon, .qNormNode, .kNormWeight, .kNormEpsilon, .kNormNode,
-             .normWeight, .normNode, .normInput, .epsilon: return .norms
+             .normWeight, .normNode, .normInput, .epsilon, .normBias, .normMean: return .norms
         case .scale, .sqrtScale, .sqrtScaleKey, .scaleOverCap, .softcap, .softcapFactor: return .scores
         case _ where site == .mlp: return .mlp
         default: return .projections

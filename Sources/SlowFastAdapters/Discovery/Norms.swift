@@ -18,7 +18,10 @@ extension LayerDiscovery {
             if let name = match["epsilon"] { epsilon = try matcher.constantTensor(name)?.floatValues().first }
             if epsilon == nil, let node = match.node("normNode") { epsilon = node.floatAttribute("epsilon") }
             guard let epsilon else { throw fail("\(role) has no epsilon") }
-            return RMSNormDescription(weight: weight, epsilon: epsilon, input: match["normInput"] ?? "", output: value)
+            // A LayerNorm: the ONNX op, or a decomposition that subtracts the mean (`normMean`).
+            let centered = match.node("normNode")?.op == "LayerNormalization" || match["normMean"] != nil
+            return RMSNormDescription(weight: weight, epsilon: epsilon, input: match["normInput"] ?? "", output: value,
+                                      bias: match["normBias"], centered: centered)
         }
     }
 

@@ -60,6 +60,9 @@ extension LayerDiscovery {
         if let norm = try? norm(at: headInput, matcher: matcher, adapter: adapter, file: file, layer: dims.numLayers, role: "final norm"),
            index.initializer(norm.weight) != nil, !known.contains(norm.weight) {
             result.append(CanonicalParameter(onnxName: norm.weight, canonicalName: "model.norm.weight", transform: ParameterTransform(offset: normOffset)))
+            if let bias = norm.bias, index.initializer(bias) != nil, !known.contains(bias) {
+                result.append(CanonicalParameter(onnxName: bias, canonicalName: "model.norm.bias", transform: .identity))
+            }
         }
         return result
     }
@@ -87,10 +90,13 @@ extension LayerDiscovery {
         for layer in layers {
             let prefix = "model.layers.\(layer.index)"
             add(layer.inputNorm?.weight, "\(prefix).input_layernorm.weight", norm)
+            add(layer.inputNorm?.bias, "\(prefix).input_layernorm.bias", .identity)
             // With a norm after o_proj (Gemma 2/3, OLMo-2), that one is post_attention_layernorm
             // and the norm before the MLP is pre_feedforward_layernorm.
             add(layer.attentionOutputNorm?.weight, "\(prefix).post_attention_layernorm.weight", norm)
-            add(layer.postAttentionNorm?.weight, "\(prefix).\(layer.attentionOutputNorm == nil ? "post_attention" : "pre_feedforward")_layernorm.weight", norm)
+            let beforeMLP = "\(prefix).\(layer.attentionOutputNorm == nil ? "post_attention" : "pre_feedforward")_layernorm"
+            add(layer.postAttentionNorm?.weight, "\(beforeMLP).weight", norm)
+            add(layer.postAttentionNorm?.bias, "\(beforeMLP).bias", .identity)
             add(layer.mlpOutputNorm?.weight, "\(prefix).post_feedforward_layernorm.weight", norm)
             add(layer.qNorm?.weight, "\(prefix).self_attn.q_norm.weight", norm)
             add(layer.kNorm?.weight, "\(prefix).self_attn.k_norm.weight", norm)
