@@ -168,7 +168,7 @@ public enum LayerDiscovery {
         let normed = try site.need("normedInput", "no normalised input feeding the projections")
         let residual = try residualJoin(site, oOutput: oOutput, normed: normed)
         let inputNorm = try inputNorm(site, normed: normed, residualInput: residual.residualInput)
-        let mlp = try mlp(site, residual: residual, matches: mlpMatches)
+        let mlp = try mlp(site, residual: residual, normed: normed, matches: mlpMatches)
         var layer = LayerDescription(
             index: site.number, residualInput: residual.residualInput, residualOutput: mlp.residualOutput, inputNorm: inputNorm,
             q: projections.q, k: projections.k, v: projections.v, query: query,

@@ -84,7 +84,8 @@ final class DiscoveryStepTests: XCTestCase {
         let site = try sites("phi3-torchscript").0
         let oOutput = try XCTUnwrap(site.match.node("oNode")?.outputs.first)
         let join = try LayerDiscovery.residualJoin(site, oOutput: oOutput, normed: try site.need("normedInput", ""))
-        let block = try LayerDiscovery.mlp(site, residual: join, matches: LayerDiscovery.mlpMatches(site.adapter, matcher: site.matcher))
+        let block = try LayerDiscovery.mlp(site, residual: join, normed: try site.need("normedInput", ""),
+                                           matches: LayerDiscovery.mlpMatches(site.adapter, matcher: site.matcher))
         XCTAssertEqual(Set(block.projections.keys), ["gate_up_proj", "down_proj"])
         XCTAssertFalse(block.residualOutput.isEmpty)
     }

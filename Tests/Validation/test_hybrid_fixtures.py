@@ -172,6 +172,12 @@ def reference_mix(model, layer, values, gates, slow, cfg, positions, slow_mask=N
         centered=bool(layer.get("inputNorm", {}).get("centered")))
 
 
+def logit_scale(folder):
+    """The factor a model multiplies its logits by (Cohere's logit_scale, 0.0625 in the fixtures;
+    1 elsewhere): "the slow tokens change the logits" is measured in the logits' own units."""
+    return config(folder).get("logit_scale", 1.0)
+
+
 def exposed_run(model, names, feeds, path):
     model = onnx.ModelProto.FromString(model.SerializeToString())
     for name in names:
@@ -272,7 +278,7 @@ def test_query_mask_zero_and_slow_padding(folder, tmp_path):
     masked = session.run(["logits"], {**feeds, **slow_feeds(out, slow, mask)})[0]
     half = session.run(["logits"], {**feeds, **slow_feeds(out, slow[:, : N_SLOW // 2])})[0]
     assert np.abs(masked.astype(np.float64) - half).max() <= tolerance(folder, float32=1e-5, float16=1e-2)
-    assert np.abs(masked.astype(np.float64) - original).max() > 10 * tolerance(folder, float32=1e-5, float16=1e-2)
+    assert np.abs(masked.astype(np.float64) - original).max() > 10 * tolerance(folder, float32=1e-5, float16=1e-2) * logit_scale(folder)
 
 
 @pytest.mark.parametrize("folder", FIXTURES, ids=NAMES)
@@ -434,7 +440,7 @@ def test_fused_cross_attention_equals_the_decomposed_form(folder, tmp_path):
     for form in forms[1:]:
         assert np.abs(logits[form].astype(np.float64) - logits["decomposed"]).max() <= limit, form
     original = ort_session(folder / "model.onnx").run(["logits"], graph_inputs(folder))[0]
-    assert np.abs(logits["decomposed"].astype(np.float64) - original).max() > 10 * limit
+    assert np.abs(logits["decomposed"].astype(np.float64) - original).max() > 10 * limit * logit_scale(folder)
 
 
 def test_attention_op_below_opset_23_is_refused(tmp_path):
@@ -567,7 +573,7 @@ def test_gates_on_match_the_pytorch_hybrid_model(folder, tmp_path):
     feeds = {**graph_inputs(folder), **slow_feeds(out, ref["hybrid_slow_tokens"])}
     logits = ort_session(float_compute(model)).run(["logits"], feeds)[0].astype(np.float64)
     assert_equals_pytorch_hybrid(folder, ref, logits)
-    assert np.abs(logits - ref["logits"]).max() > 10 * tolerance(folder)  # the gates change the output
+    assert np.abs(logits - ref["logits"]).max() > 10 * tolerance(folder) * logit_scale(folder)  # the gates change the output
 
 
 def reference_steps(ref):

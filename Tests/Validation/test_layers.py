@@ -43,7 +43,7 @@ def test_every_layer_found_with_the_config_dims(folder):
             assert bool(layer[norm].get("bias")) == (cfg["model_type"] == "stablelm"), norm
         # Phi-3 packs gate and up in one gate_up_proj, as its PyTorch module does (the genai
         # builder writes it as two MatMuls).
-        packed = cfg.get("model_type") == "phi3" and "genai" not in folder.name
+        packed = (cfg.get("model_type") == "phi3" and "genai" not in folder.name) or cfg["model_type"] == "glm4"
         assert sorted(layer["mlp"]) == (["down_proj", "gate_up_proj"] if packed else ["down_proj", "gate_proj", "up_proj"])
         # SiLU as Sigmoid and Mul, GELU (Gemma) written out (its last Mul and the Tanh) or as
         # one Gelu op (dynamo at opset 20).

@@ -23,12 +23,13 @@ extension LayerDiscovery {
         return byInput
     }
 
-    /// The MLP that reads the norm after attention or (OLMo-2: no norm before the MLP) the
-    /// residual stream itself; an empty block where none matched.
-    static func mlp(_ site: LayerSite, residual: ResidualJoin, matches: [String: Match]) throws -> MLPBlock {
+    /// The MLP that reads the norm after attention, or (OLMo-2: no norm before the MLP) the
+    /// residual stream itself, or (Cohere: attention and MLP in parallel) the layer's input
+    /// norm, as attention does; an empty block where none matched.
+    static func mlp(_ site: LayerSite, residual: ResidualJoin, normed: String, matches: [String: Match]) throws -> MLPBlock {
         var block = MLPBlock()
         guard let mlpMatch = residual.postNorm.flatMap({ matches[$0.output] })
-                ?? (residual.postNorm == nil ? matches[residual.attentionResidual] : nil) else { return block }
+                ?? (residual.postNorm == nil ? matches[residual.attentionResidual] ?? matches[normed] : nil) else { return block }
         for role in ["gate", "up", "down", "gateUp"] {
             if let weight = mlpMatch["\(role)Weight"], let node = mlpMatch.node("\(role)Node"), let name = node.name {
                 block.projections[role == "gateUp" ? "gate_up_proj" : "\(role)_proj"] = ProjectionWeight(
