@@ -57,6 +57,12 @@ public struct AdapterError: Error, CustomStringConvertible {
     }
 }
 
+/// The layer-numbering header a pattern library gives the adapters that include it.
+struct LibraryHeader {
+    var layerIndex: [AdapterFile.IndexSource]?
+    var moduleName: [AdapterFile.IndexSource]?
+}
+
 /// The YAML form of an adapter (see `Schemas/adapter.schema.json`).
 struct AdapterFile {
     struct IndexSource {
@@ -86,6 +92,10 @@ struct AdapterFile {
 struct PatternLibraryFile {
     var description: String?
     var include: [String]?
+    /// Where layer numbers and module names come from, for the adapters that include the
+    /// library and do not say themselves (the same header for every torch.onnx adapter).
+    var layerIndex: [AdapterFile.IndexSource]?
+    var moduleName: [AdapterFile.IndexSource]?
     var patterns: [String: PatternSpec]
 }
 
@@ -105,12 +115,17 @@ final class PatternSpec: YAMLReadable {
     var equals: Double?
     var oneOf: [PatternSpec]?
     var use: String?
+    /// A named pattern's parameters: `${name}` in its strings (and in the patterns it uses)
+    /// stands for the value a `use:` gives in `with:`.
+    var parameters: [String]?
+    /// With `use:`, the values of the used pattern's parameters.
+    var with: [String: String]?
 
     /// A pattern from its YAML mapping; exactly one of `op`, `value`, `any`, `constant`,
     /// `oneOf` and `use` is checked when the pattern is compiled.
     init(yaml node: Yams.Node, at path: YAMLPath) throws {
         let keys: Set<String> = ["op", "domain", "inputs", "commutative", "capture", "optional", "output", "extraInputs",
-                                 "value", "any", "constant", "equals", "oneOf", "use"]
+                                 "value", "any", "constant", "equals", "oneOf", "use", "parameters", "with"]
         for (key, value, at) in try node.fields(at: path, keys: keys) {
             switch key {
             case "op": op = value.scalar != nil ? [try value.text(at: at)] : try value.texts(at: at)
@@ -126,6 +141,8 @@ final class PatternSpec: YAMLReadable {
             case "constant": constant = try value.text(at: at)
             case "equals": equals = try value.number(at: at)
             case "oneOf": oneOf = try value.list(at: at)
+            case "parameters": parameters = try value.texts(at: at)
+            case "with": with = try value.named(at: at).mapValues { (text: YAMLText) in text.value }
             default: use = try value.text(at: at)
             }
         }
@@ -143,36 +160,81 @@ final class PatternSpec: YAMLReadable {
     }
 
     func compile(_ named: [String: PatternSpec], file: String) throws -> Pattern {
-        try compile(named, file: file, depth: 0, budget: Budget())
+        try compile(named, file: file, depth: 0, budget: Budget(), bindings: [:])
     }
 
-    func compile(_ named: [String: PatternSpec], file: String, depth: Int, budget: Budget) throws -> Pattern {
+    /// `bindings`: the parameters in scope (`${name}` -> value), passed down through `use:`.
+    func compile(_ named: [String: PatternSpec], file: String, depth: Int, budget: Budget, bindings: [String: String]) throws -> Pattern {
         guard depth < 128 else { throw AdapterError(file: file, message: "pattern references nest too deep (a cycle of 'use:'?)") }
         budget.left -= 1
         guard budget.left >= 0 else {
             throw AdapterError(file: file, message: "patterns expand to more than \(PatternSpec.maxCompiledNodes) nodes ('use:' references fan out)")
         }
-        if let use {
+        func bound(_ text: String?) throws -> String? { try text.map { try Self.substituted($0, bindings, file: file) } }
+        func compiled(_ spec: PatternSpec, _ scope: [String: String] = bindings) throws -> Pattern {
+            try spec.compile(named, file: file, depth: depth + 1, budget: budget, bindings: scope)
+        }
+        if let use = try bound(use) {
             guard let target = named[use] else { throw AdapterError(file: file, message: "pattern '\(use)' is used but not defined") }
-            let used = try target.compile(named, file: file, depth: depth + 1, budget: budget)
-            guard let capture else { return used }
+            let scope = try Self.scope(of: target, named: use, with: with, bindings: bindings, file: file)
+            let used = try compiled(target, scope)
+            guard let capture = try bound(capture) else { return used }
             // `{use: p, capture: c}`: the value p matches at, captured as c.
             return try used.capturingRoot(capture, file: file, use: use)
         }
-        if let value { return .any(capture: value) }
+        if let value = try bound(value) { return .any(capture: value) }
         if any == true { return .any(capture: nil) }
         if constant != nil || equals != nil {
-            return .constant(capture: constant.flatMap { $0.isEmpty ? nil : $0 }, value: equals, tolerance: 1e-3)
+            return .constant(capture: try bound(constant).flatMap { $0.isEmpty ? nil : $0 }, value: equals, tolerance: 1e-3)
         }
-        if let oneOf { return .oneOf(try oneOf.map { try $0.compile(named, file: file, depth: depth + 1, budget: budget) }) }
+        if let oneOf { return .oneOf(try oneOf.map { try compiled($0) }) }
         guard let op, !op.isEmpty else {
             throw AdapterError(file: file, message: "a pattern needs one of op, value, any, constant, oneOf, use")
         }
         return .node(NodePattern(
             opTypes: Set(op), domain: domain,
-            inputs: try (inputs ?? []).map { try $0.compile(named, file: file, depth: depth + 1, budget: budget) },
-            commutative: commutative ?? false, capture: capture, optional: optional ?? false,
+            inputs: try (inputs ?? []).map { try compiled($0) },
+            commutative: commutative ?? false, capture: try bound(capture), optional: optional ?? false,
             allowExtraInputs: extraInputs ?? true, outputIndex: output))
+    }
+
+    /// The parameters in scope inside `target` (named `name`): those in scope at the use, with
+    /// the use's `with:` values; each must be one the target declares, and the target's
+    /// parameters must all have a value.
+    static func scope(of target: PatternSpec, named name: String, with: [String: String]?, bindings: [String: String],
+                      file: String) throws -> [String: String] {
+        var scope = bindings
+        let declared = Set(target.parameters ?? [])
+        for (key, value) in (with ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard declared.contains(key) else {
+                throw AdapterError(file: file, message: "'use: \(name)' gives '\(key)', which pattern '\(name)' does not declare in 'parameters'"
+                    + (declared.isEmpty ? "" : " (\(declared.sorted().joined(separator: ", ")))"))
+            }
+            scope[key] = try substituted(value, bindings, file: file)
+        }
+        if let missing = declared.sorted().first(where: { scope[$0] == nil }) {
+            throw AdapterError(file: file, message: "'use: \(name)' gives no value for its parameter '\(missing)' (with: {\(missing): ...})")
+        }
+        return scope
+    }
+
+    /// `text` with every `${name}` replaced by its binding; an unbound one is an error.
+    static func substituted(_ text: String, _ bindings: [String: String], file: String) throws -> String {
+        guard text.contains("${") else { return text }
+        var result = "", rest = Substring(text)
+        while let open = rest.range(of: "${") {
+            result += rest[..<open.lowerBound]
+            guard let close = rest[open.upperBound...].firstIndex(of: "}") else {
+                throw AdapterError(file: file, message: "'\(text)': '${' without a closing '}'")
+            }
+            let name = String(rest[open.upperBound ..< close])
+            guard let value = bindings[name] else {
+                throw AdapterError(file: file, message: "'\(text)' uses '${\(name)}', which no 'use: ... with:' in scope gives")
+            }
+            result += value
+            rest = rest[rest.index(after: close)...]
+        }
+        return result + rest
     }
 }
 
@@ -206,7 +268,8 @@ extension Adapter {
         let file = try decodeBounded(AdapterFile.self, from: text, source: path, kind: "not an adapter")
         // Included patterns first; the adapter's own patterns override them by name (how an
         // adapter for a new export changes one shared pattern).
-        var named = try includedPatterns(file.include ?? [], from: path, resolve: resolve, seen: [])
+        var header = LibraryHeader()
+        var named = try includedPatterns(file.include ?? [], from: path, resolve: resolve, seen: [], header: &header)
         for (name, spec) in file.patterns ?? [:] { named[name] = spec }
         func compiled(_ entries: [AdapterFile.IndexSource], _ key: String) throws -> ([LayerIndexSource], LayerNumbering) {
             var sources: [LayerIndexSource] = []
@@ -219,12 +282,16 @@ extension Adapter {
                     + (error.reason.map { "is refused: \($0)" } ?? "is not a regular expression"))
             }
         }
-        let (sources, numbering) = try compiled(file.layerIndex ?? [], "layerIndex")
+        // The adapter's own layerIndex and moduleName; an adapter that gives neither takes both from
+        // the first library it includes that has them (a header is one unit: an adapter with its
+        // own layer numbering, the genai one, does not get torch.onnx's module names).
+        if file.layerIndex != nil || file.moduleName != nil { header = LibraryHeader() }
+        let (sources, numbering) = try compiled(file.layerIndex ?? header.layerIndex ?? [], "layerIndex")
         var adapter = Adapter(name: file.name, description: file.description ?? "", layerIndex: sources, layerNumbering: numbering,
                               residual: file.residual,
                               attention: try file.attention.compile(named, file: path), inputNorm: try file.inputNorm.compile(named, file: path),
                               mlp: try file.mlp?.compile(named, file: path), source: path)
-        if let moduleName = file.moduleName { adapter.moduleNaming = try compiled(moduleName, "moduleName").1 }
+        if let moduleName = file.moduleName ?? header.moduleName { adapter.moduleNaming = try compiled(moduleName, "moduleName").1 }
         try adapter.checkCaptures()
         return adapter
     }
@@ -303,7 +370,7 @@ extension Adapter {
     /// libraries both define is an error, as is an include cycle or a missing library.
     static func includedPatterns(_ includes: [String], from path: String,
                                  resolve: (String) throws -> (text: String, source: String)?,
-                                 seen: [String]) throws -> [String: PatternSpec] {
+                                 seen: [String], header: inout LibraryHeader) throws -> [String: PatternSpec] {
         var result: [String: PatternSpec] = [:]
         var origin: [String: String] = [:]
         for name in includes {
@@ -319,7 +386,9 @@ extension Adapter {
             let library = try libraries.decoded(text) {
                 try decodeBounded(PatternLibraryFile.self, from: text, source: source, kind: "not a pattern library (expected patterns:)")
             }
-            var patterns = try includedPatterns(library.include ?? [], from: source, resolve: resolve, seen: seen + [name])
+            header.layerIndex = header.layerIndex ?? library.layerIndex
+            header.moduleName = header.moduleName ?? library.moduleName
+            var patterns = try includedPatterns(library.include ?? [], from: source, resolve: resolve, seen: seen + [name], header: &header)
             for (key, spec) in library.patterns { patterns[key] = spec }
             for (key, spec) in patterns {
                 if let other = origin[key], other != source {

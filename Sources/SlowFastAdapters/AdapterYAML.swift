@@ -151,13 +151,24 @@ extension AdapterFile.MetadataSource: YAMLReadable {
     }
 }
 
+/// A plain string value of a mapping (`with: {role: q}`).
+struct YAMLText: YAMLReadable {
+    var value: String
+
+    init(yaml node: Yams.Node, at path: YAMLPath) throws {
+        value = try node.text(at: path)
+    }
+}
+
 extension PatternLibraryFile: YAMLReadable {
     init(yaml node: Yams.Node, at path: YAMLPath) throws {
         var patterns: [String: PatternSpec]?
-        for (key, value, at) in try node.fields(at: path, keys: ["description", "include", "patterns"]) {
+        for (key, value, at) in try node.fields(at: path, keys: ["description", "include", "layerIndex", "moduleName", "patterns"]) {
             switch key {
             case "description": description = try value.text(at: at)
             case "include": include = try value.texts(at: at)
+            case "layerIndex": layerIndex = try value.list(at: at)
+            case "moduleName": moduleName = try value.list(at: at)
             default: patterns = try value.named(at: at)
             }
         }

@@ -137,4 +137,49 @@ final class DiscoveryStepTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("captures 'normNode', which the norms step reads from the inputNorm pattern"), "\(error)")
         }
     }
+
+    func testParameterisedPatternsExpandOncePerUse() throws {
+        // The shared library's query and key heads are one pattern with p = q and p = k.
+        let eager = try XCTUnwrap(try BuiltIn.adapters().first { $0.name == "hf-torch-eager" })
+        let counts = eager.attention.captureCounts()
+        for name in ["qNode", "kNode", "qWeight", "kWeight", "qReshape", "kReshape", "qNormWeight", "kNormWeight", "qGroupSlice", "kGroupGather"] {
+            XCTAssertNotNil(counts[name], name)
+        }
+        XCTAssertFalse(counts.keys.contains { $0.contains("$") }, "\(counts.keys.sorted())")
+        // The header comes from the library: layer numbers and module names for every torch.onnx adapter.
+        XCTAssertEqual(eager.layerIndex.count, 2)
+        XCTAssertNotNil(eager.moduleNaming)
+
+        let library = """
+        patterns:
+          projected:
+            parameters: [role]
+            op: MatMul
+            capture: '${role}Node'
+            inputs: [{value: normedInput}, {constant: '${role}Weight'}]
+        """
+        func adapter(_ attention: String) throws -> Adapter {
+            let text = """
+            name: mine
+            residual: add
+            include: [mine.patterns.yaml]
+            attention: \(attention)
+            inputNorm: {op: Mul, inputs: [{value: normInput}, {constant: normWeight}], capture: normNode}
+            """
+            return try Adapter.parse(text, source: "mine.yaml") { $0 == "mine.patterns.yaml" ? (library, "mine.patterns.yaml") : nil }
+        }
+        let attention = """
+        {op: MatMul, capture: oNode, inputs: [{op: Add, capture: attentionOutput, inputs: [{use: projected, with: {role: q}}, \
+        {use: projected, with: {role: k}}, {use: projected, with: {role: v}}, {value: query}]}, {constant: oWeight}]}
+        """
+        let parsed = try adapter(attention.replacingOccurrences(of: "\\\n", with: ""))
+        XCTAssertEqual(Set(parsed.attention.captureCounts().keys),
+                       ["oNode", "attentionOutput", "qNode", "qWeight", "kNode", "kWeight", "vNode", "vWeight", "normedInput", "query", "oWeight"])
+        func refusal(_ attention: String) -> String {
+            do { _ = try adapter(attention); return "" } catch { return "\(error)" }
+        }
+        XCTAssertTrue(refusal("{use: projected, with: {rol: q}}").contains("'use: projected' gives 'rol', which pattern 'projected' does not declare in 'parameters' (role)"))
+        XCTAssertTrue(refusal("{use: projected}").contains("'use: projected' gives no value for its parameter 'role'"))
+        XCTAssertTrue(refusal("{op: MatMul, capture: '${x}Node'}").contains("'${x}Node' uses '${x}', which no 'use: ... with:' in scope gives"))
+    }
 }

@@ -419,10 +419,17 @@ def test_use_fan_out_is_refused(tmp_path):
     refused_adapter(adapter, "patterns expand to more than 100000 nodes")
 
 
+def with_layer_index(pattern):
+    """The built-in eager adapter with a layerIndex of its own (it overrides the library's)."""
+    text = REPO_ADAPTER.read_text()
+    assert "\nlayerIndex:" not in text
+    return text.replace("\ninclude: [hf-torch.patterns.yaml]", f"\nlayerIndex:\n  - nodeName: '{pattern}'\ninclude: [hf-torch.patterns.yaml]", 1)
+
+
 @pytest.mark.parametrize("pattern", ["^(a+)+$", "(a|aa)*b", "((ab)*)+", "(x+x+)+y", "(a)\\1"])
 def test_catastrophic_layer_index_patterns_are_refused(tmp_path, pattern):
     adapter = tmp_path / "regex.yaml"
-    adapter.write_text(REPO_ADAPTER.read_text().replace("nodeName: 'layers\\.(\\d+)/'", f"nodeName: '{pattern}'"))
+    adapter.write_text(with_layer_index(pattern))
     assert pattern in adapter.read_text()
     refused_adapter(adapter, "is refused")
 
@@ -430,7 +437,7 @@ def test_catastrophic_layer_index_patterns_are_refused(tmp_path, pattern):
 @pytest.mark.parametrize("pattern", ["layers\\.(\\d+)/", "(?:model/)?layers\\.(\\d+)", "blocks?\\.(\\d{1,4})", "(layer|block)_(\\d+)"])
 def test_ordinary_layer_index_patterns_are_accepted(tmp_path, pattern):
     adapter = tmp_path / "ok.yaml"
-    adapter.write_text(REPO_ADAPTER.read_text().replace("nodeName: 'layers\\.(\\d+)/'", f"nodeName: '{pattern}'"))
+    adapter.write_text(with_layer_index(pattern))
     result = run("inspect", QWEN, "--layers", "--adapter", adapter, timeout=10)
     assert "is refused" not in result.stderr
 
