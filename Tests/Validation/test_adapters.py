@@ -113,7 +113,10 @@ def test_adapter_that_does_not_fit_says_what_it_found():
 
 def test_bad_layer_index_pattern_is_a_clear_error(tmp_path):
     own = tmp_path / "bad-index.yaml"
-    text = (REPO / "Adapters/hf-torch-eager.yaml").read_text().replace("pattern: 'layers\\.(\\d+)'", "pattern: 'layers\\.((\\d+)'")
+    # The adapter's own layerIndex (it takes the shared library's otherwise), with a broken pattern.
+    text = (REPO / "Adapters/hf-torch-eager.yaml").read_text().replace(
+        "\ninclude: [hf-torch.patterns.yaml]",
+        "\nlayerIndex:\n  - metadata: {key: pkg.torch.onnx.name_scopes, pattern: 'layers\\.((\\d+)'}\ninclude: [hf-torch.patterns.yaml]", 1)
     assert "layers\\.((\\d+)" in text
     own.write_text(text)
     result = run("inspect", FIXTURES[0] / "model.onnx", "--layers", "--adapter", own)

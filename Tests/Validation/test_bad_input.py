@@ -220,7 +220,7 @@ def test_output_parent_is_a_file(folders):
     assert sorted(p.name for p in out.iterdir()) == ["plain"] and (out / "plain").read_bytes() == b"x"
 
 
-def test_output_folder_read_only(folders):
+def test_output_folder_read_only(folders, monkeypatch):
     source, out = folders
     model = external_model.build(source)
     if os.geteuid() != 0:
@@ -231,9 +231,14 @@ def test_output_folder_read_only(folders):
             out.chmod(0o755)
         return
     # Root writes anywhere, so run the CLI as `nobody` in a folder nobody may read but not write.
+    # The binary runs from a copy in that folder: the clone may sit where nobody may not enter
+    # (a `mktemp -d` folder is 0700).
     scratch = Path(tempfile.mkdtemp(prefix="slowfast-ro-"))
     try:
         scratch.chmod(0o755)
+        shutil.copy2(binary(), scratch / "slowfast")
+        (scratch / "slowfast").chmod(0o755)
+        monkeypatch.setenv("SLOWFAST_BIN", str(scratch / "slowfast"))
         shutil.copytree(source, scratch / "in")
         (scratch / "out").mkdir(mode=0o755)
         for path in [scratch / "in", *(scratch / "in").iterdir()]:
