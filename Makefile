@@ -52,8 +52,10 @@ test-proto:
 	@if command -v protoc-c >/dev/null 2>&1; then Scripts/generate-proto.sh --check; \
 	else echo "protoc-c not installed: skipping the generated-code check"; fi
 
+# The validation suite over every core (pytest-xdist workers; TEST_JOBS=1 for one worker).
+TEST_JOBS ?= auto
 test-python: venv build
-	SLOWFAST_BIN=$(CURDIR)/$(BIN_DEBUG) $(PYTHON) -m pytest -q Tests/Validation
+	SLOWFAST_BIN=$(CURDIR)/$(BIN_DEBUG) $(PYTHON) -m pytest -q -n $(TEST_JOBS) Tests/Validation
 
 # Every input of the fuzz corpus (crafted hostile models and what fuzzing kept) read and
 # rewritten with each pass under AddressSanitizer (leak checking on): no crash, no trap, no

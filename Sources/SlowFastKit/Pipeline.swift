@@ -271,7 +271,10 @@ public enum Pipeline {
             options.sidecars.append((weightMapPath ?? WeightMap.defaultPath(forOutput: output), try outcome.weightMap.jsonData()))
         }
         options.companions = outcome.companions.map { ($0.path(besideOutput: output), $0.model) }
-        options.sidecars += try GenAIFolder.files(input: input, output: output)
+        for file in try GenAIFolder.files(input: input, output: output) {
+            options.sidecars.append((file.path, file.bytes))
+            options.sidecarModes[file.path] = file.mode
+        }
         return (outcome, try ModelWriter.write(model, to: output, options: options))
     }
 }
@@ -290,8 +293,10 @@ public enum GenAIFolder {
 
     /// The files to write beside `output` when `input`'s folder is a genai folder and the output
     /// goes to another folder: `genai_config.json` (its decoder `filename` set to the output's
-    /// file name when that differs) and the known tokenizer/config files, byte for byte.
-    public static func files(input: String, output: String) throws -> [(path: String, bytes: [UInt8])] {
+    /// file name when that differs) and the known tokenizer/config files, byte for byte, each
+    /// with its permission bits. Each is read as `CompanionFile` reads: a regular file inside the
+    /// folder, or a link to one; a link out of the folder, a FIFO or a device is refused by name.
+    public static func files(input: String, output: String) throws -> [(path: String, bytes: [UInt8], mode: mode_t)] {
         let inputURL = URL(fileURLWithPath: input), outputURL = URL(fileURLWithPath: output)
         let inputFolder = inputURL.deletingLastPathComponent().path, outputFolder = outputURL.deletingLastPathComponent().path
         let configPath = inputFolder + "/" + configName
@@ -300,12 +305,13 @@ public enum GenAIFolder {
             == outputURL.deletingLastPathComponent().resolvingSymlinksInPath().standardizedFileURL {
             return []
         }
-        func read(_ path: String) throws -> [UInt8] {
-            do { return Array(try Data(contentsOf: URL(fileURLWithPath: path))) } catch {
-                throw GenAIFolderError(file: path, message: "cannot read: \(error.localizedDescription)")
+        func read(_ name: String) throws -> CompanionFile {
+            do { return try CompanionFile.read(name, inFolder: inputFolder) } catch let error as CompanionFileError {
+                throw GenAIFolderError(file: error.file, message: error.message)
             }
         }
-        var config = try read(configPath)
+        let configFile = try read(configName)
+        var config = configFile.bytes
         let outputName = outputURL.lastPathComponent
         guard var json = (try? JSONSerialization.jsonObject(with: Data(config))) as? [String: Any],
               var modelSection = json["model"] as? [String: Any], var decoder = modelSection["decoder"] as? [String: Any],
@@ -318,10 +324,11 @@ public enum GenAIFolder {
             json["model"] = modelSection
             config = Array(try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) + [10]
         }
-        var result: [(path: String, bytes: [UInt8])] = [(outputFolder + "/" + configName, config)]
+        var result: [(path: String, bytes: [UInt8], mode: mode_t)] = [(outputFolder + "/" + configName, config, configFile.mode)]
         let present = (try? FileManager.default.contentsOfDirectory(atPath: inputFolder)) ?? []
         for name in present.sorted() where knownFiles.contains(name) && name != outputName {
-            result.append((outputFolder + "/" + name, try read(inputFolder + "/" + name)))
+            let file = try read(name)
+            result.append((outputFolder + "/" + name, file.bytes, file.mode))
         }
         return result
     }

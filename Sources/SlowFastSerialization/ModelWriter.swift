@@ -28,6 +28,9 @@ public struct WriteOptions {
 
     /// Other files written in the same transaction (e.g. the weight map), path -> bytes.
     public var sidecars: [(path: String, bytes: [UInt8])]
+    /// Permission bits for sidecars copied from input files (path -> the input's bits): the
+    /// copy gets no bit the input lacks.
+    public var sidecarModes: [String: mode_t] = [:]
     /// Other models written in the same transaction (e.g. a companion the rewrite built),
     /// path -> model, every tensor inline (each must stay under 2 GiB).
     public var companions: [(path: String, model: Model)]
@@ -136,7 +139,7 @@ public enum ModelWriter {
         let useNewDataFile = mode != .inline && inputWasExternal
         try refuseOverlaps(model: model, output: path, dataFiles: mode == .inline ? [] : locationOrder.map { (outputFolder + "/" + $0, sources[$0]) },
                            newData: useNewDataFile ? outputFolder + "/" + newDataName : nil,
-                           sidecars: options.sidecars.map(\.path), inputs: options.inputs, inputData: Array(inputFiles.values))
+                           sidecars: options.sidecars.map(\.path) + options.companions.map(\.path), inputs: options.inputs, inputData: Array(inputFiles.values))
         var newData: OutputTransaction.Appender?
         func placeValues(_ data: any TensorData) throws -> TensorPlacement {
             if useNewDataFile, let chunked = data as? any ChunkedTensorData, chunked.byteCount >= options.externalThreshold {
@@ -230,7 +233,7 @@ public enum ModelWriter {
             if let source = model.sourcePath, isSameFile(source, sidecar.path) {
                 throw ModelWriteError.outputIsInput(path: sidecar.path)
             }
-            try sidecar.bytes.withUnsafeBytes { try transaction.stage(path: sidecar.path, bytes: $0) }
+            try sidecar.bytes.withUnsafeBytes { try transaction.stage(path: sidecar.path, bytes: $0, mode: options.sidecarModes[sidecar.path]) }
             files.append(WrittenFile(path: sidecar.path, action: .written, bytes: sidecar.bytes.count))
         }
         // A data file that shrank while we read or copied it would leave a model pointing

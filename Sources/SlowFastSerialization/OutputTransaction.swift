@@ -66,11 +66,18 @@ final class OutputTransaction {
         Path.directory(of: path) + "/." + Path.fileName(of: path) + suffix
     }
 
-    /// Writes `bytes` to a temporary file for `path`.
-    func stage(path: String, bytes: UnsafeRawBufferPointer) throws {
+    /// Writes `bytes` to a temporary file for `path`; with `mode`, its permission bits are
+    /// narrowed to those (a copy of an input file is readable by no one the input was not).
+    func stage(path: String, bytes: UnsafeRawBufferPointer, mode: mode_t? = nil) throws {
         let temporary = temporaryName(for: path)
         let descriptor = try create(temporary, finalPath: path)
         defer { close(descriptor) }
+        if let mode {
+            var info = stat()
+            guard fstat(descriptor, &info) == 0, fchmod(descriptor, info.st_mode & 0o777 & mode) == 0 else {
+                throw ModelWriteError.ioFailure(path: path, reason: "cannot set its mode: \(SystemError.lastErrorText)")
+            }
+        }
         var done = 0
         while done < bytes.count {
             let written = write(descriptor, bytes.baseAddress! + done, bytes.count - done)

@@ -4,6 +4,8 @@ tokenizer files beside the model), greedy tokens equal the original's at default
 gates on every step's logits equal a plain onnxruntime loop (1e-5), and every mask input
 changes the result exactly as it does in plain onnxruntime."""
 import json
+import os
+import stat
 import shutil
 import subprocess
 import sys
@@ -177,3 +179,69 @@ def test_gates_on_and_masks_match_plain_onnxruntime(folder, slow_kv, tmp_path):
     original_steps = plain_loop(source / "model.onnx", tokens, len(excluded), {})
     assert np.abs(excluded[0] - original_steps[0]).max() <= 1e-5
     assert np.abs(excluded[1:] - original_steps[1:]).max() > 1e-3
+
+
+def genai_source(tmp_path):
+    """A copy of the first genai fixture with a stand-in tokenizer: (source folder, output path)."""
+    source = tmp_path / "in"
+    shutil.copytree(GENAI[0], source)
+    (source / "tokenizer.json").write_text('{"version": "1.0", "model": {"type": "stand-in"}}\n')
+    (tmp_path / "out").mkdir()
+    return source, tmp_path / "out" / "decoder.onnx"
+
+
+def test_a_companion_file_linked_out_of_the_folder_is_refused_and_nothing_written(tmp_path):
+    """A tokenizer.json that is a link to a file outside the model's folder (a secret) is not
+    copied: the rewrite is refused naming the link and its target, and nothing is written."""
+    source, out = genai_source(tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:$6$secret\n")
+    (source / "tokenizer.json").unlink()
+    (source / "tokenizer.json").symlink_to(secret)
+    result = run("rewrite", source / "model.onnx", "-o", out, "--hybrid-layers", "0")
+    assert result.returncode != 0
+    line = result.stderr.strip()
+    assert f"{source}/tokenizer.json: is a symbolic link to '{secret}', outside the model's folder: not copied" in line, line
+    assert list(out.parent.iterdir()) == []
+
+
+def test_a_companion_link_inside_the_folder_is_copied_as_its_target(tmp_path):
+    source, out = genai_source(tmp_path)
+    (source / "tokenizer.json").rename(source / "tokenizer.real.json")
+    (source / "tokenizer.json").symlink_to("tokenizer.real.json")
+    result = run("rewrite", source / "model.onnx", "-o", out, "--hybrid-layers", "0")
+    assert result.returncode == 0, result.stderr
+    copied = out.parent / "tokenizer.json"
+    assert not copied.is_symlink() and copied.read_bytes() == (source / "tokenizer.real.json").read_bytes()
+
+
+def test_a_companion_fifo_is_refused_by_kind(tmp_path):
+    source, out = genai_source(tmp_path)
+    (source / "tokenizer.json").unlink()
+    os.mkfifo(source / "tokenizer.json")
+    result = run("rewrite", source / "model.onnx", "-o", out, "--hybrid-layers", "0", timeout=60)
+    assert result.returncode != 0
+    assert f"{source}/tokenizer.json: is a FIFO, not a regular file: not copied" in result.stderr, result.stderr
+    assert list(out.parent.iterdir()) == []
+
+
+def test_companion_copies_are_not_readable_by_more_users(tmp_path):
+    """A tokenizer only its owner may read (0600) is copied 0600; the config keeps its 0644."""
+    source, out = genai_source(tmp_path)
+    (source / "tokenizer.json").chmod(0o600)
+    result = run("rewrite", source / "model.onnx", "-o", out, "--hybrid-layers", "0")
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE((out.parent / "tokenizer.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE((out.parent / "genai_config.json").stat().st_mode) & 0o044 == stat.S_IMODE((source / "genai_config.json").stat().st_mode) & 0o044
+
+
+def test_a_weight_map_at_the_companion_models_path_is_refused(tmp_path):
+    """Every path one run writes is checked against the others before anything is written: a
+    weight map named like the --slow-kv inputs companion would have replaced it."""
+    source, out = genai_source(tmp_path)
+    clash = out.parent / "decoder.slow-kv-encoder.onnx"
+    result = run("rewrite", source / "model.onnx", "-o", out, "--hybrid-layers", "0", "--slow-kv", "inputs",
+                 "--weight-map", clash)
+    assert result.returncode != 0
+    assert f"{clash}: " in result.stderr and "the write would put two files at one path" in result.stderr, result.stderr
+    assert list(out.parent.iterdir()) == []
