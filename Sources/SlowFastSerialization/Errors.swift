@@ -13,6 +13,7 @@ public enum ModelReadError: Error, CustomStringConvertible, Equatable {
     case externalBadEntry(file: String, tensor: String, key: String, value: String)
     case externalSizeMismatch(file: String, tensor: String, expected: Int, stored: Int)
     case tensorDimsInvalid(file: String, tensor: String, dims: [Int64])
+    case rawDataSizeMismatch(file: String, tensor: String, expected: Int, stored: Int)
 
     public var file: String {
         switch self {
@@ -21,7 +22,8 @@ public enum ModelReadError: Error, CustomStringConvertible, Equatable {
              .externalLocationMissing(let file, _), .externalFileMissing(let file, _, _),
              .externalFileNotRegular(let file, _, _, _),
              .externalRangePastEnd(let file, _, _, _, _, _), .externalBadEntry(let file, _, _, _),
-             .externalSizeMismatch(let file, _, _, _), .tensorDimsInvalid(let file, _, _):
+             .externalSizeMismatch(let file, _, _, _), .tensorDimsInvalid(let file, _, _),
+             .rawDataSizeMismatch(let file, _, _, _):
             return file
         }
     }
@@ -48,6 +50,8 @@ public enum ModelReadError: Error, CustomStringConvertible, Equatable {
             return "\(file): tensor '\(tensor)': external data entry \(key)='\(value)' is not a non-negative integer"
         case .tensorDimsInvalid(let file, let tensor, let dims):
             return "\(file): tensor '\(tensor)': dims \(dims) are negative or too large for a tensor"
+        case .rawDataSizeMismatch(let file, let tensor, let expected, let stored):
+            return "\(file): tensor '\(tensor)': raw_data holds \(stored) bytes but its type and dims need \(expected)"
         case .externalSizeMismatch(let file, let tensor, let expected, let stored):
             return "\(file): tensor '\(tensor)': external data holds \(stored) bytes but its type and dims need \(expected)"
         }

@@ -221,6 +221,14 @@ struct WireDecoder {
                 throw ModelReadError.tensorDimsInvalid(file: file, tensor: name ?? "", dims: dims)
             }
             storage = .external(try external.resolve(tensor: name ?? "", entries: entries, expectedBytes: expected))
+        } else if proto.has_raw_data != 0, let type = dataType.flatMap(ElementType.init(rawValue:)), type.byteCount(elements: 1) != nil {
+            // raw_data longer (or shorter) than the dims say: bytes no reader should see or copy.
+            guard let expected = Tensor.elementCount(dims).flatMap({ type.byteCount(elements: $0) }) else {
+                throw ModelReadError.tensorDimsInvalid(file: file, tensor: name ?? "", dims: dims)
+            }
+            guard proto.raw_data.len == expected else {
+                throw ModelReadError.rawDataSizeMismatch(file: file, tensor: name ?? "", expected: expected, stored: proto.raw_data.len)
+            }
         }
         return Tensor(name: name, dataType: dataType, dims: dims, docString: wireString(proto.doc_string),
                       storage: storage, origin: origin)

@@ -232,6 +232,7 @@ def test_newline_in_a_location_cannot_forge_an_error_line(folders):
 
 # --- traps on untrusted numbers and option values ---
 
+import onnx  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -799,3 +800,22 @@ def test_yaml_syntax_error_is_one_line(tmp_path):
     adapter = tmp_path / "broken.yaml"
     adapter.write_text("name: broken\nresidual: add\nattention: {use: [unclosed\ninputNorm: {any: true}\n")
     refused_adapter(adapter, "not an adapter")
+
+
+@pytest.mark.parametrize("extra", [64, -4])
+def test_raw_data_longer_or_shorter_than_its_dims_is_refused(tmp_path, extra):
+    """A k_proj whose raw_data carries 64 bytes more (or 4 fewer) than its dims need is refused
+    when the model is read, naming the tensor and both sizes; nothing is written."""
+    model = onnx.load(QWEN)
+    layout = json.loads(run("inspect", QWEN, "--layers", "--json").stdout)["layout"]
+    name = layout["layers"][0]["k"]["weight"]
+    tensor = next(t for t in model.graph.initializer if t.name == name)
+    need = len(tensor.raw_data)
+    tensor.raw_data = tensor.raw_data + b"\0" * extra if extra > 0 else tensor.raw_data[:extra]
+    path = tmp_path / "model.onnx"
+    onnx.save(model, str(path))
+    out = tmp_path / "out" / "model.onnx"
+    result = run("rewrite", path, "-o", out, "--hybrid-layers", "0")
+    assert result.returncode != 0
+    assert f"{path}: tensor '{name}': raw_data holds {need + extra} bytes but its type and dims need {need}" in result.stderr, result.stderr
+    assert not out.parent.exists()
