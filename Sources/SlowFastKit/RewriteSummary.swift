@@ -18,6 +18,9 @@ public struct RewriteSummary: Codable, Equatable, Sendable {
 
     public var hybridLayers: [HybridLayer]
     public var sreluSites: [SReLUSite]
+    /// Marks that claim a hybrid layer the model does not hold (metadata anyone can write):
+    /// what each claimed and why it is not believed. Absent when there are none.
+    public var ignoredMarks: [String]?
 
     public init(model: Model) {
         let graph = model.graph
@@ -54,9 +57,22 @@ public struct RewriteSummary: Codable, Equatable, Sendable {
                 continue
             }
         }
-        hybridLayers = layerNodes.keys.sorted().map {
-            HybridLayer(layer: $0, mode: layerMode[$0] ?? "in-place", parameters: owned(by: layerNodes[$0] ?? []))
+        // A layer is believed when its marked nodes read the gate slowfast writes for that layer
+        // and mode: `hybrid layer 99` on a 6-layer model, from copied or forged marks, is not.
+        var ignored: [String] = []
+        hybridLayers = layerNodes.keys.sorted().compactMap { layer in
+            let mode = layerMode[layer] ?? "in-place"
+            let parameters = owned(by: layerNodes[layer] ?? [])
+            let gate = mode == "insert" ? "model.layers.\(layer).cross_attn_block.cross_attn_attn_gate"
+                                        : "model.layers.\(layer).self_attn.cross_attn_warm_up_gate"
+            guard ["in-place", "insert"].contains(mode), parameters.contains(gate) else {
+                ignored.append("marks claim hybrid layer \(layer) (\(mode)), but its \(layerNodes[layer]?.count ?? 0) marked nodes read no '\(gate)': "
+                    + "not a layer slowfast wrote")
+                return nil
+            }
+            return HybridLayer(layer: layer, mode: mode, parameters: parameters)
         }
+        ignoredMarks = ignored.isEmpty ? nil : ignored
         sreluSites = siteOrder.map { SReLUSite(site: $0, parameters: owned(by: siteNodes[$0] ?? [])) }
     }
 }

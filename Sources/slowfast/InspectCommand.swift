@@ -131,6 +131,7 @@ struct InspectCommand: ParsableCommand {
         for layer in summary.rewrites.hybridLayers {
             lines.append("hybrid layer \(layer.layer) (\(layer.mode)): " + layer.parameters.joined(separator: ", "))
         }
+        for ignored in summary.rewrites.ignoredMarks ?? [] { lines.append("ignored: " + oneLine(ignored)) }
         if !summary.rewrites.sreluSites.isEmpty {
             lines.append("SReLU sites: \(summary.rewrites.sreluSites.count)")
             for site in summary.rewrites.sreluSites { lines.append("  \(site.site): " + site.parameters.joined(separator: ", ")) }

@@ -407,3 +407,31 @@ def test_inspect_refuses_a_bad_file(tmp_path):
     assert result.returncode != 0 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(path) in lines[0], result.stderr
+
+
+def test_forged_marks_claim_no_hybrid_layer(tmp_path):
+    """slowfast.* marks are metadata anyone can write: marks claiming hybrid layer 99 on the
+    nodes of a plain 6-layer export are reported as ignored, not as a layer, and cost reads
+    no hybrid layer from them."""
+    source = next(f for f in FIXTURES if f.name == "qwen2-torchscript") / "model.onnx"
+    model = onnx.load(str(source))
+    forged = 0
+    for node in model.graph.node:
+        if "layers.5/self_attn" in node.name:
+            node.metadata_props.add(key="slowfast.pass", value="hybrid-layers")
+            node.metadata_props.add(key="slowfast.layer", value="99")
+            forged += 1
+    assert forged > 10
+    path = tmp_path / "forged.onnx"
+    onnx.save(model, str(path))
+    result = run("inspect", path, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    jsonschema.validate(report, json.loads((REPO / "Schemas/inspect.schema.json").read_text()))
+    assert report["rewrites"]["hybridLayers"] == []
+    assert report["rewrites"]["ignoredMarks"] == [
+        f"marks claim hybrid layer 99 (in-place), but its {forged} marked nodes read no "
+        "'model.layers.99.self_attn.cross_attn_warm_up_gate': not a layer slowfast wrote"]
+    text = run("inspect", path).stdout
+    assert not any(line.startswith("hybrid layer") for line in text.splitlines()), text
+    assert "\nignored: marks claim hybrid layer 99 (in-place)" in text, text
