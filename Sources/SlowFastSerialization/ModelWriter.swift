@@ -120,24 +120,46 @@ public enum ModelWriter {
             return proto.has_data_location != 0 && proto.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL
         }
         // One data file under two spellings (`w.data`, `./w.data`) is one destination: staged once.
-        var destinations: [String: MappedFile] = [:]
+        var destinations: [String: (file: MappedFile, location: String)] = [:]
+        // A later spelling of a file staged under an earlier one: it is written as that one.
+        var spelling: [String: String] = [:]
         locationOrder = locationOrder.filter { location in
             guard let source = sources[location] else { return true }
             let key = normalizedPath(outputFolder + "/" + location)
-            if let earlier = destinations[key], earlier.device == source.device, earlier.inode == source.inode { return false }
-            destinations[key] = destinations[key] ?? source
+            if let earlier = destinations[key], earlier.file.device == source.device, earlier.file.inode == source.inode {
+                spelling[location] = earlier.location
+                return false
+            }
+            destinations[key] = destinations[key] ?? (source, location)
             return true
         }
-        for location in locationOrder where mode != .inline && isSameFile(outputFolder + "/" + location, path) {
-            throw ModelWriteError.dataFileConflict(path: path, dataFile: location)
+        // Data files are named after the output (`<OUT>.data`, `<OUT>.1.data`, ...), so an output
+        // never replaces a file another model in the same folder reads (`shared/a.onnx`, then
+        // `shared/b.onnx`, both from a `model.onnx.data`). A location that already is one of
+        // the output's own names keeps it.
+        let outputName = Path.fileName(of: path)
+        var renamed: [String: String] = [:]
+        var outputNames = Set(locationOrder.filter { isOwnDataName($0, of: outputName) })
+        for location in locationOrder where !outputNames.contains(location) {
+            let name = freshDataName(for: outputName, taken: outputNames)
+            renamed[location] = name
+            outputNames.insert(name)
+        }
+        func destinationName(_ location: String) -> String {
+            let staged = spelling[location] ?? location
+            return renamed[staged] ?? staged
+        }
+        for location in locationOrder where mode != .inline && isSameFile(outputFolder + "/" + destinationName(location), path) {
+            throw ModelWriteError.dataFileConflict(path: path, dataFile: destinationName(location))
         }
 
         // New tensors go beside the output when the model already keeps weights outside; they
         // are streamed into a staged file as the encoder reaches them.
         let transaction = OutputTransaction()
-        let newDataName = freshDataName(for: Path.fileName(of: path), taken: Set(locationOrder))
+        let newDataName = freshDataName(for: outputName, taken: outputNames)
         let useNewDataFile = mode != .inline && inputWasExternal
-        try refuseOverlaps(model: model, output: path, dataFiles: mode == .inline ? [] : locationOrder.map { (outputFolder + "/" + $0, sources[$0]) },
+        try refuseOverlaps(model: model, output: path,
+                           dataFiles: mode == .inline ? [] : locationOrder.map { (outputFolder + "/" + destinationName($0), sources[$0]) },
                            newData: useNewDataFile ? outputFolder + "/" + newDataName : nil,
                            sidecars: options.sidecars.map(\.path) + options.companions.map(\.path), inputs: options.inputs, inputData: Array(inputFiles.values))
         var newData: OutputTransaction.Appender?
@@ -174,8 +196,9 @@ public enum ModelWriter {
             case .external(let data):
                 if mode == .inline { return .inline(data) }
                 guard let location = data as? ExternalDataLocation, !repacked.contains(location.location) else { return try placeValues(data) }
-                if tensor.origin != nil { return .asRead }
-                return .external(location: location.location, offset: location.offset, length: location.length, others: location.otherEntries)
+                let name = destinationName(location.location)
+                if tensor.origin != nil && name == location.location { return .asRead }
+                return .external(location: name, offset: location.offset, length: location.length, others: location.otherEntries)
             case .bytes(let bytes):
                 return try placeValues(bytes)
             case .computed(let data):
@@ -204,7 +227,7 @@ public enum ModelWriter {
         if mode != .inline {
             for location in locationOrder {
                 guard let source = sources[location] else { continue }
-                let destination = outputFolder + "/" + location
+                let destination = outputFolder + "/" + destinationName(location)
                 if isSameFile(destination, source.path) {
                     files.append(WrittenFile(path: destination, action: .alreadyInPlace, bytes: source.size))
                 } else if mode == .auto, try transaction.stageClone(source: source, path: destination) {
@@ -310,6 +333,15 @@ public enum ModelWriter {
     /// A path by its folder's real path (when the folder exists) and its name.
     static func normalizedPath(_ path: String) -> String {
         (Path.realPath(Path.directory(of: path)) ?? Path.directory(of: path)) + "/" + Path.fileName(of: path)
+    }
+
+    /// Whether `location` is one of the data-file names an output called `modelName` owns:
+    /// `<modelName>.data` or `<modelName>.<n>.data`.
+    static func isOwnDataName(_ location: String, of modelName: String) -> Bool {
+        if location == modelName + ".data" { return true }
+        guard location.hasPrefix(modelName + "."), location.hasSuffix(".data") else { return false }
+        let middle = location.dropFirst(modelName.count + 1).dropLast(".data".count)
+        return !middle.isEmpty && middle.allSatisfy { $0.isASCII && $0.isNumber }
     }
 
     /// `<model file name>.data`, or a variant no input location uses.

@@ -116,8 +116,11 @@ final class SerializationTests: XCTestCase {
         let read = try ModelReader.read(path: outFolder + "/m.onnx")
         XCTAssertEqual(try read.graph.initializers[0].floatValues(), floats)
         XCTAssertEqual(try read.graph.initializers[1].floatValues(), [Float](repeating: 0.5, count: 1024))
-        guard case .external(let extra) = read.graph.initializers[1].storage else { return XCTFail("extra is not external") }
-        XCTAssertEqual(extra.location, "m.onnx.data")
+        // Both data files are named after the output: the copy of in.onnx.data first, then the new tensors.
+        guard case .external(let copied) = read.graph.initializers[0].storage,
+              case .external(let extra) = read.graph.initializers[1].storage else { return XCTFail("w or extra is not external") }
+        XCTAssertEqual(copied.location, "m.onnx.data")
+        XCTAssertEqual(extra.location, "m.onnx.1.data")
     }
 
     /// A data file that shrinks between read and write is an error naming the file, and

@@ -153,7 +153,7 @@ def test_fifo_as_companion_output_is_refused(folders, what):
     source, out = folders
     model = external_model.build(source)
     snap = snapshot(source)
-    target = out / ("m.weight-map.json" if what == "weight-map" else "model.onnx.data")
+    target = out / ("m.weight-map.json" if what == "weight-map" else "m.onnx.data")  # the data file is named after OUT
     os.mkfifo(target)
     extra = ("--weight-map", target) if what == "weight-map" else ()
     result = run("rewrite", model, "-o", out / "m.onnx", *extra, timeout=10)
@@ -208,16 +208,42 @@ def test_weight_map_onto_the_output_model_is_refused(folders):
     refused(model, out / "m.onnx", "two files at one path", extra=("--weight-map", out / "m.onnx"), timeout=10)
 
 
-def test_output_beside_input_keeps_its_data_in_place(folders):
-    """Writing next to the input is still allowed: its data file is the output's, untouched."""
+def test_output_beside_input_gets_a_data_file_of_its_own(folders):
+    """Writing next to the input is allowed; the output's data file is named after it, so the
+    input's stays untouched and no later rewrite of the input can change what the output reads
+    (with --weights link it is a hard link: no copy)."""
     source, _ = folders
     model = external_model.build(source)
     data = source / "model.onnx.data"
     before = (data.read_bytes(), data.stat().st_mtime_ns)
-    result = run("rewrite", model, "-o", source / "second.onnx", timeout=10)
+    result = run("rewrite", model, "-o", source / "second.onnx", "--weights", "link", timeout=10)
     assert result.returncode == 0, result.stderr
-    assert "already in place" in result.stdout
     assert (data.read_bytes(), data.stat().st_mtime_ns) == before
+    own = source / "second.onnx.data"
+    assert own.read_bytes() == before[0] and own.stat().st_ino == data.stat().st_ino
+    import onnx
+    assert {e.value for t in onnx.load(str(source / "second.onnx"), load_external_data=False).graph.initializer
+            for e in t.external_data if e.key == "location"} == {"second.onnx.data"}
+
+
+def test_two_models_written_into_one_folder_keep_their_own_data(tmp_path):
+    """shared/a.onnx, then shared/b.onnx, each from a model whose data file is model.onnx.data:
+    each output reads its own data file, and a.onnx still computes what its input does."""
+    import onnx
+    inputs = {}
+    for name, seed in (("a", 1), ("b", 2)):
+        (tmp_path / name).mkdir()
+        inputs[name] = external_model.build(tmp_path / name, seed=seed)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    for name in ("a", "b"):
+        result = run("rewrite", inputs[name], "-o", shared / f"{name}.onnx", timeout=10)
+        assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(shared)) == ["a.onnx", "a.onnx.data", "b.onnx", "b.onnx.data"]
+    for name in ("a", "b"):
+        got = {t.name: numpy_helper.to_array(t, base_dir=str(shared)) for t in onnx.load(str(shared / f"{name}.onnx")).graph.initializer}
+        want = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(inputs[name])).graph.initializer}
+        assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in got), name
 
 
 # --- errors that lie / names ---
@@ -638,7 +664,7 @@ def test_a_run_killed_during_a_large_copy_leaves_nothing(folders, signum):
     small = external_model.build(source.parent / "small")
     result = run("rewrite", small, "-o", out / "m.onnx", timeout=10)
     assert result.returncode == 0, result.stderr
-    assert sorted(os.listdir(out)) == ["m.onnx", "model.onnx.data"]
+    assert sorted(os.listdir(out)) == ["m.onnx", "m.onnx.data"]
     assert snapshot(source) == before
 
 
@@ -657,7 +683,7 @@ def test_stale_named_temporaries_of_dead_runs_are_removed(folders):
     mine.write_bytes(b"user data")
     result = run("rewrite", model, "-o", out / "m.onnx", timeout=10)
     assert result.returncode == 0, result.stderr
-    assert sorted(os.listdir(out)) == sorted(["m.onnx", "model.onnx.data", live.name, mine.name])
+    assert sorted(os.listdir(out)) == sorted(["m.onnx", "m.onnx.data", live.name, mine.name])
 
 
 def test_two_rewrites_to_one_output_give_one_consistent_result(tmp_path):
@@ -680,9 +706,9 @@ def test_two_rewrites_to_one_output_give_one_consistent_result(tmp_path):
     first = subprocess.Popen([str(binary()), "rewrite", folders["a"], "-o", out / "m.onnx", "--weights", "copy"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 5
-    while not (out / "model.onnx.data").exists() and time.monotonic() < deadline:
+    while not (out / "m.onnx.data").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert (out / "model.onnx.data").exists() and not (out / "m.onnx").exists(), "run A is not paused between its renames"
+    assert (out / "m.onnx.data").exists() and not (out / "m.onnx").exists(), "run A is not paused between its renames"
     second = run("rewrite", folders["b"], "-o", out / "m.onnx", "--weights", "copy", timeout=10)
     first.wait(timeout=10)
     assert first.returncode == 0 and second.returncode == 0, (first.stderr, second.stderr)
@@ -699,7 +725,7 @@ def test_two_rewrites_to_one_output_give_one_consistent_result(tmp_path):
     assert all(np.array_equal(got[k], expected[run_name][k]) for k in got), \
         f"the output mixes the two runs' files: run {run_name}'s model over the other's data"
     assert run_name == "b", "B started after A: its commit should come last"
-    assert sorted(os.listdir(out)) == ["m.onnx", "model.onnx.data"]
+    assert sorted(os.listdir(out)) == ["m.onnx", "m.onnx.data"]
 
 
 # --- ambiguous maps and reuse of what the model has ---
@@ -787,7 +813,7 @@ def test_one_data_file_under_two_spellings_is_written_once_and_runs(folders):
     before = snapshot(source)
     result = run("rewrite", model, "-o", out / "m.onnx", "--weights", "copy", timeout=10)
     assert result.returncode == 0, result.stderr
-    assert sorted(os.listdir(out)) == ["m.onnx", "model.onnx.data"]
+    assert sorted(os.listdir(out)) == ["m.onnx", "m.onnx.data"]
     assert result.stdout.count("copied:") == 1, result.stdout
     x = np.random.default_rng(3).standard_normal((2, 16)).astype(np.float32)
     expected = ort_session(model).run(None, {"x": x})[0]
