@@ -103,6 +103,11 @@ public struct GraphBuilder {
         op("Slice", [input, int64s([start], "\(label)_starts"), int64s([end], "\(label)_ends"), int64s([axis], "\(label)_axes")], label)
     }
 
+    /// A layer's norm on new values: a LayerNorm where `centered` (with its bias, if any), else an RMSNorm.
+    public mutating func norm(_ input: String, weight: String, bias: String?, epsilon: Float, centered: Bool, _ label: String) -> String {
+        centered ? layerNorm(input, weight: weight, bias: bias, epsilon: epsilon, label) : rmsNorm(input, weight: weight, epsilon: epsilon, label)
+    }
+
     /// A LayerNorm with the standard-op decomposition: (x - mean(x)) / sqrt(var(x) + eps) *
     /// weight (+ bias).
     public mutating func layerNorm(_ input: String, weight: String, bias: String?, epsilon: Float, _ label: String) -> String {

@@ -321,13 +321,10 @@ public struct HybridLayerPass: ModelPass {
             // layer's own hidden states enter k_proj and v_proj: un-normed.
             var normalised = slowTokens
             if let norm = layer.inputNorm {
+                // RMSNorm, or a LayerNorm (StableLM, Cohere) with its bias where it has one.
                 let normWeight = builder.toFloat(norm.weight, from: floatType, "slow_norm/weight_float")
-                if norm.isCentered {   // a LayerNorm (StableLM, Cohere), with its bias where it has one
-                    let bias = norm.bias.map { builder.toFloat($0, from: floatType, "slow_norm/bias_float") }
-                    normalised = builder.layerNorm(slowTokens, weight: normWeight, bias: bias, epsilon: norm.epsilon, "slow_norm")
-                } else {
-                    normalised = builder.rmsNorm(slowTokens, weight: normWeight, epsilon: norm.epsilon, "slow_norm")
-                }
+                let bias = norm.isCentered ? norm.bias.map { builder.toFloat($0, from: floatType, "slow_norm/bias_float") } : nil
+                normalised = builder.norm(slowTokens, weight: normWeight, bias: bias, epsilon: norm.epsilon, centered: norm.isCentered, "slow_norm")
             }
             // A MatMul-operand export's k/v weights are copied row by row at write time;
             // others are read and transposed here.

@@ -51,13 +51,10 @@ struct SlowKVEncoder {
         var biasStored: String?
         if let inputNorm {
             let parameter = builder.parameter(floats: inputNorm.weight, dims: [Int64(inputNorm.weight.count)], name: inputNorm.name)
-            if inputNorm.centered {
-                let bias = inputNorm.bias.map { builder.parameter(floats: $0.values, dims: [Int64($0.values.count)], name: $0.name) }
-                biasStored = bias?.stored
-                normalised = builder.layerNorm(slowTokens, weight: parameter.value, bias: bias?.value, epsilon: inputNorm.epsilon, "slow_norm")
-            } else {
-                normalised = builder.rmsNorm(slowTokens, weight: parameter.value, epsilon: inputNorm.epsilon, "slow_norm")
-            }
+            let bias = !inputNorm.centered ? nil : inputNorm.bias.map { builder.parameter(floats: $0.values, dims: [Int64($0.values.count)], name: $0.name) }
+            biasStored = bias?.stored
+            normalised = builder.norm(slowTokens, weight: parameter.value, bias: bias?.value, epsilon: inputNorm.epsilon,
+                                      centered: inputNorm.centered, "slow_norm")
             normStored = parameter.stored
         }
         let kv = builder.linear(normalised, canonicalWeight: kvWeight, outFeatures: 2 * dims.kvWidth, inFeatures: dims.hiddenSize,

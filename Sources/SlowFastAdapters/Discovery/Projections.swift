@@ -37,7 +37,6 @@ extension LayerDiscovery {
               let oDims = oStorage.map({ [Int64($0.shape.inFeatures), Int64($0.shape.outFeatures)] }) ?? (oWeight.dims.count == 2 ? oWeight.dims : nil) else {
             throw site.fail("o_proj weight '\(oWeightName)' is not a 2-D initializer")
         }
-        var floatType = oStorage.map { floatTypeOf($0, index: site.index) } ?? oWeight.dataType
         guard (1 ... widthLimit).contains(oDims[1]), (1 ... widthLimit).contains(oDims[0]) else {
             throw site.fail("o_proj weight dims \(oDims) outside 1...\(widthLimit)")
         }
@@ -81,9 +80,11 @@ extension LayerDiscovery {
             }
         }
         let o = ProjectionWeight(weight: oWeightName, layout: .inputMajor, node: oNode.name ?? "", storage: oStorage)
-        // The type the layer computes in is q_proj's: a float16 export whose sdpa upcasts keeps
-        // o_proj's weight in float32 (o_proj reads the float32 attention output).
-        floatType = q.storage.map { floatTypeOf($0, index: site.index) } ?? site.index.initializer(q.weight)?.dataType ?? floatType
+        // The type the layer computes in is q_proj's (o_proj's where q's is not stored): a float16
+        // export whose sdpa upcasts keeps o_proj's weight in float32 (it reads the float32
+        // attention output).
+        let floatType = q.storage.map { floatTypeOf($0, index: site.index) } ?? site.index.initializer(q.weight)?.dataType
+            ?? oStorage.map { floatTypeOf($0, index: site.index) } ?? oWeight.dataType
         let dims = ModelDimensions(numLayers: numLayers, hiddenSize: layout.hidden, numHeads: heads, numKVHeads: kvHeads, headDim: headDim)
         return AttentionProjections(q: q, k: k, v: v, o: o, dims: dims, slicedPacked: slicedPacked, floatType: floatType, fusedAttention: fused)
     }
