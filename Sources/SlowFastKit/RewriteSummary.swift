@@ -24,55 +24,18 @@ public struct RewriteSummary: Codable, Equatable, Sendable {
 
     public init(model: Model) {
         let graph = model.graph
-        let initializers = Set(graph.initializers.compactMap(\.name))
-        // Initializers read by nodes of the original model.
-        var readByOriginal = Set<String>()
-        for node in graph.nodes where node.metadata(RewriteMarks.pass) == nil { readByOriginal.formUnion(node.inputs) }
-        func owned(by group: [Node]) -> [String] {
-            var seen = Set<String>()
-            var names: [String] = []
-            for node in group {
-                for input in node.inputs where initializers.contains(input) && !readByOriginal.contains(input) {
-                    if seen.insert(input).inserted { names.append(input) }
-                }
-            }
-            return names
-        }
-
-        var layerNodes: [Int: [Node]] = [:]
-        var layerMode: [Int: String] = [:]
         var siteNodes: [String: [Node]] = [:]
         var siteOrder: [String] = []
-        for node in graph.nodes {
-            switch node.metadata(RewriteMarks.pass) {
-            case RewriteMarks.hybridPass?:
-                guard let layer = node.metadata(RewriteMarks.layer).flatMap(Int.init) else { continue }
-                layerNodes[layer, default: []].append(node)
-                layerMode[layer] = node.metadata(RewriteMarks.mode) ?? "in-place"
-            case RewriteMarks.sreluPass?:
-                guard let site = node.metadata(RewriteMarks.site) else { continue }
-                if siteNodes[site] == nil { siteOrder.append(site) }
-                siteNodes[site, default: []].append(node)
-            default:
-                continue
-            }
+        for node in graph.nodes where node.metadata(RewriteMarks.pass) == RewriteMarks.sreluPass {
+            guard let site = node.metadata(RewriteMarks.site) else { continue }
+            if siteNodes[site] == nil { siteOrder.append(site) }
+            siteNodes[site, default: []].append(node)
         }
-        // A layer is believed when its marked nodes read the gate slowfast writes for that layer
-        // and mode: `hybrid layer 99` on a 6-layer model, from copied or forged marks, is not.
-        var ignored: [String] = []
-        hybridLayers = layerNodes.keys.sorted().compactMap { layer in
-            let mode = layerMode[layer] ?? "in-place"
-            let parameters = owned(by: layerNodes[layer] ?? [])
-            let gate = mode == "insert" ? "model.layers.\(layer).cross_attn_block.cross_attn_attn_gate"
-                                        : "model.layers.\(layer).self_attn.cross_attn_warm_up_gate"
-            guard ["in-place", "insert"].contains(mode), parameters.contains(gate) else {
-                ignored.append("marks claim hybrid layer \(layer) (\(mode)), but its \(layerNodes[layer]?.count ?? 0) marked nodes read no '\(gate)': "
-                    + "not a layer slowfast wrote")
-                return nil
-            }
-            return HybridLayer(layer: layer, mode: mode, parameters: parameters)
-        }
+        let claims = graph.hybridLayerClaims()
+        hybridLayers = claims.filter { $0.doubt == nil }.map { HybridLayer(layer: $0.layer, mode: $0.mode, parameters: $0.parameters) }
+        let ignored = claims.compactMap(\.doubt)
         ignoredMarks = ignored.isEmpty ? nil : ignored
-        sreluSites = siteOrder.map { SReLUSite(site: $0, parameters: owned(by: siteNodes[$0] ?? [])) }
+        let siteParameters = graph.initializers(ownedBy: siteOrder.map { siteNodes[$0] ?? [] })
+        sreluSites = zip(siteOrder, siteParameters).map { SReLUSite(site: $0, parameters: $1) }
     }
 }

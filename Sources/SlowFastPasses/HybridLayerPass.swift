@@ -227,15 +227,9 @@ public struct HybridLayerPass: ModelPass {
     }
 
     /// The layers a previous rewrite made hybrid, with their mode, read from the marks on
-    /// the nodes it added.
+    /// the nodes it added (claims the graph agrees with: `Graph.hybridLayerClaims`).
     public static func hybridLayers(in model: Model) -> [Int: String] {
-        var layers: [Int: String] = [:]
-        for node in model.graph.nodes where node.metadata(RewriteMarks.pass) == RewriteMarks.hybridPass {
-            if let layer = node.metadata(RewriteMarks.layer).flatMap(Int.init) {
-                layers[layer] = node.metadata(RewriteMarks.mode) ?? HybridLayerOptions.Mode.inPlace.rawValue
-            }
-        }
-        return layers
+        Dictionary(model.graph.hybridLayerClaims().filter { $0.doubt == nil }.map { ($0.layer, $0.mode) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// The model's float type (float32, float16 or bfloat16); new nodes compute in float32.

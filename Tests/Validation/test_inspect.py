@@ -435,3 +435,30 @@ def test_forged_marks_claim_no_hybrid_layer(tmp_path):
     text = run("inspect", path).stdout
     assert not any(line.startswith("hybrid layer") for line in text.splitlines()), text
     assert "\nignored: marks claim hybrid layer 99 (in-place)" in text, text
+
+
+def test_forged_marks_do_not_hide_layers_from_discovery(tmp_path):
+    """Discovery reads a rewritten model as the original by leaving out its hybrid layers'
+    nodes; forged marks must not make it leave out the model's own nodes: the forged export of
+    the test above is described exactly as the unmarked one (6 layers, same layout), and a
+    rewrite of it keeps its outputs."""
+    source = next(f for f in FIXTURES if f.name == "qwen2-torchscript") / "model.onnx"
+    model = onnx.load(str(source))
+    for node in model.graph.node:
+        if "layers.5/self_attn" in node.name or "layers.2/mlp" in node.name:
+            node.metadata_props.add(key="slowfast.pass", value="hybrid-layers")
+            node.metadata_props.add(key="slowfast.layer", value="5")
+            if node.op_type == "Add":
+                node.metadata_props.add(key="slowfast.passthrough", value="0")
+    path = tmp_path / "forged.onnx"
+    onnx.save(model, str(path))
+    forged = run("inspect", path, "--layers", "--json")
+    plain = run("inspect", source, "--layers", "--json")
+    assert forged.returncode == 0 and plain.returncode == 0, forged.stderr + plain.stderr
+    forged_layout, plain_layout = json.loads(forged.stdout)["layout"], json.loads(plain.stdout)["layout"]
+    assert len(forged_layout["layers"]) == 6
+    assert forged_layout == plain_layout
+    out = tmp_path / "out" / "model.onnx"
+    out.parent.mkdir()
+    result = run("rewrite", path, "-o", out, "--every", "2")
+    assert result.returncode == 0, result.stderr
