@@ -57,22 +57,31 @@ TEST_JOBS ?= auto
 test-python: venv build
 	SLOWFAST_BIN=$(CURDIR)/$(BIN_DEBUG) $(PYTHON) -m pytest -q -n $(TEST_JOBS) Tests/Validation
 
-# Every input of the fuzz corpus (crafted hostile models and what fuzzing kept) read and
-# rewritten with each pass under AddressSanitizer (leak checking on): no crash, no trap, no
-# memory error. The replay binary is the fuzz target built without libFuzzer, with ASan, in
-# its own scratch folder so the plain build is untouched.
+# Every input of every fuzz corpus (crafted hostile models and what fuzzing kept; safetensors
+# files, indexes, weight maps, layouts, genai configs and checkpoints to import) run through
+# its target under AddressSanitizer (leak checking on): no crash, no trap, no memory error.
+# The replay binary is the fuzz target built without libFuzzer, with ASan, in its own scratch
+# folder so the plain build is untouched.
 ASAN_BIN := .build-asan/debug/slowfast-fuzz
+FUZZ_TARGETS := model safetensors safetensors-index weight-map layout genai-config import
+fuzz-corpus = $(if $(filter model,$(1)),Tests/Fuzz/corpus,Tests/Fuzz/$(1))
 test-fuzz-replay: deps
 	$(SWIFT) build --scratch-path .build-asan --product slowfast-fuzz \
 		-Xswiftc -sanitize=address -Xcc -fsanitize=address
-	ASAN_OPTIONS=detect_leaks=1 $(ASAN_BIN) Tests/Fuzz/corpus
+	@set -e; for target in $(FUZZ_TARGETS); do \
+		case $$target in model) corpus=Tests/Fuzz/corpus;; *) corpus=Tests/Fuzz/$$target;; esac; \
+		echo "SLOWFAST_FUZZ_TARGET=$$target $(ASAN_BIN) $$corpus"; \
+		ASAN_OPTIONS=detect_leaks=1 SLOWFAST_FUZZ_TARGET=$$target $(ASAN_BIN) $$corpus; \
+	done
 
-# libFuzzer with AddressSanitizer over reading and the whole rewrite path, seeded with the
-# corpus and one fixture; new inputs go to Tests/Fuzz/found (copy the useful ones into
-# Tests/Fuzz/corpus), crashes to Tests/Fuzz/crashes. FUZZ_SECONDS=3600 for an hour.
+# libFuzzer with AddressSanitizer over one target (FUZZ_TARGET, one of FUZZ_TARGETS; `model`
+# is reading and the whole rewrite path), seeded with its corpus (and, for `model`, one
+# fixture); new inputs go to Tests/Fuzz/found/<target> (copy the useful ones into the corpus),
+# crashes to Tests/Fuzz/crashes/<target>-*. FUZZ_SECONDS=3600 for an hour.
 # Every module is built with ASan and libFuzzer's coverage (inline 8-bit counters, PC table,
 # comparisons); libFuzzer comes without its main (slowfast-fuzz's main.swift calls its
 # driver), because -sanitize=fuzzer would also give the build tool embed-files a second main.
+FUZZ_TARGET  ?= model
 FUZZ_SECONDS ?= 600
 # A unit past this many seconds is reported as a hang. The seed fixture takes about 5 s in the
 # instrumented build alone, and over 30 s on a busy 2-core machine, so the bound is generous.
@@ -84,10 +93,11 @@ fuzz: deps
 		-Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp \
 		-Xcc -fsanitize=address -Xcc -fsanitize-coverage=inline-8bit-counters,pc-table,trace-cmp \
 		-Xlinker $(FUZZ_RUNTIME) -Xlinker -lstdc++
-	mkdir -p Tests/Fuzz/found Tests/Fuzz/crashes .build-fuzz/seeds
-	cp Tests/Fixtures/qwen2-torchscript/model.onnx .build-fuzz/seeds/qwen2-torchscript.onnx
-	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=$(FUZZ_TIMEOUT) -max_len=1500000 \
-		-artifact_prefix=Tests/Fuzz/crashes/ Tests/Fuzz/found Tests/Fuzz/corpus .build-fuzz/seeds
+	mkdir -p Tests/Fuzz/found/$(FUZZ_TARGET) Tests/Fuzz/crashes .build-fuzz/seeds/$(FUZZ_TARGET)
+	$(if $(filter model,$(FUZZ_TARGET)),cp Tests/Fixtures/qwen2-torchscript/model.onnx .build-fuzz/seeds/model/qwen2-torchscript.onnx)
+	SLOWFAST_FUZZ_TARGET=$(FUZZ_TARGET) $(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=$(FUZZ_TIMEOUT) \
+		-max_len=1500000 -artifact_prefix=Tests/Fuzz/crashes/$(FUZZ_TARGET)- \
+		Tests/Fuzz/found/$(FUZZ_TARGET) $(call fuzz-corpus,$(FUZZ_TARGET)) .build-fuzz/seeds/$(FUZZ_TARGET)
 
 demo: deps venv build
 	SLOWFAST_BIN=$(CURDIR)/$(BIN_DEBUG) PYTHON=$(CURDIR)/$(PYTHON) Examples/demo.sh

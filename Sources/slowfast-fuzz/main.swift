@@ -1,4 +1,4 @@
-// The fuzz target over model reading and the whole rewrite path (FuzzTarget.run).
+// The fuzz targets (FuzzTarget): SLOWFAST_FUZZ_TARGET picks one, `model` by default.
 //
 // Built with `make fuzz` (-sanitize=fuzzer,address -DFUZZING) this is a libFuzzer binary:
 // libFuzzer's own `main` is not linked because this file defines one, which hands control to
@@ -14,10 +14,11 @@ func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
                          _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
                          _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
 
+let target = FuzzTarget.selected
 var argumentCount = CommandLine.argc
 var arguments = CommandLine.unsafeArgv
 exit(LLVMFuzzerRunDriver(&argumentCount, &arguments) { data, size in
-    FuzzTarget.run(data, size)
+    target.run(data, size)
     return 0
 })
 #else
@@ -36,9 +37,10 @@ func files(under path: String) -> [String] {
     return found.sorted()
 }
 
+let target = FuzzTarget.selected
 let inputs = CommandLine.arguments.dropFirst().flatMap(files(under:))
 guard !inputs.isEmpty else {
-    print("usage: slowfast-fuzz FILE_OR_FOLDER... (replays each input once)")
+    print("usage: [SLOWFAST_FUZZ_TARGET=NAME] slowfast-fuzz FILE_OR_FOLDER... (replays each input once)")
     exit(2)
 }
 for path in inputs {
@@ -51,7 +53,7 @@ for path in inputs {
         bytes += chunk[..<got]
     }
     fclose(handle)
-    bytes.withUnsafeBufferPointer { FuzzTarget.run($0.baseAddress, $0.count) }
+    bytes.withUnsafeBufferPointer { target.run($0.baseAddress, $0.count) }
 }
-print("replayed \(inputs.count) inputs")
+print("\(target.rawValue): replayed \(inputs.count) inputs")
 #endif
