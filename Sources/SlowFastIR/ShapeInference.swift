@@ -226,18 +226,23 @@ public struct ShapeInference {
     ]
     private static let comparisons: Set<String> = ["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor"]
 
-    private mutating func infer(_ node: Node, _ inputs: [InferredValue?]) throws -> [InferredValue?] {
+    /// A node's inputs as inference reads them: values, shapes, constants and axes, each
+    /// missing or out-of-range one an `InferenceFailure` naming it.
+    private struct Operands {
+        let node: Node
+        let inputs: [InferredValue?]
+
         func input(_ index: Int) throws -> InferredValue {
-            guard index < inputs.count, let value = inputs[index], value.shape != nil else { throw failure("input \(index) missing") }
+            guard index < inputs.count, let value = inputs[index], value.shape != nil else { throw InferenceFailure(message: "input \(index) missing") }
             return value
         }
         func shape(_ index: Int) throws -> [SymbolicDim] { try input(index).shape! }
         func constants(_ index: Int, _ what: String) throws -> [Int64] {
             guard index < inputs.count, let values = inputs[index]?.values else {
-                throw failure("\(what) (input \(index)) is not a known constant")
+                throw InferenceFailure(message: "\(what) (input \(index)) is not a known constant")
             }
             return try values.map {
-                guard let c = $0.constant else { throw failure("\(what) (input \(index)) holds the symbolic value \($0)") }
+                guard let c = $0.constant else { throw InferenceFailure(message: "\(what) (input \(index)) holds the symbolic value \($0)") }
                 return c
             }
         }
@@ -246,20 +251,23 @@ public struct ShapeInference {
         }
         func axis(_ value: Int64, rank: Int) throws -> Int {
             let a = Int(value < 0 ? value + Int64(rank) : value)
-            guard a >= 0, a < max(rank, 1) else { throw failure("axis \(value) out of range for rank \(rank)") }
+            guard a >= 0, a < max(rank, 1) else { throw InferenceFailure(message: "axis \(value) out of range for rank \(rank)") }
             return a
         }
+    }
 
+    private mutating func infer(_ node: Node, _ inputs: [InferredValue?]) throws -> [InferredValue?] {
+        let o = Operands(node: node, inputs: inputs)
         let op = node.op
         guard Domain.isONNX(node.domain) || node.domainName == Domain.microsoft else {
             throw failure("op of domain '\(node.domainName)' not known to shape inference")
         }
         if Self.unary.contains(op) {
-            let x = try input(0)
+            let x = try o.input(0)
             return [InferredValue(elementType: x.elementType, shape: x.shape)]
         }
         if Self.broadcasting.contains(op) || Self.comparisons.contains(op) || op == "Where" {
-            let all = try (0..<node.inputs.count).map { try input($0) }
+            let all = try (0..<node.inputs.count).map { try o.input($0) }
             var result = all[0].shape!
             for other in all.dropFirst() { result = try broadcast(result, other.shape!) }
             let type: ElementType? = Self.comparisons.contains(op) ? .bool : (op == "Where" ? all[1].elementType : all[0].elementType)
@@ -268,23 +276,48 @@ public struct ShapeInference {
             return [out]
         }
         switch op {
+        case "Cast", "CastLike", "Not", "IsNaN", "IsInf", "Constant":
+            return try inferConversion(o)
+        case "Shape", "Size", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Expand", "ConstantOfShape", "Range":
+            return try inferShaping(o)
+        case "Concat", "Gather", "Slice", "Split", "Tile", "Pad":
+            return try inferIndexing(o)
+        case "Conv", "AveragePool", "MaxPool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "MatMul", "Gemm",
+             "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2", "ReduceL1", "ReduceSumSquare", "ReduceLogSumExp":
+            return try inferCompute(o)
+        default:
+            throw failure("op not known to shape inference")
+        }
+    }
+
+    /// Type changes and constants: Cast, CastLike, Not, IsNaN, IsInf, Constant.
+    private mutating func inferConversion(_ o: Operands) throws -> [InferredValue?] {
+        switch o.node.op {
         case "Cast":
-            let x = try input(0)
-            let to = node.intAttribute("to").flatMap { ElementType(rawValue: Int32($0)) }
+            let x = try o.input(0)
+            let to = o.node.intAttribute("to").flatMap { ElementType(rawValue: Int32($0)) }
             var out = InferredValue(elementType: to, shape: x.shape)
             if let to, to.isInteger { out.values = x.values }
             return [out]
         case "CastLike":
-            let x = try input(0)
-            return [InferredValue(elementType: try input(1).elementType, shape: x.shape, values: x.values)]
+            let x = try o.input(0)
+            return [InferredValue(elementType: try o.input(1).elementType, shape: x.shape, values: x.values)]
         case "Not", "IsNaN", "IsInf":
-            return [InferredValue(elementType: .bool, shape: try shape(0))]
+            return [InferredValue(elementType: .bool, shape: try o.shape(0))]
         case "Constant":
-            return [try constantValue(node)]
+            return [try constantValue(o.node)]
+        default:
+            throw failure("op not known to shape inference")
+        }
+    }
+
+    /// Ops that compute or change a shape: Shape, Size, Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Expand, ConstantOfShape, Range.
+    private mutating func inferShaping(_ o: Operands) throws -> [InferredValue?] {
+        switch o.node.op {
         case "Shape":
-            let dims = try shape(0)
+            let dims = try o.shape(0)
             let rank = dims.count
-            var start = Int(node.intAttribute("start") ?? 0), end = Int(node.intAttribute("end") ?? Int64(rank))
+            var start = Int(o.node.intAttribute("start") ?? 0), end = Int(o.node.intAttribute("end") ?? Int64(rank))
             if start < 0 { start += rank }
             if end < 0 { end += rank }
             start = min(max(start, 0), rank)
@@ -292,16 +325,16 @@ public struct ShapeInference {
             let picked = Array(dims[start..<end])
             return [InferredValue(elementType: .int64, shape: [SymbolicDim(Int64(picked.count))], values: picked)]
         case "Size":
-            let dims = try shape(0)
+            let dims = try o.shape(0)
             return [InferredValue(elementType: .int64, shape: [], values: [dims.reduce(SymbolicDim(1), *)])]
         case "Reshape":
-            let dims = try shape(0)
-            let target = try input(1)
+            let dims = try o.shape(0)
+            let target = try o.input(1)
             guard let targetValues = target.values else {
                 guard let length = target.shape?.first?.constant else { throw failure("target shape of unknown length") }
-                return [InferredValue(elementType: try input(0).elementType, shape: (0..<length).map { _ in nextUnknown() })]
+                return [InferredValue(elementType: try o.input(0).elementType, shape: (0..<length).map { _ in nextUnknown() })]
             }
-            let allowZero = node.intAttribute("allowzero") ?? 0
+            let allowZero = o.node.intAttribute("allowzero") ?? 0
             var out: [SymbolicDim?] = []
             var inferIndex: Int?
             for (i, t) in targetValues.enumerated() {
@@ -317,28 +350,28 @@ public struct ShapeInference {
                 out[inferIndex] = (total.hasUnknown || known.hasUnknown) ? nil : total.divided(by: known)
                 if out[inferIndex] == nil { out[inferIndex] = nextUnknown() }
             }
-            let x = try input(0)
+            let x = try o.input(0)
             return [InferredValue(elementType: x.elementType, shape: out.map { $0! }, values: x.values)]
         case "Flatten":
-            let dims = try shape(0)
-            let a = Int(node.intAttribute("axis") ?? 1)
+            let dims = try o.shape(0)
+            let a = Int(o.node.intAttribute("axis") ?? 1)
             let split = a < 0 ? a + dims.count : a
             guard split >= 0, split <= dims.count else { throw failure("axis \(a) out of range") }
-            return [InferredValue(elementType: try input(0).elementType,
+            return [InferredValue(elementType: try o.input(0).elementType,
                                   shape: [dims[..<split].reduce(SymbolicDim(1), *), dims[split...].reduce(SymbolicDim(1), *)])]
         case "Transpose":
-            let dims = try shape(0)
-            let perm = node.intsAttribute("perm") ?? (0..<Int64(dims.count)).reversed().map { $0 }
+            let dims = try o.shape(0)
+            let perm = o.node.intsAttribute("perm") ?? (0..<Int64(dims.count)).reversed().map { $0 }
             guard perm.count == dims.count else { throw failure("perm \(perm) for rank \(dims.count)") }
-            return [InferredValue(elementType: try input(0).elementType, shape: perm.map { dims[Int($0)] })]
+            return [InferredValue(elementType: try o.input(0).elementType, shape: perm.map { dims[Int($0)] })]
         case "Squeeze", "Unsqueeze":
-            let x = try input(0)
+            let x = try o.input(0)
             let dims = x.shape!
-            let axes = opset >= 13 ? try optionalConstants(1, "axes") : node.intsAttribute("axes")
+            let axes = opset >= 13 ? try o.optionalConstants(1, "axes") : o.node.intsAttribute("axes")
             var out = dims
-            if op == "Squeeze" {
+            if o.node.op == "Squeeze" {
                 let resolved: [Int]
-                if let axes { resolved = try axes.map { try axis($0, rank: dims.count) } }
+                if let axes { resolved = try axes.map { try o.axis($0, rank: dims.count) } }
                 else {
                     guard dims.allSatisfy({ $0.constant != nil }) else { throw failure("squeeze of all 1-dims with symbolic dims") }
                     resolved = dims.indices.filter { dims[$0].constant == 1 }
@@ -347,14 +380,46 @@ public struct ShapeInference {
             } else {
                 guard let axes else { throw failure("no axes") }
                 let rank = dims.count + axes.count
-                let resolved = try axes.map { try axis($0, rank: rank) }.sorted()
+                let resolved = try axes.map { try o.axis($0, rank: rank) }.sorted()
                 for a in resolved { out.insert(SymbolicDim(1), at: a) }
             }
             return [InferredValue(elementType: x.elementType, shape: out, values: x.values)]
+        case "Expand":
+            let x = try o.input(0)
+            guard let target = try o.input(1).values else { throw failure("target shape not known") }
+            return [InferredValue(elementType: x.elementType, shape: try broadcast(x.shape!, target, expand: true))]
+        case "ConstantOfShape":
+            guard let target = try o.input(0).values else { throw failure("shape not known") }
+            var type = ElementType.float
+            var fill: SymbolicDim?
+            if case .tensor(let t)? = o.node.attribute("value") {
+                type = t.elementType ?? .float
+                if type.isInteger, let v = try? t.int64Values().first { fill = SymbolicDim(v) }
+            }
+            var out = InferredValue(elementType: type, shape: target)
+            if let fill, target.count == 1, let n = target[0].constant, n <= 64 { out.values = Array(repeating: fill, count: Int(n)) }
+            return [out]
+        case "Range":
+            let x = try o.input(0)
+            let start = try o.constants(0, "start"), limit = try o.constants(1, "limit"), delta = try o.constants(2, "delta")
+            guard let s = start.first, let l = limit.first, let d = delta.first, d != 0 else { throw failure("bad range") }
+            let span = try checked(checked(checked(l.subtractingReportingOverflow(s)).addingReportingOverflow(d))
+                .subtractingReportingOverflow(d > 0 ? 1 : -1))
+            let count = max(Int64(0), try checked(span.dividedReportingOverflow(by: d)))
+            let values = count <= 64 ? try (0..<count).map { SymbolicDim(try checked(s.addingReportingOverflow(try checked($0.multipliedReportingOverflow(by: d))))) } : nil
+            return [InferredValue(elementType: x.elementType, shape: [SymbolicDim(count)], values: values)]
+        default:
+            throw failure("op not known to shape inference")
+        }
+    }
+
+    /// Ops that pick, join or pad along axes: Concat, Gather, Slice, Split, Tile, Pad.
+    private mutating func inferIndexing(_ o: Operands) throws -> [InferredValue?] {
+        switch o.node.op {
         case "Concat":
-            let all = try (0..<node.inputs.count).map { try input($0) }
+            let all = try (0..<o.node.inputs.count).map { try o.input($0) }
             let rank = all[0].shape!.count
-            let a = try axis(node.intAttribute("axis") ?? 0, rank: rank)
+            let a = try o.axis(o.node.intAttribute("axis") ?? 0, rank: rank)
             var out = all[0].shape!
             for other in all.dropFirst() {
                 let dims = other.shape!
@@ -368,9 +433,9 @@ public struct ShapeInference {
             if rank == 1, all.allSatisfy({ $0.values != nil }) { result.values = all.flatMap { $0.values! } }
             return [result]
         case "Gather":
-            let data = try input(0), indices = try input(1)
+            let data = try o.input(0), indices = try o.input(1)
             let dims = data.shape!
-            let a = try axis(node.intAttribute("axis") ?? 0, rank: dims.count)
+            let a = try o.axis(o.node.intAttribute("axis") ?? 0, rank: dims.count)
             let out = Array(dims[..<a]) + indices.shape! + Array(dims[(a + 1)...])
             var result = InferredValue(elementType: data.elementType, shape: out)
             if dims.count == 1, let values = data.values, let picks = indices.values {
@@ -383,18 +448,18 @@ public struct ShapeInference {
             }
             return [result]
         case "Slice":
-            let x = try input(0)
+            let x = try o.input(0)
             let dims = x.shape!
             let starts: [Int64], ends: [Int64], axes: [Int64], steps: [Int64]
             if opset >= 10 {
-                starts = try constants(1, "starts")
-                ends = try constants(2, "ends")
-                axes = try optionalConstants(3, "axes") ?? (0..<Int64(starts.count)).map { $0 }
-                steps = try optionalConstants(4, "steps") ?? Array(repeating: 1, count: starts.count)
+                starts = try o.constants(1, "starts")
+                ends = try o.constants(2, "ends")
+                axes = try o.optionalConstants(3, "axes") ?? (0..<Int64(starts.count)).map { $0 }
+                steps = try o.optionalConstants(4, "steps") ?? Array(repeating: 1, count: starts.count)
             } else {
-                starts = node.intsAttribute("starts") ?? []
-                ends = node.intsAttribute("ends") ?? []
-                axes = node.intsAttribute("axes") ?? (0..<Int64(starts.count)).map { $0 }
+                starts = o.node.intsAttribute("starts") ?? []
+                ends = o.node.intsAttribute("ends") ?? []
+                axes = o.node.intsAttribute("axes") ?? (0..<Int64(starts.count)).map { $0 }
                 steps = Array(repeating: 1, count: starts.count)
             }
             guard ends.count == starts.count, axes.count == starts.count, steps.count == starts.count else {
@@ -403,7 +468,7 @@ public struct ShapeInference {
             var out = dims
             var picked: [Int]? = dims.count == 1 && x.values != nil ? Array(0..<(x.values!.count)) : nil
             for (k, rawAxis) in axes.enumerated() {
-                let a = try axis(rawAxis, rank: dims.count)
+                let a = try o.axis(rawAxis, rank: dims.count)
                 guard let size = dims[a].constant else {
                     // [start:] of a symbolic dim with a step of 1 from 0 keeps it; else unknown.
                     out[a] = (starts[k] == 0 && ends[k] >= Int64(Int32.max) && steps[k] == 1) ? dims[a] : nextUnknown()
@@ -421,85 +486,16 @@ public struct ShapeInference {
                 }
             }
             return [InferredValue(elementType: x.elementType, shape: out, values: picked.map { $0.map { x.values![$0] } })]
-        case "Conv":
-            let x = try shape(0), w = try shape(1)
-            guard x.count >= 3, w.count == x.count else { throw failure("input rank \(x.count), weight rank \(w.count)") }
-            let spatial = x.count - 2
-            let kernel = node.intsAttribute("kernel_shape") ?? w[2...].map { $0.constant ?? -1 }
-            return [InferredValue(elementType: try input(0).elementType,
-                                  shape: [x[0], w[0]] + (try window(node, x: Array(x[2...]), kernel: kernel, spatial: spatial)))]
-        case "AveragePool", "MaxPool", "LpPool":
-            let x = try shape(0)
-            guard let kernel = node.intsAttribute("kernel_shape") else { throw failure("no kernel_shape") }
-            return [InferredValue(elementType: try input(0).elementType,
-                                  shape: [x[0], x[1]] + (try window(node, x: Array(x[2...]), kernel: kernel, spatial: x.count - 2)))]
-        case "GlobalAveragePool", "GlobalMaxPool":
-            let x = try shape(0)
-            return [InferredValue(elementType: try input(0).elementType, shape: [x[0], x[1]] + x[2...].map { _ in SymbolicDim(1) })]
-        case "MatMul":
-            var a = try shape(0), b = try shape(1)
-            let aVector = a.count == 1, bVector = b.count == 1
-            if aVector { a.insert(SymbolicDim(1), at: 0) }
-            if bVector { b.append(SymbolicDim(1)) }
-            guard a.count >= 2, b.count >= 2 else { throw failure("rank-0 operand") }
-            try requireEqual(a[a.count - 1], b[b.count - 2], "contracted dims")
-            var out = try broadcast(Array(a.dropLast(2)), Array(b.dropLast(2))) + [a[a.count - 2], b[b.count - 1]]
-            if aVector { out.remove(at: out.count - 2) }
-            if bVector { out.removeLast() }
-            return [InferredValue(elementType: try input(0).elementType, shape: out)]
-        case "Gemm":
-            let a = try shape(0), b = try shape(1)
-            guard a.count == 2, b.count == 2 else { throw failure("operands of rank \(a.count) and \(b.count)") }
-            let m = node.intAttribute("transA") == 1 ? a[1] : a[0]
-            let n = node.intAttribute("transB") == 1 ? b[0] : b[1]
-            return [InferredValue(elementType: try input(0).elementType, shape: [m, n])]
-        case "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2", "ReduceL1", "ReduceSumSquare", "ReduceLogSumExp":
-            let x = try input(0)
-            let dims = x.shape!
-            let axesAsInput = op == "ReduceSum" ? opset >= 13 : opset >= 18
-            let axes = axesAsInput ? try optionalConstants(1, "axes") : node.intsAttribute("axes")
-            let keep = (node.intAttribute("keepdims") ?? 1) == 1
-            let resolved = try (axes ?? (node.intAttribute("noop_with_empty_axes") == 1 ? [] : (0..<Int64(dims.count)).map { $0 }))
-                .map { try axis($0, rank: dims.count) }
-            var out: [SymbolicDim] = []
-            for (i, d) in dims.enumerated() {
-                if resolved.contains(i) { if keep { out.append(SymbolicDim(1)) } } else { out.append(d) }
-            }
-            return [InferredValue(elementType: x.elementType, shape: out)]
-        case "Expand":
-            let x = try input(0)
-            guard let target = try input(1).values else { throw failure("target shape not known") }
-            return [InferredValue(elementType: x.elementType, shape: try broadcast(x.shape!, target, expand: true))]
-        case "ConstantOfShape":
-            guard let target = try input(0).values else { throw failure("shape not known") }
-            var type = ElementType.float
-            var fill: SymbolicDim?
-            if case .tensor(let t)? = node.attribute("value") {
-                type = t.elementType ?? .float
-                if type.isInteger, let v = try? t.int64Values().first { fill = SymbolicDim(v) }
-            }
-            var out = InferredValue(elementType: type, shape: target)
-            if let fill, target.count == 1, let n = target[0].constant, n <= 64 { out.values = Array(repeating: fill, count: Int(n)) }
-            return [out]
-        case "Range":
-            let x = try input(0)
-            let start = try constants(0, "start"), limit = try constants(1, "limit"), delta = try constants(2, "delta")
-            guard let s = start.first, let l = limit.first, let d = delta.first, d != 0 else { throw failure("bad range") }
-            let span = try checked(checked(checked(l.subtractingReportingOverflow(s)).addingReportingOverflow(d))
-                .subtractingReportingOverflow(d > 0 ? 1 : -1))
-            let count = max(Int64(0), try checked(span.dividedReportingOverflow(by: d)))
-            let values = count <= 64 ? try (0..<count).map { SymbolicDim(try checked(s.addingReportingOverflow(try checked($0.multipliedReportingOverflow(by: d))))) } : nil
-            return [InferredValue(elementType: x.elementType, shape: [SymbolicDim(count)], values: values)]
         case "Split":
-            let x = try input(0)
+            let x = try o.input(0)
             let dims = x.shape!
-            let a = try axis(node.intAttribute("axis") ?? 0, rank: dims.count)
+            let a = try o.axis(o.node.intAttribute("axis") ?? 0, rank: dims.count)
             let sizes: [Int64]
-            if let given = opset >= 13 ? try optionalConstants(1, "split") : node.intsAttribute("split") {
+            if let given = opset >= 13 ? try o.optionalConstants(1, "split") : o.node.intsAttribute("split") {
                 sizes = given
             } else {
                 guard let total = dims[a].constant else { throw failure("equal split of a symbolic dim") }
-                let parts = Int64(node.outputs.count)
+                let parts = Int64(o.node.outputs.count)
                 guard total >= 0, total < Int64.max / 2 else { throw failure("split of a dim of \(total)") }
                 let each = (total + parts - 1) / parts
                 sizes = (0..<parts).map { min(each, max(0, total - $0 * each)) }
@@ -510,20 +506,73 @@ public struct ShapeInference {
                 return InferredValue(elementType: x.elementType, shape: out)
             }
         case "Tile":
-            let x = try input(0)
-            let repeats = try constants(1, "repeats")
+            let x = try o.input(0)
+            let repeats = try o.constants(1, "repeats")
             guard repeats.count == x.shape!.count else { throw failure("repeats of the wrong length") }
             return [InferredValue(elementType: x.elementType, shape: zip(x.shape!, repeats).map { $0 * SymbolicDim($1) })]
         case "Pad":
-            let x = try input(0)
+            let x = try o.input(0)
             let dims = x.shape!
-            let pads = opset >= 11 ? try constants(1, "pads") : (node.intsAttribute("pads") ?? [])
-            let axes = try (opset >= 18 ? optionalConstants(3, "axes") : nil) ?? (0..<Int64(dims.count)).map { $0 }
+            let pads = opset >= 11 ? try o.constants(1, "pads") : (o.node.intsAttribute("pads") ?? [])
+            let axes = try (opset >= 18 ? o.optionalConstants(3, "axes") : nil) ?? (0..<Int64(dims.count)).map { $0 }
             guard pads.count == 2 * axes.count else { throw failure("pads of the wrong length") }
             var out = dims
             for (k, raw) in axes.enumerated() {
-                let a = try axis(raw, rank: dims.count)
+                let a = try o.axis(raw, rank: dims.count)
                 out[a] = out[a].plus(SymbolicDim(try checked(pads[k].addingReportingOverflow(pads[k + axes.count])))) ?? nextUnknown()
+            }
+            return [InferredValue(elementType: x.elementType, shape: out)]
+        default:
+            throw failure("op not known to shape inference")
+        }
+    }
+
+    /// Convolutions, pools, matrix products and reductions.
+    private mutating func inferCompute(_ o: Operands) throws -> [InferredValue?] {
+        switch o.node.op {
+        case "Conv":
+            let x = try o.shape(0), w = try o.shape(1)
+            guard x.count >= 3, w.count == x.count else { throw failure("input rank \(x.count), weight rank \(w.count)") }
+            let spatial = x.count - 2
+            let kernel = o.node.intsAttribute("kernel_shape") ?? w[2...].map { $0.constant ?? -1 }
+            return [InferredValue(elementType: try o.input(0).elementType,
+                                  shape: [x[0], w[0]] + (try window(o.node, x: Array(x[2...]), kernel: kernel, spatial: spatial)))]
+        case "AveragePool", "MaxPool", "LpPool":
+            let x = try o.shape(0)
+            guard let kernel = o.node.intsAttribute("kernel_shape") else { throw failure("no kernel_shape") }
+            return [InferredValue(elementType: try o.input(0).elementType,
+                                  shape: [x[0], x[1]] + (try window(o.node, x: Array(x[2...]), kernel: kernel, spatial: x.count - 2)))]
+        case "GlobalAveragePool", "GlobalMaxPool":
+            let x = try o.shape(0)
+            return [InferredValue(elementType: try o.input(0).elementType, shape: [x[0], x[1]] + x[2...].map { _ in SymbolicDim(1) })]
+        case "MatMul":
+            var a = try o.shape(0), b = try o.shape(1)
+            let aVector = a.count == 1, bVector = b.count == 1
+            if aVector { a.insert(SymbolicDim(1), at: 0) }
+            if bVector { b.append(SymbolicDim(1)) }
+            guard a.count >= 2, b.count >= 2 else { throw failure("rank-0 operand") }
+            try requireEqual(a[a.count - 1], b[b.count - 2], "contracted dims")
+            var out = try broadcast(Array(a.dropLast(2)), Array(b.dropLast(2))) + [a[a.count - 2], b[b.count - 1]]
+            if aVector { out.remove(at: out.count - 2) }
+            if bVector { out.removeLast() }
+            return [InferredValue(elementType: try o.input(0).elementType, shape: out)]
+        case "Gemm":
+            let a = try o.shape(0), b = try o.shape(1)
+            guard a.count == 2, b.count == 2 else { throw failure("operands of rank \(a.count) and \(b.count)") }
+            let m = o.node.intAttribute("transA") == 1 ? a[1] : a[0]
+            let n = o.node.intAttribute("transB") == 1 ? b[0] : b[1]
+            return [InferredValue(elementType: try o.input(0).elementType, shape: [m, n])]
+        case "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2", "ReduceL1", "ReduceSumSquare", "ReduceLogSumExp":
+            let x = try o.input(0)
+            let dims = x.shape!
+            let axesAsInput = o.node.op == "ReduceSum" ? opset >= 13 : opset >= 18
+            let axes = axesAsInput ? try o.optionalConstants(1, "axes") : o.node.intsAttribute("axes")
+            let keep = (o.node.intAttribute("keepdims") ?? 1) == 1
+            let resolved = try (axes ?? (o.node.intAttribute("noop_with_empty_axes") == 1 ? [] : (0..<Int64(dims.count)).map { $0 }))
+                .map { try o.axis($0, rank: dims.count) }
+            var out: [SymbolicDim] = []
+            for (i, d) in dims.enumerated() {
+                if resolved.contains(i) { if keep { out.append(SymbolicDim(1)) } } else { out.append(d) }
             }
             return [InferredValue(elementType: x.elementType, shape: out)]
         default:

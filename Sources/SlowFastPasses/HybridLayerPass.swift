@@ -287,21 +287,7 @@ public struct HybridLayerPass: ModelPass {
         var quantizedKV: (storage: ProjectionStorage, sources: (codes: [String], scales: [String]))?
         if var encoder = companion {
             // K/V come in as inputs; the companion model computes them once per generation.
-            var inputNorm: CopiedNorm?
-            if let norm = layer.inputNorm {
-                func values(_ name: String) throws -> [Float] {
-                    guard let tensor = graph.initializer(named: name) else {
-                        throw HybridLayerError.missingInitializer(layer: layer.index, role: "input norm", name: name)
-                    }
-                    return try tensor.floatValues()
-                }
-                // The copy stores what the decoder's norm stores (Gemma: 1 + w), named the same way.
-                inputNorm = CopiedNorm(weight: try values(norm.weight), name: canonical[norm.weight]?.canonicalName ?? norm.weight,
-                                       epsilon: norm.epsilon, transform: canonical[norm.weight]?.transform ?? .identity,
-                                       bias: try norm.bias.map { (try values($0), canonical[$0]?.canonicalName ?? $0) },
-                                       centered: norm.isCentered)
-            }
-            encoder.addLayer(layer.index, norm: inputNorm,
+            encoder.addLayer(layer.index, norm: try copiedInputNorm(layer, graph: graph, canonical: canonical),
                              kvWeight: try key.weight() + value.weight(), kvBias: kvBias, kvWeightName: kvWeightName, kvBiasName: kvBiasName,
                              kvRule: "concat(\(kName), \(vName))",
                              biasRule: hasBias ? "concat(\(kBias), \(vBias))" : "zeros (k_proj and v_proj have no bias)",
@@ -348,27 +334,7 @@ public struct HybridLayerPass: ModelPass {
                                         heads: dims.numKVHeads, headDim: dims.headDim, "v")
             kvRecords = (kv.weight, kv.bias!)
         }
-        // A layer that norms its keys per head before RoPE (Qwen3's k_norm) scores queries that
-        // were normed the same way: the slow keys [B, G, N, hd] go through the same k_norm
-        // (weight and epsilon, over head_dim), so they live where the layer's queries look
-        // (docs/DESIGN.md §1).
-        // OLMo-2's k_norm spans every kv head at once (kv_heads·head_dim, before the head split):
-        // the slow keys are normed over the same width.
-        if let kNorm = layer.kNorm {
-            let weight = builder.toFloat(kNorm.weight, from: floatType, "k_norm/weight_float")
-            let width = graph.initializer(named: kNorm.weight).map { Int($0.dims.reduce(1, *)) } ?? dims.headDim
-            switch width {
-            case dims.headDim:
-                keys = builder.rmsNorm(keys, weight: weight, epsilon: kNorm.epsilon, "k_norm")
-            case dims.kvWidth:
-                let merged = builder.reshape(builder.transpose(keys, perm: [0, 2, 1, 3], "k_norm/to_bnhd"), to: [0, 0, Int64(dims.kvWidth)], "k_norm/merge")
-                keys = builder.splitHeads(builder.rmsNorm(merged, weight: weight, epsilon: kNorm.epsilon, "k_norm"),
-                                          heads: dims.numKVHeads, headDim: dims.headDim, "k_norm")
-            default:
-                throw HybridLayerError.badWeightShape(layer: layer.index, role: "k_norm", name: kNorm.weight, shape: [Int64(width)],
-                                                      expected: "[\(dims.headDim)] (per head) or [\(dims.kvWidth)] (every kv head)")
-            }
-        }
+        keys = try normedLikeOwnKeys(keys, layer: layer, graph: graph, builder: &builder)
         // The layer's own score factor (a model may scale by other than 1/√hd): the slow keys
         // are scored as the layer scores its own keys.
         let attended = builder.queriedCrossAttention(query: query, keys: keys, values: values, inputs: inputs,
@@ -424,6 +390,46 @@ public struct HybridLayerPass: ModelPass {
             ParameterRecord(onnxName: alpha.stored, canonicalName: "\(prefix).cross_attn_warm_up_gate", kind: .new, initRule: "zeros"),
         ]
         return (output, records)
+    }
+
+    /// The slow keys normed as the layer norms its own keys before scoring, where it does. A
+    /// layer that norms its keys per head before RoPE (Qwen3's k_norm) scores queries that were
+    /// normed the same way: the slow keys [B, G, N, hd] go through the same k_norm (weight and
+    /// epsilon, over head_dim), so they live where the layer's queries look (docs/DESIGN.md §1).
+    /// OLMo-2's k_norm spans every kv head at once (kv_heads·head_dim, before the head split):
+    /// the slow keys are normed over the same width.
+    private func normedLikeOwnKeys(_ keys: String, layer: LayerDescription, graph: Graph, builder: inout GraphBuilder) throws -> String {
+        let dims = layout.dimensions
+        guard let kNorm = layer.kNorm else { return keys }
+        let weight = builder.toFloat(kNorm.weight, from: floatType, "k_norm/weight_float")
+        let width = graph.initializer(named: kNorm.weight).map { Int($0.dims.reduce(1, *)) } ?? dims.headDim
+        switch width {
+        case dims.headDim:
+            return builder.rmsNorm(keys, weight: weight, epsilon: kNorm.epsilon, "k_norm")
+        case dims.kvWidth:
+            let merged = builder.reshape(builder.transpose(keys, perm: [0, 2, 1, 3], "k_norm/to_bnhd"), to: [0, 0, Int64(dims.kvWidth)], "k_norm/merge")
+            return builder.splitHeads(builder.rmsNorm(merged, weight: weight, epsilon: kNorm.epsilon, "k_norm"),
+                                      heads: dims.numKVHeads, headDim: dims.headDim, "k_norm")
+        default:
+            throw HybridLayerError.badWeightShape(layer: layer.index, role: "k_norm", name: kNorm.weight, shape: [Int64(width)],
+                                                  expected: "[\(dims.headDim)] (per head) or [\(dims.kvWidth)] (every kv head)")
+        }
+    }
+
+    /// The layer's input norm as the slow K/V companion stores it: what the decoder's norm
+    /// stores (Gemma: 1 + w), named the same way.
+    private func copiedInputNorm(_ layer: LayerDescription, graph: Graph, canonical: [String: CanonicalParameter]) throws -> CopiedNorm? {
+        guard let norm = layer.inputNorm else { return nil }
+        func values(_ name: String) throws -> [Float] {
+            guard let tensor = graph.initializer(named: name) else {
+                throw HybridLayerError.missingInitializer(layer: layer.index, role: "input norm", name: name)
+            }
+            return try tensor.floatValues()
+        }
+        return CopiedNorm(weight: try values(norm.weight), name: canonical[norm.weight]?.canonicalName ?? norm.weight,
+                          epsilon: norm.epsilon, transform: canonical[norm.weight]?.transform ?? .identity,
+                          bias: try norm.bias.map { (try values($0), canonical[$0]?.canonicalName ?? $0) },
+                          centered: norm.isCentered)
     }
 
     /// Insert mode: x <- x + tanh(a_attn)·m·XAttn(RMSNorm(x), S); x <- x + tanh(a_ff)·m·FFN(RMSNorm(x)).

@@ -82,76 +82,11 @@ public enum ModelWriter {
         // Temporaries of earlier runs that were killed before they could clean up.
         OutputTransaction.removeStaleTemporaries(in: outputFolder)
 
-        // The external files the model reads, by the location it names them with.
-        let tensors = model.allTensors
-        let mode = options.weights
-        // Bytes each input data file still holds for the model. A file most of whose bytes no
-        // tensor reads any more (weights replaced by an import) is not copied whole: the few
-        // tensors left in it are repacked into the new data file instead (link mode links).
-        // Counted per file (device and inode), not per spelling of its location.
-        struct FileID: Hashable { let device: UInt64; let inode: UInt64 }
-        var referenced: [FileID: Int] = [:]
-        var inputFiles: [String: MappedFile] = [:]
-        for tensor in tensors {
-            if case .external(let data) = tensor.storage, let location = data as? ExternalDataLocation {
-                let id = FileID(device: location.file.device, inode: location.file.inode)
-                let (sum, overflow) = referenced[id, default: 0].addingReportingOverflow(location.length)
-                referenced[id] = overflow ? Int.max : sum
-                inputFiles[location.location] = location.file
-            }
-        }
-        let repacked = Set(inputFiles.filter { _, file in
-            let bytes = referenced[FileID(device: file.device, inode: file.inode)] ?? 0
-            return mode != .link && mode != .inline && bytes < file.size - file.size / 2
-        }.keys)
-        var sources: [String: MappedFile] = [:]
-        var locationOrder: [String] = []
-        for tensor in tensors {
-            if case .external(let data) = tensor.storage, let location = data as? ExternalDataLocation,
-               sources[location.location] == nil, !repacked.contains(location.location) {
-                sources[location.location] = location.file
-                locationOrder.append(location.location)
-            }
-        }
-        // The output keeps its weights outside when the input did.
-        let inputWasExternal = !inputFiles.isEmpty || tensors.contains { tensor in
-            guard let origin = tensor.origin as? WireOrigin else { return false }
-            let proto = origin.typed(Onnx__TensorProto.self).pointee
-            return proto.has_data_location != 0 && proto.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL
-        }
-        // One data file under two spellings (`w.data`, `./w.data`) is one destination: staged once.
-        var destinations: [String: (file: MappedFile, location: String)] = [:]
-        // A later spelling of a file staged under an earlier one: it is written as that one.
-        var spelling: [String: String] = [:]
-        locationOrder = locationOrder.filter { location in
-            guard let source = sources[location] else { return true }
-            let key = normalizedPath(outputFolder + "/" + location)
-            if let earlier = destinations[key], earlier.file.device == source.device, earlier.file.inode == source.inode {
-                spelling[location] = earlier.location
-                return false
-            }
-            destinations[key] = destinations[key] ?? (source, location)
-            return true
-        }
-        // Data files are named after the output (`<OUT>.data`, `<OUT>.1.data`, ...), so an output
-        // never replaces a file another model in the same folder reads (`shared/a.onnx`, then
-        // `shared/b.onnx`, both from a `model.onnx.data`). A location that already is one of
-        // the output's own names keeps it.
-        let outputName = Path.fileName(of: path)
-        var renamed: [String: String] = [:]
-        var outputNames = Set(locationOrder.filter { isOwnDataName($0, of: outputName) })
-        for location in locationOrder where !outputNames.contains(location) {
-            let name = freshDataName(for: outputName, taken: outputNames)
-            renamed[location] = name
-            outputNames.insert(name)
-        }
-        func destinationName(_ location: String) -> String {
-            let staged = spelling[location] ?? location
-            return renamed[staged] ?? staged
-        }
-        for location in locationOrder where mode != .inline && isSameFile(outputFolder + "/" + destinationName(location), path) {
-            throw ModelWriteError.dataFileConflict(path: path, dataFile: destinationName(location))
-        }
+        let plan = try DataFilePlan(model: model, output: path, mode: options.weights)
+        let mode = plan.mode, locationOrder = plan.locationOrder, sources = plan.sources, repacked = plan.repacked
+        let outputName = plan.outputName, outputNames = plan.outputNames, inputFiles = plan.inputFiles
+        let inputWasExternal = plan.inputWasExternal
+        func destinationName(_ location: String) -> String { plan.destinationName(location) }
 
         // New tensors go beside the output when the model already keeps weights outside; they
         // are streamed into a staged file as the encoder reaches them.
@@ -223,27 +158,50 @@ public enum ModelWriter {
         }
 
         newData?.finish()
-        var files: [WrittenFile] = []
-        if mode != .inline {
-            for location in locationOrder {
-                guard let source = sources[location] else { continue }
-                let destination = outputFolder + "/" + destinationName(location)
-                if isSameFile(destination, source.path) {
-                    files.append(WrittenFile(path: destination, action: .alreadyInPlace, bytes: source.size))
-                } else if mode == .auto, try transaction.stageClone(source: source, path: destination) {
-                    files.append(WrittenFile(path: destination, action: .cloned, bytes: source.size))
-                } else if mode == .link {
-                    try transaction.stageLink(source: source, path: destination)
-                    files.append(WrittenFile(path: destination, action: .linked, bytes: source.size))
-                } else {
-                    try transaction.stageCopy(source: source, path: destination)
-                    files.append(WrittenFile(path: destination, action: .copied, bytes: source.size))
-                }
-            }
-        }
+        var files = try stageDataFiles(plan, transaction: transaction)
         if let newData {
             files.append(WrittenFile(path: newData.path, action: .written, bytes: newData.size))
         }
+        files += try stageBesideFiles(options, model: model, transaction: transaction)
+        // A data file that shrank while we read or copied it would leave a model pointing
+        // past its end: refuse before anything is renamed into place.
+        for source in sources.values {
+            do { try source.checkUnchanged() } catch let error as SystemError {
+                throw ModelWriteError.ioFailure(path: error.path, reason: error.message)
+            }
+        }
+        try transaction.stage(path: path, bytes: UnsafeRawBufferPointer(rebasing: buffer[0 ..< size]))
+        files.append(WrittenFile(path: path, action: .written, bytes: size))
+        try transaction.commit(lockingFolder: outputFolder)
+        return WriteReport(files: files, weights: mode)
+    }
+
+    /// Copies, clones or links of the input data files the output keeps reading, staged under
+    /// their names beside the output.
+    private static func stageDataFiles(_ plan: DataFilePlan, transaction: OutputTransaction) throws -> [WrittenFile] {
+        guard plan.mode != .inline else { return [] }
+        var files: [WrittenFile] = []
+        for location in plan.locationOrder {
+            guard let source = plan.sources[location] else { continue }
+            let destination = plan.outputFolder + "/" + plan.destinationName(location)
+            if isSameFile(destination, source.path) {
+                files.append(WrittenFile(path: destination, action: .alreadyInPlace, bytes: source.size))
+            } else if plan.mode == .auto, try transaction.stageClone(source: source, path: destination) {
+                files.append(WrittenFile(path: destination, action: .cloned, bytes: source.size))
+            } else if plan.mode == .link {
+                try transaction.stageLink(source: source, path: destination)
+                files.append(WrittenFile(path: destination, action: .linked, bytes: source.size))
+            } else {
+                try transaction.stageCopy(source: source, path: destination)
+                files.append(WrittenFile(path: destination, action: .copied, bytes: source.size))
+            }
+        }
+        return files
+    }
+
+    /// The companion models and sidecar files written beside the output, staged.
+    private static func stageBesideFiles(_ options: WriteOptions, model: Model, transaction: OutputTransaction) throws -> [WrittenFile] {
+        var files: [WrittenFile] = []
         for companion in options.companions {
             if let source = model.sourcePath, isSameFile(source, companion.path) {
                 throw ModelWriteError.outputIsInput(path: companion.path)
@@ -259,17 +217,7 @@ public enum ModelWriter {
             try sidecar.bytes.withUnsafeBytes { try transaction.stage(path: sidecar.path, bytes: $0, mode: options.sidecarModes[sidecar.path]) }
             files.append(WrittenFile(path: sidecar.path, action: .written, bytes: sidecar.bytes.count))
         }
-        // A data file that shrank while we read or copied it would leave a model pointing
-        // past its end: refuse before anything is renamed into place.
-        for source in sources.values {
-            do { try source.checkUnchanged() } catch let error as SystemError {
-                throw ModelWriteError.ioFailure(path: error.path, reason: error.message)
-            }
-        }
-        try transaction.stage(path: path, bytes: UnsafeRawBufferPointer(rebasing: buffer[0 ..< size]))
-        files.append(WrittenFile(path: path, action: .written, bytes: size))
-        try transaction.commit(lockingFolder: outputFolder)
-        return WriteReport(files: files, weights: mode)
+        return files
     }
 
     /// `model` packed with every tensor inside the message.
