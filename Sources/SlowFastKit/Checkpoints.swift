@@ -95,6 +95,9 @@ public enum WeightExport {
         let initializers = Initializers(model: model, companions: companions)
         let parameterType = halfParameterType(weightMap, initializers: initializers)
         var writer = SafeTensorsShardedWriter(maxShardBytes: options.maxShardBytes, metadata: ["format": "pt"])
+        // A progress line (on a terminal, for a gigabyte or more) as the writer makes each tensor.
+        let progress = ProgressLine("exporting to \((folder as NSString).lastPathComponent)")
+        defer { progress.finish() }
         var names: [String: (onnxName: String, tensor: Tensor, transform: ParameterTransform)] = [:]
         // The scales and zero points of quantized weights are part of those weights' storage:
         // their dequantized values are exported, not the scales themselves.
@@ -110,7 +113,7 @@ public enum WeightExport {
             let onnxShape = tensor.dims.map { Int($0) }
             if let quantization = entry.transform.quantization {
                 try addDequantized(entry, quantization, model: model, companion: entry.file.flatMap { companions[$0] }, options: options,
-                                   writer: &writer, names: &names, tensor: tensor)
+                                   writer: &writer, names: &names, tensor: tensor, progress: progress)
                 continue
             }
             var target = options.dtype.map { dtype.isConvertibleFloat ? $0 : dtype } ?? dtype
@@ -132,12 +135,15 @@ public enum WeightExport {
                     throw CheckpointError(file: model.sourcePath ?? "model", message: "'\(other.onnxName)' and '\(entry.onnxName)' would both be exported as '\(name)'")
                 }
                 names[name] = (entry.onnxName, tensor, entry.transform)
+                progress.total += SafeTensorsEntry.checkedByteCount(shape: shape, dtype: target) ?? 0
                 // Values are made when the writer reaches them: memory stays at one tensor.
                 writer.add(name: name, dtype: target, shape: shape) { sink in
                     let onnx = RawTensor(name: entry.onnxName, dtype: dtype, shape: onnxShape, bytes: try tensor.withRawBytes { Array($0) })
                     let parts = try entry.transform.canonicalTensors(of: onnx, canonicalName: entry.canonicalName)
                     guard let part = parts.first(where: { $0.name == name }) else { return }
-                    try sink.write(try exported(part, as: target, options, file: model.sourcePath))
+                    let bytes = try exported(part, as: target, options, file: model.sourcePath)
+                    try sink.write(bytes)
+                    progress.advance(by: bytes.count)
                 }
             }
         }
@@ -161,7 +167,7 @@ extension WeightExport {
     static func addDequantized(_ entry: WeightMap.Entry, _ quantization: ProjectionStorage, model: Model, companion: Model?,
                                options: Options, writer: inout SafeTensorsShardedWriter,
                                names: inout [String: (onnxName: String, tensor: Tensor, transform: ParameterTransform)],
-                               tensor: Tensor) throws {
+                               tensor: Tensor, progress: ProgressLine) throws {
         let file = model.sourcePath ?? "model"
         let graph = (companion ?? model).graph
         let target = options.dtype ?? .f32
@@ -179,6 +185,7 @@ extension WeightExport {
                 throw CheckpointError(file: file, message: "'\(other.onnxName)' and '\(entry.onnxName)' would both be exported as '\(name)'")
             }
             names[name] = (entry.onnxName, tensor, entry.transform)
+            progress.total += SafeTensorsEntry.checkedByteCount(shape: shape, dtype: target) ?? 0
             writer.add(name: name, dtype: target, shape: shape) { sink in
                 let values: [Float]
                 do {
@@ -188,7 +195,9 @@ extension WeightExport {
                 }
                 let parts = try entry.transform.canonicalTensors(dequantized: values, canonicalName: entry.canonicalName)
                 guard let part = parts.first(where: { $0.name == name }) else { return }
-                try sink.write(try exported(part, as: target, options, file: model.sourcePath))
+                let bytes = try exported(part, as: target, options, file: model.sourcePath)
+                try sink.write(bytes)
+                progress.advance(by: bytes.count)
             }
         }
     }

@@ -108,6 +108,29 @@ struct DataFilePlan {
         self.renamed = renamed
     }
 
+    /// Bytes of the data files staged by copying (a clone, where it works, counts at once).
+    var copiedBytes: Int {
+        guard mode == .auto || mode == .copy else { return 0 }
+        return locationOrder.reduce(0) { $0.addingReportingOverflow(sources[$1]?.size ?? 0).partialValue }
+    }
+
+    /// The values of `tensor` that the write encodes or appends itself, nil for a tensor kept
+    /// as it was read or left in a data file that is staged whole.
+    func writtenValues(of tensor: Tensor) -> (any TensorData)? {
+        switch tensor.storage {
+        case .embedded:
+            return nil
+        case .external(let data):
+            if mode == .inline { return data }
+            guard let location = data as? ExternalDataLocation, !repacked.contains(location.location) else { return data }
+            return nil
+        case .bytes(let bytes):
+            return bytes
+        case .computed(let data):
+            return data
+        }
+    }
+
     /// The name the output's folder holds `location`'s file under.
     func destinationName(_ location: String) -> String {
         Self.destination(location, spelling: spelling, renamed: renamed)

@@ -83,10 +83,14 @@ public enum ModelWriter {
         OutputTransaction.removeStaleTemporaries(in: outputFolder)
 
         let plan = try DataFilePlan(model: model, output: path, mode: options.weights)
-        let mode = plan.mode, locationOrder = plan.locationOrder, sources = plan.sources, repacked = plan.repacked
+        let mode = plan.mode, locationOrder = plan.locationOrder, sources = plan.sources
         let outputName = plan.outputName, outputNames = plan.outputNames, inputFiles = plan.inputFiles
         let inputWasExternal = plan.inputWasExternal
         func destinationName(_ location: String) -> String { plan.destinationName(location) }
+        // A progress line (on a terminal, for a gigabyte or more): the data files copied and
+        // the values written (imported, computed, repacked).
+        let progress = ProgressLine("writing \(Path.fileName(of: path))", total: plan.copiedBytes + valueBytes(model, plan: plan))
+        defer { progress.finish() }
 
         // New tensors go beside the output when the model already keeps weights outside; they
         // are streamed into a staged file as the encoder reaches them.
@@ -125,20 +129,15 @@ public enum ModelWriter {
             return .inline(data)
         }
         let placement: (Tensor) throws -> TensorPlacement = { tensor in
-            switch tensor.storage {
-            case .embedded:
-                return .asRead
-            case .external(let data):
-                if mode == .inline { return .inline(data) }
-                guard let location = data as? ExternalDataLocation, !repacked.contains(location.location) else { return try placeValues(data) }
+            guard let data = plan.writtenValues(of: tensor) else {
+                guard case .external(let data) = tensor.storage, let location = data as? ExternalDataLocation else { return .asRead }
                 let name = destinationName(location.location)
                 if tensor.origin != nil && name == location.location { return .asRead }
                 return .external(location: name, offset: location.offset, length: location.length, others: location.otherEntries)
-            case .bytes(let bytes):
-                return try placeValues(bytes)
-            case .computed(let data):
-                return try placeValues(data)
             }
+            defer { progress.advance(by: Self.byteCount(of: tensor)) }
+            if mode == .inline, case .external = tensor.storage { return .inline(data) }
+            return try placeValues(data)
         }
 
         let encoder = WireEncoder(place: placement)
@@ -158,7 +157,7 @@ public enum ModelWriter {
         }
 
         newData?.finish()
-        var files = try stageDataFiles(plan, transaction: transaction)
+        var files = try stageDataFiles(plan, transaction: transaction, progress: progress)
         if let newData {
             files.append(WrittenFile(path: newData.path, action: .written, bytes: newData.size))
         }
@@ -176,9 +175,27 @@ public enum ModelWriter {
         return WriteReport(files: files, weights: mode)
     }
 
+    /// Bytes of the values `write` will encode or append (not those it copies whole).
+    private static func valueBytes(_ model: Model, plan: DataFilePlan) -> Int {
+        model.allTensors.reduce(0) { sum, tensor in
+            plan.writtenValues(of: tensor) == nil ? sum : sum.addingReportingOverflow(byteCount(of: tensor)).partialValue
+        }
+    }
+
+    /// A tensor's bytes by its dims and type (0 where they do not say).
+    static func byteCount(of tensor: Tensor) -> Int {
+        var elements = 1
+        for dim in tensor.dims {
+            let (product, overflow) = elements.multipliedReportingOverflow(by: Int(clamping: max(0, dim)))
+            if overflow { return 0 }
+            elements = product
+        }
+        return tensor.elementType?.byteCount(elements: elements) ?? 0
+    }
+
     /// Copies, clones or links of the input data files the output keeps reading, staged under
     /// their names beside the output.
-    private static func stageDataFiles(_ plan: DataFilePlan, transaction: OutputTransaction) throws -> [WrittenFile] {
+    private static func stageDataFiles(_ plan: DataFilePlan, transaction: OutputTransaction, progress: ProgressLine) throws -> [WrittenFile] {
         guard plan.mode != .inline else { return [] }
         var files: [WrittenFile] = []
         for location in plan.locationOrder {
@@ -187,12 +204,13 @@ public enum ModelWriter {
             if isSameFile(destination, source.path) {
                 files.append(WrittenFile(path: destination, action: .alreadyInPlace, bytes: source.size))
             } else if plan.mode == .auto, try transaction.stageClone(source: source, path: destination) {
+                progress.advance(by: source.size)
                 files.append(WrittenFile(path: destination, action: .cloned, bytes: source.size))
             } else if plan.mode == .link {
                 try transaction.stageLink(source: source, path: destination)
                 files.append(WrittenFile(path: destination, action: .linked, bytes: source.size))
             } else {
-                try transaction.stageCopy(source: source, path: destination)
+                try transaction.stageCopy(source: source, path: destination, progress: progress)
                 files.append(WrittenFile(path: destination, action: .copied, bytes: source.size))
             }
         }

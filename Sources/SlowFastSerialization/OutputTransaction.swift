@@ -172,7 +172,7 @@ final class OutputTransaction {
 
     /// Copies `source` under a temporary name for `path`: a reflink where the filesystem
     /// supports one, else an in-kernel copy.
-    func stageCopy(source: MappedFile, path: String) throws {
+    func stageCopy(source: MappedFile, path: String, progress: ProgressLine? = nil) throws {
         let input = PathCall.open(source.path, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else {
             throw ModelWriteError.ioFailure(path: source.path, reason: "cannot open for copying: \(SystemError.lastErrorText)")
@@ -181,9 +181,19 @@ final class OutputTransaction {
         let temporary = temporaryName(for: path)
         let output = try create(temporary, finalPath: path)
         defer { close(output) }
-        if sfk_clone_file(input, output) == 0 { return }
-        guard sfk_copy_range(input, output, Int64(source.size)) == 0 else {
-            throw ModelWriteError.ioFailure(path: path, reason: "copy of '\(source.path)' failed: \(SystemError.lastErrorText)")
+        if sfk_clone_file(input, output) == 0 {
+            progress?.advance(by: source.size)
+            return
+        }
+        // In pieces of 256 MiB, so a progress line can follow a copy of many gigabytes.
+        var left = source.size
+        while left > 0 {
+            let piece = min(left, 1 << 28)
+            guard sfk_copy_range(input, output, Int64(piece)) == 0 else {
+                throw ModelWriteError.ioFailure(path: path, reason: "copy of '\(source.path)' failed: \(SystemError.lastErrorText)")
+            }
+            left -= piece
+            progress?.advance(by: piece)
         }
     }
 

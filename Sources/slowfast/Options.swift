@@ -1,5 +1,8 @@
 import ArgumentParser
 import SlowFastKit
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension WeightsMode: ExpressibleByArgument {}
 
@@ -13,6 +16,19 @@ struct ModelIOOptions: ParsableArguments {
 
     @Option(help: "Where the output's external weights go: auto (reflink where the filesystem can, else copy), link (hard link: instant, but onnx.load refuses multiply-linked data), copy, inline")
     var weights: WeightsMode = .auto
+
+    @OptionGroup var progress: ProgressOptions
+}
+
+/// `--quiet`, for commands whose work can take minutes (copies, imports, exports of gigabytes).
+struct ProgressOptions: ParsableArguments {
+    @Flag(help: "No progress line on stderr (one is drawn for about 1 GB of work or more, when stderr is a terminal).")
+    var quiet = false
+
+    /// Turns the progress line on where it helps: stderr is a terminal and --quiet not given.
+    func apply() {
+        ProgressLine.isEnabled = !quiet && isatty(2) != 0
+    }
 }
 
 /// Numbers from flags (and from a model's dims) bounded before any work: far above any real

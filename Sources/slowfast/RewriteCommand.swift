@@ -42,6 +42,7 @@ struct RewriteCommand: ParsableCommand {
     }
 
     func run() throws {
+        io.progress.apply()
         try reportingErrors {
             var request = try rewriteRequest(hybrid, activation)
             request.weightsFrom = weightsFrom

@@ -20,6 +20,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let error as ExitCode {
         throw error
     } catch {
+        ProgressLine.clear()
         var standardError = StandardError()
         print("error: \(oneLine(String(describing: error)))", to: &standardError)
         throw ExitCode.failure

@@ -48,12 +48,14 @@ struct WeightsExportCommand: ParsableCommand {
     var adapter: String = "auto"
     @Flag(name: .customLong("allow-overflow"), help: "With --dtype: saturate values beyond the target type (1e6 in float16) instead of refusing them; each tensor is reported.")
     var allowOverflow = false
+    @OptionGroup var progress: ProgressOptions
 
     func validate() throws {
         if byteCount(maxShardSize) == nil { throw ValidationError("--max-shard-size takes a positive size such as 5GB, 500MB or 1000000") }
     }
 
     func run() throws {
+        progress.apply()
         try reportingErrors {
             let loaded = try ModelReader.read(path: model)
             let map = try WeightMapSource.load(forModel: loaded, at: model, explicit: weightMap, adapters: AdapterChoice(argument: adapter))
@@ -96,6 +98,7 @@ struct WeightsImportCommand: ParsableCommand {
     var adapter: String = "auto"
 
     func run() throws {
+        io.progress.apply()
         try reportingErrors {
             var request = RewriteRequest(layers: .discover(AdapterChoice(argument: adapter)), weightsFrom: checkpoint, strictWeights: strict)
             request.requantize = requantize
