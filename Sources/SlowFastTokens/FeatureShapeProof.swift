@@ -8,16 +8,35 @@ public struct FeatureClaims: Equatable, Sendable {
     public var layout: FeatureLayout?
     public var dropLeading: Int?
     public var frames: Int?
+    /// `--grid T,H,W`: flat rows [T*H*W, d] in (t, h, w) raster order, T temporal patches.
+    public var grid: FlatGrid?
 
     public init(height: Int? = nil, width: Int? = nil, dim: Int? = nil, layout: FeatureLayout? = nil,
-                dropLeading: Int? = nil, frames: Int? = nil) {
+                dropLeading: Int? = nil, frames: Int? = nil, grid: FlatGrid? = nil) {
         self.height = height
         self.width = width
         self.dim = dim
         self.layout = layout
         self.dropLeading = dropLeading
         self.frames = frames
+        self.grid = grid
     }
+}
+
+/// The merged grid of flat vision features: T temporal patches of H x W rows each.
+public struct FlatGrid: Codable, Equatable, Sendable {
+    public var frames: Int
+    public var height: Int
+    public var width: Int
+
+    public init(frames: Int, height: Int, width: Int) {
+        self.frames = frames
+        self.height = height
+        self.width = width
+    }
+
+    /// "4,2,3"
+    public var text: String { "\(frames),\(height),\(width)" }
 }
 
 /// The layout of a vision graph's value, established by shape inference over the graph
@@ -101,11 +120,50 @@ public struct FeatureShapeProof: Encodable, Equatable, Sendable {
             if let claim { notes.append("\(name) \(claim): from \(flag) (dim \(i) is \(dims[i]), not proven by the graph)"); return claim }
             throw FeatureShapeError.unprovenDim(value: value, shape: shapeText, dim: i, name: name, flag: flag, reason: why)
         }
-        if let frames = claims.frames, let proven = constant(0), proven != frames {
+        if let grid = claims.grid, dims.count != 2 {
+            throw FeatureShapeError.gridOnFramedValue(value: value, shape: shapeText, grid: grid.text)
+        }
+        if dims.count != 2, claims.layout == .flat {
+            throw FeatureShapeError.rankForLayout(value: value, shape: shapeText, layout: .flat)
+        }
+        if dims.count != 2, let frames = claims.frames, let proven = constant(0), proven != frames {
             throw FeatureShapeError.mismatch(value: value, shape: shapeText, dim: 0, name: "frames", proven: proven, flag: "--frames", given: frames)
         }
 
         switch dims.count {
+        case 2:
+            // Flat rows [T*H*W, d] (a Qwen-VL merger's output): the grid comes from --grid (or
+            // --height/--width with --layout flat, T read at run time); a proven row count must
+            // be T*H*W.
+            guard claims.grid != nil || claims.layout == .flat else {
+                throw FeatureShapeError.flatNeedsGrid(value: value, shape: shapeText)
+            }
+            if let lead = claims.dropLeading, lead != 0 {
+                throw FeatureShapeError.dropLeadingNeedsTokens(value: value, shape: shapeText)
+            }
+            let dim = try settle(1, "dim", claims.dim, flag: "--dim")
+            let height = claims.grid?.height ?? claims.height, width = claims.grid?.width ?? claims.width
+            guard let height, let width else { throw FeatureShapeError.flatNeedsGrid(value: value, shape: shapeText) }
+            if let grid = claims.grid, (claims.height.map { $0 != grid.height } ?? false) || (claims.width.map { $0 != grid.width } ?? false) {
+                throw FeatureShapeError.gridAndFlags(value: value, grid: grid.text)
+            }
+            let rows = constant(0)
+            if let rows {
+                let expected = claims.grid.map { $0.frames * $0.height * $0.width }
+                if let expected, rows != expected {
+                    throw FeatureShapeError.gridRows(value: value, shape: shapeText, rows: rows, flag: "--grid \(claims.grid!.text)", expected: expected)
+                }
+                if expected == nil, rows % (height * width) != 0 {
+                    throw FeatureShapeError.gridRows(value: value, shape: shapeText, rows: rows, flag: "--height \(height) --width \(width)",
+                                                     expected: (rows / (height * width) + 1) * height * width)
+                }
+                notes.append("rows: \(rows) = \(rows / (height * width)) temporal patches x \(height)x\(width), proven by the graph")
+            } else {
+                notes.append("rows: dim 0 is \(dims[0]), not proven by the graph; read as " + (claims.grid.map { "\($0.frames) x \($0.height)x\($0.width) from --grid" }
+                    ?? "temporal patches x \(height)x\(width) at run time"))
+            }
+            return FeatureShapeProof(value: value, shape: shapeText, elementType: elementType, layout: .flat, height: height,
+                                     width: width, dim: dim, dropLeading: 0, notes: notes)
         case 4:
             if let lead = claims.dropLeading, lead != 0 {
                 throw FeatureShapeError.dropLeadingNeedsTokens(value: value, shape: shapeText)
@@ -122,7 +180,7 @@ public struct FeatureShapeProof: Encodable, Equatable, Sendable {
                         : [(1, claims.dim), (2, claims.height), (3, claims.width)]
                     return order.allSatisfy { i, claim in constant(i) != nil && (claim == nil || claim == constant(i)) }
                 }
-                let fitting = FeatureLayout.allCases.filter(consistent)
+                let fitting = FeatureLayout.framed.filter(consistent)
                 guard fitting.count == 1, claims.height != nil || claims.width != nil || claims.dim != nil else {
                     throw FeatureShapeError.ambiguousLayout(value: value, shape: shapeText, fitting: fitting)
                 }
@@ -233,6 +291,10 @@ public enum FeatureShapeError: Error, CustomStringConvertible, Equatable {
     case gridUnreadable(value: String, shape: [String], tokens: Int, lead: Int, hint: (String, Int)?, ambiguous: [String])
     case tokenCount(value: String, shape: [String], tokens: Int, height: Int, width: Int, lead: Int, suggestLead: Int?)
     case nothingToDrop(value: String, shape: [String], grid: String, lead: Int)
+    case gridOnFramedValue(value: String, shape: [String], grid: String)
+    case flatNeedsGrid(value: String, shape: [String])
+    case gridAndFlags(value: String, grid: String)
+    case gridRows(value: String, shape: [String], rows: Int, flag: String, expected: Int)
 
     public static func == (a: FeatureShapeError, b: FeatureShapeError) -> Bool { a.description == b.description }
 
@@ -245,9 +307,19 @@ public enum FeatureShapeError: Error, CustomStringConvertible, Equatable {
         case .notFloat(let value, let type):
             return "'\(value)' holds \(type); the token ops need float features"
         case .rank(let value, let shape):
-            return "'\(value)' has shape \(Self.text(shape)); expected [frames, h*w, d] (with --drop-leading: [frames, N + h*w, d]), [frames, h, w, d] or, with --layout nchw, [frames, d, h, w]"
+            return "'\(value)' has shape \(Self.text(shape)); expected [frames, h*w, d] (with --drop-leading: [frames, N + h*w, d]), [frames, h, w, d], "
+                + "with --layout nchw [frames, d, h, w], or with --grid T,H,W flat rows [T*H*W, d]"
         case .rankForLayout(let value, let shape, let layout):
-            return "'\(value)' has shape \(Self.text(shape)); --layout \(layout.rawValue) expects [frames, d, h, w]"
+            return "'\(value)' has shape \(Self.text(shape)); --layout \(layout.rawValue) expects "
+                + (layout == .flat ? "flat rows [frames*h*w, d]" : "[frames, d, h, w]")
+        case .gridOnFramedValue(let value, let shape, let grid):
+            return "'\(value)' has shape \(Self.text(shape)), a value with a frame axis; --grid \(grid) is for flat rows [T*H*W, d] (a Qwen-VL merger's output): leave it out"
+        case .flatNeedsGrid(let value, let shape):
+            return "'\(value)' has shape \(Self.text(shape)): flat rows with no frame axis; give --grid T,H,W (temporal patches, merged height and width)"
+        case .gridAndFlags(let value, let grid):
+            return "'\(value)': --grid \(grid) and --height/--width disagree; give --grid alone"
+        case .gridRows(let value, let shape, let rows, let flag, let expected):
+            return "'\(value)' has shape \(Self.text(shape)): \(rows) rows, but \(flag) needs \(expected)"
         case .mismatch(let value, let shape, let dim, let name, let proven, let flag, let given):
             return "'\(value)' has shape \(Self.text(shape)): dim \(dim) (\(name)) is \(proven), but \(flag) is \(given)"
         case .unprovenDim(let value, let shape, let dim, let name, let flag, let reason):

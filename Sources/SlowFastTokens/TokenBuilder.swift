@@ -8,6 +8,13 @@ public enum FeatureLayout: String, Codable, CaseIterable, Sendable {
     case nhwc
     /// Channels first: [frames, d, h, w] (convolutional feature maps).
     case nchw
+    /// Flat rows [frames*h*w, d] in (frame, row, column) raster order: the merged patches of a
+    /// Qwen-VL tower, where a "frame" is a temporal patch (docs/DESIGN.md §5). The token model
+    /// also outputs the fast grid (`fast_grid`: fast frames, h, w as int64).
+    case flat
+
+    /// The layouts of a value with a frame axis.
+    public static let framed: [FeatureLayout] = [.nhwc, .nchw]
 }
 
 /// Where the token ops read and what they are called.
@@ -20,9 +27,17 @@ public struct TokenInputOptions: Equatable, Sendable {
     /// The names of the two token values.
     public var slowName: String
     public var fastName: String
+    /// With `layout: .flat`: the name of the fast grid output.
+    public var fastGridName = TokenInputOptions.defaultFastGridName
+    /// Values of the same layout as the features (Qwen3-VL's deepstack features) that get the
+    /// same fast selection, each as an output named `fast_<value's position>`: `fast_deepstack_0`, ...
+    public var companions: [String] = []
 
     public static let defaultSlowName = "slow_tokens"
     public static let defaultFastName = "fast_tokens"
+    public static let defaultFastGridName = "fast_grid"
+    /// The output that carries the fast selection of companion value `index`.
+    public static func companionName(_ index: Int) -> String { "fast_deepstack_\(index)" }
 
     public init(frames: Int? = nil, layout: FeatureLayout = .nhwc, dropLeading: Int = 0,
                 slowName: String = TokenInputOptions.defaultSlowName, fastName: String = TokenInputOptions.defaultFastName) {
@@ -112,8 +127,12 @@ public enum TokenBuilder {
         if let shape = staticShape(of: value, in: graph) {
             let f = Int64(options.frames ?? -1), h = Int64(rule.height), w = Int64(rule.width), d = Int64(rule.dim)
             let lead = Int64(options.dropLeading)
-            let accepted: [[Int64]] = options.layout == .nchw ? [[f, d, h, w]]
-                : (lead > 0 ? [[f, lead + h * w, d]] : [[f, h, w, d], [f, h * w, d]])
+            let accepted: [[Int64]]
+            switch options.layout {
+            case .nchw: accepted = [[f, d, h, w]]
+            case .flat: accepted = [[f < 0 ? -1 : f * h * w, d]]
+            case .nhwc: accepted = lead > 0 ? [[f, lead + h * w, d]] : [[f, h, w, d], [f, h * w, d]]
+            }
             let matches = { (expected: [Int64]) in
                 shape.count == expected.count && zip(shape, expected).allSatisfy { $0 < 0 || $1 < 0 || $0 == $1 }
             }
@@ -122,20 +141,38 @@ public enum TokenBuilder {
                                                              expected: accepted.map { "\($0)" }.joined(separator: " or "))
             }
         }
+        for companion in options.companions where !valueExists(companion, in: graph) {
+            throw TokenBuilderError.valueNotFound(graph: graph.name ?? "", value: companion)
+        }
         var names = NameAllocator(model: model)
-        for name in [options.slowName, options.fastName] where names.isTaken(name) {
+        let gridName = options.layout == .flat ? options.fastGridName : nil
+        let outputNames = [options.slowName, options.fastName] + [gridName].compactMap { $0 }
+            + options.companions.indices.map(TokenInputOptions.companionName)
+        for name in outputNames where names.isTaken(name) {
             throw TokenBuilderError.outputNameTaken(name)
         }
-        _ = names.reserve(options.slowName)
-        _ = names.reserve(options.fastName)
+        guard Set(outputNames).count == outputNames.count else {
+            throw TokenBuilderError.badOutputNames(slow: options.slowName, fast: options.fastName, reason: "names different from "
+                + outputNames.dropFirst(2).joined(separator: ", "))
+        }
+        for name in outputNames { _ = names.reserve(name) }
         // Build into a scratch graph first so a failure leaves `graph` as it was.
         let scratch = Graph(name: graph.name)
         try emit(rule, features: value, layout: options.layout, dropLeading: options.dropLeading, elementType: elementType,
-                 into: scratch, names: &names, slowName: options.slowName, fastName: options.fastName)
+                 into: scratch, names: &names, slowName: options.slowName, fastName: options.fastName, fastGridName: gridName)
+        for (index, companion) in options.companions.enumerated() {
+            try emit(rule, features: companion, layout: options.layout, dropLeading: options.dropLeading, elementType: elementType,
+                     into: scratch, names: &names, slowName: nil, fastName: TokenInputOptions.companionName(index))
+        }
         graph.nodes.append(contentsOf: scratch.nodes)
         graph.initializers.append(contentsOf: scratch.initializers)
         if addGraphOutputs {
-            graph.outputs += outputInfos(rule, plan: plan, elementType: elementType, slowName: options.slowName, fastName: options.fastName)
+            let infos = outputInfos(rule, plan: plan, elementType: elementType, slowName: options.slowName, fastName: options.fastName)
+            graph.outputs += infos
+            if let gridName { graph.outputs.append(ValueInfo(name: gridName, type: .tensor(.int64, [.value(3)]))) }
+            for index in options.companions.indices {
+                graph.outputs.append(ValueInfo(name: TokenInputOptions.companionName(index), type: infos[1].type))
+            }
         }
         return TokenOutputs(slowTokens: options.slowName, fastTokens: options.fastName, rule: rule, plan: plan)
     }
@@ -160,8 +197,10 @@ public enum TokenBuilder {
     ///   or [floor(j*n/out), ceil((j+1)*n/out)); a 0/1 window matrix [out, n] built from the
     ///   bounds, `MatMul` with the frames as [n, d*h'*w'] sums each window, `Div` by its length;
     /// - spatial pooling (K > 1): K x K AveragePool.
+    /// `slowName` nil: only the fast tokens (a companion value's); `fastGridName`: also output the
+    /// fast grid [fast frames, h, w] as int64.
     static func emit(_ rule: TokenRule, features: String, layout: FeatureLayout, dropLeading: Int, elementType: ElementType,
-                     into graph: Graph, names: inout NameAllocator, slowName: String, fastName: String) throws {
+                     into graph: Graph, names: inout NameAllocator, slowName: String?, fastName: String, fastGridName: String? = nil) throws {
         var e = Emitter(graph: graph, names: names, prefix: "\(features)_tokens")
         defer { names = e.names }
         let d = Int64(rule.dim), h = Int64(rule.height), w = Int64(rule.width)
@@ -171,7 +210,7 @@ public enum TokenBuilder {
         let computeInFloat = elementType != .float
         let input = computeInFloat ? e.cast(features, to: .float, tag: "features_float") : features
         let (slowResult, fastResult) = computeInFloat
-            ? (e.names.fresh("\(e.prefix)/slow_float_output"), e.names.fresh("\(e.prefix)/fast_float_output"))
+            ? (slowName.map { _ in e.names.fresh("\(e.prefix)/slow_float_output") }, e.names.fresh("\(e.prefix)/fast_float_output"))
             : (slowName, fastName)
 
         // [F, d, h, w], F from the input.
@@ -179,7 +218,7 @@ public enum TokenBuilder {
         switch layout {
         case .nchw:
             channelsFirst = e.reshape(input, to: [-1, d, h, w], tag: "grid")
-        case .nhwc:
+        case .nhwc, .flat:
             var tokens = input
             if dropLeading > 0 {
                 tokens = e.slice(tokens, axis: 1, start: Int64(dropLeading), end: Int64.max, tag: "drop_leading")
@@ -191,7 +230,7 @@ public enum TokenBuilder {
             ? e.averagePool(channelsFirst, kernel: [rule.slowPool, rule.slowPool], tag: "slow_pool")
             : channelsFirst
         let slowChannelsLast = e.transpose(pooled, perm: [0, 2, 3, 1], tag: "slow_nhwc")
-        e.reshape(slowChannelsLast, to: [1, -1, d], tag: "slow", output: slowResult)
+        if let slowResult { e.reshape(slowChannelsLast, to: [1, -1, d], tag: "slow", output: slowResult) }
 
         let s = Int64(rule.fast.temporalStride), t = Int64(rule.fast.temporalKernel), m = Int64(rule.fast.minFastFrames)
         var fast = pooled
@@ -253,8 +292,17 @@ public enum TokenBuilder {
         }
         let fastChannelsLast = e.transpose(fast, perm: [0, 2, 3, 1], tag: "fast_nhwc")
         e.reshape(fastChannelsLast, to: [1, -1, d], tag: "fast", output: fastResult)
+        if let fastGridName {
+            // [F_f, d, h_f, w_f] -> (F_f, h_f, w_f): what a pipeline needs for the fast tokens'
+            // positions (Qwen-VL's multimodal RoPE reads a video of this grid).
+            let shape = e.node("Shape", [fast], tag: "fast_shape")
+            e.node("Gather", [shape, e.constant([0, 2, 3], dims: [3], tag: "fast_grid_axes")], tag: "fast_grid", attributes: [.int("axis", 0)],
+                   output: fastGridName)
+        }
         if computeInFloat {
-            e.node("Cast", [slowResult], tag: "slow_cast", attributes: [.int("to", Int64(elementType.rawValue))], output: slowName)
+            if let slowResult, let slowName {
+                e.node("Cast", [slowResult], tag: "slow_cast", attributes: [.int("to", Int64(elementType.rawValue))], output: slowName)
+            }
             e.node("Cast", [fastResult], tag: "fast_cast", attributes: [.int("to", Int64(elementType.rawValue))], output: fastName)
         }
     }

@@ -22,6 +22,28 @@ public struct FastTokenConfig: Codable, Equatable, Sendable {
     }
 }
 
+extension FastTokenConfig {
+    /// The rule for token rows that each cover `framesPerRow` video frames (a Qwen-VL temporal
+    /// patch: 2), so that a fast token spans the same s*t video frames as the frame rule: the
+    /// stride divides by the patch where it can (s2t4 -> s1t4 over patches: sampling every
+    /// second frame is what a patch of two already did), else the kernel does (s1t4 -> s1t2).
+    /// A span that is not whole patches would split one and is refused (docs/DESIGN.md §5).
+    /// `minFastFrames` counts fast rows either way.
+    public func inTemporalPatches(of framesPerRow: Int) throws -> FastTokenConfig {
+        guard framesPerRow > 1 else { return self }
+        var rule = self
+        if temporalStride % framesPerRow == 0 {
+            rule.temporalStride = temporalStride / framesPerRow
+        } else if temporalKernel % framesPerRow == 0 {
+            rule.temporalKernel = temporalKernel / framesPerRow
+        } else {
+            throw TokenBuilderError.invalidParameter(name: "fast-token span", value: temporalStride * temporalKernel,
+                expected: "whole temporal patches of \(framesPerRow) frames (stride \(temporalStride) x kernel \(temporalKernel) frames would split one)")
+        }
+        return rule
+    }
+}
+
 /// The release's configurations, named `s{stride}t{kernel}` after the frame count they were
 /// trained with: each turns its frame count into 16 fast frames.
 public enum TokenPreset: String, CaseIterable, Codable, Sendable {
@@ -309,6 +331,7 @@ public enum TokenBuilderError: Error, CustomStringConvertible, Equatable {
     case opsetTooOld(found: Int64, needed: Int64)
     case badOutputNames(slow: String, fast: String, reason: String)
     case outputNameTaken(String)
+    case companionShape(value: String, shape: [String], features: String, expected: [String])
 
     public var description: String {
         switch self {
@@ -326,6 +349,9 @@ public enum TokenBuilderError: Error, CustomStringConvertible, Equatable {
             return "token output names '\(slow)' and '\(fast)': expected \(reason)"
         case .outputNameTaken(let name):
             return "the model already has a value named '\(name)'; give other token output names with --output-names SLOW,FAST"
+        case .companionShape(let value, let shape, let features, let expected):
+            return "'\(value)' has shape [\(shape.joined(separator: ", "))], but the features '\(features)' it follows have "
+                + "[\(expected.joined(separator: ", "))]: a --deepstack value needs the features' shape"
         }
     }
 }

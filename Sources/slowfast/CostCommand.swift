@@ -45,8 +45,11 @@ struct CostCommand: ParsableCommand {
     @Option(name: .customLong("reference-frames"), help: "The baseline frame count ratios are taken against.")
     var referenceFrames: Int = 16
 
-    @Option(name: .customLong("tokens-per-frame"), help: "Visual tokens per frame after the 2x2 pool (release: 81).")
+    @Option(name: .customLong("tokens-per-frame"), help: "Visual tokens per frame after the 2x2 pool (release: 81); with --temporal-patch, per row.")
     var tokensPerFrame: Int = 81
+
+    @Option(name: .customLong("temporal-patch"), help: "Video frames per row of visual tokens (Qwen-VL: 2): --frames, --reference-frames and the fast rule count video frames, the model counts rows.")
+    var temporalPatch: Int = 1
 
     @Option(name: .customLong("text-tokens"), help: "Text tokens in the prompt (system + question).")
     var textTokens: Int = 128
@@ -131,9 +134,22 @@ struct CostCommand: ParsableCommand {
             }
             let setup = SlowFastSetup(fast: fast, hybridLayers: hybrid, queries: crossQueries,
                                       attention: crossAttention ?? (fused == true ? .fused : .decomposed))
-            let report = try CostReport(source: source, shape: shape, frames: try parseList(frames, "--frames"),
+            // Rows of a temporal patch: frame counts and the fast rule become rows, a patch never split.
+            try Limits.check("--temporal-patch", temporalPatch, 1 ... 64)
+            var rowSetup = setup
+            rowSetup.fast = try fast.inTemporalPatches(of: temporalPatch)
+            let rows = try ([referenceFrames] + parseList(frames, "--frames")).map { count in
+                guard count % temporalPatch == 0 else {
+                    throw ValidationError("--frames \(count): not whole temporal patches of \(temporalPatch) frames (--temporal-patch)")
+                }
+                return count / temporalPatch
+            }
+            let report = try CostReport(source: source, shape: shape, frames: Array(rows.dropFirst()),
                                         tokensPerFrame: tokensPerFrame, textTokens: textTokens,
-                                        referenceFrames: referenceFrames, setup: setup)
+                                        referenceFrames: rows[0], setup: rowSetup)
+            if temporalPatch > 1 && !json {
+                print("rows: temporal patches of \(temporalPatch) video frames; the frames column below counts rows")
+            }
             print(json ? try encodeJSON(report) : CostTable.render(report))
         }
     }

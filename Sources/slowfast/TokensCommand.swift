@@ -93,6 +93,15 @@ struct TokensCommand: ParsableCommand {
     @Option(help: "With --into: nhwc ([frames, h, w, d] or [frames, N, d]) or nchw ([frames, d, h, w], conv feature maps); detected when only one fits.")
     var layout: FeatureLayout?
 
+    @Option(help: "With --into: the value holds flat rows [T*H*W, d] in (t, h, w) raster order (a Qwen-VL merger's output): T temporal patches, the merged H x W grid.")
+    var grid: String?
+
+    @Option(name: .customLong("temporal-patch"), help: "With --grid: video frames per row of the grid (Qwen-VL: 2); --frames, --preset, --stride and --temporal-kernel count video frames.")
+    var temporalPatch: Int = 2
+
+    @Option(help: "With --into: values of the features' shape (Qwen3-VL's deepstack features, A,B,...) that get the same fast selection, as outputs fast_deepstack_0, ...")
+    var deepstack: String?
+
     @Option(name: .customLong("drop-leading"), help: "With --into: drop this many tokens before the patch grid of [frames, N + h*w, d] (a CLS token: 1).")
     var dropLeading: Int?
 
@@ -127,6 +136,12 @@ struct TokensCommand: ParsableCommand {
         if into == nil && dropLeading != nil {
             throw ValidationError("--drop-leading goes with --into (a standalone model's input is a grid)")
         }
+        if into == nil && (grid != nil || deepstack != nil) {
+            throw ValidationError("--grid and --deepstack go with --into (they describe a value of a vision graph)")
+        }
+        if let grid, parsedGrid(grid) == nil {
+            throw ValidationError("--grid takes three positive numbers T,H,W (temporal patches, merged height, merged width), not '\(grid)'")
+        }
         let names = outputNames.split(separator: ",", omittingEmptySubsequences: false)
         if names.count != 2 || names.contains(where: \.isEmpty) || names[0] == names[1] {
             throw ValidationError("--output-names takes two different names, SLOW,FAST (got '\(outputNames)')")
@@ -147,21 +162,46 @@ struct TokensCommand: ParsableCommand {
             let options = TokenInputOptions(frames: frames, layout: layout ?? .nhwc, slowName: names[0], fastName: names[1])
             let rule: TokenRule
             var proof: FeatureShapeProof?
+            var reported = options
             if let into, let after {
-                let claims = FeatureClaims(height: height, width: width, dim: dim, layout: layout, dropLeading: dropLeading, frames: frames)
+                let flatGrid = grid.flatMap(parsedGrid)
+                if let flatGrid {
+                    try Limits.checkAtMost("--grid T", flatGrid.frames, Limits.frames)
+                    try Limits.checkAtMost("--grid H", flatGrid.height, Limits.grid)
+                    try Limits.checkAtMost("--grid W", flatGrid.width, Limits.grid)
+                }
+                try Limits.check("--temporal-patch", temporalPatch, 1 ... 64)
+                let claims = FeatureClaims(height: height, width: width, dim: dim, layout: layout, dropLeading: dropLeading, frames: frames,
+                                           grid: flatGrid)
+                var names = options
+                names.companions = deepstack.map { $0.split(separator: ",").map(String.init) } ?? []
                 let result = try TokenPipeline.insert(into: into, after: after, claims: claims, slowPool: slowPool, fast: try fast.config(),
-                                                      names: options, to: output, weights: weights)
+                                                      names: names, temporalPatch: temporalPatch, to: output, weights: weights)
                 rule = result.outputs.rule
                 proof = result.proof
+                if result.proof.layout == .flat {
+                    // The plan counts rows (temporal patches), as the model computes.
+                    reported.frames = frames.map { $0 / temporalPatch } ?? flatGrid?.frames
+                    reported.layout = .flat
+                    reported.fastGridName = names.fastGridName
+                    reported.companions = names.companions
+                }
             } else {
                 rule = TokenRule(height: height!, width: width!, dim: dim!, slowPool: slowPool, fast: try fast.config())
                 try TokenPipeline.writeModel(rule, options: options, to: output)
             }
-            var report = try TokensReport(output: output, rule: rule, options: options)
+            var report = try TokensReport(output: output, rule: rule, options: reported)
             report.features = proof
             print(json ? try encodeJSON(report) : report.text)
         }
     }
+}
+
+/// "4,2,3" as a grid of positive numbers.
+func parsedGrid(_ text: String) -> FlatGrid? {
+    let numbers = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+    guard numbers.count == 3, let t = numbers[0], let h = numbers[1], let w = numbers[2], t > 0, h > 0, w > 0 else { return nil }
+    return FlatGrid(frames: t, height: h, width: w)
 }
 
 /// What `slowfast tokens` made: the output names and how frames become tokens.
@@ -178,8 +218,11 @@ struct TokensReport: Encodable {
     var regimes: [TokenRegime]
     /// With --into: the value's proven shape and layout.
     var features: FeatureShapeProof?
+    /// Flat features: the fast grid output, and the deepstack values given the fast selection.
+    var fastGrid: String?
+    var companions: [String] = []
 
-    enum CodingKeys: String, CodingKey { case output, slowTokens, fastTokens, rule, frames, plan, regimes, features }
+    enum CodingKeys: String, CodingKey { case output, slowTokens, fastTokens, rule, frames, plan, regimes, features, fastGrid, deepstack }
 
     /// `frames` and `plan` are written as null when the count is not pinned, so a reader sees
     /// "any frame count" rather than a missing field.
@@ -193,6 +236,10 @@ struct TokensReport: Encodable {
         try container.encode(plan, forKey: .plan)
         try container.encode(regimes, forKey: .regimes)
         try container.encodeIfPresent(features, forKey: .features)
+        try container.encodeIfPresent(fastGrid, forKey: .fastGrid)
+        if !companions.isEmpty {
+            try container.encode(Dictionary(uniqueKeysWithValues: companions.enumerated().map { (TokenInputOptions.companionName($0), $1) }), forKey: .deepstack)
+        }
     }
 
     init(output: String, rule: TokenRule, options: TokenInputOptions) throws {
@@ -201,6 +248,10 @@ struct TokensReport: Encodable {
         fastTokens = options.fastName
         self.rule = rule
         frames = options.frames
+        if options.layout == .flat || !options.companions.isEmpty {
+            fastGrid = options.layout == .flat ? options.fastGridName : nil
+            companions = options.companions
+        }
         plan = try frames.map { try TokenPlan(rule.spec(frames: $0)) }
         regimes = try rule.regimes()
     }
@@ -213,6 +264,11 @@ struct TokensReport: Encodable {
                          + "layout \(features.layout.rawValue), grid \(features.height)x\(features.width), dim \(features.dim)"
                          + (features.dropLeading > 0 ? ", \(features.dropLeading) leading token(s) dropped" : ""))
             lines += features.notes.map { "  \($0)" }
+        }
+        if let features, features.layout == .flat {
+            lines.append("rows are temporal patches (the rule below counts them as frames); fast grid output '\(self.fastGrid ?? TokenInputOptions.defaultFastGridName)'"
+                         + (companions.isEmpty ? "" : "; fast selections of " + companions.enumerated().map { "'\($1)' as '\(TokenInputOptions.companionName($0))'" }
+                            .joined(separator: ", ")))
         }
         if let plan, let frames {
             lines.append("slow tokens '\(slowTokens)': \(plan.numSlowTokens) = \(frames) frames x \(slowGrid)")

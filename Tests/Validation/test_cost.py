@@ -115,3 +115,15 @@ def test_the_attention_form_is_stated_and_read_from_a_rewritten_model(tmp_path):
         assert result.returncode == 0, result.stderr
         report = cost_json(out, "--frames", "16", "--intermediate", 128, "--vocab", 256)
         assert report["setup"]["hybridLayers"] == [0, 3] and report["setup"]["attention"] == expected
+
+
+def test_temporal_patches_cost_what_their_rows_cost():
+    """--temporal-patch 2 (Qwen-VL): 128 video frames are 64 rows of tokens and s2t4 over frames
+    is s1t4 over rows, so the figures equal the frame model at half the frames with that rule."""
+    patched = cost_json("--preset", "qwen2-7b", "--frames", "64,128", "--reference-frames", 32, "--temporal-patch", 2, "--preset-fast", "s2t4")
+    rows = cost_json("--preset", "qwen2-7b", "--frames", "32,64", "--reference-frames", 16, "--stride", 1, "--temporal-kernel", 4)
+    assert [row["frames"] for row in patched["rows"]] == [32, 64]
+    assert patched["rows"] == rows["rows"]
+    assert patched["setup"]["fast"] == rows["setup"]["fast"]
+    bad = slowfast("cost", "--preset", "qwen2-7b", "--frames", "63", "--temporal-patch", 2)
+    assert bad.returncode != 0 and "not whole temporal patches of 2 frames" in bad.stderr
