@@ -38,7 +38,10 @@ public enum TokenPipeline {
             proof = try FeatureShapeProof.prove(value, in: model, claims: claims)
             for companion in names.companions {
                 let other = try FeatureShapeProof.prove(companion, in: model, claims: claims)
-                guard other.shape == proof.shape, other.layout == proof.layout else {
+                // Equal where both are proven (a symbolic row count is settled by the grid).
+                let rowsDiffer = Int(other.shape.first ?? "").flatMap { a in Int(proof.shape.first ?? "").map { a != $0 } } ?? false
+                guard !rowsDiffer, other.shape.count == proof.shape.count, other.layout == proof.layout,
+                      other.height == proof.height, other.width == proof.width, other.dim == proof.dim else {
                     throw TokenBuilderError.companionShape(value: companion, shape: other.shape, features: value, expected: proof.shape)
                 }
             }
@@ -46,6 +49,7 @@ public enum TokenPipeline {
             var rule = TokenRule(height: proof.height, width: proof.width, dim: proof.dim, slowPool: slowPool, fast: fast)
             options.frames = claims.frames
             if proof.layout == .flat {
+                rule.gridFrom = claims.gridFrom
                 rule.fast = try fast.inTemporalPatches(of: temporalPatch)
                 options.frames = try claims.frames.map { frames in
                     guard frames % temporalPatch == 0 else {

@@ -10,6 +10,8 @@ public struct FeatureClaims: Equatable, Sendable {
     public var frames: Int?
     /// `--grid T,H,W`: flat rows [T*H*W, d] in (t, h, w) raster order, T temporal patches.
     public var grid: FlatGrid?
+    /// `--grid-from NAME --merge M`: flat rows whose grid is read at run time.
+    public var gridFrom: GridSource?
 
     public init(height: Int? = nil, width: Int? = nil, dim: Int? = nil, layout: FeatureLayout? = nil,
                 dropLeading: Int? = nil, frames: Int? = nil, grid: FlatGrid? = nil) {
@@ -120,8 +122,8 @@ public struct FeatureShapeProof: Encodable, Equatable, Sendable {
             if let claim { notes.append("\(name) \(claim): from \(flag) (dim \(i) is \(dims[i]), not proven by the graph)"); return claim }
             throw FeatureShapeError.unprovenDim(value: value, shape: shapeText, dim: i, name: name, flag: flag, reason: why)
         }
-        if let grid = claims.grid, dims.count != 2 {
-            throw FeatureShapeError.gridOnFramedValue(value: value, shape: shapeText, grid: grid.text)
+        if dims.count != 2, let flag = claims.grid.map({ "--grid \($0.text)" }) ?? claims.gridFrom.map({ "--grid-from \($0.value)" }) {
+            throw FeatureShapeError.gridOnFramedValue(value: value, shape: shapeText, grid: flag)
         }
         if dims.count != 2, claims.layout == .flat {
             throw FeatureShapeError.rankForLayout(value: value, shape: shapeText, layout: .flat)
@@ -135,13 +137,19 @@ public struct FeatureShapeProof: Encodable, Equatable, Sendable {
             // Flat rows [T*H*W, d] (a Qwen-VL merger's output): the grid comes from --grid (or
             // --height/--width with --layout flat, T read at run time); a proven row count must
             // be T*H*W.
-            guard claims.grid != nil || claims.layout == .flat else {
+            guard claims.grid != nil || claims.gridFrom != nil || claims.layout == .flat else {
                 throw FeatureShapeError.flatNeedsGrid(value: value, shape: shapeText)
             }
             if let lead = claims.dropLeading, lead != 0 {
                 throw FeatureShapeError.dropLeadingNeedsTokens(value: value, shape: shapeText)
             }
             let dim = try settle(1, "dim", claims.dim, flag: "--dim")
+            if let source = claims.gridFrom {
+                try checkGridValue(source, in: model, inference: &inference)
+                notes.append("grid: read at run time from '\(source.value)' (T, h, w before the \(source.merge)x\(source.merge) merge)")
+                return FeatureShapeProof(value: value, shape: shapeText, elementType: elementType, layout: .flat, height: 0,
+                                         width: 0, dim: dim, dropLeading: 0, notes: notes)
+            }
             let height = claims.grid?.height ?? claims.height, width = claims.grid?.width ?? claims.width
             guard let height, let width else { throw FeatureShapeError.flatNeedsGrid(value: value, shape: shapeText) }
             if let grid = claims.grid, (claims.height.map { $0 != grid.height } ?? false) || (claims.width.map { $0 != grid.width } ?? false) {
@@ -242,6 +250,20 @@ public struct FeatureShapeProof: Encodable, Equatable, Sendable {
         }
     }
 
+    /// The grid value holds three int64 numbers ([3] or [1, 3]), as Qwen-VL's `grid_thw` does.
+    static func checkGridValue(_ source: GridSource, in model: Model, inference: inout ShapeInference) throws {
+        guard TokenBuilder.valueExists(source.value, in: model.graph) else {
+            throw TokenBuilderError.valueNotFound(graph: model.graph.name ?? "", value: source.value)
+        }
+        let inferred = inference.infer(model, upTo: source.value)
+        let type = inferred?.elementType ?? TokenBuilder.recordedElementType(of: source.value, in: model.graph)
+        let dims = inferred?.shape?.map { $0.constant.map(Int.init) } ?? TokenBuilder.staticShape(of: source.value, in: model.graph)?.map { Int($0) }
+        let elements = dims.flatMap { $0.allSatisfy { ($0 ?? -1) >= 0 } ? $0.map { $0! }.reduce(1, *) : nil }
+        guard type == .int64, elements == 3 else {
+            throw FeatureShapeError.gridValue(value: source.value, type: type?.name ?? "unknown", shape: dims.map { $0.map { $0.map(String.init) ?? "?" } } ?? [])
+        }
+    }
+
     static func claimsText(_ claims: FeatureClaims) -> String {
         var parts: [String] = []
         if let h = claims.height { parts.append("--height \(h)") }
@@ -295,6 +317,7 @@ public enum FeatureShapeError: Error, CustomStringConvertible, Equatable {
     case flatNeedsGrid(value: String, shape: [String])
     case gridAndFlags(value: String, grid: String)
     case gridRows(value: String, shape: [String], rows: Int, flag: String, expected: Int)
+    case gridValue(value: String, type: String, shape: [String])
 
     public static func == (a: FeatureShapeError, b: FeatureShapeError) -> Bool { a.description == b.description }
 
@@ -318,6 +341,8 @@ public enum FeatureShapeError: Error, CustomStringConvertible, Equatable {
             return "'\(value)' has shape \(Self.text(shape)): flat rows with no frame axis; give --grid T,H,W (temporal patches, merged height and width)"
         case .gridAndFlags(let value, let grid):
             return "'\(value)': --grid \(grid) and --height/--width disagree; give --grid alone"
+        case .gridValue(let value, let type, let shape):
+            return "--grid-from '\(value)' is \(type) \(Self.text(shape)); expected three int64 numbers T, h, w ([3] or [1, 3], like Qwen-VL's grid_thw)"
         case .gridRows(let value, let shape, let rows, let flag, let expected):
             return "'\(value)' has shape \(Self.text(shape)): \(rows) rows, but \(flag) needs \(expected)"
         case .mismatch(let value, let shape, let dim, let name, let proven, let flag, let given):

@@ -130,7 +130,7 @@ public enum TokenBuilder {
             let accepted: [[Int64]]
             switch options.layout {
             case .nchw: accepted = [[f, d, h, w]]
-            case .flat: accepted = [[f < 0 ? -1 : f * h * w, d]]
+            case .flat: accepted = [[f < 0 || rule.gridFrom != nil ? -1 : f * h * w, d]]
             case .nhwc: accepted = lead > 0 ? [[f, lead + h * w, d]] : [[f, h, w, d], [f, h * w, d]]
             }
             let matches = { (expected: [Int64]) in
@@ -139,6 +139,13 @@ public enum TokenBuilder {
             guard accepted.contains(where: matches) else {
                 throw TokenBuilderError.featureShapeMismatch(value: value, found: shape,
                                                              expected: accepted.map { "\($0)" }.joined(separator: " or "))
+            }
+        }
+        if let source = rule.gridFrom {
+            guard valueExists(source.value, in: graph) else { throw TokenBuilderError.valueNotFound(graph: graph.name ?? "", value: source.value) }
+            guard options.frames == nil else {
+                throw TokenBuilderError.invalidParameter(name: "--frames", value: options.frames ?? 0,
+                                                         expected: "left out with --grid-from (the grid, frames included, is read at run time)")
             }
         }
         for companion in options.companions where !valueExists(companion, in: graph) {
@@ -223,7 +230,18 @@ public enum TokenBuilder {
             if dropLeading > 0 {
                 tokens = e.slice(tokens, axis: 1, start: Int64(dropLeading), end: Int64.max, tag: "drop_leading")
             }
-            let grid = e.reshape(tokens, to: [-1, h, w, d], tag: "grid")
+            let grid: String
+            if let source = rule.gridFrom {
+                // [T, h/m, w/m, d] from the grid value at run time.
+                let thw = e.reshape(source.value, to: [3], tag: "grid_thw")
+                let merged = e.node("Div", [thw, e.constant([1, Int64(source.merge), Int64(source.merge)], dims: [3], tag: "grid_merge")],
+                                    tag: "grid_merged")
+                let target = e.node("Concat", [merged, e.constant([d], dims: [1], tag: "grid_dim")], tag: "grid_shape",
+                                    attributes: [.int("axis", 0)])
+                grid = e.node("Reshape", [tokens, target], tag: "grid")
+            } else {
+                grid = e.reshape(tokens, to: [-1, h, w, d], tag: "grid")
+            }
             channelsFirst = e.transpose(grid, perm: [0, 3, 1, 2], tag: "nchw")
         }
         let pooled = rule.slowPool > 1
@@ -282,7 +300,16 @@ public enum TokenBuilder {
                 let flat = e.reshape(fast, to: [0, -1], tag: "frames_flat")
                 let sums = e.node("MatMul", [windows, flat], tag: "window_sums")
                 let means = e.node("Div", [sums, lengths], tag: "window_means")
-                fast = e.reshape(means, to: [-1, d, slowH, slowW], tag: "fast_grid")
+                if rule.gridFrom != nil {
+                    // [-1, d, h', w'] with h', w' read from the pooled grid at run time.
+                    let pooledShape = e.node("Slice", [e.node("Shape", [pooled], tag: "pooled_shape"), e.constant([2], dims: [1], tag: "pooled_hw_start"),
+                                                       e.constant([4], dims: [1], tag: "pooled_hw_end")], tag: "pooled_hw")
+                    let target = e.node("Concat", [e.constant([-1, d], dims: [2], tag: "fast_lead"), pooledShape], tag: "fast_grid_shape",
+                                        attributes: [.int("axis", 0)])
+                    fast = e.node("Reshape", [means, target], tag: "fast_grid")
+                } else {
+                    fast = e.reshape(means, to: [-1, d, slowH, slowW], tag: "fast_grid")
+                }
             }
         }
 

@@ -22,6 +22,18 @@ public struct FastTokenConfig: Codable, Equatable, Sendable {
     }
 }
 
+/// Where flat features' grid comes from at run time: an int64 value holding (T, h, w) before
+/// the spatial merge (Qwen-VL's `grid_thw`, [3] or [1, 3]), and the merge size.
+public struct GridSource: Codable, Equatable, Sendable {
+    public var value: String
+    public var merge: Int
+
+    public init(value: String, merge: Int) {
+        self.value = value
+        self.merge = merge
+    }
+}
+
 extension FastTokenConfig {
     /// The rule for token rows that each cover `framesPerRow` video frames (a Qwen-VL temporal
     /// patch: 2), so that a fast token spans the same s*t video frames as the frame rule: the
@@ -80,6 +92,9 @@ public struct TokenRule: Codable, Equatable, Sendable {
     /// P: P x P average pooling that turns projector features into slow tokens (release: 2).
     public var slowPool: Int
     public var fast: FastTokenConfig
+    /// Flat features whose grid is read at run time (`--grid-from`): `height` and `width` are
+    /// then 0 and the token ops reshape by the grid value.
+    public var gridFrom: GridSource?
 
     public init(height: Int, width: Int, dim: Int, slowPool: Int = 2, fast: FastTokenConfig) {
         self.height = height
@@ -104,14 +119,17 @@ public struct TokenRule: Codable, Equatable, Sendable {
         func positive(_ value: Int, _ name: String) throws {
             if value < 1 { throw TokenBuilderError.invalidParameter(name: name, value: value, expected: "at least 1") }
         }
-        try positive(height, "height")
-        try positive(width, "width")
+        if gridFrom == nil {
+            try positive(height, "height")
+            try positive(width, "width")
+        }
         try positive(dim, "dim")
         try positive(slowPool, "slow pool")
         try positive(fast.temporalStride, "temporal stride")
         try positive(fast.temporalKernel, "temporal kernel")
         try positive(fast.spatialPool, "spatial pool")
         try positive(fast.minFastFrames, "min fast frames")
+        guard gridFrom == nil else { return }
         guard height >= slowPool, width >= slowPool else {
             throw TokenBuilderError.poolLargerThanGrid(what: "slow pool", pool: slowPool, height: height, width: width)
         }

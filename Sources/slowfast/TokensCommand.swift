@@ -96,6 +96,12 @@ struct TokensCommand: ParsableCommand {
     @Option(help: "With --into: the value holds flat rows [T*H*W, d] in (t, h, w) raster order (a Qwen-VL merger's output): T temporal patches, the merged H x W grid.")
     var grid: String?
 
+    @Option(name: .customLong("grid-from"), help: "With --into: flat rows as with --grid, the grid read at run time from this int64 value holding T, h, w before the merge (Qwen-VL's grid_thw input).")
+    var gridFrom: String?
+
+    @Option(help: "With --grid-from: the spatial merge size (h and w of the grid value are divided by it; Qwen-VL: 2).")
+    var merge: Int = 2
+
     @Option(name: .customLong("temporal-patch"), help: "With --grid: video frames per row of the grid (Qwen-VL: 2); --frames, --preset, --stride and --temporal-kernel count video frames.")
     var temporalPatch: Int = 2
 
@@ -136,8 +142,14 @@ struct TokensCommand: ParsableCommand {
         if into == nil && dropLeading != nil {
             throw ValidationError("--drop-leading goes with --into (a standalone model's input is a grid)")
         }
-        if into == nil && (grid != nil || deepstack != nil) {
-            throw ValidationError("--grid and --deepstack go with --into (they describe a value of a vision graph)")
+        if into == nil && (grid != nil || gridFrom != nil || deepstack != nil) {
+            throw ValidationError("--grid, --grid-from and --deepstack go with --into (they describe a value of a vision graph)")
+        }
+        if grid != nil && gridFrom != nil {
+            throw ValidationError("give --grid T,H,W or --grid-from NAME, not both")
+        }
+        if gridFrom != nil && frames != nil {
+            throw ValidationError("--frames goes with --grid, not --grid-from (the grid, frames included, is read at run time)")
         }
         if let grid, parsedGrid(grid) == nil {
             throw ValidationError("--grid takes three positive numbers T,H,W (temporal patches, merged height, merged width), not '\(grid)'")
@@ -171,8 +183,10 @@ struct TokensCommand: ParsableCommand {
                     try Limits.checkAtMost("--grid W", flatGrid.width, Limits.grid)
                 }
                 try Limits.check("--temporal-patch", temporalPatch, 1 ... 64)
-                let claims = FeatureClaims(height: height, width: width, dim: dim, layout: layout, dropLeading: dropLeading, frames: frames,
+                try Limits.check("--merge", merge, 1 ... 64)
+                var claims = FeatureClaims(height: height, width: width, dim: dim, layout: layout, dropLeading: dropLeading, frames: frames,
                                            grid: flatGrid)
+                claims.gridFrom = gridFrom.map { GridSource(value: $0, merge: merge) }
                 var names = options
                 names.companions = deepstack.map { $0.split(separator: ",").map(String.init) } ?? []
                 let result = try TokenPipeline.insert(into: into, after: after, claims: claims, slowPool: slowPool, fast: try fast.config(),
@@ -260,8 +274,9 @@ struct TokensReport: Encodable {
         let slowGrid = "\(rule.slowHeight)x\(rule.slowWidth)", fastGrid = "\(rule.fastHeight)x\(rule.fastWidth)"
         var lines = ["wrote \(output)"]
         if let features {
+            let grid = rule.gridFrom == nil ? "\(features.height)x\(features.width)" : "read at run time"
             lines.append("features '\(features.value)': [\(features.shape.joined(separator: ", "))] \(features.elementType.name), "
-                         + "layout \(features.layout.rawValue), grid \(features.height)x\(features.width), dim \(features.dim)"
+                         + "layout \(features.layout.rawValue), grid \(grid), dim \(features.dim)"
                          + (features.dropLeading > 0 ? ", \(features.dropLeading) leading token(s) dropped" : ""))
             lines += features.notes.map { "  \($0)" }
         }
@@ -270,6 +285,12 @@ struct TokensReport: Encodable {
                          + (companions.isEmpty ? "" : "; fast selections of " + companions.enumerated().map { "'\($1)' as '\(TokenInputOptions.companionName($0))'" }
                             .joined(separator: ", ")))
         }
+        if let source = rule.gridFrom {
+            lines.append("slow tokens '\(slowTokens)': rows x (h/\(rule.slowPool))x(w/\(rule.slowPool)), the grid read at run time from '\(source.value)'")
+            lines.append("fast tokens '\(fastTokens)': fast rows x the fast grid ('\(self.fastGrid ?? TokenInputOptions.defaultFastGridName)'), fast rows by row count F:")
+            lines += fastRegimeLines
+            return lines.joined(separator: "\n")
+        }
         if let plan, let frames {
             lines.append("slow tokens '\(slowTokens)': \(plan.numSlowTokens) = \(frames) frames x \(slowGrid)")
             lines.append("fast tokens '\(fastTokens)': \(plan.numFastTokens) = \(plan.fastFrames) frames x \(fastGrid)")
@@ -277,20 +298,25 @@ struct TokensReport: Encodable {
         } else {
             lines.append("slow tokens '\(slowTokens)': frames x \(slowGrid) (any frame count, read at run time)")
             lines.append("fast tokens '\(fastTokens)': fast frames x \(fastGrid), fast frames by frame count F:")
-            let s = rule.fast.temporalStride, t = rule.fast.temporalKernel, m = rule.fast.minFastFrames
-            for regime in regimes {
-                let range = regime.upTo.map { regime.from == $0 ? "F = \($0)" : "F = \(regime.from)..\($0)" } ?? "F >= \(regime.from)"
-                switch regime.kind {
-                case .allFrames:
-                    lines.append("  \(range): F (fewer than \(m) frames: every frame kept, no sampling or pooling)")
-                case .minimum:
-                    lines.append("  \(range): \(m) (stride \(s) and kernel \(t) would leave fewer: weakened to keep \(m))")
-                case .regular:
-                    let formula = s > 1 && t > 1 ? "floor(floor(F/\(s))/\(t))" : s > 1 ? "floor(F/\(s))" : t > 1 ? "floor(F/\(t))" : "F"
-                    lines.append("  \(range): \(formula)")
-                }
-            }
+            lines += fastRegimeLines
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// The fast frames for each range of frame counts, one line each.
+    var fastRegimeLines: [String] {
+        let s = rule.fast.temporalStride, t = rule.fast.temporalKernel, m = rule.fast.minFastFrames
+        return regimes.map { regime in
+            let range = regime.upTo.map { regime.from == $0 ? "F = \($0)" : "F = \(regime.from)..\($0)" } ?? "F >= \(regime.from)"
+            switch regime.kind {
+            case .allFrames:
+                return "  \(range): F (fewer than \(m) frames: every frame kept, no sampling or pooling)"
+            case .minimum:
+                return "  \(range): \(m) (stride \(s) and kernel \(t) would leave fewer: weakened to keep \(m))"
+            case .regular:
+                let formula = s > 1 && t > 1 ? "floor(floor(F/\(s))/\(t))" : s > 1 ? "floor(F/\(s))" : t > 1 ? "floor(F/\(t))" : "F"
+                return "  \(range): \(formula)"
+            }
+        }
     }
 }

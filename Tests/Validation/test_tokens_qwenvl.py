@@ -137,3 +137,69 @@ def test_a_deepstack_value_of_another_shape_is_refused(tmp_path):
     out = tmp_path / "out.onnx"
     refused(run("tokens", "--into", tower, "--after", "features", "--grid", "4,2,3", "--preset", "s1t4", "--deepstack", "short", "-o", out),
             out, "'short' has shape [12, 8]", "--grid 4,2,3 needs 24")
+
+
+# --- The real towers: Tests/Fixtures/vision/qwen*-tower-{a,b} (Scripts/export-qwen-vl-tower.py) ---
+
+TOWER_FIXTURES = sorted((REPO / "Tests/Fixtures/vision").glob("qwen*-tower-*"))
+TOWER_CASES = [(folder.name, preset, minimum) for folder in TOWER_FIXTURES for preset in PRESETS for minimum in (16, 1)]
+
+
+def tower_meta(name):
+    return json.loads((REPO / "Tests/Fixtures/vision" / name / "meta.json").read_text())
+
+
+def run_tower_tokens(name, flags, tmp_path):
+    """The tower with token ops (--slow-pool 1 keeps every merged row, so the fast selection is
+    all that differs from the features); returns {output: value} on the fixture's input."""
+    folder = REPO / "Tests/Fixtures/vision" / name
+    meta = tower_meta(name)
+    deep = sorted(o for o in meta["outputs"] if o.startswith("deepstack_"))
+    out = tmp_path / "tokens.onnx"
+    extra = ["--deepstack", ",".join(deep)] if deep else []
+    result = run("tokens", "--into", folder / "model.onnx", "--after", "features", *map(str, flags), *extra, "-o", out)
+    assert result.returncode == 0, result.stderr
+    onnx.checker.check_model(onnx.load(str(out)), full_check=True)
+    session = ort_session(out)
+    reference_inputs = np.load(folder / "reference.npz")
+    feeds = {i.name: reference_inputs[i.name] for i in session.get_inputs()}
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds))), deep, meta
+
+
+@pytest.mark.parametrize("name,preset,minimum", TOWER_CASES, ids=[f"{n}-{p}-M{m}" for n, p, m in TOWER_CASES])
+def test_tower_tokens_from_the_grid_equal_the_rules(name, preset, minimum, tmp_path):
+    meta = tower_meta(name)
+    t, h, w = meta["mergedGrid"]
+    variants = [["--grid", f"{t},{h},{w}"]] + ([["--grid-from", "grid_thw", "--merge", 2]] if meta["gridThwInput"] else [])
+    assert len(variants) == (2 if name.startswith("qwen3vl") else 1)  # only Qwen3-VL's export keeps grid_thw
+    for flags in variants:
+        values, deep, _ = run_tower_tokens(name, [*flags, "--preset", preset, "--min-fast-frames", minimum, "--slow-pool", 1], tmp_path)
+        features = values["features"].astype(np.float64)
+        np.testing.assert_allclose(values["features"], np.load(REPO / "Tests/Fixtures/vision" / name / "reference.npz")["features"], atol=1e-5)
+        s, k = over_patches(*PRESETS[preset])
+        ref_slow, ref_fast = reference(features.reshape(t, h, w, -1), 1, s, k, 1, minimum)
+        assert values["slow_tokens"].shape == ref_slow.shape and values["fast_tokens"].shape == ref_fast.shape, flags
+        assert np.abs(values["slow_tokens"] - ref_slow).max() <= 1e-6
+        assert np.abs(values["fast_tokens"] - ref_fast).max() <= 1e-6
+        assert values["fast_grid"].tolist() == [ref_fast.shape[1] // (h * w), h, w]
+        assert len(deep) == (2 if name.startswith("qwen3vl") else 0)
+        for i, value in enumerate(deep):
+            _, ref_deep = reference(values[value].astype(np.float64).reshape(t, h, w, -1), 1, s, k, 1, minimum)
+            assert np.abs(values[f"fast_deepstack_{i}"] - ref_deep).max() <= 1e-6, value
+
+
+def test_tower_grid_that_disagrees_with_the_graph_is_refused(tmp_path):
+    tower = REPO / "Tests/Fixtures/vision/qwen25vl-tower-a/model.onnx"
+    out = tmp_path / "out.onnx"
+    # A grid of the right row count in another shape (4,3,2) cannot be refuted by the graph;
+    # a wrong count can.
+    refused(run("tokens", "--into", tower, "--after", "features", "--grid", "3,2,3", "--preset", "s1t4", "-o", out),
+            out, str(tower), "'features' has shape [24, 48]", "--grid 3,2,3 needs 18")
+
+
+def test_grid_from_a_value_that_is_not_a_grid_is_refused(tmp_path):
+    tower = REPO / "Tests/Fixtures/vision/qwen3vl-tower-a/model.onnx"
+    out = tmp_path / "out.onnx"
+    refused(run("tokens", "--into", tower, "--after", "features", "--grid-from", "pixel_values", "--preset", "s1t4", "-o", out),
+            out, str(tower), "--grid-from 'pixel_values' is float32 [96, 1176]", "three int64 numbers")
