@@ -80,41 +80,12 @@ extension ModelLayout {
     }
 }
 
-/// The hybrid-layer part of a rewrite: which layers, and how.
-public struct HybridRequest: Sendable {
-    public var layers: LayerSelection
-    public var mode: HybridLayerOptions.Mode
-    public var slowTokenWidth: Int?
-    public var initStd: Double
-    public var seed: UInt64
-    /// Slow K/V computed in the decoder (`inline`) or fed as inputs from a companion model.
-    public var slowKV: SlowKVSource
-    /// Fused attention op where the model allows it (`auto`), or a chosen form.
-    public var crossAttention: CrossAttentionForm
-    /// kv_proj in a quantized model's own form where exact (`asModel`), or float.
-    public var newWeights: HybridLayerOptions.NewWeights
-
-    public init(layers: LayerSelection, mode: HybridLayerOptions.Mode = .inPlace, slowTokenWidth: Int? = nil,
-                initStd: Double = 0.02, seed: UInt64 = 0, slowKV: SlowKVSource = .inline, crossAttention: CrossAttentionForm = .auto,
-                newWeights: HybridLayerOptions.NewWeights = .asModel) {
-        self.crossAttention = crossAttention
-        self.newWeights = newWeights
-        self.layers = layers
-        self.mode = mode
-        self.slowTokenWidth = slowTokenWidth
-        self.initStd = initStd
-        self.seed = seed
-        self.slowKV = slowKV
-    }
-}
-
-/// Everything a rewrite is asked to do. With neither part the model is re-emitted unchanged.
+/// Everything a rewrite is asked to do. With no pass the model is re-emitted unchanged.
 public struct RewriteRequest: Sendable {
-    public var hybrid: HybridRequest?
-    public var srelu: SReLUOptions?
-    /// With `srelu`: write the model even when no target activation is found.
-    public var allowNoSites: Bool
-    /// Where the layer description comes from (used only when `hybrid` is set).
+    /// The passes to run (each a `PassRequest`; they run in their `order`).
+    public var passes: [any PassRequest]
+    /// Where the layer description comes from (used when a pass needs the layers, or an
+    /// import names the weights to fill).
     public var layers: LayerSource
     /// A safetensors checkpoint (file, folder or index) whose tensors replace the parameters
     /// of the same PyTorch names after the passes ran (trained hybrid-layer weights, or a
@@ -129,11 +100,9 @@ public struct RewriteRequest: Sendable {
     /// With `weightsFrom`: a value beyond the model's float type is refused, or saturated.
     public var overflow: OverflowPolicy = .refuse
 
-    public init(hybrid: HybridRequest? = nil, srelu: SReLUOptions? = nil, allowNoSites: Bool = false,
-                layers: LayerSource = .discover(.auto), weightsFrom: String? = nil, strictWeights: Bool = false) {
-        self.hybrid = hybrid
-        self.srelu = srelu
-        self.allowNoSites = allowNoSites
+    public init(passes: [any PassRequest] = [], layers: LayerSource = .discover(.auto), weightsFrom: String? = nil,
+                strictWeights: Bool = false) {
+        self.passes = passes
         self.layers = layers
         self.weightsFrom = weightsFrom
         self.strictWeights = strictWeights
@@ -144,7 +113,7 @@ public struct RewriteRequest: Sendable {
 public struct RewriteOutcome {
     /// Each pass's result, in pass order.
     public var results: [(pass: String, result: PassResult)]
-    /// The layer description the hybrid pass worked from.
+    /// The layer description the passes worked from (when one needed it).
     public var layout: ModelLayout?
     /// One entry per initializer of the rewritten model.
     public var weightMap: WeightMap
@@ -177,20 +146,12 @@ public struct RewriteError: Error, CustomStringConvertible {
 /// The whole job, as the CLI and a library user run it: find the layers, build the passes,
 /// run them with their checks, build the weight map, and write everything atomically.
 public enum Pipeline {
-    /// The passes `request` asks for, in the order they run.
+    /// The passes `request` asks for, in the order they run, and the layer description they
+    /// work from (read once, when one of them needs it).
     public static func passes(for request: RewriteRequest, model: Model) throws -> (passes: [ModelPass], layout: ModelLayout?) {
-        var passes: [ModelPass] = []
-        var layout: ModelLayout?
-        if let hybrid = request.hybrid {
-            let described = try request.layers.layout(of: model)
-            layout = described
-            passes.append(HybridLayerPass(layout: described, options: HybridLayerOptions(
-                layers: hybrid.layers.resolve(layerCount: described.layers.count), mode: hybrid.mode,
-                slowTokenWidth: hybrid.slowTokenWidth, initStd: hybrid.initStd, seed: hybrid.seed, slowKV: hybrid.slowKV,
-                crossAttention: hybrid.crossAttention, newWeights: hybrid.newWeights)))
-        }
-        if let srelu = request.srelu { passes.append(SReLUPass(options: srelu, allowNoSites: request.allowNoSites)) }
-        return (passes, layout)
+        let ordered = request.passes.enumerated().sorted { ($0.element.order, $0.offset) < ($1.element.order, $1.offset) }.map(\.element)
+        let layout = ordered.contains(where: \.needsLayers) ? try request.layers.layout(of: model) : nil
+        return (try ordered.map { try $0.makePass(layout: layout) }, layout)
     }
 
     /// Rewrites `model` in memory. `output` (where it will be written) names companion models

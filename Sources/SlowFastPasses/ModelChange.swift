@@ -27,6 +27,9 @@ public enum ModelChange: Equatable, Sendable, CustomStringConvertible {
     /// How a hybrid layer's kv_proj is stored in a quantized model: in the model's own form
     /// (`exact`: the k and v rows' bytes), or in float from the dequantized values, and why.
     case kvProjectionStorage(layer: Int, storage: String, exact: Bool)
+    /// A change of a pass declared outside this file (`PassRequest`): its kind, and how plans
+    /// and errors show it.
+    case recorded(kind: String, detail: String)
 
     public var description: String {
         switch self {
@@ -54,6 +57,8 @@ public enum ModelChange: Equatable, Sendable, CustomStringConvertible {
                          : "layer \(layer): cross_attn_kv_proj stored in float from the dequantized k_proj and v_proj (\(storage))"
         case .companionModel(let role, let inputs, let outputs):
             return "companion model \(role) (<output>.\(role).onnx): \(inputs.joined(separator: ", ")) -> \(outputs.joined(separator: ", "))"
+        case .recorded(_, let detail):
+            return detail
         }
     }
 

@@ -16,12 +16,11 @@ struct PlanCommand: ParsableCommand {
     @Argument(help: "The ONNX model to plan for.")
     var input: String
 
-    @OptionGroup(title: "Hybrid layers") var hybrid: HybridOptions
-    @OptionGroup(title: "Activations") var activation: ActivationOptions
+    @OptionGroup var passes: PassOptions
 
     func run() throws {
         try reportingErrors {
-            let outcome = try Pipeline.apply(try rewriteRequest(hybrid, activation), to: try ModelReader.read(path: input))
+            let outcome = try Pipeline.apply(try passes.request(), to: try ModelReader.read(path: input))
             print(renderPlan(outcome))
         }
     }

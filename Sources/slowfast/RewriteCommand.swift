@@ -17,8 +17,7 @@ struct RewriteCommand: ParsableCommand {
     )
 
     @OptionGroup var io: ModelIOOptions
-    @OptionGroup(title: "Hybrid layers") var hybrid: HybridOptions
-    @OptionGroup(title: "Activations") var activation: ActivationOptions
+    @OptionGroup var passes: PassOptions
 
     @Option(name: .customLong("weight-map"), help: "Where to write the weight map (default: beside the output, <name>.weight-map.json).")
     var weightMap: String?
@@ -44,7 +43,7 @@ struct RewriteCommand: ParsableCommand {
     func run() throws {
         io.progress.apply()
         try reportingErrors {
-            var request = try rewriteRequest(hybrid, activation)
+            var request = try passes.request()
             request.weightsFrom = weightsFrom
             request.strictWeights = strictWeights
             request.requantize = requantize
@@ -61,12 +60,4 @@ struct RewriteCommand: ParsableCommand {
             }
         }
     }
-}
-
-/// The rewrite the hybrid and activation options ask for.
-func rewriteRequest(_ hybrid: HybridOptions, _ activation: ActivationOptions) throws -> RewriteRequest {
-    try hybrid.checkValues()
-    try activation.checkValues()
-    return RewriteRequest(hybrid: hybrid.request, srelu: activation.options, allowNoSites: activation.allowNoSites,
-                   layers: hybrid.isRequested ? try hybrid.layerSource() : .discover(.auto))
 }

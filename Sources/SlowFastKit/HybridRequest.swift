@@ -1,0 +1,54 @@
+import SlowFastAdapters
+import SlowFastPasses
+
+/// The hybrid-layer part of a rewrite: which layers, and how.
+public struct HybridRequest: Sendable {
+    public var layers: LayerSelection
+    public var mode: HybridLayerOptions.Mode
+    public var slowTokenWidth: Int?
+    public var initStd: Double
+    public var seed: UInt64
+    /// Slow K/V computed in the decoder (`inline`) or fed as inputs from a companion model.
+    public var slowKV: SlowKVSource
+    /// Fused attention op where the model allows it (`auto`), or a chosen form.
+    public var crossAttention: CrossAttentionForm
+    /// kv_proj in a quantized model's own form where exact (`asModel`), or float.
+    public var newWeights: HybridLayerOptions.NewWeights
+
+    public init(layers: LayerSelection, mode: HybridLayerOptions.Mode = .inPlace, slowTokenWidth: Int? = nil,
+                initStd: Double = 0.02, seed: UInt64 = 0, slowKV: SlowKVSource = .inline, crossAttention: CrossAttentionForm = .auto,
+                newWeights: HybridLayerOptions.NewWeights = .asModel) {
+        self.crossAttention = crossAttention
+        self.newWeights = newWeights
+        self.layers = layers
+        self.mode = mode
+        self.slowTokenWidth = slowTokenWidth
+        self.initStd = initStd
+        self.seed = seed
+        self.slowKV = slowKV
+    }
+}
+
+extension HybridRequest: PassRequest {
+    public var passName: String { RewriteMarks.hybridPass }
+    public var order: Int { 100 }
+    public var needsLayers: Bool { true }
+
+    public func makePass(layout: ModelLayout?) throws -> ModelPass {
+        guard let layout else { throw PassContractError("the hybrid-layer pass was made without a layer description") }
+        return HybridLayerPass(layout: layout, options: HybridLayerOptions(
+            layers: layers.resolve(layerCount: layout.layers.count), mode: mode, slowTokenWidth: slowTokenWidth, initStd: initStd,
+            seed: seed, slowKV: slowKV, crossAttention: crossAttention, newWeights: newWeights))
+    }
+}
+
+extension RewriteRequest {
+    /// The hybrid-layer pass this request asks for, if any (setting replaces it).
+    public var hybrid: HybridRequest? {
+        get { passes.lazy.compactMap { $0 as? HybridRequest }.first }
+        set {
+            passes.removeAll { $0 is HybridRequest }
+            if let newValue { passes.append(newValue) }
+        }
+    }
+}
