@@ -134,9 +134,6 @@ public struct FeatureShapeProof: Encodable, Equatable, Sendable {
 
         switch dims.count {
         case 2:
-            // Flat rows [T*H*W, d] (a Qwen-VL merger's output): the grid comes from --grid (or
-            // --height/--width with --layout flat, T read at run time); a proven row count must
-            // be T*H*W.
             guard claims.grid != nil || claims.gridFrom != nil || claims.layout == .flat else {
                 throw FeatureShapeError.flatNeedsGrid(value: value, shape: shapeText)
             }
@@ -144,34 +141,9 @@ public struct FeatureShapeProof: Encodable, Equatable, Sendable {
                 throw FeatureShapeError.dropLeadingNeedsTokens(value: value, shape: shapeText)
             }
             let dim = try settle(1, "dim", claims.dim, flag: "--dim")
-            if let source = claims.gridFrom {
-                try checkGridValue(source, in: model, inference: &inference)
-                notes.append("grid: read at run time from '\(source.value)' (T, h, w before the \(source.merge)x\(source.merge) merge)")
-                return FeatureShapeProof(value: value, shape: shapeText, elementType: elementType, layout: .flat, height: 0,
-                                         width: 0, dim: dim, dropLeading: 0, notes: notes)
-            }
-            let height = claims.grid?.height ?? claims.height, width = claims.grid?.width ?? claims.width
-            guard let height, let width else { throw FeatureShapeError.flatNeedsGrid(value: value, shape: shapeText) }
-            if let grid = claims.grid, (claims.height.map { $0 != grid.height } ?? false) || (claims.width.map { $0 != grid.width } ?? false) {
-                throw FeatureShapeError.gridAndFlags(value: value, grid: grid.text)
-            }
-            let rows = constant(0)
-            if let rows {
-                let expected = claims.grid.map { $0.frames * $0.height * $0.width }
-                if let expected, rows != expected {
-                    throw FeatureShapeError.gridRows(value: value, shape: shapeText, rows: rows, flag: "--grid \(claims.grid!.text)", expected: expected)
-                }
-                if expected == nil, rows % (height * width) != 0 {
-                    throw FeatureShapeError.gridRows(value: value, shape: shapeText, rows: rows, flag: "--height \(height) --width \(width)",
-                                                     expected: (rows / (height * width) + 1) * height * width)
-                }
-                notes.append("rows: \(rows) = \(rows / (height * width)) temporal patches x \(height)x\(width), proven by the graph")
-            } else {
-                notes.append("rows: dim 0 is \(dims[0]), not proven by the graph; read as " + (claims.grid.map { "\($0.frames) x \($0.height)x\($0.width) from --grid" }
-                    ?? "temporal patches x \(height)x\(width) at run time"))
-            }
-            return FeatureShapeProof(value: value, shape: shapeText, elementType: elementType, layout: .flat, height: height,
-                                     width: width, dim: dim, dropLeading: 0, notes: notes)
+            let grid = try flatGrid(value, shape: shapeText, rows: constant(0), claims: claims, model: model, inference: &inference, notes: &notes)
+            return FeatureShapeProof(value: value, shape: shapeText, elementType: elementType, layout: .flat, height: grid.height,
+                                     width: grid.width, dim: dim, dropLeading: 0, notes: notes)
         case 4:
             if let lead = claims.dropLeading, lead != 0 {
                 throw FeatureShapeError.dropLeadingNeedsTokens(value: value, shape: shapeText)
@@ -248,6 +220,38 @@ public struct FeatureShapeProof: Encodable, Equatable, Sendable {
         default:
             throw FeatureShapeError.rank(value: value, shape: shapeText)
         }
+    }
+
+    /// Flat rows [T*H*W, d] (a Qwen-VL merger's output): the grid comes from --grid, from
+    /// --grid-from at run time (0 x 0 here), or from --height/--width with --layout flat (T read
+    /// at run time); a proven row count must be T*H*W.
+    static func flatGrid(_ value: String, shape shapeText: [String], rows: Int?, claims: FeatureClaims, model: Model,
+                         inference: inout ShapeInference, notes: inout [String]) throws -> (height: Int, width: Int) {
+        if let source = claims.gridFrom {
+            try checkGridValue(source, in: model, inference: &inference)
+            notes.append("grid: read at run time from '\(source.value)' (T, h, w before the \(source.merge)x\(source.merge) merge)")
+            return (0, 0)
+        }
+        let height = claims.grid?.height ?? claims.height, width = claims.grid?.width ?? claims.width
+        guard let height, let width else { throw FeatureShapeError.flatNeedsGrid(value: value, shape: shapeText) }
+        if let grid = claims.grid, (claims.height.map { $0 != grid.height } ?? false) || (claims.width.map { $0 != grid.width } ?? false) {
+            throw FeatureShapeError.gridAndFlags(value: value, grid: grid.text)
+        }
+        if let rows {
+            let expected = claims.grid.map { $0.frames * $0.height * $0.width }
+            if let expected, rows != expected {
+                throw FeatureShapeError.gridRows(value: value, shape: shapeText, rows: rows, flag: "--grid \(claims.grid!.text)", expected: expected)
+            }
+            if expected == nil, rows % (height * width) != 0 {
+                throw FeatureShapeError.gridRows(value: value, shape: shapeText, rows: rows, flag: "--height \(height) --width \(width)",
+                                                 expected: (rows / (height * width) + 1) * height * width)
+            }
+            notes.append("rows: \(rows) = \(rows / (height * width)) temporal patches x \(height)x\(width), proven by the graph")
+        } else {
+            notes.append("rows: dim 0 is \(shapeText[0]), not proven by the graph; read as " + (claims.grid.map { "\($0.frames) x \($0.height)x\($0.width) from --grid" }
+                ?? "temporal patches x \(height)x\(width) at run time"))
+        }
+        return (height, width)
     }
 
     /// The grid value holds three int64 numbers ([3] or [1, 3]), as Qwen-VL's `grid_thw` does.
