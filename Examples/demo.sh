@@ -4,6 +4,9 @@
 # Then the whole video pipeline on Examples/video-mllm: token ops into its vision graph,
 # hybrid layers into its LLM, and frames -> vision -> tokens -> LLM -> greedy decoding in
 # onnxruntime (Examples/video-mllm/pipeline.py; NumPy and onnxruntime only).
+# Last, the same on Examples/video-qwen25vl: a Qwen2.5-VL tower (one export per video size),
+# its merger rows read with --grid, and the language model's multimodal RoPE positions computed
+# as transformers' get_rope_index does for the fast tokens' grid (pipeline.py; NumPy and onnxruntime).
 # Run through `make demo`, which builds the CLI and the validation virtualenv first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,3 +48,25 @@ for FRAMES in 8 24; do
 done
 echo "-- the same 24 frames with the hybrid layers' gates at the tool's default init (0): the slow tokens change nothing"
 "$PY" "$VIDEO/pipeline.py" "$VOUT/vision_tokens.onnx" "$VOUT/llm/model.onnx" --frames 24
+
+echo
+echo "== the whole video pipeline: Examples/video-qwen25vl (Qwen2.5-VL tower, Qwen2.5-VL decoder with multimodal RoPE and a KV cache)"
+QVL=Examples/video-qwen25vl
+QOUT=Examples/out/video-qwen25vl
+mkdir -p "$QOUT/llm"
+# TorchScript fixes a Qwen-VL tower to the video size it was traced at: one tower per size.
+# --grid T,H,W: the merger's rows are T temporal patches (2 frames each) of the merged H x W grid.
+for SIZE in 8x56x84:4,2,3 12x84x112:6,3,4; do
+    NAME="${SIZE%%:*}"
+    echo "-- slow and fast token ops into the $NAME tower, after the merger (rows of 2 frames: s1t4 = kernel 2 over rows)"
+    "$BIN" tokens --into "$QVL/tower-$NAME/model.onnx" --after features --grid "${SIZE#*:}" -o "$QOUT/tower-$NAME.onnx" \
+        --preset s1t4 --min-fast-frames 2 --slow-pool 1
+done
+echo "-- hybrid layers 0, 2, 4 into the language model (slow_tokens becomes an input)"
+"$BIN" rewrite "$QVL/llm/model.onnx" -o "$QOUT/llm/model.onnx" --hybrid-layers 0,2,4
+for NAME in 8x56x84 12x84x112; do
+    echo "-- run: $NAME video -> tower -> tokens -> get_rope_index positions -> LLM, greedy decoding (gates on: $QVL/reference.npz)"
+    "$PY" "$QVL/pipeline.py" "$QOUT/tower-$NAME.onnx" "$QOUT/llm/model.onnx" --size "$NAME" --gates "$QVL/reference.npz"
+done
+echo "-- the 12x84x112 video with the gates at the tool's default init (0): the same tokens as the unmodified LLM on the fast tokens alone"
+"$PY" "$QVL/pipeline.py" "$QOUT/tower-12x84x112.onnx" "$QOUT/llm/model.onnx" --size 12x84x112 --original "$QVL/llm/model.onnx"

@@ -447,45 +447,7 @@ def hybrid_reference(model, seed, values_dtype=None):
                     torch.tensor([0.1 * (i + 1)], dtype=values_dtype).to(dtype), torch.tensor([0.5 + 0.1 * i], dtype=values_dtype).to(dtype))
     queries = {}                                             # recording_queries: layer index -> its queries
 
-    def cross_attention_hook(layer_index, layer):
-        def hook(_module, args):
-            a_sa = args[0]                                   # [B, L, H*hd], before o_proj
-            # [B, H, L, hd]: this layer's query as its attention scores it, after the layer's
-            # rotary (partial, interleaved) or none (a NoPE layer); the slow keys get no rotary.
-            q = queries[layer_index][-1]
-            # The layer's own input norm, whatever its kind (Gemma's (1 + w), LayerNorm with its
-            # bias in StableLM, Cohere's LayerNorm); OLMo-2 has none, and its k_proj/v_proj read
-            # the residual stream as it is: the slow tokens enter un-normed. In Cohere's parallel
-            # block the MLP reads the same norm; the cross-attention term joins the attention
-            # branch before o_proj all the same.
-            s_hat = input_norm(layer)(slow) if input_norm(layer) is not None else slow
-            k, v = slow_keys_values(attention_of(layer), s_hat, kv_heads * head_dim)  # [K_x | V_x] = concat(k_proj, v_proj)
-            n = slow.shape[1]
-            k_norm = getattr(attention_of(layer), "k_norm", None)
-            if k_norm is not None and k_norm.weight.numel() == kv_heads * head_dim:
-                k = k_norm(k)                                # OLMo-2: full-width k_norm, before the head split
-            k = k.view(1, n, kv_heads, head_dim)
-            if k_norm is not None and k_norm.weight.numel() == head_dim:
-                k = k_norm(k)                                # Qwen3, Gemma 3: per-head k_norm
-            k = k.transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
-            v = v.view(1, n, kv_heads, head_dim).transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
-            # Softmax in float32, as the eager attention of the model itself does.
-            scaling = score_scale(attention_of(layer), head_dim)
-            if scaling == head_dim ** -0.5:                  # as the first fixtures' references were made
-                scores = q @ k.transpose(2, 3) / head_dim ** 0.5
-            else:                                            # Granite's multiplier, Gemma's query_pre_attn_scalar**-0.5
-                scores = q @ k.transpose(2, 3) * scaling
-            cap = getattr(attention_of(layer), "attn_logit_softcapping", None)
-            if cap is not None:                              # Gemma 2: the layer's own cap, before the mask
-                scores = torch.tanh(scores / cap) * cap
-            weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)  # no mask: all real
-            a_x = (weights @ v).transpose(1, 2).reshape(a_sa.shape)
-            w_g, b_g, alpha = gates[layer_index]
-            gate = torch.tanh(a_sa @ w_g.T + b_g) * torch.tanh(alpha)
-            return (a_sa + gate * a_x,)
-        return hook
-
-    hooks = [output_projection(attention_of(model.model.layers[i])).register_forward_pre_hook(cross_attention_hook(i, model.model.layers[i]))
+    hooks = [output_projection(attention_of(model.model.layers[i])).register_forward_pre_hook(cross_attention_hook(i, model.model.layers[i], slow, gates[i], queries, config))
              for i in HYBRID_LAYERS]
     result = {"hybrid_slow_tokens": slow.numpy()}
     try:
@@ -512,6 +474,52 @@ def hybrid_reference(model, seed, values_dtype=None):
         result[f"hybrid_gate_b_{i}"] = b_g.numpy()
         result[f"hybrid_alpha_{i}"] = alpha.numpy()
     return result
+
+
+def cross_attention_hook(layer_index, layer, slow, gate, queries, config):
+    """The docs/DESIGN.md §1 cross-attention term of hybrid layer `layer_index` as a forward
+    pre-hook on its o_proj: `slow` [1, N_s, d] the slow tokens (all real, every position
+    queries), `gate` (w_g [1, H*hd], b_g [1], alpha [1]), `queries` what recording_queries
+    yields (the layer's last recorded query is the one its attention scored), `config` the
+    model's (head counts, head_dim). hybrid_reference and Scripts/make-video-example-qwen25vl.py use it."""
+    heads, kv_heads, head_dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
+    w_g, b_g, alpha = gate
+
+    def hook(_module, args):
+        a_sa = args[0]                                   # [B, L, H*hd], before o_proj
+        # [B, H, L, hd]: this layer's query as its attention scores it, after the layer's
+        # rotary (partial, interleaved) or none (a NoPE layer); the slow keys get no rotary.
+        q = queries[layer_index][-1]
+        # The layer's own input norm, whatever its kind (Gemma's (1 + w), LayerNorm with its
+        # bias in StableLM, Cohere's LayerNorm); OLMo-2 has none, and its k_proj/v_proj read
+        # the residual stream as it is: the slow tokens enter un-normed. In Cohere's parallel
+        # block the MLP reads the same norm; the cross-attention term joins the attention
+        # branch before o_proj all the same.
+        s_hat = input_norm(layer)(slow) if input_norm(layer) is not None else slow
+        k, v = slow_keys_values(attention_of(layer), s_hat, kv_heads * head_dim)  # [K_x | V_x] = concat(k_proj, v_proj)
+        n = slow.shape[1]
+        k_norm = getattr(attention_of(layer), "k_norm", None)
+        if k_norm is not None and k_norm.weight.numel() == kv_heads * head_dim:
+            k = k_norm(k)                                # OLMo-2: full-width k_norm, before the head split
+        k = k.view(1, n, kv_heads, head_dim)
+        if k_norm is not None and k_norm.weight.numel() == head_dim:
+            k = k_norm(k)                                # Qwen3, Gemma 3: per-head k_norm
+        k = k.transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
+        v = v.view(1, n, kv_heads, head_dim).transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
+        # Softmax in float32, as the eager attention of the model itself does.
+        scaling = score_scale(attention_of(layer), head_dim)
+        if scaling == head_dim ** -0.5:                  # as the first fixtures' references were made
+            scores = q @ k.transpose(2, 3) / head_dim ** 0.5
+        else:                                            # Granite's multiplier, Gemma's query_pre_attn_scalar**-0.5
+            scores = q @ k.transpose(2, 3) * scaling
+        cap = getattr(attention_of(layer), "attn_logit_softcapping", None)
+        if cap is not None:                              # Gemma 2: the layer's own cap, before the mask
+            scores = torch.tanh(scores / cap) * cap
+        weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)  # no mask: all real
+        a_x = (weights @ v).transpose(1, 2).reshape(a_sa.shape)
+        g = torch.tanh(a_sa @ w_g.T + b_g) * torch.tanh(alpha)
+        return (a_sa + g * a_x,)
+    return hook
 
 
 def attention_of(layer):
