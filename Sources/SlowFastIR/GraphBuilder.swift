@@ -9,7 +9,7 @@ public struct GraphBuilder {
     public private(set) var nodes: [Node] = []
     public private(set) var initializers: [Tensor] = []
     public var names: NameAllocator
-    /// Prefix of node and value names, e.g. `/slowfast/layers.8/cross_attn`.
+    /// Prefix of node and value names, e.g. `/slowfast/layers.8/attention`.
     public var scope: String
     /// The default-domain opset the model imports.
     public let opset: Int64

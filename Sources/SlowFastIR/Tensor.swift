@@ -102,7 +102,7 @@ public final class TensorBytes: TensorData, @unchecked Sendable {
 }
 
 /// One value repeated `count` times (a per-channel parameter that starts equal in every
-/// channel), made when asked for: an 80-layer model's SReLU parameters are 37 MB this way
+/// channel), made when asked for: an 80-layer model's new per-channel parameters are 37 MB this way
 /// never held.
 public final class RepeatedTensorBytes: ChunkedTensorData, @unchecked Sendable {
     private let element: TensorBytes

@@ -88,7 +88,7 @@ public struct RewriteRequest: Sendable {
     /// import names the weights to fill).
     public var layers: LayerSource
     /// A safetensors checkpoint (file, folder or index) whose tensors replace the parameters
-    /// of the same PyTorch names after the passes ran (trained hybrid-layer weights, or a
+    /// of the same PyTorch names after the passes ran (trained weights of the new layers, or a
     /// whole fine-tuned model).
     public var weightsFrom: String?
     /// With `weightsFrom`: fail unless every named parameter is filled and every checkpoint

@@ -38,3 +38,14 @@ def test_no_function_longer_than_150_lines():
     assert len(lengths) > 500, "the declaration pattern finds the functions"
     too_long = sorted((n, where) for n, where in lengths if n > LIMIT)
     assert too_long == [], "\n".join(f"{n} lines: {where}" for n, where in too_long)
+
+
+def test_the_ir_and_the_pipeline_name_no_pass():
+    """Passes plug in (PassRequest): the IR target and the pipeline file name none of them, so
+    a new pass is its own files and its tests."""
+    files = sorted((REPO / "Sources/SlowFastIR").glob("*.swift")) + [REPO / "Sources/SlowFastKit/Pipeline.swift"]
+    assert len(files) > 10
+    for path in files:
+        text = path.read_text().lower()
+        for word in ("hybrid", "srelu", "slow-kv", "cross_attn"):
+            assert word not in text, f"{path.relative_to(REPO)} names '{word}'"
