@@ -8,7 +8,7 @@ BIN_DEBUG   := .build/debug/slowfast
 BIN_RELEASE := .build/release/slowfast
 APT_PACKAGES := libprotobuf-c-dev pkg-config
 
-.PHONY: all deps venv build release install test test-swift test-proto test-python test-fuzz-replay fuzz demo bench clean
+.PHONY: all deps venv build release install test test-quick test-swift test-proto test-python test-fuzz-replay fuzz demo bench clean
 
 all: build
 
@@ -46,6 +46,12 @@ test: deps venv build test-proto test-swift test-python test-fuzz-replay
 
 test-swift:
 	$(SWIFT) test
+
+# For a contributor between changes: the Swift tests and the Python tests of what the change
+# touches (Scripts/quick-tests.py says what and why; QUICK_BASE=REV to compare with another
+# revision). `make test` still runs everything, and CI runs `make test`.
+test-quick: deps venv build test-swift
+	SLOWFAST_BIN=$(CURDIR)/$(BIN_DEBUG) PYTHON=$(CURDIR)/$(PYTHON) TEST_JOBS=$(TEST_JOBS) $(PYTHON) Scripts/quick-tests.py
 
 # The committed generated C must equal a fresh protoc-c run, when protoc-c is installed.
 test-proto:
