@@ -25,6 +25,12 @@ o_proj, recorded by a forward pre-hook). `hybrid_*`: a PyTorch implementation of
 layer (docs/DESIGN.md §1) at layers 0, 2, 4 with gates on, its slow tokens and gate values,
 and its logits for the prompt and three KV-cache decode steps (tokens 5, 9, 13).
 
+The PyTorch side lives in Scripts/slowfast_oracle.py, which every fixture script imports: the
+models (make_model; TINY, FAMILY_CONFIG, and SEEDS, each family's one seed, from which every
+registry here takes its fixtures' seeds), their random weights (randomize_weights) and the
+hybrid layer (cross_attention_hook, recording_queries, hybrid_reference, exact_reference). This
+script exports them and writes the fixtures.
+
 Needs torch + transformers (+ onnxruntime-genai): Scripts/requirements-fixtures.txt. Only
 fixture generation needs them; no test or demo does.
 
@@ -110,155 +116,12 @@ import transformers
 
 import internlm2
 import quantized
+# The PyTorch side (the family table, random weights, the hybrid layer): Scripts/slowfast_oracle.py.
+from slowfast_oracle import (MROPE_POSITIONS, SEEDS, TOKENS, VL_FAMILIES, attention_of, exact_reference, hybrid_reference,
+                             make_model, mrope_positions, output_projection, recording_queries)
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "Tests/Fixtures"
-TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=6, num_attention_heads=4,
-            num_key_value_heads=2, head_dim=16, vocab_size=256, max_position_embeddings=128,
-            rms_norm_eps=1e-6, rope_theta=10000.0, tie_word_embeddings=False)
-TOKENS = [[3, 17, 42, 99, 128, 7, 201]]
-
-
-# Families whose config needs more than TINY (issue 11): the entries that make each one's
-# peculiarity show at this size. Gemma 2 scores with query_pre_attn_scalar**-0.5 (here 8: not
-# 1/sqrt(head_dim)) and caps the scores at 2.0, so the cap changes them (a cap of 1.0 would
-# vanish into the scale in the dynamo export). Phi-3's default pad/eos ids (32000) lie outside
-# the tiny vocabulary, and its packed gate_up_proj must not be vocab_size wide (the genai
-# builder takes any Linear with vocab_size outputs for the LM head), so intermediate is 96;
-# Granite's multipliers are set away from their defaults of 1.
-FAMILY_CONFIG = {
-    "gemma2": dict(query_pre_attn_scalar=8, attn_logit_softcapping=2.0, final_logit_softcapping=30.0),
-    "gemma3": dict(query_pre_attn_scalar=8),
-    "olmo2": dict(),
-    "phi3": dict(pad_token_id=0, bos_token_id=1, eos_token_id=2, intermediate_size=96),
-    "granite": dict(attention_multiplier=0.05, residual_multiplier=0.5, embedding_multiplier=4.0, logits_scaling=2.0),
-    "internlm2": dict(),
-    # Issue 20. SmolLM3: layers 1, 2 and 3 have no rotary embedding (NoPE; layer 2 is a hybrid
-    # layer); its default token ids lie outside the tiny vocabulary, as GLM-4's and Cohere's do.
-    "smollm3": dict(no_rope_layers=[1, 0, 0, 0, 1, 1], pad_token_id=0, bos_token_id=1, eos_token_id=2),
-    # StableLM: LayerNorm with bias, rotary on the first quarter of head_dim (its default
-    # partial_rotary_factor), no qkv biases (its default use_qkv_bias).
-    "stablelm": dict(partial_rotary_factor=0.25, layer_norm_eps=1e-5),
-    # GLM-4: rotary on the first half of head_dim (its default), on interleaved pairs; q/k/v biases.
-    "glm4": dict(partial_rotary_factor=0.5, pad_token_id=0, bos_token_id=1, eos_token_id=2),
-    # Cohere: LayerNorm without bias, attention and MLP in parallel from one norm, interleaved
-    # rotary, logits times logit_scale (its default 0.0625).
-    "cohere": dict(pad_token_id=0, bos_token_id=1, eos_token_id=2, layer_norm_eps=1e-5),
-    # DeepSeek-V3: multi-head latent attention (q_a/q_b and kv_a/kv_b low-rank projections, a
-    # rotary part of 8 and a plain part of 16 per query/key head, values of 16; head_dim is the
-    # rotary part, as DeepseekV3Config sets it); every MLP dense.
-    "deepseekv3": dict(num_key_value_heads=4, head_dim=8, q_lora_rank=32, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=16,
-                       v_head_dim=16, first_k_dense_replace=6, n_routed_experts=4, num_experts_per_tok=2, n_group=1,
-                       topk_group=1, moe_intermediate_size=32, pad_token_id=0),
-}
-
-
-def make_model(family, seed, attention="eager", **dims):
-    if family in VL_FAMILIES:
-        return make_vl_model(family, seed, attention, **dims)
-    config_class = {"qwen2": transformers.Qwen2Config, "llama": transformers.LlamaConfig, "qwen3": transformers.Qwen3Config,
-                    "gemma2": transformers.Gemma2Config, "gemma3": transformers.Gemma3TextConfig,
-                    "olmo2": transformers.Olmo2Config, "phi3": transformers.Phi3Config,
-                    "granite": transformers.GraniteConfig, "internlm2": internlm2.LlamaConfig,
-                    "smollm3": transformers.SmolLM3Config, "stablelm": transformers.StableLmConfig,
-                    "glm4": transformers.Glm4Config, "cohere": transformers.CohereConfig,
-                    "deepseekv3": transformers.DeepseekV3Config}[family]
-    model_class = {"qwen2": transformers.Qwen2ForCausalLM, "llama": transformers.LlamaForCausalLM,
-                   "qwen3": transformers.Qwen3ForCausalLM, "gemma2": transformers.Gemma2ForCausalLM,
-                   "gemma3": transformers.Gemma3ForCausalLM, "olmo2": transformers.Olmo2ForCausalLM,
-                   "phi3": transformers.Phi3ForCausalLM, "granite": transformers.GraniteForCausalLM,
-                   "internlm2": internlm2.InternLM2ForCausalLM, "smollm3": transformers.SmolLM3ForCausalLM,
-                   "stablelm": transformers.StableLmForCausalLM, "glm4": transformers.Glm4ForCausalLM,
-                   "cohere": transformers.CohereForCausalLM, "deepseekv3": transformers.DeepseekV3ForCausalLM}[family]
-    config = config_class(**{**TINY, **FAMILY_CONFIG.get(family, {}), **dims})
-    config._attn_implementation = attention
-    torch.manual_seed(seed)
-    model = model_class(config).eval()
-    randomize_weights(model, seed, family)
-    return model
-
-
-def randomize_weights(model, seed, family):
-    """Non-degenerate random weights, drawn in parameter order from `seed`: no zero biases and
-    no all-ones norms, so no two tensors are equal and exporters cannot merge them."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            noise = torch.randn(parameter.shape, generator=generator)
-            if "norm" in name and family.startswith("gemma"):
-                # Gemma's released checkpoints are bfloat16, so 1 + w (which torch.onnx folds
-                # into the norm's constant) is exact in float32 and w comes back from it.
-                parameter.copy_((1 + 0.1 * noise).to(torch.bfloat16).float())
-            elif "norm" in name:
-                parameter.copy_(1 + 0.1 * noise)
-            elif name.endswith("bias"):
-                parameter.copy_(0.02 * noise)
-            else:
-                parameter.copy_(0.08 * noise)
-
-
-# Qwen2-VL and Qwen2.5-VL (issue 11): the language model of each, with multimodal RoPE. Its
-# three sections of the rotary frequencies (temporal, height, width) must sum to head_dim / 2.
-VL_FAMILIES = ("qwen2vl", "qwen25vl")
-MROPE_SECTION = [2, 3, 3]
-# Prompt positions [3, 1, 7] as Qwen2-VL's get_rope_index gives them for two text tokens, a 2x2
-# (merged) image grid at tokens 2-5 and a text token: the image shares its temporal position and
-# spans height and width; text after it continues from the largest position + 1. A decode step
-# at cache length n sits at n + ROPE_DELTA in all three rows.
-MROPE_POSITIONS = np.array([[[0, 1, 2, 2, 2, 2, 4]], [[0, 1, 2, 2, 3, 3, 4]], [[0, 1, 2, 3, 2, 3, 4]]], np.int64)
-ROPE_DELTA = int(MROPE_POSITIONS.max()) + 1 - MROPE_POSITIONS.shape[2]
-
-
-def mrope_positions(length, past):
-    """[3, 1, length] positions of a step with `past` tokens cached: the prompt's, or text after it."""
-    if past == 0 and length == MROPE_POSITIONS.shape[2]:
-        return torch.tensor(MROPE_POSITIONS)
-    if past == 0:
-        raise ValueError(f"no multimodal positions for a prompt of {length} tokens")
-    return torch.arange(past, past + length).add(ROPE_DELTA).view(1, 1, -1).expand(3, 1, -1)
-
-
-class VisionLanguageModel(torch.nn.Module):
-    """The text decoder of a Qwen2-VL / Qwen2.5-VL model and its lm_head, as a causal LM whose
-    positions default to MROPE_POSITIONS (prompt) and text positions after it (decode)."""
-
-    def __init__(self, full):
-        super().__init__()
-        self.model = full.model.language_model
-        self.lm_head = full.lm_head
-        self.config = self.model.config
-
-    def forward(self, input_ids, attention_mask, position_ids=None, past_key_values=None, use_cache=False):
-        if position_ids is None:
-            past = past_key_values.get_seq_length() if past_key_values is not None else 0
-            position_ids = mrope_positions(input_ids.shape[1], past)
-        output = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                            past_key_values=past_key_values, use_cache=use_cache)
-        return transformers.modeling_outputs.CausalLMOutputWithPast(
-            logits=self.lm_head(output.last_hidden_state), past_key_values=output.past_key_values)
-
-
-def make_vl_model(family, seed, attention="eager", **dims):
-    """A tiny random Qwen2-VL / Qwen2.5-VL (a one-block vision tower, TINY text model); returns the
-    full model's language part (VisionLanguageModel), with the full model at `.full` for export."""
-    config_class, model_class = {
-        "qwen2vl": (transformers.Qwen2VLConfig, transformers.Qwen2VLForConditionalGeneration),
-        "qwen25vl": (transformers.Qwen2_5_VLConfig, transformers.Qwen2_5_VLForConditionalGeneration)}[family]
-    text = {**TINY, **dims, "bos_token_id": 1, "eos_token_id": 2, "rope_parameters": {"rope_type": "default", "rope_theta": TINY["rope_theta"],
-                                                "mrope_section": MROPE_SECTION}}
-    del text["rope_theta"]
-    vision = dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2, out_hidden_size=TINY["hidden_size"],
-                  intermediate_size=32, fullatt_block_indexes=[0])
-    config = config_class(text_config=text, vision_config=vision, tie_word_embeddings=False,
-                          image_token_id=250, video_token_id=251, vision_start_token_id=252, vision_end_token_id=253)
-    config._attn_implementation = attention
-    config.text_config._attn_implementation = attention
-    torch.manual_seed(seed)
-    full = model_class(config).eval()
-    model = VisionLanguageModel(full).eval()
-    randomize_weights(model, seed, family)  # the text weights only
-    model.full = [full]  # a list, so the full model is not a submodule of the language model
-    return model
 
 
 class VisionLogits(torch.nn.Module):
@@ -362,46 +225,6 @@ class LogitsOnly(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
 
-@contextlib.contextmanager
-def recording_queries(model):
-    """Records, per layer, the query each layer's attention function is called with: after
-    whatever rotary the layer has (all of head_dim, a partial slice concatenated back as in
-    StableLM, interleaved pairs as in GLM-4 and Cohere, none in SmolLM3's NoPE layers), after any
-    q norm, as the attention scores it. Yields {layer index: [query [B, H, L, hd] per forward]}.
-    Wraps the modeling module's eager_attention_forward (called by name: InternLM2, and the
-    eager default) and whatever ALL_ATTENTION_FUNCTIONS.get_interface hands out (sdpa); a call
-    inside another recorded one (the eager default handed out by get_interface) is not recorded
-    twice. Recording at rotary time (wrapping apply_rotary_pos_emb) misses NoPE layers and, in
-    StableLM, sees only the rotated quarter of the query."""
-    layers = model.model.layers
-    index = {id(attention_of(layer)): i for i, layer in enumerate(layers)}
-    queries = {i: [] for i in range(len(layers))}
-    module = sys.modules[type(attention_of(layers[0])).__module__]
-    interfaces = transformers.modeling_utils.ALL_ATTENTION_FUNCTIONS
-    depth = [0]
-
-    def recording(function):
-        def attention(attention_module, query, *args, **kwargs):
-            if depth[0] == 0:
-                queries[index[id(attention_module)]].append(query)
-            depth[0] += 1
-            try:
-                return function(attention_module, query, *args, **kwargs)
-            finally:
-                depth[0] -= 1
-        return attention
-
-    eager = module.eager_attention_forward
-    get_interface = type(interfaces).get_interface
-    module.eager_attention_forward = recording(eager)
-    interfaces.get_interface = lambda implementation, default: recording(get_interface(interfaces, implementation, default))
-    try:
-        yield queries
-    finally:
-        module.eager_attention_forward = eager
-        del interfaces.get_interface
-
-
 def torch_reference(model, family):
     """Runs PyTorch on TOKENS, recording the query the attention scores (after RoPE, where the
     layer has it: recording_queries) and o_proj's input per layer."""
@@ -423,153 +246,6 @@ def torch_reference(model, family):
         reference[f"q_rope_{i}"] = queries[i][0].detach().numpy().copy()
         reference[f"attn_out_{i}"] = a
     return reference
-
-
-HYBRID_LAYERS = (0, 2, 4)
-HYBRID_SLOW = 10
-DECODE_TOKENS = (5, 9, 13)
-
-
-def hybrid_reference(model, seed, values_dtype=None):
-    """PyTorch implementation of docs/DESIGN.md §1 (the in-place hybrid layer), written
-    here independently of the Swift pass, run on the reference prompt and three decode steps
-    (KV cache) with gates switched on; records the gate values and the logits of each step.
-    `values_dtype`: the slow tokens and gates are rounded to it first (exact_reference)."""
-    config = model.config
-    heads, kv_heads, head_dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
-    rng = np.random.default_rng(seed)
-    dtype = next(model.parameters()).dtype
-    values_dtype = values_dtype or dtype
-    slow = torch.tensor(rng.standard_normal((1, HYBRID_SLOW, config.hidden_size)), dtype=values_dtype).to(dtype)
-    gates = {}
-    for i in HYBRID_LAYERS:
-        gates[i] = (torch.tensor(rng.standard_normal((1, heads * head_dim)) * 0.5, dtype=values_dtype).to(dtype),
-                    torch.tensor([0.1 * (i + 1)], dtype=values_dtype).to(dtype), torch.tensor([0.5 + 0.1 * i], dtype=values_dtype).to(dtype))
-    queries = {}                                             # recording_queries: layer index -> its queries
-
-    hooks = [output_projection(attention_of(model.model.layers[i])).register_forward_pre_hook(cross_attention_hook(i, model.model.layers[i], slow, gates[i], queries, config))
-             for i in HYBRID_LAYERS]
-    result = {"hybrid_slow_tokens": slow.numpy()}
-    try:
-        with torch.no_grad(), recording_queries(model) as recorded:
-            queries.update(recorded)
-            ids = torch.tensor(TOKENS)
-            output = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
-            result["hybrid_logits_step0"] = output.logits.numpy()
-            past, length = output.past_key_values, ids.shape[1]
-            for step, token in enumerate(DECODE_TOKENS, start=1):
-                length += 1
-                output = model(input_ids=torch.tensor([[token]]), attention_mask=torch.ones((1, length), dtype=torch.long),
-                               past_key_values=past, use_cache=True)
-                result[f"hybrid_logits_step{step}"] = output.logits.numpy()
-                past = output.past_key_values
-    finally:
-        for hook in hooks:
-            hook.remove()
-    # One query per layer per forward (the prompt and each decode step), none missed or doubled.
-    assert all(len(queries[i]) == 1 + len(DECODE_TOKENS) for i in range(config.num_hidden_layers)), \
-        {i: len(q) for i, q in queries.items()}
-    for i, (w_g, b_g, alpha) in gates.items():
-        result[f"hybrid_gate_w_{i}"] = w_g.numpy()
-        result[f"hybrid_gate_b_{i}"] = b_g.numpy()
-        result[f"hybrid_alpha_{i}"] = alpha.numpy()
-    return result
-
-
-def cross_attention_hook(layer_index, layer, slow, gate, queries, config):
-    """The docs/DESIGN.md §1 cross-attention term of hybrid layer `layer_index` as a forward
-    pre-hook on its o_proj: `slow` [1, N_s, d] the slow tokens (all real, every position
-    queries), `gate` (w_g [1, H*hd], b_g [1], alpha [1]), `queries` what recording_queries
-    yields (the layer's last recorded query is the one its attention scored), `config` the
-    model's (head counts, head_dim). hybrid_reference and Scripts/make-video-example-qwen25vl.py use it."""
-    heads, kv_heads, head_dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
-    w_g, b_g, alpha = gate
-
-    def hook(_module, args):
-        a_sa = args[0]                                   # [B, L, H*hd], before o_proj
-        # [B, H, L, hd]: this layer's query as its attention scores it, after the layer's
-        # rotary (partial, interleaved) or none (a NoPE layer); the slow keys get no rotary.
-        q = queries[layer_index][-1]
-        # The layer's own input norm, whatever its kind (Gemma's (1 + w), LayerNorm with its
-        # bias in StableLM, Cohere's LayerNorm); OLMo-2 has none, and its k_proj/v_proj read
-        # the residual stream as it is: the slow tokens enter un-normed. In Cohere's parallel
-        # block the MLP reads the same norm; the cross-attention term joins the attention
-        # branch before o_proj all the same.
-        s_hat = input_norm(layer)(slow) if input_norm(layer) is not None else slow
-        k, v = slow_keys_values(attention_of(layer), s_hat, kv_heads * head_dim)  # [K_x | V_x] = concat(k_proj, v_proj)
-        n = slow.shape[1]
-        k_norm = getattr(attention_of(layer), "k_norm", None)
-        if k_norm is not None and k_norm.weight.numel() == kv_heads * head_dim:
-            k = k_norm(k)                                # OLMo-2: full-width k_norm, before the head split
-        k = k.view(1, n, kv_heads, head_dim)
-        if k_norm is not None and k_norm.weight.numel() == head_dim:
-            k = k_norm(k)                                # Qwen3, Gemma 3: per-head k_norm
-        k = k.transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
-        v = v.view(1, n, kv_heads, head_dim).transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
-        # Softmax in float32, as the eager attention of the model itself does.
-        scaling = score_scale(attention_of(layer), head_dim)
-        if scaling == head_dim ** -0.5:                  # as the first fixtures' references were made
-            scores = q @ k.transpose(2, 3) / head_dim ** 0.5
-        else:                                            # Granite's multiplier, Gemma's query_pre_attn_scalar**-0.5
-            scores = q @ k.transpose(2, 3) * scaling
-        cap = getattr(attention_of(layer), "attn_logit_softcapping", None)
-        if cap is not None:                              # Gemma 2: the layer's own cap, before the mask
-            scores = torch.tanh(scores / cap) * cap
-        weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)  # no mask: all real
-        a_x = (weights @ v).transpose(1, 2).reshape(a_sa.shape)
-        g = torch.tanh(a_sa @ w_g.T + b_g) * torch.tanh(alpha)
-        return (a_sa + g * a_x,)
-    return hook
-
-
-def attention_of(layer):
-    """The layer's attention module: self_attn, or InternLM2's attention."""
-    return layer.self_attn if hasattr(layer, "self_attn") else layer.attention
-
-
-def output_projection(attention):
-    """o_proj, or InternLM2's wo."""
-    return attention.o_proj if hasattr(attention, "o_proj") else attention.wo
-
-
-def input_norm(layer):
-    """The norm before attention: input_layernorm, InternLM2's attention_norm, or none (OLMo-2)."""
-    return getattr(layer, "input_layernorm", None) or getattr(layer, "attention_norm", None)
-
-
-def exact_reference(model, seed):
-    """For a float16 model: its hybrid logits computed in float64 from its own float16 weights,
-    slow tokens and gates (`hybrid_exact_logits_step*`), the values both PyTorch's and
-    onnxruntime's float16 arithmetic approximate. Gemma's float16 exports are further from
-    PyTorch's float16 than 5e-3 before any rewrite, with onnxruntime the nearer of the two to
-    these values; the tests measure each against them."""
-    import copy
-    exact = hybrid_reference(copy.deepcopy(model).double(), seed, values_dtype=next(model.parameters()).dtype)
-    return {key.replace("hybrid_logits", "hybrid_exact_logits"): value for key, value in exact.items() if key.startswith("hybrid_logits")}
-
-
-def slow_keys_values(attention, s_hat, kv_width):
-    """The layer's k_proj and v_proj applied to the slow tokens; Phi-3 packs q, k and v in one
-    qkv_proj, whose k and v row blocks are those projections; InternLM2's wqkv holds, per kv
-    head, its query heads, then its key head, then its value head (strided row blocks)."""
-    if hasattr(attention, "wqkv"):
-        groups, head_dim = attention.num_key_value_groups, attention.head_dim
-        rows = attention.wqkv.weight.view(-1, groups + 2, head_dim, s_hat.shape[-1])
-        k_rows, v_rows = rows[:, -2].reshape(kv_width, -1), rows[:, -1].reshape(kv_width, -1)
-        return s_hat @ k_rows.T, s_hat @ v_rows.T
-    if hasattr(attention, "qkv_proj"):
-        weight = attention.qkv_proj.weight
-        query_width = weight.shape[0] - 2 * kv_width
-        k_rows, v_rows = weight[query_width: query_width + kv_width], weight[query_width + kv_width:]
-        return s_hat @ k_rows.T, s_hat @ v_rows.T
-    return attention.k_proj(s_hat), attention.v_proj(s_hat)
-
-
-def score_scale(attention, head_dim):
-    """The factor the layer multiplies q.k by: Granite's attention multiplier where the model has
-    one, else the module's own `scaling` (Gemma: query_pre_attn_scalar**-0.5), else 1/sqrt(head_dim)."""
-    multiplier = getattr(attention.config, "attention_multiplier", None)
-    return multiplier if multiplier is not None else getattr(attention, "scaling", 1 / head_dim ** 0.5)
 
 
 def export_torch(model, folder, dynamo, opset=None):
@@ -810,16 +486,27 @@ def build(family, exporter, folder, seed, half=False, attention="eager", opset=N
     print(f"{folder.relative_to(REPO)}: logits max abs diff vs torch {diff:.2e}")
 
 
-# Quantized exports: name -> (family, seed, method). The float model of the family's seed is
+def family_of(name):
+    """A fixture's family: the first part of its name (qwen2-torchscript-kv: qwen2)."""
+    return name.split("-", 1)[0]
+
+
+def cells(names, **options):
+    """MODELS entries (family, seed, options) for fixture `names`: each its family's model, of
+    the family's seed in the one family table (slowfast_oracle.SEEDS)."""
+    return {name: (family_of(name), SEEDS[family_of(name)], dict(options)) for name in names}
+
+
+# Quantized exports: name -> method. The float model of the family (family_of) and its seed is
 # exported and quantized; the references come from a copy of the PyTorch model whose Linear
 # weights are the dequantized values the ONNX model holds (Scripts/quantized.py).
 QUANTIZED = {
-    "qwen2-genai-int4": ("qwen2", 10, "genai-int4"),
-    "qwen2-torchscript-kv-int4": ("qwen2", 10, "matmulnbits-int4"),
-    "phi3-genai-int4": ("phi3", 13, "genai-int4"),
-    "llama-genai-int4": ("llama", 11, "genai-int4"),
-    "qwen2-torchscript-kv-int8": ("qwen2", 10, "dynamic-int8"),
-    "qwen2-torchscript-kv-qdq": ("qwen2", 10, "static-qdq"),
+    "qwen2-genai-int4": "genai-int4",
+    "qwen2-torchscript-kv-int4": "matmulnbits-int4",
+    "phi3-genai-int4": "genai-int4",
+    "llama-genai-int4": "genai-int4",
+    "qwen2-torchscript-kv-int8": "dynamic-int8",
+    "qwen2-torchscript-kv-qdq": "static-qdq",
 }
 QUANT_BLOCK_SIZE = 32
 CALIBRATION_PROMPTS = 4
@@ -933,7 +620,7 @@ def dequantized_model(model, path):
 
 
 def build_quantized(name):
-    family, seed, method = QUANTIZED[name]
+    family, seed, method = family_of(name), SEEDS[family_of(name)], QUANTIZED[name]
     folder = FIXTURES / name
     model = make_model(family, seed)
     float_logits = torch_reference(model, family)["logits_torch"]
@@ -980,16 +667,14 @@ def build_quantized(name):
           + ", ".join(f"{k} {v:.2e}" for k, v in measured.items() if k != "maxAbsDiffLogits"))
 
 
-# The families with a dynamo export with a KV cache, and their seeds (those of their other exports).
-DYNAMO_KV_FAMILIES = (("qwen2", 10), ("llama", 11), ("qwen3", 12), ("phi3", 13), ("granite", 14), ("gemma2", 13),
-                      ("gemma3", 14), ("olmo2", 15))
+# The families with a dynamo export with a KV cache (each its model and seed, SEEDS, as in its other exports).
+DYNAMO_KV_FAMILIES = ("qwen2", "llama", "qwen3", "phi3", "granite", "gemma2", "gemma3", "olmo2")
 
-# The remaining exporter x family cells of issue 11, and their seeds (each family's): float16
+# The remaining exporter x family cells of issue 11 (each its family's model and seed): float16
 # by TorchScript (-fp16), KV caches by dynamo and TorchScript (-kv).
-REMAINING_CELLS = {"qwen2vl-dynamo-kv": 16, "qwen2vl-torchscript-fp16": 16, "qwen25vl-torchscript-fp16": 17,
-                   "internlm2-torchscript-fp16": 16, "internlm2-dynamo-kv": 16, "qwen25vl-dynamo": 17,
-                   "qwen25vl-torchscript-kv": 17, "qwen3-torchscript-kv": 12, "llama-torchscript-kv": 11,
-                   "qwen25vl-dynamo-kv": 17}
+REMAINING_CELLS = ("qwen2vl-dynamo-kv", "qwen2vl-torchscript-fp16", "qwen25vl-torchscript-fp16", "internlm2-torchscript-fp16",
+                   "internlm2-dynamo-kv", "qwen25vl-dynamo", "qwen25vl-torchscript-kv", "qwen3-torchscript-kv",
+                   "llama-torchscript-kv", "qwen25vl-dynamo-kv")
 
 # Issue 20 (discovery by traits): SmolLM3 (NoPE layers), StableLM (LayerNorm with bias, a
 # quarter of head_dim rotated), GLM-4 (half of head_dim rotated on interleaved pairs, sandwich
@@ -1007,47 +692,43 @@ REMAINING_CELLS = {"qwen2vl-dynamo-kv": 16, "qwen2vl-torchscript-fp16": 16, "qwe
 # fails at /model/model/layers.0/self_attn/Mul_3 (rotate_half(k) * sin), "Attempting to broadcast
 # an axis by a dimension other than 1. 8 by 16", and its -kv export fails as GLM-4's. Both
 # families have dynamo exports with a KV cache (dynamo-kv) and in float16 (dynamo-fp16) instead.
-TRAIT_FAMILIES = (("smollm3", 18), ("stablelm", 19), ("glm4", 20), ("cohere", 21))
+TRAIT_FAMILIES = ("smollm3", "stablelm", "glm4", "cohere")
 TORCHSCRIPT_ROTARY_FAILS = ("glm4", "cohere")
 TRAIT_CELLS = {
-    **{f"{family}-{e}": (family, seed, {}) for family, seed in TRAIT_FAMILIES
-       for e in (("dynamo", "dynamo-kv") if family in TORCHSCRIPT_ROTARY_FAILS else ("torchscript", "dynamo", "torchscript-kv"))},
-    **{f"{family}-{'dynamo' if family in TORCHSCRIPT_ROTARY_FAILS else 'torchscript'}-fp16": (family, seed, {"half": True})
-       for family, seed in TRAIT_FAMILIES},
-    "qwen2-torchscript-sdpa-fp16": ("qwen2", 10, {"attention": "sdpa", "half": True}),
-    "olmo2-torchscript-sdpa": ("olmo2", 15, {"attention": "sdpa"}),
-    "deepseekv3-torchscript": ("deepseekv3", 22, {"hybrid": False}),
+    **cells(f"{family}-{e}" for family in TRAIT_FAMILIES
+            for e in (("dynamo", "dynamo-kv") if family in TORCHSCRIPT_ROTARY_FAILS else ("torchscript", "dynamo", "torchscript-kv"))),
+    **cells((f"{family}-{'dynamo' if family in TORCHSCRIPT_ROTARY_FAILS else 'torchscript'}-fp16" for family in TRAIT_FAMILIES),
+            half=True),
+    **cells(["qwen2-torchscript-sdpa-fp16"], attention="sdpa", half=True),
+    **cells(["olmo2-torchscript-sdpa"], attention="sdpa"),
+    **cells(["deepseekv3-torchscript"], hybrid=False),
 }
 
-# How each fixture's PyTorch model is made (family, seed, make_model/build options).
+# How each fixture's PyTorch model is made (family, seed, make_model/build options): every
+# fixture of a family is its model of the family's seed (cells, slowfast_oracle.SEEDS).
 MODELS = {
-    **{f"qwen2-{e}": ("qwen2", 10, {}) for e in ("torchscript", "dynamo", "genai")},
-    **{f"llama-{e}": ("llama", 11, {}) for e in ("torchscript", "dynamo", "genai")},
-    "qwen2-torchscript-sdpa": ("qwen2", 10, {"attention": "sdpa"}),
-    "llama-dynamo-sdpa": ("llama", 11, {"attention": "sdpa"}),
-    "qwen2-dynamo-opset23": ("qwen2", 10, {"attention": "sdpa"}),
-    "qwen2-torchscript-fp16": ("qwen2", 10, {"half": True}),
-    **{f"gemma2-{e}": ("gemma2", 13, {}) for e in ("torchscript", "dynamo", "genai", "torchscript-kv")},
-    **{f"gemma3-{e}": ("gemma3", 14, {}) for e in ("torchscript", "dynamo", "torchscript-kv")},
-    **{f"olmo2-{e}": ("olmo2", 15, {}) for e in ("torchscript", "dynamo", "torchscript-kv")},
-    **{f"phi3-{e}": ("phi3", 13, {}) for e in ("torchscript", "dynamo", "genai", "torchscript-kv")},
-    **{f"granite-{e}": ("granite", 14, {}) for e in ("torchscript", "dynamo", "torchscript-kv", "genai")},
-    "granite-torchscript-fp16": ("granite", 14, {"half": True}),
+    **cells(f"{family}-{e}" for family in ("qwen2", "llama") for e in ("torchscript", "dynamo", "genai")),
+    **cells(["qwen2-torchscript-sdpa", "llama-dynamo-sdpa", "qwen2-dynamo-opset23"], attention="sdpa"),
+    **cells(["qwen2-torchscript-fp16"], half=True),
+    **cells(f"gemma2-{e}" for e in ("torchscript", "dynamo", "genai", "torchscript-kv")),
+    **cells(f"{family}-{e}" for family in ("gemma3", "olmo2") for e in ("torchscript", "dynamo", "torchscript-kv")),
+    **cells(f"phi3-{e}" for e in ("torchscript", "dynamo", "genai", "torchscript-kv")),
+    **cells(f"granite-{e}" for e in ("torchscript", "dynamo", "torchscript-kv", "genai")),
+    **cells(["granite-torchscript-fp16"], half=True),
     # float16 by TorchScript for every other family (same seeds as its float32 fixtures), and
     # Qwen3 by onnxruntime-genai.
-    **{f"{family}-torchscript-fp16": (family, seed, {"half": True})
-       for family, seed in (("llama", 11), ("qwen3", 12), ("phi3", 13), ("gemma2", 13), ("gemma3", 14), ("olmo2", 15))},
-    "qwen3-genai": ("qwen3", 12, {}),
+    **cells((f"{family}-torchscript-fp16" for family in ("llama", "qwen3", "phi3", "gemma2", "gemma3", "olmo2")), half=True),
+    **cells(["qwen3-genai"]),
     # torch.onnx dynamo exports with a KV cache (issue 11): each family's model and seed as in its other exports.
-    **{f"{family}-dynamo-kv": (family, seed, {}) for family, seed in DYNAMO_KV_FAMILIES},
-    **{f"qwen2vl-{e}": ("qwen2vl", 16, {}) for e in ("torchscript", "dynamo", "torchscript-kv")},
-    **{f"qwen25vl-{e}": ("qwen25vl", 17, {}) for e in ("torchscript", "genai")},
-    **{f"internlm2-{e}": ("internlm2", 16, {}) for e in ("torchscript", "dynamo", "torchscript-kv")},
-    **{name: (name.split("-", 1)[0], seed, {"half": True} if name.endswith("-fp16") else {})
-       for name, seed in REMAINING_CELLS.items()},
+    **cells(f"{family}-dynamo-kv" for family in DYNAMO_KV_FAMILIES),
+    **cells(f"qwen2vl-{e}" for e in ("torchscript", "dynamo", "torchscript-kv")),
+    **cells(f"qwen25vl-{e}" for e in ("torchscript", "genai")),
+    **cells(f"internlm2-{e}" for e in ("torchscript", "dynamo", "torchscript-kv")),
+    **cells(name for name in REMAINING_CELLS if not name.endswith("-fp16")),
+    **cells((name for name in REMAINING_CELLS if name.endswith("-fp16")), half=True),
     # Quantized exports (build_quantized), and Qwen2 by the genai builder in float16.
-    **{name: (family, seed, {"quantized": method}) for name, (family, seed, method) in QUANTIZED.items()},
-    "qwen2-genai-fp16": ("qwen2", 10, {"half": True, "precision": "fp16", "provider": "cuda"}),
+    **{name: (family_of(name), SEEDS[family_of(name)], {"quantized": method}) for name, method in QUANTIZED.items()},
+    **cells(["qwen2-genai-fp16"], half=True, precision="fp16", provider="cuda"),
     **TRAIT_CELLS,
 }
 
@@ -1093,36 +774,36 @@ def main():
         for name in sorted(wanted or MODELS):
             refresh_hybrid(name)
         return
-    for seed, family in enumerate(("qwen2", "llama")):
+    for family in ("qwen2", "llama"):
         for exporter in ("torchscript", "dynamo", "genai"):
             name = f"{family}-{exporter}"
             if wanted is None or name in wanted:
-                build(family, exporter, FIXTURES / name, seed=10 + seed)
+                build(family, exporter, FIXTURES / name, seed=SEEDS[family])
     # sdpa attention (the transformers default), written by torch.onnx as a decomposition.
     if wanted is None or "qwen2-torchscript-sdpa" in wanted:
-        build("qwen2", "torchscript", FIXTURES / "qwen2-torchscript-sdpa", seed=10, attention="sdpa")
+        build("qwen2", "torchscript", FIXTURES / "qwen2-torchscript-sdpa", seed=SEEDS["qwen2"], attention="sdpa")
     if wanted is None or "llama-dynamo-sdpa" in wanted:
-        build("llama", "dynamo", FIXTURES / "llama-dynamo-sdpa", seed=11, attention="sdpa")
+        build("llama", "dynamo", FIXTURES / "llama-dynamo-sdpa", seed=SEEDS["llama"], attention="sdpa")
     # opset 23: Attention, RotaryEmbedding and RMSNormalization as standard ops.
     if wanted is None or "qwen2-dynamo-opset23" in wanted:
-        build("qwen2", "dynamo", FIXTURES / "qwen2-dynamo-opset23", seed=10, attention="sdpa", opset=23)
+        build("qwen2", "dynamo", FIXTURES / "qwen2-dynamo-opset23", seed=SEEDS["qwen2"], attention="sdpa", opset=23)
     # Qwen3: per-head q_norm/k_norm before RoPE (issue 11).
     for exporter in ("torchscript", "dynamo"):
         if wanted is None or f"qwen3-{exporter}" in wanted:
-            build("qwen3", exporter, FIXTURES / f"qwen3-{exporter}", seed=12)
+            build("qwen3", exporter, FIXTURES / f"qwen3-{exporter}", seed=SEEDS["qwen3"])
     # Gemma 2 ((1 + w) norms, sandwich norms, soft-capping, sqrt(d) embedding scale), Gemma 3
     # (and per-head q/k norms), OLMo-2 (no input norm, full-width q/k norms, post norms): issue 11.
     # onnxruntime-genai 0.18 builds Gemma 2 (GroupQueryAttention with its softcap attribute);
     # its Gemma 3 builder fails on transformers 5's per-layer-type rope_parameters (KeyError
     # 'rope_type'), and it has no OLMo-2 builder.
-    for family, seed in (("gemma2", 13), ("gemma3", 14), ("olmo2", 15)):
+    for family in ("gemma2", "gemma3", "olmo2"):
         extra = {"gemma2": ("genai", "torchscript-kv"), "gemma3": ("torchscript-kv",), "olmo2": ("torchscript-kv",)}.get(family, ())
         for exporter in ("torchscript", "dynamo") + extra:
             if wanted is None or f"{family}-{exporter}" in wanted:
-                build(family, exporter, FIXTURES / f"{family}-{exporter}", seed=seed)
+                build(family, exporter, FIXTURES / f"{family}-{exporter}", seed=SEEDS[family])
     # A KV cache in a torch.onnx export: Concat(past, new) before repeat_kv.
     if wanted is None or "qwen2-torchscript-kv" in wanted:
-        build("qwen2", "torchscript-kv", FIXTURES / "qwen2-torchscript-kv", seed=10)
+        build("qwen2", "torchscript-kv", FIXTURES / "qwen2-torchscript-kv", seed=SEEDS["qwen2"])
     # Phi-3 (packed qkv_proj and gate_up_proj) and Granite (attention, residual and embedding
     # multipliers), issue 11.
     for name in ("phi3-torchscript", "phi3-dynamo", "phi3-genai", "phi3-torchscript-kv",
@@ -1131,9 +812,9 @@ def main():
             family, exporter = name.split("-", 1)
             build(family, exporter, FIXTURES / name, seed=MODELS[name][1])
     if wanted is None or "granite-torchscript-fp16" in wanted:
-        build("granite", "torchscript", FIXTURES / "granite-torchscript-fp16", seed=14, half=True)
+        build("granite", "torchscript", FIXTURES / "granite-torchscript-fp16", seed=SEEDS["granite"], half=True)
     if wanted is None or "qwen2-torchscript-fp16" in wanted:
-        build("qwen2", "torchscript", FIXTURES / "qwen2-torchscript-fp16", seed=10, half=True)
+        build("qwen2", "torchscript", FIXTURES / "qwen2-torchscript-fp16", seed=SEEDS["qwen2"], half=True)
     # float16 by TorchScript for every family, and Qwen3 by onnxruntime-genai.
     for name in ("llama-torchscript-fp16", "qwen3-torchscript-fp16", "phi3-torchscript-fp16", "gemma2-torchscript-fp16",
                  "gemma3-torchscript-fp16", "olmo2-torchscript-fp16", "qwen3-genai"):
@@ -1142,9 +823,9 @@ def main():
             exporter = "genai" if name.endswith("genai") else "torchscript"
             build(family, exporter, FIXTURES / name, seed=seed, half=options.get("half", False))
     # torch.onnx dynamo exports with a KV cache: past_key_values in, present out, as torchscript-kv.
-    for family, seed in DYNAMO_KV_FAMILIES:
+    for family in DYNAMO_KV_FAMILIES:
         if wanted is None or f"{family}-dynamo-kv" in wanted:
-            build(family, "dynamo-kv", FIXTURES / f"{family}-dynamo-kv", seed=seed)
+            build(family, "dynamo-kv", FIXTURES / f"{family}-dynamo-kv", seed=SEEDS[family])
     # Qwen2-VL and Qwen2.5-VL language models: multimodal RoPE, position_ids [3, batch, sequence]
     # (issue 11); onnxruntime-genai builds Qwen2.5-VL (MRotaryEmbedding before GroupQueryAttention).
     for name, (family, seed, _options) in MODELS.items():
@@ -1153,7 +834,7 @@ def main():
     # InternLM2-style fused wqkv (per kv head: its query heads, key, value), issue 11.
     for exporter in ("torchscript", "dynamo", "torchscript-kv"):
         if wanted is None or f"internlm2-{exporter}" in wanted:
-            build("internlm2", exporter, FIXTURES / f"internlm2-{exporter}", seed=16)
+            build("internlm2", exporter, FIXTURES / f"internlm2-{exporter}", seed=SEEDS["internlm2"])
     # The remaining exporter x family cells: float16 by TorchScript (-fp16), KV caches (-kv).
     for name in REMAINING_CELLS:
         if wanted is None or name in wanted:
@@ -1165,7 +846,7 @@ def main():
         if wanted is None or name in wanted:
             build_quantized(name)
     if wanted is None or "qwen2-genai-fp16" in wanted:
-        build("qwen2", "genai", FIXTURES / "qwen2-genai-fp16", seed=10, half=True, precision="fp16", provider="cuda")
+        build("qwen2", "genai", FIXTURES / "qwen2-genai-fp16", seed=SEEDS["qwen2"], half=True, precision="fp16", provider="cuda")
     # Issue 20: the families discovery by traits adds, the sdpa and float16 Cast cells, and MLA.
     for name, (family, seed, options) in TRAIT_CELLS.items():
         if wanted is None or name in wanted:

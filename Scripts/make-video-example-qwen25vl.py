@@ -9,7 +9,7 @@ reference (issue 23).
                         [4, 4, 6], merged 4x2x3, 24 rows; 12 frames of 84x112: [6, 6, 8], merged
                         6x3x4, 72 rows): `pixel_values` [T*h*w, 1176] -> `features` [rows, 64];
                         with the export script's meta.json (raster-order proofs, torch diff)
-    llm/model.onnx      the Qwen2.5-VL text decoder (Scripts/make-fixtures.py's qwen25vl: 6 layers,
+    llm/model.onnx      the Qwen2.5-VL text decoder (Scripts/slowfast_oracle.py's qwen25vl: 6 layers,
                         hidden 64, 4 heads, 2 KV heads, head_dim 16, vocab 256, mrope_section
                         [2, 3, 3]) and its lm_head, exported by TorchScript (opset 17) with its KV
                         cache as qwen25vl-torchscript-kv is, but taking `inputs_embeds` [batch,
@@ -38,8 +38,9 @@ The PyTorch pipeline is written here from the rules, not from the tool:
   at FPS 2: 2 s), with `tokens_per_second` 2 (the released Qwen2.5-VL checkpoints' value; the
   config class defaults to 4); decode steps at cache length + rope delta in all three rows, as
   generation does. pipeline.rope_index's NumPy version is checked against it here;
-- the hybrid layer (§1): Scripts/make-fixtures.py's cross_attention_hook on o_proj, the query
-  recorded after the multimodal RoPE (recording_queries), the slow keys unrotated.
+- the hybrid layer (§1): Scripts/slowfast_oracle.py's cross_attention_hook on o_proj, the query
+  recorded after the multimodal RoPE (recording_queries), the slow keys unrotated; the gates
+  slowfast_oracle.example_gates.
 Needs torch + transformers (Scripts/requirements-fixtures.txt); the demo and the tests do not.
 Deterministic: a second run writes the same bytes.
 """
@@ -61,6 +62,7 @@ OUT = REPO / "Examples/video-qwen25vl"
 sys.path.insert(0, str(OUT))
 sys.path.insert(0, str(REPO / "Scripts"))
 import pipeline  # noqa: E402
+import slowfast_oracle as oracle  # noqa: E402
 from pipeline import PREFIX, QUESTION  # noqa: E402
 
 
@@ -71,13 +73,12 @@ def load(name, path):
     return module
 
 
-make_fixtures = load("make_fixtures", REPO / "Scripts/make-fixtures.py")
 tower_export = load("export_qwen_vl_tower", REPO / "Scripts/export-qwen-vl-tower.py")
 
 SEED = 37                     # the language model's weights and the gates
 TOWER_SEED = 31               # the tower's weights (export-qwen-vl-tower.py's qwen25vl default)
 VIDEO_SEED = 41
-HIDDEN = make_fixtures.TINY["hidden_size"]
+HIDDEN = oracle.TINY["hidden_size"]
 SIZES = ((8, 56, 84), (12, 84, 112))
 NEW_TOKENS = 6
 HYBRID_LAYERS = (0, 2, 4)
@@ -122,13 +123,7 @@ def torch_tokens(features, grid):
 
 
 def gate_values():
-    rng = np.random.default_rng(SEED)
-    gates = {}
-    for i in HYBRID_LAYERS:
-        gates[f"gate_w_{i}"] = (rng.standard_normal((1, HIDDEN)) * 0.5).astype(np.float32)
-        gates[f"gate_b_{i}"] = np.array([0.1 * (i + 1)], np.float32)
-        gates[f"gate_alpha_{i}"] = np.array([0.8 + 0.05 * i], np.float32)
-    return gates
+    return oracle.example_gates(SEED, HIDDEN, HYBRID_LAYERS)
 
 
 def rope_index(llm, fast_grid):
@@ -149,18 +144,18 @@ def rope_index(llm, fast_grid):
 
 def torch_generate(llm, embed, slow, fast, positions, delta, gates=None):
     """Greedy decoding with the KV cache; with `gates`, the §1 hybrid layers at HYBRID_LAYERS
-    (make_fixtures.cross_attention_hook), gates on. Returns the tokens and every step's logits."""
+    (slowfast_oracle.cross_attention_hook), gates on. Returns the tokens and every step's logits."""
     model = llm.model                                                       # the text decoder
     queries, hooks = {}, []
     if gates is not None:
         for i in HYBRID_LAYERS:
             layer = model.layers[i]
             gate = tuple(torch.from_numpy(gates[f"{name}_{i}"]) for name in ("gate_w", "gate_b", "gate_alpha"))
-            hook = make_fixtures.cross_attention_hook(i, layer, slow, gate, queries, llm.config)
-            hooks.append(make_fixtures.output_projection(make_fixtures.attention_of(layer)).register_forward_pre_hook(hook))
+            hook = oracle.cross_attention_hook(i, layer, slow, gate, queries, llm.config)
+            hooks.append(oracle.output_projection(oracle.attention_of(layer)).register_forward_pre_hook(hook))
     tokens, logits_per_step = [], []
     try:
-        with torch.no_grad(), make_fixtures.recording_queries(llm) as recorded:
+        with torch.no_grad(), oracle.recording_queries(llm) as recorded:
             queries.update(recorded)
             sequence = torch.cat([embed[PREFIX][None], fast, embed[QUESTION][None]], dim=1)
             length = sequence.shape[1]
@@ -188,7 +183,7 @@ def torch_generate(llm, embed, slow, fast, positions, delta, gates=None):
 
 class EmbedsWithCache(torch.nn.Module):
     """The text decoder and lm_head: logits and present K/V from inputs_embeds, attention_mask,
-    position_ids [3, batch, sequence] and the past K/V as flat tensors (make_fixtures'
+    position_ids [3, batch, sequence] and the past K/V as flat tensors (make-fixtures.py's
     VisionWithCache with inputs_embeds for input_ids)."""
 
     def __init__(self, llm):
@@ -209,10 +204,10 @@ class EmbedsWithCache(torch.nn.Module):
 
 def export_llm(llm, folder):
     """TorchScript (opset 17) with the KV cache, traced with a past of 2 positions (so the cache's
-    Concat is in the graph), as make_fixtures.export_vl_torch's torchscript-kv."""
+    Concat is in the graph), as make-fixtures.py's export_vl_torch's torchscript-kv."""
     folder.mkdir(parents=True)
     config = llm.config
-    layers, traced_past, length = config.num_hidden_layers, 2, len(make_fixtures.TOKENS[0])
+    layers, traced_past, length = config.num_hidden_layers, 2, len(oracle.TOKENS[0])
     generator = torch.Generator().manual_seed(SEED)
     embeds = torch.randn(1, length, config.hidden_size, generator=generator)
     past = [torch.randn(1, config.num_key_value_heads, traced_past, config.head_dim, generator=generator) for _ in range(2 * layers)]
@@ -224,7 +219,7 @@ def export_llm(llm, folder):
     axes.update({name: {0: "batch", 2: "total_sequence"} for name in present_names})
     mask = torch.ones((1, length + traced_past), dtype=torch.long)
     with torch.no_grad():
-        torch.onnx.export(EmbedsWithCache(llm), (embeds, mask, make_fixtures.mrope_positions(length, traced_past), *past),
+        torch.onnx.export(EmbedsWithCache(llm), (embeds, mask, oracle.mrope_positions(length, traced_past), *past),
                           str(folder / "model.onnx"), dynamo=False, opset_version=17,
                           input_names=["inputs_embeds", "attention_mask", "position_ids", *past_names],
                           output_names=["logits", *present_names], dynamic_axes=axes)
@@ -254,7 +249,7 @@ def main():
         path = OUT / part
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
-    llm = make_fixtures.make_model("qwen25vl", SEED)
+    llm = oracle.make_model("qwen25vl", SEED)
     llm.full[0].config.vision_config.tokens_per_second = TOKENS_PER_SECOND
     export_llm(llm, OUT / "llm")
     embed = llm.model.embed_tokens.weight.detach()
@@ -322,7 +317,7 @@ def main():
                           "decode": "cache length + rope delta, all three rows"},
             "llm": {"family": "qwen25vl", "exporter": "torchscript", "opset": 17, "kvCache": True,
                     "inputs": ["inputs_embeds", "attention_mask", "position_ids", "past_key_values.{i}.key/value"],
-                    "mropeSection": make_fixtures.MROPE_SECTION, **{k: v for k, v in make_fixtures.TINY.items()}},
+                    "mropeSection": oracle.MROPE_SECTION, **{k: v for k, v in oracle.TINY.items()}},
             "torch": torch.__version__, "transformers": transformers.__version__, "onnx": onnx.__version__,
             "onnxruntime": ort.__version__}
     (OUT / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

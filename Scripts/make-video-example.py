@@ -18,7 +18,8 @@ ones are, and a PyTorch run of the same pipeline as its reference (issue 14).
 The PyTorch pipeline is written here from the rules, not from the tool: the token rules of
 docs/DESIGN.md §5 (s1t4 with at least 4 fast frames; 8 frames fall back to adaptive pooling,
 24 are pooled by 4) and the hybrid layer of §1 as forward hooks on the transformers model
-(the same construction as Scripts/make-fixtures.py's hybrid reference).
+(Scripts/slowfast_oracle.py's cross_attention_hook, as the fixtures' hybrid references; the LLM is
+its make_model("qwen2"), the tower's and LLM's weights its randomize).
 Needs torch + transformers + onnxruntime-genai (Scripts/requirements-fixtures.txt); the demo
 and the tests do not.
 """
@@ -40,8 +41,11 @@ import transformers
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "Examples/video-mllm"
 sys.path.insert(0, str(OUT))
+sys.path.insert(0, str(REPO / "Scripts"))
+import slowfast_oracle as oracle  # noqa: E402
 from pipeline import PREFIX, QUESTION, synthetic_video  # noqa: E402
 
+# save_tiny_tokenizer (for the genai builder) is make-fixtures.py's export helper.
 spec = importlib.util.spec_from_file_location("make_fixtures", REPO / "Scripts/make-fixtures.py")
 make_fixtures = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(make_fixtures)
@@ -61,16 +65,8 @@ class VisionTower(torch.nn.Module):
                                                  num_attention_heads=2, image_size=32, patch_size=4, vision_use_head=False)
         self.vision = transformers.SiglipVisionModel(config)
         self.projector = torch.nn.Sequential(torch.nn.Linear(32, HIDDEN), torch.nn.GELU(), torch.nn.Linear(HIDDEN, HIDDEN))
-        generator = torch.Generator().manual_seed(SEED)
-        with torch.no_grad():
-            for name, parameter in self.named_parameters():
-                noise = torch.randn(parameter.shape, generator=generator)
-                if "norm" in name and name.endswith("weight"):
-                    parameter.copy_(1 + 0.1 * noise)
-                elif name.endswith("bias"):
-                    parameter.copy_(0.02 * noise)
-                else:
-                    parameter.copy_(noise / max(1.0, parameter[0].numel() ** 0.5))
+        # slowfast_oracle.randomize with this tower's weights, as they always were: n / max(1, sqrt(fan_in)).
+        oracle.randomize(self, SEED, oracle.fan_in_weight(1.0))
 
     def forward(self, pixel_values):
         return self.projector(self.vision(pixel_values=pixel_values).last_hidden_state)
@@ -100,49 +96,22 @@ def torch_tokens(features):
 
 
 def gate_values():
-    rng = np.random.default_rng(SEED)
-    gates = {}
-    for i in HYBRID_LAYERS:
-        gates[f"gate_w_{i}"] = (rng.standard_normal((1, HIDDEN)) * 0.5).astype(np.float32)
-        gates[f"gate_b_{i}"] = np.array([0.1 * (i + 1)], np.float32)
-        gates[f"gate_alpha_{i}"] = np.array([0.8 + 0.05 * i], np.float32)
-    return gates
+    return oracle.example_gates(SEED, HIDDEN, HYBRID_LAYERS)
 
 
 def torch_generate(model, embed, slow, fast, gates):
-    """Greedy decoding with the §1 hybrid layers at HYBRID_LAYERS, gates on; KV cache."""
-    module = sys.modules[type(model.model.layers[0].self_attn).__module__]
-    config = model.config
-    heads, kv_heads, head_dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
-    queries = []
-    original_rope = module.apply_rotary_pos_emb
-
-    def recording_rope(q, k, *args, **kwargs):
-        q_embed, k_embed = original_rope(q, k, *args, **kwargs)
-        queries.append(q_embed)
-        return q_embed, k_embed
-
-    def hook_for(i, layer):
-        def hook(_module, args):
-            a_sa = args[0]
-            q = queries[-1]
-            s_hat = layer.input_layernorm(slow)
-            n = slow.shape[1]
-            k = layer.self_attn.k_proj(s_hat).view(1, n, kv_heads, head_dim).transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
-            v = layer.self_attn.v_proj(s_hat).view(1, n, kv_heads, head_dim).transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1)
-            weights = torch.softmax(q @ k.transpose(2, 3) / head_dim ** 0.5, dim=-1)
-            a_x = (weights @ v).transpose(1, 2).reshape(a_sa.shape)
-            w = torch.from_numpy(gates[f"gate_w_{i}"])
-            b = torch.from_numpy(gates[f"gate_b_{i}"])
-            alpha = torch.from_numpy(gates[f"gate_alpha_{i}"])
-            return (a_sa + torch.tanh(a_sa @ w.T + b) * torch.tanh(alpha) * a_x,)
-        return hook
-
-    hooks = [model.model.layers[i].self_attn.o_proj.register_forward_pre_hook(hook_for(i, model.model.layers[i])) for i in HYBRID_LAYERS]
-    module.apply_rotary_pos_emb = recording_rope
+    """Greedy decoding with the §1 hybrid layers at HYBRID_LAYERS (slowfast_oracle.cross_attention_hook),
+    gates on; KV cache."""
+    queries, hooks = {}, []
+    for i in HYBRID_LAYERS:
+        layer = model.model.layers[i]
+        gate = tuple(torch.from_numpy(gates[f"{name}_{i}"]) for name in ("gate_w", "gate_b", "gate_alpha"))
+        hook = oracle.cross_attention_hook(i, layer, slow, gate, queries, model.config)
+        hooks.append(oracle.output_projection(oracle.attention_of(layer)).register_forward_pre_hook(hook))
     tokens, logits_per_step = [], []
     try:
-        with torch.no_grad():
+        with torch.no_grad(), oracle.recording_queries(model) as recorded:
+            queries.update(recorded)
             sequence = torch.cat([embed[PREFIX][None], fast, embed[QUESTION][None]], dim=1)
             length = sequence.shape[1]
             output = model(inputs_embeds=sequence, attention_mask=torch.ones((1, length), dtype=torch.long), use_cache=True)
@@ -160,7 +129,6 @@ def torch_generate(model, embed, slow, fast, gates):
                     output = model(inputs_embeds=embed[[token]][None], attention_mask=torch.ones((1, length), dtype=torch.long),
                                    past_key_values=output.past_key_values, use_cache=True)
     finally:
-        module.apply_rotary_pos_emb = original_rope
         for hook in hooks:
             hook.remove()
     return tokens, np.stack(logits_per_step)
@@ -195,7 +163,7 @@ def main():
                                     output_names=["projector_out"], dynamic_shapes={"pixel_values": {0: frames}})
         program.save(str(OUT / "vision/model.onnx"), external_data=False)
 
-    llm = make_fixtures.make_model("qwen2", SEED, max_position_embeddings=256)
+    llm = oracle.make_model("qwen2", SEED, max_position_embeddings=256)
     export_llm(llm, OUT / "llm")
     embed = llm.model.embed_tokens.weight.detach()
     np.save(OUT / "embed_tokens.npy", embed.numpy().astype(np.float32))

@@ -37,6 +37,8 @@ import onnxruntime as ort
 import torch
 import transformers
 
+import slowfast_oracle as oracle
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "Tests/Fixtures/vision"
 LLM_WIDTH = 48
@@ -48,16 +50,8 @@ TOWERS = {
 
 
 def randomize(module, seed):
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in module.named_parameters():
-            noise = torch.randn(parameter.shape, generator=generator)
-            if "norm" in name and name.endswith("weight"):
-                parameter.copy_(1 + 0.1 * noise)
-            elif name.endswith("bias"):
-                parameter.copy_(0.02 * noise)
-            else:
-                parameter.copy_(0.2 * noise / max(1.0, parameter[0].numel() ** 0.5 / 4))
+    """slowfast_oracle.randomize with these towers' weights, as they always were: 0.2 n / max(1, sqrt(fan_in) / 4)."""
+    oracle.randomize(module, seed, oracle.fan_in_weight(0.2, 4))
 
 
 class Tower(torch.nn.Module):
