@@ -32,7 +32,7 @@ missing, cached under Benchmarks/out).
   runtime-int4  the same on the genai builder's int4 export (Benchmarks/out/qwen2-0.5b-genai-int4;
                   issue 19: decode with cached slow K/V within 1.10x of the int4 original)
 
-    bench.py [MODEL_DIR] [--runs 3] [--only io,layers,rewrite,srelu,large,import,runtime,runtime-int4]
+    bench.py [MODEL_DIR] [--runs 3] [--only io,layers,rewrite,srelu,large,import,order,runtime,runtime-int4]
              [--runtime-output FILE] [--results Benchmarks/RESULTS.md]
 """
 import argparse
@@ -250,7 +250,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", nargs="?", default=str(REPO / "Benchmarks/out/qwen2-0.5b"))
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", default="io,layers,rewrite,srelu,large,import,runtime,runtime-int4")
+    parser.add_argument("--only", default="io,layers,rewrite,srelu,large,import,order,runtime,runtime-int4")
     parser.add_argument("--runtime-output", help="a saved output of bench_runtime.py to fold in instead of running it")
     parser.add_argument("--results", default=str(REPO / "Benchmarks/RESULTS.md"), help="where the table goes ('-': nowhere)")
     args = parser.parse_args()
@@ -322,6 +322,8 @@ def main():
                 table.add(f"large {label}", layers, ratio=f"discovery {timings['discoverSeconds']:.3f} s")
         if "import" in sections:
             run_import(table, model, args.runs, scratch, fresh, out)
+        if "order" in sections:
+            run_order(table, args.runs, scratch)
         if "runtime" in sections or args.runtime_output:
             runtime_source, runtime_extras = run_runtime(args, table, saved=args.runtime_output)
         if "runtime-int4" in sections:
@@ -352,6 +354,29 @@ def main():
         lines += [f"{line}  " for line in runtime_extras]
         Path(args.results).write_text("\n".join(lines).rstrip() + "\n")
         print(f"\nwritten: {args.results}")
+
+
+def run_order(table, runs, scratch):
+    """A 100,000-node chain stored in reverse topological order (issue 21): the rewrite (read,
+    verify, write) against the same chain in order and against onnx_ir load + save of it."""
+    import onnx
+    from onnx import TensorProto, helper
+    n = 100_000
+    print(f"\norder: a {n:,}-node Relu chain, rewritten as stored in order and in reverse order")
+    nodes = [helper.make_node("Relu", [f"v{i}"], [f"v{i + 1}"], name=f"n{i}") for i in range(n)]
+    io = ([helper.make_tensor_value_info("v0", TensorProto.FLOAT, [4])], [helper.make_tensor_value_info(f"v{n}", TensorProto.FLOAT, [4])])
+    paths = {}
+    for order, listed in (("in-order", nodes), ("reversed", list(reversed(nodes)))):
+        paths[order] = scratch / f"chain-{order}.onnx"
+        onnx.save(helper.make_model(helper.make_graph(listed, "chain", *io), opset_imports=[helper.make_opsetid("", 17)]), str(paths[order]))
+    out = scratch / "chain-out.onnx"
+    ordered = series("slowfast rewrite (in order)", [BIN, "rewrite", str(paths["in-order"]), "-o", str(out)], runs)
+    reverse = series("slowfast rewrite (reverse order)", [BIN, "rewrite", str(paths["reversed"]), "-o", str(out)], runs)
+    peer = series("onnx_ir load + save (reverse order)", [PYTHON, "-c", ONNX_IR, str(paths["reversed"]), str(out)], runs)
+    table.add("order 100k nodes", reverse, "< 2 s", reverse["best"] < 2,
+              ratio=f"{reverse['best'] / ordered['best']:.2f}x in order, {reverse['best'] / peer['best']:.2f}x onnx_ir")
+    table.add("order 100k nodes", ordered)
+    table.add("order 100k nodes", peer)
 
 
 def edit_beside_peers_untargeted(table, model, runs, scratch, gs):
