@@ -38,19 +38,22 @@ let package = Package(
         // safetensors checkpoints: the second file format (mmap and file descriptors, like
         // serialization); strict validation of untrusted headers.
         .target(name: "SlowFastCheckpoints"),
+        // The value types the rooms above share: the layer description (layout, dimensions),
+        // parameter transforms, projection storage, layer selection, and every bound (Limits).
+        .target(name: "SlowFastValues", dependencies: ["SlowFastIR"]),
         // The pattern matcher, adapter files and layer discovery.
-        .target(name: "SlowFastAdapters", dependencies: ["SlowFastIR", .product(name: "Yams", package: "Yams")]),
+        .target(name: "SlowFastAdapters", dependencies: ["SlowFastIR", "SlowFastValues", .product(name: "Yams", package: "Yams")]),
         // Weight-map records, the weight map, and the transforms between ONNX and PyTorch weights.
-        .target(name: "SlowFastWeights", dependencies: ["SlowFastIR", "SlowFastAdapters", "SlowFastCheckpoints"]),
+        .target(name: "SlowFastWeights", dependencies: ["SlowFastIR", "SlowFastValues", "SlowFastCheckpoints"]),
         // One pass per file: hybrid layers, SReLU.
         .target(name: "SlowFastPasses", dependencies: ["SlowFastIR", "SlowFastAdapters", "SlowFastWeights"]),
         // Slow/fast token graphs and the compute model.
-        .target(name: "SlowFastTokens", dependencies: ["SlowFastIR", "SlowFastAdapters"]),
+        .target(name: "SlowFastTokens", dependencies: ["SlowFastIR", "SlowFastValues"]),
         // The pipeline a user calls (adapter, discovery, passes, weight map, write) and inspect;
         // the built-in adapters and schemas are compiled in by the EmbedFiles plugin.
         .target(
             name: "SlowFastKit",
-            dependencies: ["SlowFastIR", "SlowFastSerialization", "SlowFastCheckpoints", "SlowFastAdapters",
+            dependencies: ["SlowFastIR", "SlowFastValues", "SlowFastSerialization", "SlowFastCheckpoints", "SlowFastAdapters",
                            "SlowFastWeights", "SlowFastPasses", "SlowFastTokens"],
             plugins: ["EmbedFiles"]
         ),

@@ -1,3 +1,4 @@
+@_exported import SlowFastValues
 import SlowFastIR
 import Foundation
 import Yams

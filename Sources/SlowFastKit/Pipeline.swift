@@ -40,22 +40,22 @@ extension ModelLayout {
     }
 
     /// A layer description is a file from elsewhere: every number in it is bounded before the
-    /// passes compute with it (dims multiply: widths up to 2^24, heads and head_dim to 2^16).
+    /// passes compute with it (`Limits`: dims multiply, widths up to 2^24, heads and head_dim to 2^16).
     func checkNumbers(file: String) throws {
         func check(_ what: String, _ value: Int?, _ range: ClosedRange<Int>) throws {
             guard let value, !range.contains(value) else { return }
             throw AdapterError(file: file, message: "\(what) is \(value), outside \(range.lowerBound)...\(range.upperBound)")
         }
-        let width = 1 << 24, heads = 1 << 16
-        try check("numLayers", dimensions.numLayers, 1 ... 1 << 12)
+        let width = Limits.width, heads = Limits.heads
+        try check("numLayers", dimensions.numLayers, 1 ... Limits.layers)
         try check("hiddenSize", dimensions.hiddenSize, 1 ... width)
         try check("numHeads", dimensions.numHeads, 1 ... heads)
         try check("numKVHeads", dimensions.numKVHeads, 1 ... heads)
         try check("headDim", dimensions.headDim, 1 ... heads)
         try check("intermediateSize", dimensions.intermediateSize, 1 ... width)
-        try check("vocabSize", dimensions.vocabSize, 1 ... 1 << 26)
+        try check("vocabSize", dimensions.vocabSize, 1 ... Limits.vocab)
         for layer in layers {
-            try check("a layer index", layer.index, 0 ... 1 << 12)
+            try check("a layer index", layer.index, 0 ... Limits.layers)
             for (role, projection) in [("q", layer.q), ("k", layer.k), ("v", layer.v), ("o", layer.o)] + layer.mlp.sorted(by: { $0.key < $1.key }).map({ ($0.key, $0.value) }) {
                 try check("layer \(layer.index) \(role) outputStart", projection.outputStart, 0 ... width)
                 try check("layer \(layer.index) \(role) outputCount", projection.outputCount, 1 ... width)

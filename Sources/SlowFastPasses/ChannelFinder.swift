@@ -9,7 +9,7 @@ import SlowFastAdapters
 struct ChannelFinder {
     /// Channel counts come from the file: one outside 1...maxChannels (negative, zero, or
     /// large enough to overflow the parameter arithmetic) is treated as unknown.
-    static let maxChannels = 1 << 24
+    static let maxChannels = Limits.width
 
     static func checked(_ value: Int64) -> Int? {
         (1 ... Int64(maxChannels)).contains(value) ? Int(value) : nil

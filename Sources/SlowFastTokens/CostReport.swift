@@ -1,4 +1,5 @@
-import SlowFastAdapters
+import Foundation
+import SlowFastValues
 import SlowFastIR
 /// Baseline and slow-fast cost at one frame count, with the ratios against the reference.
 public struct CostRow: Codable, Equatable, Sendable {

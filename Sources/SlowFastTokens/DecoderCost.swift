@@ -1,4 +1,4 @@
-import SlowFastAdapters
+import SlowFastValues
 import SlowFastIR
 /// The sizes the cost model needs: the decoder's dims with MLP width and vocabulary known.
 public struct DecoderShape: Codable, Equatable, Sendable {

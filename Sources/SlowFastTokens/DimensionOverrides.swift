@@ -1,4 +1,4 @@
-import SlowFastAdapters
+import SlowFastValues
 
 /// Single decoder dims a user gives by hand, laid over dims read from a model or a preset
 /// (`slowfast cost MODEL --intermediate 18944`), or making up the whole set on their own.

@@ -1,4 +1,4 @@
-import SlowFastAdapters
+import SlowFastValues
 import SlowFastIR
 /// Which sequence positions query the slow tokens in a hybrid layer.
 public enum CrossAttentionQueries: String, Codable, CaseIterable, Sendable {

@@ -1,4 +1,4 @@
-import SlowFastAdapters
+import SlowFastValues
 import SlowFastIR
 
 /// How projector features are laid out in the value the token ops read.

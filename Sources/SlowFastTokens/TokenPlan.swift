@@ -1,4 +1,4 @@
-import SlowFastAdapters
+import SlowFastValues
 import SlowFastIR
 /// How fast tokens are made from the slow ones (docs/DESIGN.md §5, after the
 /// release): temporal strided sampling, temporal average pooling, optional spatial pooling,

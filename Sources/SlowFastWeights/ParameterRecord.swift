@@ -1,4 +1,4 @@
-import SlowFastAdapters
+import SlowFastValues
 import SlowFastIR
 /// A parameter a pass created or derived, for the weight map.
 public struct ParameterRecord: Codable, Equatable, Sendable {

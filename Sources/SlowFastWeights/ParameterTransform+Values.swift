@@ -1,4 +1,4 @@
-import SlowFastAdapters
+import SlowFastValues
 import SlowFastCheckpoints
 import SlowFastIR
 

@@ -108,12 +108,12 @@ struct CostCommand: ParsableCommand {
             // Explicit, preset or read from a model: every dim is bounded the same way.
             let dims = shape.dimensions
             try Limits.check("layers", dims.numLayers, 1 ... Limits.layers)
-            try Limits.check("hidden size", dims.hiddenSize, 1 ... Limits.width)
-            try Limits.check("heads", dims.numHeads, 1 ... Limits.heads)
-            try Limits.check("kv heads", dims.numKVHeads, 1 ... Limits.heads)
-            try Limits.check("head dim", dims.headDim, 1 ... Limits.width)
-            try Limits.check("intermediate size", dims.intermediateSize, 1 ... 8 * Limits.width)
-            try Limits.check("vocab size", dims.vocabSize, 1 ... Limits.vocab)
+            try Limits.check("hidden size", dims.hiddenSize, 1 ... Limits.flagWidth)
+            try Limits.check("heads", dims.numHeads, 1 ... Limits.flagHeads)
+            try Limits.check("kv heads", dims.numKVHeads, 1 ... Limits.flagHeads)
+            try Limits.check("head dim", dims.headDim, 1 ... Limits.flagWidth)
+            try Limits.check("intermediate size", dims.intermediateSize, 1 ... 8 * Limits.flagWidth)
+            try Limits.check("vocab size", dims.vocabSize, 1 ... Limits.flagVocab)
             var fast = fastPreset?.fastTokens ?? TokenPreset.s2t4.fastTokens
             if stride != nil || temporalKernel != nil {
                 fast = FastTokenConfig(temporalStride: stride ?? 1, temporalKernel: temporalKernel ?? 1)

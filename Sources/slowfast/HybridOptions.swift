@@ -82,8 +82,8 @@ struct HybridOptions: ParsableArguments {
         }
         if minDepth < 0 { throw CommandError("--min-depth: takes a layer number >= 0, not \(minDepth)") }
         if let maxDepth, maxDepth < 0 { throw CommandError("--max-depth: takes a layer bound >= 0, not \(maxDepth)") }
-        if let slowTokenWidth, !(1 ... 1 << 24).contains(slowTokenWidth) {
-            throw CommandError("--slow-token-width: takes a width from 1 to \(1 << 24), not \(slowTokenWidth)")
+        if let slowTokenWidth, !(1 ... Limits.width).contains(slowTokenWidth) {
+            throw CommandError("--slow-token-width: takes a width from 1 to \(Limits.width), not \(slowTokenWidth)")
         }
         if let layerList {
             for part in layerList.split(separator: ",") {

@@ -31,19 +31,11 @@ struct ProgressOptions: ParsableArguments {
     }
 }
 
-/// Numbers from flags (and from a model's dims) bounded before any work: far above any real
-/// video or model, and small enough that the token and cost arithmetic (products of frames,
-/// grid, width, layers, tokens squared) cannot overflow. One `error:` line names the flag.
-enum Limits {
-    static let frames = 1 << 16
-    static let grid = 1 << 12
-    static let width = 1 << 17
-    static let pool = 1 << 12
-    static let layers = 1 << 12
-    static let heads = 1 << 12
-    static let vocab = 1 << 24
-    static let textTokens = 1 << 20
-
+/// Numbers from flags (and from a model's dims) bounded before any work (`Limits`, the one
+/// table of bounds): far above any real video or model, and small enough that the token and
+/// cost arithmetic (products of frames, grid, width, layers, tokens squared) cannot overflow.
+/// One `error:` line names the flag.
+extension Limits {
     static func check(_ flag: String, _ value: Int?, _ range: ClosedRange<Int>) throws {
         guard let value else { return }
         guard range.contains(value) else {
@@ -61,7 +53,7 @@ enum Limits {
     static func check(_ fast: FastTokenNumbers) throws {
         try check("--stride", fast.stride, 1 ... frames)
         try check("--temporal-kernel", fast.temporalKernel, 1 ... frames)
-        try check("--spatial-pool", fast.spatialPool, 1 ... pool)
+        try check("--spatial-pool", fast.spatialPool, 1 ... grid)
         try check("--min-fast-frames", fast.minFastFrames, 0 ... frames)
     }
 }

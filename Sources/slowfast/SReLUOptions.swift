@@ -82,8 +82,8 @@ struct ActivationOptions: ParsableArguments {
         if let tRight, !tRight.isFinite || tRight <= 0 {
             throw CommandError("--srelu-tr: takes a finite number > 0, not \(tRight)")
         }
-        if let channels, !(1 ... 1 << 24).contains(channels) {
-            throw CommandError("--srelu-channels: takes a channel count from 1 to \(1 << 24), not \(channels)")
+        if let channels, !(1 ... Limits.width).contains(channels) {
+            throw CommandError("--srelu-channels: takes a channel count from 1 to \(Limits.width), not \(channels)")
         }
         if let scope {
             do { _ = try BoundedRegex(scope) } catch let error as BoundedRegex.InvalidPattern {

@@ -167,9 +167,9 @@ struct TokensCommand: ParsableCommand {
             try Limits.checkAtMost("--frames", frames, Limits.frames)
             try Limits.checkAtMost("--height", height, Limits.grid)
             try Limits.checkAtMost("--width", width, Limits.grid)
-            try Limits.checkAtMost("--dim", dim, Limits.width)
+            try Limits.checkAtMost("--dim", dim, Limits.flagWidth)
             try Limits.check("--drop-leading", dropLeading, 0 ... Limits.grid * Limits.grid)
-            try Limits.check("--slow-pool", slowPool, 1 ... Limits.pool)
+            try Limits.check("--slow-pool", slowPool, 1 ... Limits.grid)
             let names = outputNames.split(separator: ",").map(String.init)
             let options = TokenInputOptions(frames: frames, layout: layout ?? .nhwc, slowName: names[0], fastName: names[1])
             let rule: TokenRule

@@ -27,7 +27,7 @@ private struct HeadLayout {
 
 extension LayerDiscovery {
     /// Widths are bounded before any arithmetic on them.
-    static let widthLimit: Int64 = 1 << 24
+    static let widthLimit = Int64(Limits.width)
 
     static func projections(_ site: LayerSite, numLayers: Int) throws -> AttentionProjections {
         guard let oNode = site.match.node("oNode") else { throw site.fail("no o_proj node captured") }

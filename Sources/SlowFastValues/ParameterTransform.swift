@@ -85,7 +85,7 @@ public struct ParameterTransform: Codable, Equatable, Hashable, Sendable {
     }
 
     /// Most rows a packed tensor's part may have, and most parts (numbers a weight map states).
-    static let partRowsLimit = 1 << 32, partsLimit = 1 << 16
+    static let partRowsLimit = Limits.partRows, partsLimit = Limits.parts
 
     /// What makes a transform read from a file unusable, nil when it is sound: a part's rows
     /// out of 1...2^32 (so their sum cannot overflow), a scale that is 0 or not finite (it
