@@ -57,17 +57,7 @@ struct CostCommand: ParsableCommand {
     @Option(name: .customLong("preset-fast"), help: "Fast-token configuration: s1t4, s1t6, s2t4.")
     var fastPreset: TokenPreset?
 
-    @Option(name: .customLong("stride"), help: "Temporal sampling stride s (instead of --preset-fast).")
-    var stride: Int?
-
-    @Option(name: .customLong("temporal-kernel"), help: "Temporal pooling kernel t (instead of --preset-fast).")
-    var temporalKernel: Int?
-
-    @Option(name: .customLong("spatial-pool"), help: "K x K spatial pooling of fast frames.")
-    var spatialPool: Int = 1
-
-    @Option(name: .customLong("min-fast-frames"), help: "At least this many fast frames.")
-    var minFastFrames: Int = 16
+    @OptionGroup var fastRule: FastRuleOptions
 
     @Option(name: .customLong("hybrid-layers"), help: "Hybrid layer indices, comma separated (default: those of a MODEL slowfast rewrote, else every 8 from 0).")
     var hybridLayers: String?
@@ -88,7 +78,7 @@ struct CostCommand: ParsableCommand {
 
     func validate() throws {
         if hybridLayers != nil && every != nil { throw ValidationError("give --hybrid-layers or --every, not both") }
-        if fastPreset != nil && (stride != nil || temporalKernel != nil) {
+        if fastPreset != nil && (fastRule.stride != nil || fastRule.temporalKernel != nil) {
             throw ValidationError("give --preset-fast or --stride/--temporal-kernel, not both")
         }
         _ = try parseList(frames, "--frames")
@@ -96,8 +86,7 @@ struct CostCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            try Limits.check(FastTokenNumbers(stride: stride, temporalKernel: temporalKernel,
-                                              spatialPool: spatialPool, minFastFrames: minFastFrames))
+            try Limits.check(fastRule.numbers)
             for frameCount in try parseList(frames, "--frames") { try Limits.check("--frames", frameCount, 1 ... Limits.frames) }
             try Limits.check("--reference-frames", referenceFrames, 1 ... Limits.frames)
             try Limits.check("--tokens-per-frame", tokensPerFrame, 1 ... Limits.grid * Limits.grid)
@@ -114,12 +103,7 @@ struct CostCommand: ParsableCommand {
             try Limits.check("head dim", dims.headDim, 1 ... Limits.flagWidth)
             try Limits.check("intermediate size", dims.intermediateSize, 1 ... 8 * Limits.flagWidth)
             try Limits.check("vocab size", dims.vocabSize, 1 ... Limits.flagVocab)
-            var fast = fastPreset?.fastTokens ?? TokenPreset.s2t4.fastTokens
-            if stride != nil || temporalKernel != nil {
-                fast = FastTokenConfig(temporalStride: stride ?? 1, temporalKernel: temporalKernel ?? 1)
-            }
-            fast.spatialPool = spatialPool
-            fast.minFastFrames = minFastFrames
+            let fast = try fastRule.config(preset: fastPreset, flag: "--preset-fast", defaultPreset: .s2t4)
             let layerCount = shape.dimensions.numLayers
             let hybrid: [Int]
             if let hybridLayers {

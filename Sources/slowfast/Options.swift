@@ -65,3 +65,41 @@ struct FastTokenNumbers {
     var spatialPool: Int
     var minFastFrames: Int
 }
+
+/// The fast-token rule's numbers, shared by `tokens` and `cost` (each names its own preset
+/// flag: `--preset` and `--preset-fast`, since `cost --preset` names a model).
+struct FastRuleOptions: ParsableArguments {
+    @Option(name: .customLong("stride"), help: "Temporal sampling stride s (instead of a preset).")
+    var stride: Int?
+
+    @Option(name: .customLong("temporal-kernel"), help: "Temporal average pooling kernel t (instead of a preset).")
+    var temporalKernel: Int?
+
+    @Option(name: .customLong("spatial-pool"), help: "K x K spatial average pooling of fast frames (default 1: none).")
+    var spatialPool: Int = 1
+
+    @Option(name: .customLong("min-fast-frames"), help: "Keep at least this many fast frames (adaptive fallback).")
+    var minFastFrames: Int = 16
+
+    var numbers: FastTokenNumbers {
+        FastTokenNumbers(stride: stride, temporalKernel: temporalKernel, spatialPool: spatialPool, minFastFrames: minFastFrames)
+    }
+
+    /// The rule: `preset` (given as `flag`), else the numbers, else `defaultPreset`.
+    func config(preset: TokenPreset?, flag: String, defaultPreset: TokenPreset? = nil) throws -> FastTokenConfig {
+        if preset != nil && (stride != nil || temporalKernel != nil) {
+            throw ValidationError("give either \(flag) or --stride/--temporal-kernel, not both")
+        }
+        var rule: FastTokenConfig
+        if let preset = preset ?? (stride == nil && temporalKernel == nil ? defaultPreset : nil) {
+            rule = preset.fastTokens
+        } else if stride != nil || temporalKernel != nil {
+            rule = FastTokenConfig(temporalStride: stride ?? 1, temporalKernel: temporalKernel ?? 1)
+        } else {
+            throw ValidationError("give \(flag) s1t4|s1t6|s2t4 or --stride S --temporal-kernel T")
+        }
+        rule.spatialPool = spatialPool
+        rule.minFastFrames = minFastFrames
+        return rule
+    }
+}

@@ -4,45 +4,6 @@ import SlowFastKit
 extension TokenPreset: ExpressibleByArgument {}
 extension FeatureLayout: ExpressibleByArgument {}
 
-/// The fast-token rule, as a preset or as explicit numbers (shared by `tokens` and `cost`).
-struct FastTokenOptions: ParsableArguments {
-    @Option(help: "A release configuration: s1t4 (64 frames), s1t6 (96), s2t4 (128).")
-    var preset: TokenPreset?
-
-    @Option(name: .customLong("stride"), help: "Temporal sampling stride s (instead of --preset).")
-    var stride: Int?
-
-    @Option(name: .customLong("temporal-kernel"), help: "Temporal average pooling kernel t (instead of --preset).")
-    var temporalKernel: Int?
-
-    @Option(name: .customLong("spatial-pool"), help: "K x K spatial average pooling of fast frames (default 1: none).")
-    var spatialPool: Int = 1
-
-    @Option(name: .customLong("min-fast-frames"), help: "Keep at least this many fast frames (adaptive fallback).")
-    var minFastFrames: Int = 16
-
-    func validate() throws {
-        if preset != nil && (stride != nil || temporalKernel != nil) {
-            throw ValidationError("give either --preset or --stride/--temporal-kernel, not both")
-        }
-    }
-
-    /// The rule, with `defaultPreset` when neither a preset nor numbers were given.
-    func config(defaultPreset: TokenPreset? = nil) throws -> FastTokenConfig {
-        var rule: FastTokenConfig
-        if let preset = preset ?? (stride == nil && temporalKernel == nil ? defaultPreset : nil) {
-            rule = preset.fastTokens
-        } else if stride != nil || temporalKernel != nil {
-            rule = FastTokenConfig(temporalStride: stride ?? 1, temporalKernel: temporalKernel ?? 1)
-        } else {
-            throw ValidationError("give --preset s1t4|s1t6|s2t4 or --stride S --temporal-kernel T")
-        }
-        rule.spatialPool = spatialPool
-        rule.minFastFrames = minFastFrames
-        return rule
-    }
-}
-
 struct TokensCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokens",
@@ -114,7 +75,10 @@ struct TokensCommand: ParsableCommand {
     @Option(name: .customLong("slow-pool"), help: "P x P average pooling that makes slow tokens.")
     var slowPool: Int = 2
 
-    @OptionGroup var fast: FastTokenOptions
+    @Option(help: "A release configuration: s1t4 (64 frames), s1t6 (96), s2t4 (128).")
+    var preset: TokenPreset?
+
+    @OptionGroup var fast: FastRuleOptions
 
     @Option(help: "Add the token ops to this model instead of writing a standalone one.")
     var into: String?
@@ -142,6 +106,9 @@ struct TokensCommand: ParsableCommand {
         if into == nil && dropLeading != nil {
             throw ValidationError("--drop-leading goes with --into (a standalone model's input is a grid)")
         }
+        if preset != nil && (fast.stride != nil || fast.temporalKernel != nil) {
+            throw ValidationError("give either --preset or --stride/--temporal-kernel, not both")
+        }
         if into == nil && (grid != nil || gridFrom != nil || deepstack != nil) {
             throw ValidationError("--grid, --grid-from and --deepstack go with --into (they describe a value of a vision graph)")
         }
@@ -162,8 +129,7 @@ struct TokensCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            try Limits.check(FastTokenNumbers(stride: fast.stride, temporalKernel: fast.temporalKernel,
-                                              spatialPool: fast.spatialPool, minFastFrames: fast.minFastFrames))
+            try Limits.check(fast.numbers)
             try Limits.checkAtMost("--frames", frames, Limits.frames)
             try Limits.checkAtMost("--height", height, Limits.grid)
             try Limits.checkAtMost("--width", width, Limits.grid)
@@ -189,7 +155,7 @@ struct TokensCommand: ParsableCommand {
                 claims.gridFrom = gridFrom.map { GridSource(value: $0, merge: merge) }
                 var names = options
                 names.companions = deepstack.map { $0.split(separator: ",").map(String.init) } ?? []
-                let result = try TokenPipeline.insert(into: into, after: after, claims: claims, slowPool: slowPool, fast: try fast.config(),
+                let result = try TokenPipeline.insert(into: into, after: after, claims: claims, slowPool: slowPool, fast: try fast.config(preset: preset, flag: "--preset"),
                                                       names: names, temporalPatch: temporalPatch, to: output, weights: weights)
                 rule = result.outputs.rule
                 proof = result.proof
@@ -201,7 +167,7 @@ struct TokensCommand: ParsableCommand {
                     reported.companions = names.companions
                 }
             } else {
-                rule = TokenRule(height: height!, width: width!, dim: dim!, slowPool: slowPool, fast: try fast.config())
+                rule = TokenRule(height: height!, width: width!, dim: dim!, slowPool: slowPool, fast: try fast.config(preset: preset, flag: "--preset"))
                 try TokenPipeline.writeModel(rule, options: options, to: output)
             }
             var report = try TokensReport(output: output, rule: rule, options: reported)
