@@ -60,7 +60,7 @@ struct CostCommand: ParsableCommand {
     @OptionGroup var fastRule: FastRuleOptions
 
     @Option(name: .customLong("hybrid-layers"), help: "Hybrid layer indices, comma separated (default: those of a MODEL slowfast rewrote, else every 8 from 0).")
-    var hybridLayers: String?
+    var hybridLayers: LayerList?
 
     @Option(help: "Make every N-th layer hybrid, from 0.")
     var every: Int?
@@ -107,7 +107,7 @@ struct CostCommand: ParsableCommand {
             let layerCount = shape.dimensions.numLayers
             let hybrid: [Int]
             if let hybridLayers {
-                hybrid = try parseList(hybridLayers, "--hybrid-layers")
+                hybrid = hybridLayers.layers
             } else if every == nil, let rewritten, !rewritten.isEmpty {
                 // A model slowfast rewrote: the hybrid layers it has.
                 hybrid = rewritten

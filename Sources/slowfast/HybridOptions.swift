@@ -9,7 +9,7 @@ extension HybridLayerOptions.NewWeights: ExpressibleByArgument {}
 /// Options that choose and shape hybrid layers; shared by `rewrite` and `plan`.
 struct HybridOptions: ParsableArguments {
     @Option(name: .customLong("hybrid-layers"), help: "Decoder layers to make hybrid, e.g. 0,8,16,24.")
-    var layerList: String?
+    var layerList: LayerList?
 
     @Option(help: "Make every N-th layer hybrid (the release: 8), from --min-depth to --max-depth.")
     var every: Int?
@@ -66,11 +66,6 @@ struct HybridOptions: ParsableArguments {
         if !isRequested && (maxDepth != nil || minDepth != 0) {
             throw ValidationError("--min-depth/--max-depth go with --every")
         }
-        if let layerList {
-            for part in layerList.split(separator: ",") where Int(part.trimmingCharacters(in: .whitespaces)) == nil {
-                throw ValidationError("--hybrid-layers takes layer numbers separated by commas, e.g. 0,8,16; '\(part)' is not one")
-            }
-        }
     }
 
     /// Values that parse but would poison the output or hang the run, refused before any
@@ -85,12 +80,8 @@ struct HybridOptions: ParsableArguments {
         if let slowTokenWidth, !(1 ... Limits.width).contains(slowTokenWidth) {
             throw CommandError("--slow-token-width: takes a width from 1 to \(Limits.width), not \(slowTokenWidth)")
         }
-        if let layerList {
-            for part in layerList.split(separator: ",") {
-                guard let layer = Int(part.trimmingCharacters(in: .whitespaces)), layer >= 0 else {
-                    throw CommandError("--hybrid-layers: takes layer numbers >= 0, not '\(part)'")
-                }
-            }
+        if let negative = layerList?.layers.first(where: { $0 < 0 }) {
+            throw CommandError("--hybrid-layers: takes layer numbers >= 0, not '\(negative)'")
         }
     }
 
@@ -99,7 +90,7 @@ struct HybridOptions: ParsableArguments {
         guard isRequested else { return nil }
         let selection: LayerSelection
         if let layerList {
-            selection = .layers(layerList.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) })
+            selection = .layers(layerList.layers)
         } else {
             selection = .every(every ?? 1, from: minDepth, below: maxDepth)
         }
@@ -111,6 +102,18 @@ struct HybridOptions: ParsableArguments {
     func layerSource() throws -> LayerSource {
         if let layout { return .given(try ModelLayout.load(path: layout)) }
         return .discover(AdapterChoice(argument: adapter))
+    }
+}
+
+/// `--hybrid-layers 0,8,16`, parsed once when the flag is read: integers separated by commas
+/// (a part that is not one is refused by the argument parser, naming the flag).
+struct LayerList: ExpressibleByArgument {
+    let layers: [Int]
+
+    init?(argument: String) {
+        let parts = argument.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else { return nil }
+        layers = parts.compactMap { $0 }
     }
 }
 
