@@ -19,8 +19,8 @@ public enum WeightMapSource {
 
     static func read(_ file: String) throws -> WeightMap {
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
-            throw CheckpointError(file: file, message: "cannot read the weight map: \(error.localizedDescription)")
+        do { data = Data(try SmallFile.read(file, limit: Limits.descriptionBytes)) } catch let error as SmallFileError {
+            throw CheckpointError(file: file, message: "the weight map \(error.message)")
         }
         do { return try JSONDecoder().decode(WeightMap.self, from: data) } catch {
             throw CheckpointError(file: file, message: "not a weight map (\(error))")

@@ -22,8 +22,8 @@ extension ModelLayout {
     public static func load(path: String) throws -> ModelLayout {
         struct Report: Decodable { let layout: ModelLayout }
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw AdapterError(file: path, message: "cannot read: \(error.localizedDescription)")
+        do { data = Data(try SmallFile.read(path, limit: Limits.descriptionBytes)) } catch let error as SmallFileError {
+            throw AdapterError(file: path, message: "the layer description " + error.message)
         }
         let layout: ModelLayout
         if let report = try? JSONDecoder().decode(Report.self, from: data) {

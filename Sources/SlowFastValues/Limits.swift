@@ -14,6 +14,8 @@ public enum Limits {
     public static let vocab = 1 << 26
     /// A quantized weight's block: a power of two from 16 to 2^16.
     public static let blockSizes = 16 ... 1 << 16
+    /// A weight map or layer description read whole: 256 MiB (a 70B model's map is under 1 MB).
+    public static let descriptionBytes = 1 << 28
     /// Rows of one part of a packed tensor in a weight map, and parts per tensor.
     public static let partRows = 1 << 32, parts = 1 << 16
 

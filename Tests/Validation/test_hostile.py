@@ -133,6 +133,33 @@ def test_fifo_as_data_file_is_refused_by_type(folders):
     assert "does not exist" not in line
 
 
+@pytest.mark.parametrize("flag", ["--weight-map", "--layout"])
+def test_fifo_or_oversized_weight_map_and_layout_are_refused_without_blocking(flag, folders):
+    """A weight map or layer description is read whole: a FIFO blocked the run forever (the
+    read waited for a writer), an empty file leaked Foundation's read buffer (found by the
+    weight-map fuzz target); both are now read as regular files of bounded size."""
+    source, out = folders
+    fifo = source / "described.json"
+    os.mkfifo(fifo)
+    model = REPO / "Examples/qwen2-tiny/model.onnx"
+    what = "the weight map" if flag == "--weight-map" else "the layer description"
+    if flag == "--weight-map":
+        command = ("weights", "export", model, "-o", out / "ckpt", flag, fifo)
+    else:
+        command = ("rewrite", model, "-o", out / "m.onnx", "--every", 2, flag, fifo)
+    start = time.monotonic()
+    result = run(*command, timeout=10)
+    assert time.monotonic() - start < 10
+    assert result.returncode != 0 and result.stdout == ""
+    assert result.stderr == f"error: {fifo}: {what} is a FIFO, not a regular file\n", result.stderr
+    assert list(out.iterdir()) == []
+    empty = source / "empty.json"
+    empty.write_bytes(b"")
+    command = tuple(empty if part == fifo else part for part in command)
+    result = run(*command, timeout=10)
+    assert result.returncode != 0 and str(empty) in result.stderr and list(out.iterdir()) == []
+
+
 # --- special files replaced ---
 
 def test_fifo_as_output_is_refused(folders):
