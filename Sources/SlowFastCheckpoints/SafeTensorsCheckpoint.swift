@@ -202,18 +202,16 @@ public struct SafeTensorsCheckpoint: Sendable {
         return resolved
     }
 
-    /// Reads a regular file of at most `limit` bytes.
+    /// Reads a regular file of at most `limit` bytes (`SmallFile`), with safetensors' errors.
     static func readSmallFile(_ path: String, limit: Int) throws -> [UInt8] {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { throw SafeTensorsError.io(path: path, operation: "open", code: errno) }
-        defer { _ = Glibc.close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw SafeTensorsError.io(path: path, operation: "fstat", code: errno) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw SafeTensorsError.notRegularFile(path: path, kind: SafeTensorsFile.fileKind(st.st_mode))
+        do {
+            return try SmallFile.contents(path, limit: limit)
+        } catch let failure as SmallFile.Failure {
+            switch failure {
+            case .system(let operation, let code): throw SafeTensorsError.io(path: path, operation: operation, code: code)
+            case .notRegular(let mode): throw SafeTensorsError.notRegularFile(path: path, kind: SafeTensorsFile.fileKind(mode))
+            case .tooLarge: throw SafeTensorsError.invalidIndex(path: path, reason: "file is larger than \(limit) bytes")
+            }
         }
-        let size = Int(st.st_size)
-        guard size <= limit else { throw SafeTensorsError.invalidIndex(path: path, reason: "file is larger than \(limit) bytes") }
-        return try SafeTensorsFile.readExactly(fd: fd, offset: 0, count: size, path: path)
     }
 }

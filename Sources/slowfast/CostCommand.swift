@@ -78,9 +78,7 @@ struct CostCommand: ParsableCommand {
 
     func validate() throws {
         if hybridLayers != nil && every != nil { throw ValidationError("give --hybrid-layers or --every, not both") }
-        if fastPreset != nil && (fastRule.stride != nil || fastRule.temporalKernel != nil) {
-            throw ValidationError("give --preset-fast or --stride/--temporal-kernel, not both")
-        }
+        try fastRule.validate(preset: fastPreset, flag: "--preset-fast")
         _ = try parseList(frames, "--frames")
     }
 

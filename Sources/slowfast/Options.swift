@@ -85,11 +85,15 @@ struct FastRuleOptions: ParsableArguments {
         FastTokenNumbers(stride: stride, temporalKernel: temporalKernel, spatialPool: spatialPool, minFastFrames: minFastFrames)
     }
 
-    /// The rule: `preset` (given as `flag`), else the numbers, else `defaultPreset`.
-    func config(preset: TokenPreset?, flag: String, defaultPreset: TokenPreset? = nil) throws -> FastTokenConfig {
+    /// For the command's `validate`: a preset (given as `flag`) and explicit numbers exclude each other.
+    func validate(preset: TokenPreset?, flag: String) throws {
         if preset != nil && (stride != nil || temporalKernel != nil) {
             throw ValidationError("give either \(flag) or --stride/--temporal-kernel, not both")
         }
+    }
+
+    /// The rule: `preset` (given as `flag`), else the numbers, else `defaultPreset`.
+    func config(preset: TokenPreset?, flag: String, defaultPreset: TokenPreset? = nil) throws -> FastTokenConfig {
         var rule: FastTokenConfig
         if let preset = preset ?? (stride == nil && temporalKernel == nil ? defaultPreset : nil) {
             rule = preset.fastTokens

@@ -106,9 +106,7 @@ struct TokensCommand: ParsableCommand {
         if into == nil && dropLeading != nil {
             throw ValidationError("--drop-leading goes with --into (a standalone model's input is a grid)")
         }
-        if preset != nil && (fast.stride != nil || fast.temporalKernel != nil) {
-            throw ValidationError("give either --preset or --stride/--temporal-kernel, not both")
-        }
+        try fast.validate(preset: preset, flag: "--preset")
         if into == nil && (grid != nil || gridFrom != nil || deepstack != nil) {
             throw ValidationError("--grid, --grid-from and --deepstack go with --into (they describe a value of a vision graph)")
         }
