@@ -255,13 +255,14 @@ public enum WeightImport {
     /// `companions` are the models written beside it (by file name, as map entries name them).
     public static func apply(_ checkpoint: SafeTensorsCheckpoint, to model: Model, companions: [String: Model] = [:],
                              weightMap: inout WeightMap, strict: Bool = false, requantize: Bool = false,
-                             overflow: OverflowPolicy = .refuse) throws -> Report {
+                             overflow: OverflowPolicy = .refuse, heldCodesBudget: Int = WeightImport.heldCodesBudget) throws -> Report {
         let file = checkpoint.path
         let initializers = Initializers(model: model, companions: companions)
         let storageParts = weightMap.quantizationParameters
         var used = Set<String>()
         var report = Report(filled: [], missing: [], unused: [])
         var replacements: [(Tensor, TensorStorage, Int)] = []
+        var heldCodes = 0
         let scratch = ScratchBuffers()
         for (position, entry) in weightMap.entries.enumerated() where entry.isNamed && entry.graph == nil && !initializers.isInputDefault(entry)
             && !storageParts.contains(entry.onnxName) {
@@ -277,10 +278,26 @@ public enum WeightImport {
             }
             if let quantization = entry.transform.quantization {
                 let graph = (entry.file.flatMap { companions[$0] } ?? model).graph
-                let made = try requantized(entry, quantization, checkpoint: checkpoint, graph: graph, widen: requantize)
+                // The stored tensors as they are now: the codes are rounded against them again
+                // when the writer asks (below), after the graph holds the new ones.
+                let stored = StoredTensors(quantization, graph: graph)
+                let made = try requantized(entry, quantization, checkpoint: checkpoint, stored: stored, widen: requantize)
                 for (name, bytes) in made.tensors {
                     guard let tensor = graph.initializer(named: name) else { continue }
-                    replacements.append((tensor, .bytes(TensorBytes(bytes: bytes)), position))
+                    // New codes are as large as the weight (3.5 GB for a 7B int4 model). Up to
+                    // `heldCodesBudget` bytes of them are kept; past it, they are made again, the
+                    // same, as each is written, at the cost of rounding twice. Widened scales are
+                    // a small fraction of the codes and always kept.
+                    var storage = TensorStorage.bytes(TensorBytes(bytes: bytes))
+                    if name == entry.onnxName {
+                        if heldCodes + bytes.count > heldCodesBudget {
+                            storage = .computed(RequantizedCodes(entry: entry, quantization: quantization, checkpoint: checkpoint,
+                                                                 stored: stored, widen: requantize))
+                        } else {
+                            heldCodes += bytes.count
+                        }
+                    }
+                    replacements.append((tensor, storage, position))
                 }
                 used.formUnion(entry.pytorchNames)
                 report.quantized.append(made.report)
@@ -325,10 +342,21 @@ public enum WeightImport {
 }
 
 extension WeightImport {
+    /// Bytes of new quantized codes an import holds until the write (512 MiB: every model up
+    /// to about 1B parameters in int4); the codes past it are rounded again when written.
+    /// A debug build takes `SLOWFAST_TEST_HELD_CODES_BYTES` instead, so that tests of small
+    /// models reach both paths.
+    public static var heldCodesBudget: Int {
+        #if DEBUG
+        if let value = getenv("SLOWFAST_TEST_HELD_CODES_BYTES").flatMap({ Int(String(cString: $0)) }), value >= 0 { return value }
+        #endif
+        return 512 << 20
+    }
+
     /// A quantized entry's new codes (and scales, where they widened) from the checkpoint's
     /// float tensors, rounded with the model's own scheme (docs/DESIGN.md §8).
     static func requantized(_ entry: WeightMap.Entry, _ quantization: ProjectionStorage, checkpoint: SafeTensorsCheckpoint,
-                            graph: Graph, widen: Bool) throws -> (tensors: [(String, [UInt8])], report: Quantized) {
+                            stored: StoredTensors, widen: Bool) throws -> (tensors: [(String, [UInt8])], report: Quantized) {
         let file = checkpoint.path
         let shapes = try entry.transform.canonicalShapes(onnxShape: [], canonicalName: entry.canonicalName)
         var matrix: [Float] = []
@@ -348,7 +376,7 @@ extension WeightImport {
         }
         let made: RequantizedWeights
         do {
-            made = try DequantizedWeights(quantization, graph: graph).requantized(matrix, widen: widen)
+            made = try DequantizedWeights(quantization, tensor: stored.tensor).requantized(matrix, widen: widen)
         } catch let error as QuantizedStorageError {
             throw CheckpointError(file: file, message: "'\(entry.onnxName)': \(error)")
         } catch let overflow as QuantizationOverflow {
@@ -362,7 +390,7 @@ extension WeightImport {
             case .blockwise(let q): name = q.scales
             case .linear(let q): name = q.scale
             }
-            guard let type = graph.initializer(named: name)?.elementType else {
+            guard let type = try? stored.tensor(name).elementType else {
                 throw CheckpointError(file: file, message: "the model has no scales '\(name)'")
             }
             let tensor = TensorBytes(floats: scales, as: type)
@@ -371,6 +399,62 @@ extension WeightImport {
         let report = Quantized(name: shapes.map(\.name).joined(separator: ", "), maxAbsError: made.maxAbsError,
                                meanAbsError: made.meanAbsError, widened: made.widened)
         return (tensors, report)
+    }
+}
+
+/// The tensors a quantized weight is stored in (codes, scales, zero points), as they were
+/// before an import replaced any of them: the scheme new codes are rounded with.
+struct StoredTensors {
+    private let tensors: [String: Tensor]
+    private let file: String
+
+    init(_ quantization: ProjectionStorage, graph: Graph) {
+        var tensors: [String: Tensor] = [:]
+        let weight: String
+        switch quantization {
+        case .blockwise(let q): weight = q.weight
+        case .linear(let q): weight = q.weight
+        }
+        for name in [weight] + quantization.parameterTensors.map(\.name) {
+            guard let tensor = graph.initializer(named: name), let type = tensor.elementType else { continue }
+            // A copy: the graph's own tensor gets the new values.
+            tensors[name] = Tensor(name: tensor.name, elementType: type, dims: tensor.dims, storage: tensor.storage)
+        }
+        self.tensors = tensors
+        file = graph.name ?? ""
+    }
+
+    func tensor(_ name: String) throws -> Tensor {
+        guard let tensor = tensors[name] else {
+            throw TensorDataError.ioFailure(tensor: name, file: file, reason: "no initializer of that name")
+        }
+        return tensor
+    }
+}
+
+/// A quantized weight's new codes, rounded from the checkpoint when the writer asks: the same
+/// computation the import already ran to check and report them, so the same bytes.
+final class RequantizedCodes: TensorData {
+    let entry: WeightMap.Entry
+    let quantization: ProjectionStorage
+    let checkpoint: SafeTensorsCheckpoint
+    let stored: StoredTensors
+    let widen: Bool
+
+    init(entry: WeightMap.Entry, quantization: ProjectionStorage, checkpoint: SafeTensorsCheckpoint, stored: StoredTensors, widen: Bool) {
+        self.entry = entry
+        self.quantization = quantization
+        self.checkpoint = checkpoint
+        self.stored = stored
+        self.widen = widen
+    }
+
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        let made = try WeightImport.requantized(entry, quantization, checkpoint: checkpoint, stored: stored, widen: widen)
+        guard let codes = made.tensors.first(where: { $0.0 == entry.onnxName })?.1 else {
+            throw CheckpointError(file: checkpoint.path, message: "no codes made for '\(entry.onnxName)'")
+        }
+        return try codes.withUnsafeBytes(body)
     }
 }
 

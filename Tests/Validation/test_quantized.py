@@ -383,3 +383,44 @@ def test_a_forged_quantization_record_is_refused(field, value, tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "weight-map.json" in lines[0] and "quantization" in lines[0], result.stderr
     assert not (tmp_path / "ckpt").exists()
+
+
+def import_twice(model, source, tmp_path, *extra):
+    """Imports `source` into `model` with every new code held until the write and with none
+    held (each rounded again as it is written: the debug build's test budget of 0 bytes);
+    returns both output folders."""
+    import os
+    import subprocess
+    from conftest import debug_binary
+    outs = []
+    for budget in (None, "0"):
+        out = tmp_path / f"held-{budget or 'all'}" / "model.onnx"
+        out.parent.mkdir()
+        env = dict(os.environ)
+        if budget is not None:
+            env["SLOWFAST_TEST_HELD_CODES_BYTES"] = budget
+        result = subprocess.run([str(debug_binary()), "weights", "import", str(model), "--from", str(source), "-o", str(out), *extra],
+                                capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr
+        outs.append((out.parent, result.stdout))
+    return outs
+
+
+@pytest.mark.parametrize("folder", QUANTIZED, ids=[f.name for f in QUANTIZED])
+def test_codes_rounded_again_at_write_are_the_codes_held(folder, tmp_path):
+    """An import keeps new quantized codes in memory up to a budget and rounds the rest again
+    as each is written: both give the same files byte for byte, and the same report."""
+    exported = tmp_path / "ckpt"
+    assert run("weights", "export", folder / "model.onnx", "-o", exported, "--all").returncode == 0
+    sources = [(exported, ())]
+    if folder in UNPACKED_INT4:  # the float weights it was quantized from: scales widen
+        meta = json.loads((folder / "meta.json").read_text())
+        sources.append((REPO_STATE_DICTS / f"{meta['family']}-seed{meta['seed']}.safetensors", ("--requantize",)))
+    for index, (source, extra) in enumerate(sources):
+        (tmp_path / str(index)).mkdir()
+        (held, held_report), (remade, remade_report) = import_twice(folder / "model.onnx", source, tmp_path / str(index), *extra)
+        assert sorted(p.name for p in held.iterdir()) == sorted(p.name for p in remade.iterdir())
+        for path in held.iterdir():
+            assert path.read_bytes() == (remade / path.name).read_bytes(), path.name
+        assert held_report.replace(str(held), "") == remade_report.replace(str(remade), "")
+        assert "quantized" in held_report
