@@ -1,6 +1,7 @@
 # SlowFastKit: the two commands a newcomer needs are `make demo` and `make test`.
 # Both install what is missing (Debian packages, the validation virtualenv) first.
 
+SHELL       := /bin/bash
 SWIFT       ?= swift
 VENV        ?= .venv
 PYTHON      := $(VENV)/bin/python
@@ -42,10 +43,14 @@ install: deps
 	install -d "$(DESTDIR)$(PREFIX)/bin"
 	install -m 755 .build/$(CONFIG)/slowfast "$(DESTDIR)$(PREFIX)/bin/slowfast"
 
-test: deps venv build test-proto test-swift test-python test-fuzz-replay
+test: deps venv build release test-proto test-swift test-python test-fuzz-replay
+	@Scripts/test-counts.sh
 
+# Each suite's own summary is kept under .build/test-logs for the counts `make test` prints last.
+TEST_LOGS := .build/test-logs
 test-swift:
-	$(SWIFT) test
+	@mkdir -p $(TEST_LOGS)
+	set -o pipefail; $(SWIFT) test 2>&1 | tee $(TEST_LOGS)/swift.txt
 
 # For a contributor between changes: the Swift tests and the Python tests of what the change
 # touches (Scripts/quick-tests.py says what and why; QUICK_BASE=REV to compare with another
@@ -58,10 +63,14 @@ test-proto:
 	@if command -v protoc-c >/dev/null 2>&1; then Scripts/generate-proto.sh --check; \
 	else echo "protoc-c not installed: skipping the generated-code check"; fi
 
-# The validation suite over every core (pytest-xdist workers; TEST_JOBS=1 for one worker).
+# The validation suite over every core (pytest-xdist workers; TEST_JOBS=1 for one worker),
+# run on the release build, the binary `make install` gives users (four times faster than the
+# debug build, which only the tests of debug-only hooks run: SLOWFAST_DEBUG_BIN).
 TEST_JOBS ?= auto
-test-python: venv build
-	SLOWFAST_BIN=$(CURDIR)/$(BIN_DEBUG) $(PYTHON) -m pytest -q -n $(TEST_JOBS) Tests/Validation
+test-python: venv build release
+	@mkdir -p $(TEST_LOGS)
+	set -o pipefail; SLOWFAST_BIN=$(CURDIR)/$(BIN_RELEASE) SLOWFAST_DEBUG_BIN=$(CURDIR)/$(BIN_DEBUG) \
+		$(PYTHON) -m pytest -q -n $(TEST_JOBS) --dist loadgroup Tests/Validation 2>&1 | tee $(TEST_LOGS)/python.txt
 
 # Every input of every fuzz corpus (crafted hostile models and what fuzzing kept; safetensors
 # files, indexes, weight maps, layouts, genai configs and checkpoints to import) run through
@@ -69,16 +78,20 @@ test-python: venv build
 # The replay binary is the fuzz target built without libFuzzer, with ASan, in its own scratch
 # folder so the plain build is untouched.
 ASAN_BIN := .build-asan/debug/slowfast-fuzz
-FUZZ_TARGETS := model safetensors safetensors-index weight-map layout genai-config import
+# Targets replayed at once (each is one process); every core by default.
+REPLAY_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+# The longest replays first (import ~50 s, model ~45 s, weight-map ~25 s, the rest seconds), so none ends alone.
+FUZZ_TARGETS := import model weight-map layout safetensors-index safetensors genai-config
 fuzz-corpus = $(if $(filter model,$(1)),Tests/Fuzz/corpus,Tests/Fuzz/$(1))
 test-fuzz-replay: deps
 	$(SWIFT) build --scratch-path .build-asan --product slowfast-fuzz \
 		-Xswiftc -sanitize=address -Xcc -fsanitize=address
-	@set -e; for target in $(FUZZ_TARGETS); do \
-		case $$target in model) corpus=Tests/Fuzz/corpus;; *) corpus=Tests/Fuzz/$$target;; esac; \
-		echo "SLOWFAST_FUZZ_TARGET=$$target $(ASAN_BIN) $$corpus"; \
-		ASAN_OPTIONS=detect_leaks=1 SLOWFAST_FUZZ_TARGET=$$target $(ASAN_BIN) $$corpus; \
-	done
+	@mkdir -p $(TEST_LOGS)
+	@printf '%s\n' $(FUZZ_TARGETS) | xargs -P $(REPLAY_JOBS) -I{} sh -c \
+		'case {} in model) corpus=Tests/Fuzz/corpus;; *) corpus=Tests/Fuzz/{};; esac; \
+		 ASAN_OPTIONS=detect_leaks=1 SLOWFAST_FUZZ_TARGET={} $(ASAN_BIN) $$corpus > $(TEST_LOGS)/replay-{}.txt 2>&1; \
+		 status=$$?; cat $(TEST_LOGS)/replay-{}.txt; \
+		 [ $$status = 0 ] || { echo "replay of {} ($$corpus) failed: SLOWFAST_FUZZ_TARGET={} $(ASAN_BIN) $$corpus"; exit 255; }'
 
 # libFuzzer with AddressSanitizer over one target (FUZZ_TARGET, one of FUZZ_TARGETS; `model`
 # is reading and the whole rewrite path), seeded with its corpus (and, for `model`, one

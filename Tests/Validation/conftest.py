@@ -19,6 +19,16 @@ def binary():
     return path
 
 
+def debug_binary():
+    """The debug build of the CLI, for tests of hooks that only a debug build has (a pause
+    inside a commit, `SLOWFAST_TEST_COMMIT_PAUSE_MS`). The rest of the suite runs `binary()`,
+    which `make test` points at the release build users install."""
+    path = Path(os.environ.get("SLOWFAST_DEBUG_BIN", REPO / ".build/debug/slowfast"))
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(f"debug build of slowfast not found at {path}: run `swift build` or set SLOWFAST_DEBUG_BIN", pytrace=False)
+    return path
+
+
 def run(*args, **kwargs):
     """Runs the CLI; returns the CompletedProcess (text mode)."""
     return subprocess.run([str(binary()), *map(str, args)], capture_output=True, text=True, **kwargs)
@@ -34,11 +44,24 @@ def folders(tmp_path):
     return source, out
 
 
-def ort_session(model):
-    import onnx
+def session_options():
+    """onnxruntime session options for the suite: warnings off, and, under pytest-xdist, the
+    cores shared between the workers (each session's own thread pool would otherwise take
+    every core and spin against the other workers' pools and the CLI runs)."""
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        options.intra_op_num_threads = max(1, (os.cpu_count() or 1) // workers)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def ort_session(model):
+    import onnx
+    import onnxruntime as ort
+    options = session_options()
     data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     return ort.InferenceSession(data, options)
 

@@ -40,6 +40,23 @@ def reference(folder):
     return dict(np.load(folder / "reference.npz"))
 
 
+# Per worker (pytest-xdist runs each in its own process): what every test of a fixture reads
+# of its unmodified export, computed once.
+_ORIGINAL_OUTPUTS = {}
+
+
+def original_outputs(folder):
+    """The export's own outputs on the reference feeds, by name, in onnxruntime: logits and,
+    where the export has a KV cache, present.*. Callers must not modify the arrays."""
+    if folder not in _ORIGINAL_OUTPUTS:
+        session = ort_session(folder / "model.onnx")
+        names = [o.name for o in session.get_outputs()]
+        _ORIGINAL_OUTPUTS[folder] = dict(zip(names, session.run(names, graph_inputs(folder))))
+        for value in _ORIGINAL_OUTPUTS[folder].values():
+            value.flags.writeable = False
+    return _ORIGINAL_OUTPUTS[folder]
+
+
 def graph_inputs(folder, path=None):
     """The reference feeds for the graph's inputs."""
     model = onnx.load(str(path or folder / "model.onnx"), load_external_data=False)

@@ -638,7 +638,7 @@ def test_layout_json_with_values_that_make_nan_is_refused(folders, field, value,
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 
-from conftest import binary  # noqa: E402
+from conftest import binary, debug_binary  # noqa: E402
 
 
 def one_gib_model(folder):
@@ -730,7 +730,7 @@ def test_two_rewrites_to_one_output_give_one_consistent_result(tmp_path):
     out.mkdir()
     env = dict(os.environ, SLOWFAST_TEST_COMMIT_PAUSE_MS="2000")
     start = time.monotonic()
-    first = subprocess.Popen([str(binary()), "rewrite", folders["a"], "-o", out / "m.onnx", "--weights", "copy"],
+    first = subprocess.Popen([str(debug_binary()), "rewrite", folders["a"], "-o", out / "m.onnx", "--weights", "copy"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 5
     while not (out / "m.onnx.data").exists() and time.monotonic() < deadline:

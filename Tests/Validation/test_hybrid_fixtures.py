@@ -13,7 +13,7 @@ from onnx import numpy_helper
 import hybrid_reference
 from conftest import REPO, checker_passes, ort_session, query_mask_of, run, slow_inputs_off
 from fixtures import (FIXTURES, NAMES, assert_equals_pytorch_hybrid, float_compute, float_weights, assert_float16_outputs_preserved, config, float_type,
-                      graph_inputs, position_feeds, pytorch_names, query_anchor, rope_from_caches, rotated_query, tolerance)
+                      graph_inputs, original_outputs, position_feeds, pytorch_names, query_anchor, rope_from_caches, rotated_query, tolerance)
 
 LAYERS = [0, 2, 4]
 GATED = 2
@@ -70,9 +70,8 @@ def test_default_init_is_function_preserving(folder, mode, tmp_path):
     assert result.returncode == 0, result.stderr
     assert checker_passes(folder / "model.onnx") == checker_passes(out)
     feeds = graph_inputs(folder)
-    original = ort_session(folder / "model.onnx")
-    names = [o.name for o in original.get_outputs()]  # logits, and present.* where the export has a cache
-    before = dict(zip(names, original.run(names, feeds)))
+    before = original_outputs(folder)  # logits, and present.* where the export has a cache
+    names = list(before)
     slow = slow_feeds(out, slow_tokens(config(folder), dtype=float_type(folder)))
     after = dict(zip(names, ort_session(out).run(names, {**feeds, **slow})))
     # float32: every output is the original's (1e-5). float16: bit for bit as ONNX defines the
@@ -261,7 +260,7 @@ def test_query_mask_zero_and_slow_padding(folder, tmp_path):
     length = feeds["input_ids"].shape[1]
     dtype = float_type(folder)
     slow = slow_tokens(cfg, dtype=dtype)
-    original = ort_session(folder / "model.onnx").run(["logits"], feeds)[0]
+    original = original_outputs(folder)["logits"]
     # Every position excluded closes the gates; so do two ranges that together cover every
     # position. The output is the original's (float16: as in test_default_init_is_function_preserving).
     for exclude in (np.array([[[0, length]]], np.int64), np.array([[[3, 99], [0, 3]]], np.int64)):
@@ -439,7 +438,7 @@ def test_fused_cross_attention_equals_the_decomposed_form(folder, tmp_path):
     limit = tolerance(folder, float32=1e-5, float16=1e-2)
     for form in forms[1:]:
         assert np.abs(logits[form].astype(np.float64) - logits["decomposed"]).max() <= limit, form
-    original = ort_session(folder / "model.onnx").run(["logits"], graph_inputs(folder))[0]
+    original = original_outputs(folder)["logits"]
     assert np.abs(logits["decomposed"].astype(np.float64) - original).max() > 10 * limit * logit_scale(folder)
 
 

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import backend_models, ort_session, run
+from conftest import backend_models, ort_session, run, session_options
 from fixtures import FIXTURES, graph_inputs, srelu_channel_flags
 
 LIGHT = [p for p in backend_models() if p.parent.name == "light"]
@@ -39,10 +39,10 @@ def with_random_weights(path, out, seed=0):
         if node.op_type == "ConstantOfShape" and node.input[0] in constants:
             shape = [int(d) for d in constants[node.input[0]]]
             fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-            values = rng.standard_normal(shape) * np.sqrt(2.0 / max(fan_in, 1))
+            values = rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / max(fan_in, 1)))
             if len(shape) == 1:  # batch-norm vectors: scale near 1, variance positive
-                values = 1 + 0.1 * np.abs(rng.standard_normal(shape))
-            model.graph.initializer.append(numpy_helper.from_array(values.astype(np.float32), node.output[0]))
+                values = 1 + 0.1 * np.abs(rng.standard_normal(shape, dtype=np.float32))
+            model.graph.initializer.append(numpy_helper.from_array(values.astype(np.float32, copy=False), node.output[0]))
         else:
             kept.append(node)
     del model.graph.node[:]
@@ -55,8 +55,7 @@ def exposed(model_path, names):
     model = onnx.load(model_path)
     for name in names:
         model.graph.output.append(helper.make_empty_tensor_value_info(name))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options = session_options()
     # onnxruntime fuses Conv+BatchNorm+Relu when a Relu is there and not when it is gone; the
     # fused kernels round differently (1.1e-5 seen on inception_v2), which is onnxruntime's,
     # not ours: compare the graphs as written.
@@ -64,12 +63,28 @@ def exposed(model_path, names):
     return ort.InferenceSession(model.SerializeToString(), options)
 
 
+# Per worker: a light model with random weights, and the original's values on one input, made
+# once and compared against both SReLU forms (the two cases share a worker: xdist_group).
+RANDOM_CNNS = {}
+
+
+def random_cnn(path, tmp_path_factory):
+    if path not in RANDOM_CNNS:
+        source = with_random_weights(path, tmp_path_factory.mktemp(path.stem) / "random.onnx")
+        graph = onnx.load(source, load_external_data=False).graph
+        relu_outputs = [n.output[0] for n in graph.node if n.op_type == "Relu"]
+        relu_inputs = [n.input[0] for n in graph.node if n.op_type == "Relu"]
+        original = exposed(source, relu_inputs + relu_outputs)
+        feeds = random_input(original)
+        expected = dict(zip([o.name for o in original.get_outputs()], original.run(None, feeds)))
+        RANDOM_CNNS[path] = (source, relu_inputs, relu_outputs, [o.name for o in graph.output], feeds, expected)
+    return RANDOM_CNNS[path]
+
+
 @pytest.mark.parametrize("form", ["function", "primitive"])
-@pytest.mark.parametrize("path", LIGHT, ids=lambda p: p.stem)
-def test_relu_to_srelu_on_cnns_is_exact(path, form, tmp_path):
-    source = with_random_weights(path, tmp_path / "random.onnx")
-    relu_outputs = [n.output[0] for n in onnx.load(source).graph.node if n.op_type == "Relu"]
-    relu_inputs = [n.input[0] for n in onnx.load(source).graph.node if n.op_type == "Relu"]
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem, marks=pytest.mark.xdist_group(f"cnn-{p.stem}")) for p in LIGHT])
+def test_relu_to_srelu_on_cnns_is_exact(path, form, tmp_path, tmp_path_factory):
+    source, relu_inputs, relu_outputs, final, feeds, expected = random_cnn(path, tmp_path_factory)
     out = tmp_path / "m.onnx"
     result = run("rewrite", source, "-o", out, "--activation", "srelu", "--activation-targets", "relu", "--srelu-form", form)
     assert result.returncode == 0, result.stderr
@@ -77,12 +92,8 @@ def test_relu_to_srelu_on_cnns_is_exact(path, form, tmp_path):
     assert not any(n.op_type == "Relu" for n in rewritten.graph.node)
     if form == "function":
         assert [f.name for f in rewritten.functions] == ["SReLU"] and rewritten.ir_version >= 8
-    original = exposed(source, relu_inputs + relu_outputs)
-    feeds = random_input(original)
-    expected = dict(zip([o.name for o in original.get_outputs()], original.run(None, feeds)))
     for name in relu_inputs:  # every ReLU really sees both signs
         assert (expected[name] < 0).any() and (expected[name] > 0).any(), name
-    final = [o.name for o in onnx.load(source).graph.output]
     got = exposed(out, relu_outputs)
     values = dict(zip([o.name for o in got.get_outputs()], got.run(None, feeds)))
     for name in relu_outputs + final:

@@ -18,6 +18,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from conftest import session_options
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -91,8 +93,7 @@ def test_tokens_match_numpy_reference(case, tmp_path):
 
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     x = rng.standard_normal((frames, h, w, d)).astype(np.float32)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options = session_options()
     session = ort.InferenceSession(str(out), options)
     slow, fast = session.run(["slow_tokens", "fast_tokens"], {"features": x})
 
@@ -148,8 +149,7 @@ def test_one_model_serves_every_frame_count(preset, s, t, tmp_path):
 
 
 def ort_session(path):
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options = session_options()
     return ort.InferenceSession(str(path), options)
 
 
@@ -207,8 +207,7 @@ def test_insert_after_projector_output(tmp_path):
     assert "slow tokens 'slow_tokens'" in result.stdout and "fast tokens 'fast_tokens'" in result.stdout
 
     patches = rng.standard_normal((frames, h * w, c)).astype(np.float32)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options = session_options()
     projected, slow, fast = ort.InferenceSession(str(out), options).run(names, {"patches": patches})
     expected = patches @ weight + bias
     assert np.abs(projected - expected).max() <= 1e-5
