@@ -301,6 +301,12 @@ def main():
          abs(text_ratio / predicted - 1) <= 0.05, f"{text_ratio:.3f} vs {predicted:.3f}"),
         (f"decode with cached slow K/V within {args.decode_target:.2f}x of the original",
          results["dec-cached"]["ratio"] <= args.decode_target, f"x{results['dec-cached']['ratio']:.3f}"),
+        # The cost model's own ratio for the same step: the cross-attention FLOPs beside the
+        # step's. Where it is above the target above (the int4 step: 1.132), the target cannot be
+        # met by this layer at this shape; this row says whether we are where the model says.
+        ("decode with cached slow K/V within 5% of the cost model",
+         abs(results["dec-cached"]["ratio"] / dec["cachedOverOriginal"] - 1) <= 0.05,
+         f"x{results['dec-cached']['ratio']:.3f} vs x{dec['cachedOverOriginal']:.3f}"),
         ("fused peak RSS below decomposed (slow-fast@128 all-queries)",
          results["sf128-all-fused"]["peak_mb"] < results["sf128-all-decomposed"]["peak_mb"],
          f"{results['sf128-all-fused']['peak_mb']:.0f} MB vs {results['sf128-all-decomposed']['peak_mb']:.0f} MB"),

@@ -1,4 +1,5 @@
 import SlowFastAdapters
+import SlowFastIR
 import SlowFastPasses
 
 /// The hybrid-layer part of a rewrite: which layers, and how.
@@ -50,5 +51,33 @@ extension RewriteRequest {
             passes.removeAll { $0 is HybridRequest }
             if let newValue { passes.append(newValue) }
         }
+    }
+}
+
+/// The hybrid layers earlier rewrites made, as `inspect` reports them: each with its mode and
+/// the parameters it owns, and the marks that claim a layer the model does not hold.
+public struct HybridLayerReport: RewriteReport, Codable, Equatable {
+    public struct HybridLayer: Codable, Equatable, Sendable {
+        public var layer: Int
+        /// `in-place` or `insert`.
+        public var mode: String
+        public var parameters: [String]
+    }
+
+    public var hybridLayers: [HybridLayer]
+    /// Marks that claim a hybrid layer the model does not hold (metadata anyone can write):
+    /// what each claimed and why it is not believed. Absent when there are none.
+    public var ignoredMarks: [String]?
+
+    public init(model: Model) {
+        let claims = model.graph.hybridLayerClaims()
+        hybridLayers = claims.filter { $0.doubt == nil }.map { HybridLayer(layer: $0.layer, mode: $0.mode, parameters: $0.parameters) }
+        let ignored = claims.compactMap(\.doubt)
+        ignoredMarks = ignored.isEmpty ? nil : ignored
+    }
+
+    public var lines: [String] {
+        hybridLayers.map { "hybrid layer \($0.layer) (\($0.mode)): " + $0.parameters.joined(separator: ", ") }
+            + (ignoredMarks ?? []).map { "ignored: " + $0 }
     }
 }

@@ -5,7 +5,7 @@ import SlowFastWeights
 
 /// What `slowfast inspect` reports about a model; encodes to the JSON of
 /// `Schemas/inspect.schema.json`.
-public struct ModelSummary: Codable, Equatable {
+public struct ModelSummary: Encodable, Equatable {
     public struct Producer: Codable, Equatable {
         public var name: String
         public var version: String
@@ -78,7 +78,7 @@ public struct ModelSummary: Codable, Equatable {
     public var functions: [FunctionSummary]
     public var subgraphs: Int
     public var metadata: [String: String]
-    /// Hybrid layers and SReLU sites an earlier slowfast rewrite made.
+    /// What earlier slowfast rewrites made (hybrid layers, SReLU sites), one report per pass.
     public var rewrites: RewriteSummary
 }
 

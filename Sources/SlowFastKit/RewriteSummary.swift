@@ -1,41 +1,51 @@
-/// What earlier slowfast rewrites did to a model, read back from the marks its passes left
-/// on the nodes they added (`RewriteMarks`): the hybrid layers and SReLU sites, each with the
-/// parameters it owns. An initializer belongs to a layer or site when nodes of that layer or
-/// site read it (directly) and no node of the original model does.
-public struct RewriteSummary: Codable, Equatable, Sendable {
-    public struct HybridLayer: Codable, Equatable, Sendable {
-        public var layer: Int
-        /// `in-place` or `insert`.
-        public var mode: String
-        public var parameters: [String]
+import SlowFastIR
+
+/// One pass's account of what earlier rewrites did to a model, read back from the marks the
+/// pass left on the nodes it added (`RewriteMarks`). `inspect --json` writes its keys under
+/// `rewrites`; `inspect` prints its lines.
+public protocol RewriteReport: Encodable, Sendable {
+    /// Reads this pass's marks in `model` (an empty report where there are none).
+    init(model: Model)
+    /// What `inspect` prints of it, one line each (none where the pass left nothing).
+    var lines: [String] { get }
+    /// Whether `other` is the same report (for `RewriteSummary`'s equality).
+    func isEqual(to other: any RewriteReport) -> Bool
+}
+
+extension RewriteReport where Self: Equatable {
+    public func isEqual(to other: any RewriteReport) -> Bool { (other as? Self) == self }
+}
+
+/// What earlier slowfast rewrites did to a model: one report per pass that reads its own
+/// marks, in the order of `RewriteSummary.reporters`. A parameter belongs to a layer or site
+/// when nodes of that layer or site read it (directly) and no node of the original model does.
+public struct RewriteSummary: Encodable, Equatable, Sendable {
+    /// The passes whose earlier rewrites `inspect` reports. A new pass that wants its work
+    /// listed adds its report type here; nothing else names it.
+    public static let reporters: [any RewriteReport.Type] = [HybridLayerReport.self, SReLUReport.self]
+
+    public var reports: [any RewriteReport]
+
+    /// The reports of `reporters` (the built-in passes' by default; a library that adds a pass
+    /// may pass its own report type beside them).
+    public init(model: Model, reporters: [any RewriteReport.Type] = RewriteSummary.reporters) {
+        reports = reporters.map { $0.init(model: model) }
     }
 
-    public struct SReLUSite: Codable, Equatable, Sendable {
-        /// The name of the activation node that was replaced.
-        public var site: String
-        public var parameters: [String]
+    /// The report of type `type`, if it is registered.
+    public func report<Report: RewriteReport>(_ type: Report.Type) -> Report? {
+        reports.lazy.compactMap { $0 as? Report }.first
     }
 
-    public var hybridLayers: [HybridLayer]
-    public var sreluSites: [SReLUSite]
-    /// Marks that claim a hybrid layer the model does not hold (metadata anyone can write):
-    /// what each claimed and why it is not believed. Absent when there are none.
-    public var ignoredMarks: [String]?
+    /// Every report's lines, in order.
+    public var lines: [String] { reports.flatMap(\.lines) }
 
-    public init(model: Model) {
-        let graph = model.graph
-        var siteNodes: [String: [Node]] = [:]
-        var siteOrder: [String] = []
-        for node in graph.nodes where node.metadata(RewriteMarks.pass) == RewriteMarks.sreluPass {
-            guard let site = node.metadata(RewriteMarks.site) else { continue }
-            if siteNodes[site] == nil { siteOrder.append(site) }
-            siteNodes[site, default: []].append(node)
-        }
-        let claims = graph.hybridLayerClaims()
-        hybridLayers = claims.filter { $0.doubt == nil }.map { HybridLayer(layer: $0.layer, mode: $0.mode, parameters: $0.parameters) }
-        let ignored = claims.compactMap(\.doubt)
-        ignoredMarks = ignored.isEmpty ? nil : ignored
-        let siteParameters = graph.initializers(ownedBy: siteOrder.map { siteNodes[$0] ?? [] })
-        sreluSites = zip(siteOrder, siteParameters).map { SReLUSite(site: $0, parameters: $1) }
+    /// The reports' keys side by side in one object.
+    public func encode(to encoder: Encoder) throws {
+        for report in reports { try report.encode(to: encoder) }
+    }
+
+    public static func == (a: RewriteSummary, b: RewriteSummary) -> Bool {
+        a.reports.count == b.reports.count && zip(a.reports, b.reports).allSatisfy { $0.isEqual(to: $1) }
     }
 }

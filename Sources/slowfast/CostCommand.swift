@@ -150,7 +150,7 @@ struct CostCommand: ParsableCommand {
             // --vocab fill them in below.
             let loaded = try ModelReader.read(path: model)
             dims = try AdapterChoice(argument: adapter).discover(loaded).dimensions
-            rewritten = RewriteSummary(model: loaded).hybridLayers.map(\.layer)
+            rewritten = HybridLayerReport(model: loaded).hybridLayers.map(\.layer)
             storedWeightBytes = Double(loaded.graph.initializers.reduce(0) { $0 + ($1.byteCount ?? 0) })
             fused = loaded.graph.nodes.contains { node in
                 node.metadata(RewriteMarks.pass) == RewriteMarks.hybridPass && ["Attention", "MultiHeadAttention"].contains(node.opType)

@@ -128,14 +128,7 @@ struct InspectCommand: ParsableCommand {
             lines.append("functions:")
             for function in summary.functions { lines.append("  \(function.domain).\(function.name): \(function.nodeCount) nodes") }
         }
-        for layer in summary.rewrites.hybridLayers {
-            lines.append("hybrid layer \(layer.layer) (\(layer.mode)): " + layer.parameters.joined(separator: ", "))
-        }
-        for ignored in summary.rewrites.ignoredMarks ?? [] { lines.append("ignored: " + oneLine(ignored)) }
-        if !summary.rewrites.sreluSites.isEmpty {
-            lines.append("SReLU sites: \(summary.rewrites.sreluSites.count)")
-            for site in summary.rewrites.sreluSites { lines.append("  \(site.site): " + site.parameters.joined(separator: ", ")) }
-        }
+        lines += summary.rewrites.lines
         if !summary.metadata.isEmpty {
             lines.append("metadata:")
             for key in summary.metadata.keys.sorted() { lines.append("  \(key): \(summary.metadata[key]!)") }

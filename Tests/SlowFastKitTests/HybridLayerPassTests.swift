@@ -115,7 +115,7 @@ final class HybridLayerPassTests: XCTestCase {
     func testRewriteSummaryListsTheLayersAndTheirOwnParameters() throws {
         let model = try TestSupport.exampleModel()
         let (_, result) = try rewrite(model, layers: [0, 5], mode: .insert)
-        let summary = RewriteSummary(model: model)
+        let summary = try XCTUnwrap(RewriteSummary(model: model).report(HybridLayerReport.self))
         XCTAssertEqual(summary.hybridLayers.map(\.layer), [0, 5])
         XCTAssertEqual(summary.hybridLayers.map(\.mode), ["insert", "insert"])
         // Every parameter the pass reported belongs to exactly one layer.

@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 import SlowFastKit
 
@@ -28,6 +29,14 @@ private struct CountingRequest: PassRequest {
     func makePass(layout: ModelLayout?) throws -> ModelPass { NotePass(name: passName, text: "counted", layers: layout?.layers.count) }
 }
 
+/// What `inspect` would say of the note pass's earlier work: its own key and lines, beside
+/// the built-in passes' reports, declared here only.
+private struct NodeCountReport: RewriteReport, Equatable {
+    var nodeCount: Int
+    init(model: Model) { nodeCount = model.graph.nodes.count }
+    var lines: [String] { ["nodes counted: \(nodeCount)"] }
+}
+
 final class PassRequestTests: XCTestCase {
     let example = TestSupport.path("Examples/qwen2-tiny/model.onnx")
 
@@ -51,6 +60,22 @@ final class PassRequestTests: XCTestCase {
         XCTAssertEqual(outcome.results.map(\.pass), ["count-layers", "hybrid-layers", "note", "srelu"])
         XCTAssertEqual(outcome.layout?.layers.count, 6, "the layers are read once, for every pass that needs them")
         XCTAssertTrue(outcome.results[0].result.changes.contains(.recorded(kind: "note", detail: "counted (\(nodes) nodes, layers 6)")))
+    }
+
+    func testAReportDeclaredOutsideTheLibraryIsListedBesideTheBuiltInOnes() throws {
+        let model = try ModelReader.read(path: example)
+        _ = try Pipeline.apply(RewriteRequest(hybrid: HybridRequest(layers: .layers([1]))), to: model)
+        let summary = RewriteSummary(model: model, reporters: RewriteSummary.reporters + [NodeCountReport.self])
+        XCTAssertEqual(summary.report(HybridLayerReport.self)?.hybridLayers.map(\.layer), [1])
+        XCTAssertEqual(summary.lines.last, "nodes counted: \(model.graph.nodes.count)")
+        XCTAssertEqual(summary.lines.filter { $0.hasPrefix("hybrid layer 1 (in-place): ") }.count, 1)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: encoder.encode(summary)) as? [String: Any])
+        XCTAssertEqual(Set(json.keys), ["hybridLayers", "sreluSites", "nodeCount"])
+        XCTAssertEqual(json["nodeCount"] as? Int, model.graph.nodes.count)
+        XCTAssertEqual(summary, RewriteSummary(model: model, reporters: RewriteSummary.reporters + [NodeCountReport.self]))
+        XCTAssertNotEqual(summary, RewriteSummary(model: model))
     }
 
     func testTheBuiltInAccessorsReadAndReplaceTheirPasses() {

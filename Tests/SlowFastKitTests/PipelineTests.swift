@@ -59,7 +59,7 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(outcome.layout?.layers.count, 6)
         XCTAssertEqual(report.files.last?.path, output)
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/model.weight-map.json"))
-        XCTAssertEqual(RewriteSummary(model: try ModelReader.read(path: output)).hybridLayers.map(\.layer), [0, 2, 4])
+        XCTAssertEqual(HybridLayerReport(model: try ModelReader.read(path: output)).hybridLayers.map(\.layer), [0, 2, 4])
     }
 
     func testAFailedRewriteNamesTheFileAndWritesNothing() throws {

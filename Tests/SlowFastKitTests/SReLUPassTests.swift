@@ -24,7 +24,7 @@ final class SReLUPassTests: XCTestCase {
         XCTAssertEqual(result.changes, [.functionAdded(domain: Domain.slowFast, name: "SReLU", reused: false),
                                         .activationReplaced(site: "act", kind: "relu", channels: 4, axis: -1, form: "function")])
         XCTAssertEqual(SReLUPass.sites(in: model), ["act"])
-        XCTAssertEqual(RewriteSummary(model: model).sreluSites.first?.parameters.count, 4)
+        XCTAssertEqual(SReLUReport(model: model).sreluSites.first?.parameters.count, 4)
     }
 
     func testOurOwnFunctionIsReused() throws {
