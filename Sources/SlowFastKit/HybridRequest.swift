@@ -2,31 +2,28 @@ import SlowFastAdapters
 import SlowFastIR
 import SlowFastPasses
 
-/// The hybrid-layer part of a rewrite: which layers, and how.
+/// The hybrid-layer part of a rewrite: which layers (a selection, resolved when the model's
+/// layers are known), and how (the settings the pass reads as they are; `request.mode`).
+@dynamicMemberLookup
 public struct HybridRequest: Sendable {
     public var layers: LayerSelection
-    public var mode: HybridLayerOptions.Mode
-    public var slowTokenWidth: Int?
-    public var initStd: Double
-    public var seed: UInt64
-    /// Slow K/V computed in the decoder (`inline`) or fed as inputs from a companion model.
-    public var slowKV: SlowKVSource
-    /// Fused attention op where the model allows it (`auto`), or a chosen form.
-    public var crossAttention: CrossAttentionForm
-    /// kv_proj in a quantized model's own form where exact (`asModel`), or float.
-    public var newWeights: HybridLayerOptions.NewWeights
+    public var settings: HybridLayerSettings
+
+    public init(layers: LayerSelection, settings: HybridLayerSettings) {
+        self.layers = layers
+        self.settings = settings
+    }
 
     public init(layers: LayerSelection, mode: HybridLayerOptions.Mode = .inPlace, slowTokenWidth: Int? = nil,
                 initStd: Double = 0.02, seed: UInt64 = 0, slowKV: SlowKVSource = .inline, crossAttention: CrossAttentionForm = .auto,
                 newWeights: HybridLayerOptions.NewWeights = .asModel) {
-        self.crossAttention = crossAttention
-        self.newWeights = newWeights
-        self.layers = layers
-        self.mode = mode
-        self.slowTokenWidth = slowTokenWidth
-        self.initStd = initStd
-        self.seed = seed
-        self.slowKV = slowKV
+        self.init(layers: layers, settings: HybridLayerSettings(mode: mode, slowTokenWidth: slowTokenWidth, initStd: initStd, seed: seed,
+                                                                slowKV: slowKV, crossAttention: crossAttention, newWeights: newWeights))
+    }
+
+    public subscript<Value>(dynamicMember field: WritableKeyPath<HybridLayerSettings, Value>) -> Value {
+        get { settings[keyPath: field] }
+        set { settings[keyPath: field] = newValue }
     }
 }
 
@@ -37,9 +34,7 @@ extension HybridRequest: PassRequest {
 
     public func makePass(layout: ModelLayout?) throws -> ModelPass {
         guard let layout else { throw PassContractError("the hybrid-layer pass was made without a layer description") }
-        return HybridLayerPass(layout: layout, options: HybridLayerOptions(
-            layers: layers.resolve(layerCount: layout.layers.count), mode: mode, slowTokenWidth: slowTokenWidth, initStd: initStd,
-            seed: seed, slowKV: slowKV, crossAttention: crossAttention, newWeights: newWeights))
+        return HybridLayerPass(layout: layout, options: HybridLayerOptions(layers: layers.resolve(layerCount: layout.layers.count), settings: settings))
     }
 }
 

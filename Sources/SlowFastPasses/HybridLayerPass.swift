@@ -2,7 +2,9 @@ import SlowFastWeights
 import SlowFastIR
 import SlowFastAdapters
 /// Which layers to convert, and how.
-public struct HybridLayerOptions: Sendable {
+/// How a hybrid layer is made, whichever layers it is made at: the one record the command
+/// line fills, a library request carries (`HybridRequest`) and the pass reads.
+public struct HybridLayerSettings: Sendable, Equatable {
     public enum Mode: String, CaseIterable, Sendable {
         /// The paper's hybrid decoder layer: the layer itself cross-attends (docs/DESIGN.md §1).
         case inPlace = "in-place"
@@ -10,7 +12,11 @@ public struct HybridLayerOptions: Sendable {
         case insert
     }
 
-    public var layers: [Int]
+    public enum NewWeights: String, CaseIterable, Sendable {
+        case asModel = "as-model"
+        case float
+    }
+
     public var mode: Mode
     /// Width of the slow tokens the caller will feed; must equal the hidden size.
     public var slowTokenWidth: Int?
@@ -27,21 +33,42 @@ public struct HybridLayerOptions: Sendable {
     /// v_proj join exactly (`asModel`), or in float from their dequantized values.
     public var newWeights: NewWeights
 
-    public enum NewWeights: String, CaseIterable, Sendable {
-        case asModel = "as-model"
-        case float
-    }
-
-    public init(layers: [Int], mode: Mode = .inPlace, slowTokenWidth: Int? = nil, initStd: Double = 0.02, seed: UInt64 = 0,
+    public init(mode: Mode = .inPlace, slowTokenWidth: Int? = nil, initStd: Double = 0.02, seed: UInt64 = 0,
                 slowKV: SlowKVSource = .inline, crossAttention: CrossAttentionForm = .auto, newWeights: NewWeights = .asModel) {
-        self.newWeights = newWeights
-        self.crossAttention = crossAttention
-        self.layers = layers
         self.mode = mode
         self.slowTokenWidth = slowTokenWidth
         self.initStd = initStd
         self.seed = seed
         self.slowKV = slowKV
+        self.crossAttention = crossAttention
+        self.newWeights = newWeights
+    }
+}
+
+/// The hybrid-layer pass's options: the layers (resolved against the model) and the settings,
+/// whose fields read through (`options.mode`).
+@dynamicMemberLookup
+public struct HybridLayerOptions: Sendable {
+    public typealias Mode = HybridLayerSettings.Mode
+    public typealias NewWeights = HybridLayerSettings.NewWeights
+
+    public var layers: [Int]
+    public var settings: HybridLayerSettings
+
+    public init(layers: [Int], settings: HybridLayerSettings) {
+        self.layers = layers
+        self.settings = settings
+    }
+
+    public init(layers: [Int], mode: Mode = .inPlace, slowTokenWidth: Int? = nil, initStd: Double = 0.02, seed: UInt64 = 0,
+                slowKV: SlowKVSource = .inline, crossAttention: CrossAttentionForm = .auto, newWeights: NewWeights = .asModel) {
+        self.init(layers: layers, settings: HybridLayerSettings(mode: mode, slowTokenWidth: slowTokenWidth, initStd: initStd, seed: seed,
+                                                                slowKV: slowKV, crossAttention: crossAttention, newWeights: newWeights))
+    }
+
+    public subscript<Value>(dynamicMember field: WritableKeyPath<HybridLayerSettings, Value>) -> Value {
+        get { settings[keyPath: field] }
+        set { settings[keyPath: field] = newValue }
     }
 }
 

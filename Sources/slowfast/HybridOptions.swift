@@ -1,10 +1,13 @@
 import ArgumentParser
 import SlowFastKit
 
-extension HybridLayerOptions.Mode: ExpressibleByArgument {}
+extension HybridLayerSettings.Mode: ExpressibleByArgument {}
 extension SlowKVSource: ExpressibleByArgument {}
 extension CrossAttentionForm: ExpressibleByArgument {}
-extension HybridLayerOptions.NewWeights: ExpressibleByArgument {}
+extension HybridLayerSettings.NewWeights: ExpressibleByArgument {}
+
+/// The library's defaults, which the flags take when not given.
+private let defaults = HybridLayerSettings()
 
 /// Options that choose and shape hybrid layers; shared by `rewrite` and `plan`.
 struct HybridOptions: ParsableArguments {
@@ -21,34 +24,34 @@ struct HybridOptions: ParsableArguments {
     var maxDepth: Int?
 
     @Option(help: "in-place (the paper's hybrid layer) or insert (a gated cross-attention block before each layer).")
-    var mode: HybridLayerOptions.Mode = .inPlace
+    var mode: HybridLayerSettings.Mode = defaults.mode
 
     @Option(name: .customLong("slow-kv"), help: ArgumentHelp(
         "inline: the decoder computes each hybrid layer's slow keys/values from slow_tokens on every run. inputs: it takes them as "
         + "inputs past_key_values.{i}.encoder.key/value, computed once per generation by <output>.slow-kv-encoder.onnx (in-place mode).",
         valueName: "inline|inputs"))
-    var slowKV: SlowKVSource = .inline
+    var slowKV: SlowKVSource = defaults.slowKV
 
     @Option(name: .customLong("cross-attention"), help: ArgumentHelp(
         "auto: the Attention op at opset >= 23, com.microsoft MultiHeadAttention when the model imports com.microsoft, else "
         + "decomposed (MatMul, Softmax, MatMul). Or force one; multi-head-attention imports com.microsoft (onnxruntime only).",
         valueName: "auto|decomposed|attention|multi-head-attention"))
-    var crossAttention: CrossAttentionForm = .auto
+    var crossAttention: CrossAttentionForm = defaults.crossAttention
 
     @Option(name: .customLong("new-weights"), help: ArgumentHelp(
         "In a quantized model: as-model writes cross_attn_kv_proj in the model's own quantized form where k_proj and v_proj join "
         + "exactly (MatMulNBits rows, the same bytes), float elsewhere; float writes it in float from their dequantized values.",
         valueName: "as-model|float"))
-    var newWeights: HybridLayerOptions.NewWeights = .asModel
+    var newWeights: HybridLayerSettings.NewWeights = defaults.newWeights
 
     @Option(name: .customLong("slow-token-width"), help: "Width of the slow tokens you will feed; must equal the hidden size.")
     var slowTokenWidth: Int?
 
     @Option(name: .customLong("init-std"), help: "Std of the normal init of new projections that copy nothing.")
-    var initStd: Double = 0.02
+    var initStd: Double = defaults.initStd
 
     @Option(help: "Seed of that init.")
-    var seed: UInt64 = 0
+    var seed: UInt64 = defaults.seed
 
     @Option(help: "Layer discovery: auto, a built-in adapter name (see `slowfast adapters`), or a path to an adapter file.")
     var adapter: String = "auto"
@@ -57,6 +60,12 @@ struct HybridOptions: ParsableArguments {
     var layout: String?
 
     var isRequested: Bool { layerList != nil || every != nil }
+
+    /// How the layers are made, as the flags say.
+    var settings: HybridLayerSettings {
+        HybridLayerSettings(mode: mode, slowTokenWidth: slowTokenWidth, initStd: initStd, seed: seed, slowKV: slowKV,
+                            crossAttention: crossAttention, newWeights: newWeights)
+    }
 
     func validate() throws {
         if layerList != nil && every != nil {
@@ -94,8 +103,7 @@ struct HybridOptions: ParsableArguments {
         } else {
             selection = .every(every ?? 1, from: minDepth, below: maxDepth)
         }
-        return HybridRequest(layers: selection, mode: mode, slowTokenWidth: slowTokenWidth, initStd: initStd, seed: seed, slowKV: slowKV,
-                             crossAttention: crossAttention, newWeights: newWeights)
+        return HybridRequest(layers: selection, settings: settings)
     }
 
     /// Where the layer description comes from: --layout, else discovery with --adapter.
