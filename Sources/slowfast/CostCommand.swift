@@ -150,11 +150,10 @@ struct CostCommand: ParsableCommand {
             // --vocab fill them in below.
             let loaded = try ModelReader.read(path: model)
             dims = try AdapterChoice(argument: adapter).discover(loaded).dimensions
-            rewritten = HybridLayerReport(model: loaded).hybridLayers.map(\.layer)
+            let report = HybridLayerReport(model: loaded)
+            rewritten = report.hybridLayers.map(\.layer)
+            fused = report.fusedCrossAttention
             storedWeightBytes = Double(loaded.graph.initializers.reduce(0) { $0 + ($1.byteCount ?? 0) })
-            fused = loaded.graph.nodes.contains { node in
-                node.metadata(RewriteMarks.pass) == RewriteMarks.hybridPass && ["Attention", "MultiHeadAttention"].contains(node.opType)
-            }
             source = model
         }
         if model != nil && preset != nil { throw ValidationError("give MODEL or --preset, not both") }
