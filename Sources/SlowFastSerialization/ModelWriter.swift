@@ -83,10 +83,6 @@ public enum ModelWriter {
         OutputTransaction.removeStaleTemporaries(in: outputFolder)
 
         let plan = try DataFilePlan(model: model, output: path, mode: options.weights)
-        let mode = plan.mode, locationOrder = plan.locationOrder, sources = plan.sources
-        let outputName = plan.outputName, outputNames = plan.outputNames, inputFiles = plan.inputFiles
-        let inputWasExternal = plan.inputWasExternal
-        func destinationName(_ location: String) -> String { plan.destinationName(location) }
         // A progress line (on a terminal, for a gigabyte or more): the data files copied and
         // the values written (imported, computed, repacked).
         let progress = ProgressLine("writing \(Path.fileName(of: path))", total: plan.copiedBytes + valueBytes(model, plan: plan))
@@ -95,12 +91,12 @@ public enum ModelWriter {
         // New tensors go beside the output when the model already keeps weights outside; they
         // are streamed into a staged file as the encoder reaches them.
         let transaction = OutputTransaction()
-        let newDataName = freshDataName(for: outputName, taken: outputNames)
-        let useNewDataFile = mode != .inline && inputWasExternal
+        let newDataName = freshDataName(for: plan.outputName, taken: plan.outputNames)
+        let useNewDataFile = plan.mode != .inline && plan.inputWasExternal
         try refuseOverlaps(model: model, output: path,
-                           dataFiles: mode == .inline ? [] : locationOrder.map { (outputFolder + "/" + destinationName($0), sources[$0]) },
+                           dataFiles: plan.mode == .inline ? [] : plan.locationOrder.map { (outputFolder + "/" + plan.destinationName($0), plan.sources[$0]) },
                            newData: useNewDataFile ? outputFolder + "/" + newDataName : nil,
-                           sidecars: options.sidecars.map(\.path) + options.companions.map(\.path), inputs: options.inputs, inputData: Array(inputFiles.values))
+                           sidecars: options.sidecars.map(\.path) + options.companions.map(\.path), inputs: options.inputs, inputData: Array(plan.inputFiles.values))
         var newData: OutputTransaction.Appender?
         func placeValues(_ data: any TensorData) throws -> TensorPlacement {
             if useNewDataFile, let chunked = data as? any ChunkedTensorData, chunked.byteCount >= options.externalThreshold {
@@ -131,12 +127,12 @@ public enum ModelWriter {
         let placement: (Tensor) throws -> TensorPlacement = { tensor in
             guard let data = plan.writtenValues(of: tensor) else {
                 guard case .external(let data) = tensor.storage, let location = data as? ExternalDataLocation else { return .asRead }
-                let name = destinationName(location.location)
+                let name = plan.destinationName(location.location)
                 if tensor.origin != nil && name == location.location { return .asRead }
                 return .external(location: name, offset: location.offset, length: location.length, others: location.otherEntries)
             }
             defer { progress.advance(by: Self.byteCount(of: tensor)) }
-            if mode == .inline, case .external = tensor.storage { return .inline(data) }
+            if plan.mode == .inline, case .external = tensor.storage { return .inline(data) }
             return try placeValues(data)
         }
 
@@ -144,7 +140,7 @@ public enum ModelWriter {
         let message = try encoder.model(model)
         let size = withUnsafeMutablePointer(to: &message.pointee.base) { protobuf_c_message_get_packed_size($0) }
         if size > protobufLimit {
-            if mode == .inline { throw ModelWriteError.inlineTooLarge(path: path, bytes: size) }
+            if plan.mode == .inline { throw ModelWriteError.inlineTooLarge(path: path, bytes: size) }
             throw ModelWriteError.encodeFailed(path: path, reason: "the graph alone is \(size) bytes, over the 2 GiB protobuf limit")
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 16)
@@ -164,7 +160,7 @@ public enum ModelWriter {
         files += try stageBesideFiles(options, model: model, transaction: transaction)
         // A data file that shrank while we read or copied it would leave a model pointing
         // past its end: refuse before anything is renamed into place.
-        for source in sources.values {
+        for source in plan.sources.values {
             do { try source.checkUnchanged() } catch let error as SystemError {
                 throw ModelWriteError.ioFailure(path: error.path, reason: error.message)
             }
@@ -172,7 +168,7 @@ public enum ModelWriter {
         try transaction.stage(path: path, bytes: UnsafeRawBufferPointer(rebasing: buffer[0 ..< size]))
         files.append(WrittenFile(path: path, action: .written, bytes: size))
         try transaction.commit(lockingFolder: outputFolder)
-        return WriteReport(files: files, weights: mode)
+        return WriteReport(files: files, weights: plan.mode)
     }
 
     /// Bytes of the values `write` will encode or append (not those it copies whole).
