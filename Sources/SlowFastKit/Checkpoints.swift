@@ -291,8 +291,9 @@ public enum WeightImport {
                     var storage = TensorStorage.bytes(TensorBytes(bytes: bytes))
                     if name == entry.onnxName {
                         if heldCodes + bytes.count > heldCodesBudget {
-                            storage = .computed(RequantizedCodes(entry: entry, quantization: quantization, checkpoint: checkpoint,
-                                                                 stored: stored, widen: requantize))
+                            storage = .computed(RequantizedCodes {
+                                try requantized(entry, quantization, checkpoint: checkpoint, stored: stored, widen: requantize).tensors[0].1
+                            })
                         } else {
                             heldCodes += bytes.count
                         }
@@ -383,7 +384,7 @@ extension WeightImport {
             throw CheckpointError(file: file, message: "'\(shapes.map(\.name).joined(separator: ", "))' into '\(entry.onnxName)' (\(quantization.summary)): "
                 + "\(overflow)" + (overflow.range == nil ? "" : "; --requantize widens the scale"))
         }
-        var tensors: [(String, [UInt8])] = [(entry.onnxName, made.codes)]
+        var tensors: [(String, [UInt8])] = [(entry.onnxName, made.codes)]  // the codes first (RequantizedCodes reads them there)
         if let scales = made.scales {
             let name: String
             switch quantization {
@@ -435,26 +436,12 @@ struct StoredTensors {
 /// A quantized weight's new codes, rounded from the checkpoint when the writer asks: the same
 /// computation the import already ran to check and report them, so the same bytes.
 final class RequantizedCodes: TensorData {
-    let entry: WeightMap.Entry
-    let quantization: ProjectionStorage
-    let checkpoint: SafeTensorsCheckpoint
-    let stored: StoredTensors
-    let widen: Bool
+    private let make: () throws -> [UInt8]
 
-    init(entry: WeightMap.Entry, quantization: ProjectionStorage, checkpoint: SafeTensorsCheckpoint, stored: StoredTensors, widen: Bool) {
-        self.entry = entry
-        self.quantization = quantization
-        self.checkpoint = checkpoint
-        self.stored = stored
-        self.widen = widen
-    }
+    init(_ make: @escaping () throws -> [UInt8]) { self.make = make }
 
     func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
-        let made = try WeightImport.requantized(entry, quantization, checkpoint: checkpoint, stored: stored, widen: widen)
-        guard let codes = made.tensors.first(where: { $0.0 == entry.onnxName })?.1 else {
-            throw CheckpointError(file: checkpoint.path, message: "no codes made for '\(entry.onnxName)'")
-        }
-        return try codes.withUnsafeBytes(body)
+        try make().withUnsafeBytes(body)
     }
 }
 

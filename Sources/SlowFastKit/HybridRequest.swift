@@ -63,27 +63,20 @@ public struct HybridLayerReport: RewriteReport, Codable, Equatable {
     /// Marks that claim a hybrid layer the model does not hold (metadata anyone can write):
     /// what each claimed and why it is not believed. Absent when there are none.
     public var ignoredMarks: [String]?
-    /// Whether the cross-attention was written as a fused op (`Attention`, `MultiHeadAttention`),
-    /// for the cost model; not part of `inspect`'s JSON.
-    public var fusedCrossAttention: Bool
-
-    private enum CodingKeys: String, CodingKey { case hybridLayers, ignoredMarks }
-
-    public init(from decoder: Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        hybridLayers = try container.decode([HybridLayer].self, forKey: .hybridLayers)
-        ignoredMarks = try container.decodeIfPresent([String].self, forKey: .ignoredMarks)
-        fusedCrossAttention = false
-    }
 
     public init(model: Model) {
-        fusedCrossAttention = model.graph.nodes.contains { node in
-            node.metadata(RewriteMarks.pass) == RewriteMarks.hybridPass && ["Attention", "MultiHeadAttention"].contains(node.opType)
-        }
         let claims = model.graph.hybridLayerClaims()
         hybridLayers = claims.filter { $0.doubt == nil }.map { HybridLayer(layer: $0.layer, mode: $0.mode, parameters: $0.parameters) }
         let ignored = claims.compactMap(\.doubt)
         ignoredMarks = ignored.isEmpty ? nil : ignored
+    }
+
+    /// Whether the hybrid layers' cross-attention was written as a fused op (`Attention`,
+    /// `MultiHeadAttention`), for the cost model.
+    public static func crossAttentionIsFused(in model: Model) -> Bool {
+        model.graph.nodes.contains { node in
+            node.metadata(RewriteMarks.pass) == RewriteMarks.hybridPass && ["Attention", "MultiHeadAttention"].contains(node.opType)
+        }
     }
 
     public var lines: [String] {

@@ -1,7 +1,6 @@
 import SlowFastWeights
 import SlowFastIR
 import SlowFastAdapters
-/// Which layers to convert, and how.
 /// How a hybrid layer is made, whichever layers it is made at: the one record the command
 /// line fills, a library request carries (`HybridRequest`) and the pass reads.
 public struct HybridLayerSettings: Sendable, Equatable {

@@ -150,9 +150,8 @@ struct CostCommand: ParsableCommand {
             // --vocab fill them in below.
             let loaded = try ModelReader.read(path: model)
             dims = try AdapterChoice(argument: adapter).discover(loaded).dimensions
-            let report = HybridLayerReport(model: loaded)
-            rewritten = report.hybridLayers.map(\.layer)
-            fused = report.fusedCrossAttention
+            rewritten = HybridLayerReport(model: loaded).hybridLayers.map(\.layer)
+            fused = HybridLayerReport.crossAttentionIsFused(in: loaded)
             storedWeightBytes = Double(loaded.graph.initializers.reduce(0) { $0 + ($1.byteCount ?? 0) })
             source = model
         }

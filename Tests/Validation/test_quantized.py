@@ -4,6 +4,8 @@ joins exactly, dequantized weights exported exactly, and unsupported forms refus
 The function-preservation, gates-on and decode-step checks run on these fixtures in
 test_hybrid_fixtures.py like on every other."""
 import json
+import os
+import subprocess
 
 import numpy as np
 import onnx
@@ -11,7 +13,7 @@ import pytest
 from onnx import helper, numpy_helper
 from safetensors.numpy import load_file
 
-from conftest import REPO, run
+from conftest import REPO, debug_binary, run
 from fixtures import FIXTURES, config, reference
 
 QUANTIZED = [f for f in FIXTURES if f.name.endswith(("-int4", "-int8", "-qdq"))]
@@ -389,9 +391,6 @@ def import_twice(model, source, tmp_path, *extra):
     """Imports `source` into `model` with every new code held until the write and with none
     held (each rounded again as it is written: the debug build's test budget of 0 bytes);
     returns both output folders."""
-    import os
-    import subprocess
-    from conftest import debug_binary
     outs = []
     for budget in (None, "0"):
         out = tmp_path / f"held-{budget or 'all'}" / "model.onnx"
